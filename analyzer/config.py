@@ -1,0 +1,107 @@
+"""Settings from [tool.interpkit] and the command line, and `# interpkit: ignore[...]` comments."""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from analyzer.errors import InputError
+from analyzer.findings import Finding, Severity
+from analyzer.registry import code_matches
+
+
+@dataclass(frozen=True)
+class Config:
+    select: tuple[str, ...] = ("ALL",)
+    ignore: tuple[str, ...] = ()
+    fail_on: Severity = Severity.ERROR
+    follow_closure: bool = True       # walk DT_NEEDED dependencies of extensions
+    follow_imports: bool = True       # walk imports from model source into installed packages
+    python_paths: tuple[str, ...] = ()  # extra sys.path entries for import resolution
+    interpreters: tuple[str, ...] = field(default_factory=tuple)  # other Pythons (3.12/3.13)
+
+    def enabled(self, code: str) -> bool:
+        return code_matches(code, self.select) and not code_matches(code, self.ignore)
+
+    def keep(self, finding: Finding) -> bool:
+        return self.enabled(finding.code)
+
+    def with_cli(self, *, select=None, ignore=None, extend_ignore=None, fail_on=None) -> "Config":
+        cfg = self
+        if select:
+            cfg = replace(cfg, select=tuple(select))
+        if ignore:
+            cfg = replace(cfg, ignore=tuple(cfg.ignore) + tuple(ignore))
+        if fail_on:
+            cfg = replace(cfg, fail_on=Severity.parse(fail_on))
+        return cfg
+
+
+def _split_codes(value) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(str(v).strip().upper() for v in value if str(v).strip())
+
+
+def find_pyproject(start: Path) -> Path | None:
+    start = start.resolve()
+    for folder in [start, *start.parents] if start.is_dir() else [start.parent, *start.parent.parents]:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(pyproject: Path | None) -> Config:
+    """Read [tool.interpkit]; a broken pyproject.toml is an input error (exit 2)."""
+    if pyproject is None:
+        return Config()
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"cannot read {pyproject} ({exc})") from None
+    section = data.get("tool", {}).get("interpkit", {})
+    if not isinstance(section, dict):
+        raise InputError(f"cannot use [tool.interpkit] in {pyproject} (not a table)")
+    cfg = Config()
+    try:
+        if "select" in section:
+            cfg = replace(cfg, select=_split_codes(section["select"]))
+        if "ignore" in section:
+            cfg = replace(cfg, ignore=_split_codes(section["ignore"]))
+        if "fail-on" in section:
+            cfg = replace(cfg, fail_on=Severity.parse(str(section["fail-on"])))
+        if "follow-closure" in section:
+            cfg = replace(cfg, follow_closure=bool(section["follow-closure"]))
+        if "follow-imports" in section:
+            cfg = replace(cfg, follow_imports=bool(section["follow-imports"]))
+        if "python-paths" in section:
+            cfg = replace(cfg, python_paths=tuple(map(str, section["python-paths"])))
+        if "interpreters" in section:
+            cfg = replace(cfg, interpreters=tuple(map(str, section["interpreters"])))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"cannot use [tool.interpkit] in {pyproject} ({exc})") from None
+    return cfg
+
+
+# `# interpkit: ignore` (all codes) or `# interpkit: ignore[IK402, IK404]`
+_SUPPRESS_RE = re.compile(r"#\s*interpkit:\s*ignore(?:\[(?P<codes>[A-Za-z0-9_,\s]*)\])?")
+
+
+def suppressed_codes(line_text: str) -> tuple[str, ...] | None:
+    """None: nothing suppressed; () : every code; otherwise the listed codes."""
+    match = _SUPPRESS_RE.search(line_text)
+    if match is None:
+        return None
+    codes = match.group("codes")
+    return () if codes is None else _split_codes(codes)
+
+
+def is_suppressed(finding: Finding, source_lines: list[str]) -> bool:
+    if finding.line is None or not (1 <= finding.line <= len(source_lines)):
+        return False
+    codes = suppressed_codes(source_lines[finding.line - 1])
+    if codes is None:
+        return False
+    return codes == () or code_matches(finding.code, codes)

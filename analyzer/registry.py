@@ -1,0 +1,136 @@
+"""The one table of rule codes: each rule is a module under analyzer/rules/<family>/.
+
+Families (bandit-style ranges; codes are never reused, removed rules stay listed):
+  IK1xx  init kind and declared multi-interpreter support (ELF)
+  IK2xx  process-global state in binaries (static types, GILState, GNU_UNIQUE, static TLS)
+  IK3xx  linkage and symbol tables (libpython linkage, clashes, RPATH, closure)
+  IK4xx  model source (libcst)
+  IK5xx  torch.package
+  IK9xx  unreadable inputs
+"""
+from __future__ import annotations
+
+import enum
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+
+
+class Fixable(str, enum.Enum):
+    ALWAYS = "always"
+    SOMETIMES = "sometimes"
+    NONE = "none"
+
+
+class Lifecycle(str, enum.Enum):
+    STABLE = "stable"
+    PREVIEW = "preview"
+    REMOVED = "removed"
+
+
+REQUIRED_DOC_SECTIONS = ("## What it does", "## Why is this bad?", "## Example", "## Use instead")
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str                         # the hazard, kebab-case: "single-phase-init"
+    title: str                        # one line for `interpkit rules`
+    severity: Severity
+    backends: frozenset[Backend] = ALL_BACKENDS
+    # What the hazard means for each backend's verdict when the rule fires.
+    verdicts: dict[Backend, Verdict] = field(default_factory=dict)
+    fix: str | None = None            # short imperative, like ruff's fix_title
+    fixable: Fixable = Fixable.NONE
+    doc: str = ""                     # the rule module's docstring (ruff headings)
+    lifecycle: Lifecycle = Lifecycle.STABLE
+
+    def finding(
+        self,
+        path: Path,
+        message: str,
+        *,
+        symbol: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        severity: Severity | None = None,
+        fix: str | None = None,
+        backends: frozenset[Backend] | None = None,
+        verdicts: dict[Backend, Verdict] | None = None,
+    ) -> Finding:
+        used_verdicts = self.verdicts if verdicts is None else verdicts
+        return Finding(
+            code=self.code,
+            severity=self.severity if severity is None else severity,
+            message=message,
+            path=Path(path),
+            line=line,
+            column=column,
+            symbol=symbol,
+            backends=self.backends if backends is None else backends,
+            fix=fix if fix is not None else self.fix,
+            verdicts=tuple(sorted(used_verdicts.items())),
+        )
+
+
+# Rule families are packages; every module in them that defines RULE is a rule.
+RULE_PACKAGES = ("analyzer.rules.elf", "analyzer.rules.source", "analyzer.rules.package", "analyzer.rules.inputs")
+
+# Codes that once existed and must never be handed out again.
+REMOVED_CODES: dict[str, str] = {}
+
+_CODE_RE = re.compile(r"^IK\d{3}$")
+
+
+@dataclass(frozen=True)
+class RegisteredRule:
+    rule: Rule
+    module: object  # the rule module; exposes check(...)
+
+    @property
+    def check(self):
+        return getattr(self.module, "check")
+
+
+@cache
+def all_rules() -> dict[str, RegisteredRule]:
+    table: dict[str, RegisteredRule] = {}
+    for package_name in RULE_PACKAGES:
+        try:
+            package = importlib.import_module(package_name)
+        except ModuleNotFoundError:
+            continue
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package_name}.{info.name}")
+            rule = getattr(module, "RULE", None)
+            if rule is None:
+                continue
+            if not _CODE_RE.match(rule.code):
+                raise AssertionError(f"rule code {rule.code!r} in {module.__name__} is not IKnnn")
+            if rule.code in table:
+                raise AssertionError(f"rule code {rule.code} defined twice")
+            if rule.code in REMOVED_CODES:
+                raise AssertionError(f"rule code {rule.code} was removed and cannot be reused")
+            table[rule.code] = RegisteredRule(rule, module)
+    return dict(sorted(table.items()))
+
+
+def rules_of(package_name: str) -> list[RegisteredRule]:
+    return [r for r in all_rules().values() if r.module.__name__.startswith(package_name + ".")]
+
+
+def get_rule(code: str) -> Rule:
+    try:
+        return all_rules()[code.upper()].rule
+    except KeyError:
+        raise KeyError(code) from None
+
+
+def code_matches(code: str, patterns: tuple[str, ...]) -> bool:
+    """`IK2` selects IK2xx, `IK203` selects one rule, `ALL` everything (ruff-style prefixes)."""
+    return any(p.upper() == "ALL" or code.startswith(p.upper()) for p in patterns)
