@@ -1,0 +1,169 @@
+"""Find other CPython interpreters (3.12, 3.13) that the subinterpreters backend can drive.
+
+The tool itself runs on 3.11 (torch), so own-GIL subinterpreters live in a child process of
+another Python. Candidates come from, in order: ``INTERPKIT_PYTHONS`` (``os.pathsep``-separated
+paths or command names), ``[tool.interpkit] interpreters``, the pyenv builds this project is
+developed against, and ``python3.13`` / ``python3.12`` on ``PATH``. Each candidate is *run*
+once to learn what it really is; nothing is trusted from its file name.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from analyzer.errors import RuntimeUnavailable
+
+ENV_VAR = "INTERPKIT_PYTHONS"
+DEFAULT_CANDIDATES: tuple[str, ...] = (
+    "/root/.pyenv/versions/3.12.1/bin/python3.12",
+    "/root/.pyenv/versions/3.13.0/bin/python3.13",
+    "python3.13",
+    "python3.12",
+)
+_PROBE_TIMEOUT_S = 20
+
+# Runs inside the candidate: its identity and which subinterpreter API it offers.
+_PROBE_SOURCE = r"""
+import json, sys, sysconfig
+api = None
+for name in ("_interpreters", "_xxsubinterpreters"):
+    try:
+        __import__(name)
+    except ImportError:
+        continue
+    api = name
+    break
+print(json.dumps({
+    "executable": sys.executable,
+    "version": list(sys.version_info[:3]),
+    "implementation": sys.implementation.name,
+    "api": api,
+    "shared": bool(sysconfig.get_config_var("Py_ENABLE_SHARED")),
+    "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+}))
+"""
+
+
+@dataclass(frozen=True)
+class PythonInfo:
+    """One interpreter that was run and answered."""
+
+    executable: Path
+    version: tuple[int, int, int]
+    implementation: str
+    subinterpreter_api: str | None   # "_interpreters" (3.13) or "_xxsubinterpreters" (3.12)
+    shared_libpython: bool
+    free_threaded: bool = False
+
+    @property
+    def short_version(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+    def unsupported_reason(self) -> str | None:
+        """None when own-GIL subinterpreters can be driven from Python code, else why not."""
+        if self.implementation != "cpython":
+            return f"{self.executable} is {self.implementation}, not CPython"
+        if self.version[:2] < (3, 12):
+            return f"{self.executable} is Python {self.short_version} (own-GIL subinterpreters need 3.12+)"
+        if self.subinterpreter_api is None:
+            return f"{self.executable} has neither _interpreters nor _xxsubinterpreters"
+        return None
+
+
+def _split_env(value: str | None) -> list[str]:
+    return [part for part in (value or "").split(os.pathsep) if part.strip()]
+
+
+def candidate_list(configured: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Every candidate in search order, duplicates removed."""
+    seen: list[str] = []
+    for item in [*_split_env(os.environ.get(ENV_VAR)), *configured, *DEFAULT_CANDIDATES]:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _resolve(candidate: str) -> tuple[Path | None, str | None]:
+    if os.sep in candidate:
+        path = Path(candidate).expanduser()
+        if not path.exists():
+            return None, "does not exist"
+        if not os.access(path, os.X_OK):
+            return None, "is not executable"
+        return path, None
+    found = shutil.which(candidate)
+    return (Path(found), None) if found else (None, "not on PATH")
+
+
+@functools.lru_cache(maxsize=64)
+def inspect_python(candidate: str) -> PythonInfo | str:
+    """Run one candidate; return its PythonInfo, or a reason why it cannot be used."""
+    path, reason = _resolve(candidate)
+    if path is None:
+        return f"{candidate}: {reason}"
+    try:
+        done = subprocess.run([str(path), "-I", "-c", _PROBE_SOURCE], capture_output=True,
+                              text=True, timeout=_PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{candidate}: cannot run ({exc.__class__.__name__}: {exc})"
+    if done.returncode != 0:
+        # The first line names the cause (pyenv shims explain at length after it).
+        first = (done.stderr.strip().splitlines() or ["no output"])[0].strip()
+        return f"{candidate}: exited {done.returncode} ({first})"
+    try:
+        data = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return f"{candidate}: did not answer the probe"
+    return PythonInfo(
+        executable=Path(data["executable"]),
+        version=tuple(data["version"]),
+        implementation=data["implementation"],
+        subinterpreter_api=data["api"],
+        shared_libpython=data["shared"],
+        free_threaded=data["free_threaded"],
+    )
+
+
+def discover_pythons(configured: tuple[str, ...] | list[str] = ()) -> tuple[list[PythonInfo], list[str]]:
+    """All usable-looking interpreters (deduplicated by real executable) and the rejections."""
+    found: list[PythonInfo] = []
+    rejected: list[str] = []
+    for candidate in candidate_list(configured):
+        info = inspect_python(candidate)
+        if isinstance(info, str):
+            rejected.append(info)
+        elif all(info.executable.resolve() != f.executable.resolve() for f in found):
+            found.append(info)
+    return found, rejected
+
+
+def find_python(wanted: str, configured: tuple[str, ...] | list[str] = ()) -> PythonInfo:
+    """The first interpreter matching ``wanted`` ("3.13", "3.12" or a path) that can run
+    own-GIL subinterpreters; raises RuntimeUnavailable naming every candidate tried."""
+    if os.sep in wanted:
+        info = inspect_python(wanted)
+        if isinstance(info, str):
+            raise RuntimeUnavailable(f"cannot use Python {info}")
+        reason = info.unsupported_reason()
+        if reason:
+            raise RuntimeUnavailable(f"cannot use Python {wanted} ({reason})")
+        return info
+    found, rejected = discover_pythons(configured)
+    notes = list(rejected)
+    for info in found:
+        if info.short_version != wanted and ".".join(map(str, info.version)) != wanted:
+            notes.append(f"{info.executable}: is {'.'.join(map(str, info.version))}")
+            continue
+        reason = info.unsupported_reason()
+        if reason is None:
+            return info
+        notes.append(reason)
+    tried = "; ".join(notes) or "no candidates"
+    raise RuntimeUnavailable(
+        f"cannot find Python {wanted} with subinterpreter support "
+        f"(set {ENV_VAR} or [tool.interpkit] interpreters; tried: {tried})")
