@@ -1,1 +1,1 @@
-"""interpkit."""
+"""Subcommands: one module each, with configure_parser(sub) and run(args) -> int."""

@@ -1,0 +1,4 @@
+"""`python -m analyzer` is `interpkit`."""
+from analyzer.cli import entry
+
+entry()

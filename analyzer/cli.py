@@ -1,0 +1,67 @@
+"""The root command line: builds the parser, dispatches to analyzer/commands/<name>.py.
+
+Exit status: 0 clean, 1 findings at or above --fail-on (or a failed check),
+2 usage or input error. Tracebacks only with --debug.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from analyzer import __version__
+from analyzer.errors import InterpkitError
+
+# Each name is a module analyzer/commands/<name>.py with configure_parser(sub) and run(args) -> int.
+COMMANDS = ("scan", "rules", "verify", "patch", "memory", "run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="interpkit",
+        description="Find, verify and fix what breaks when Python extensions run in many interpreters of one process.",
+    )
+    parser.add_argument("--version", action="version", version=f"interpkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"analyzer.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"analyzer.commands.{name}":
+                continue  # command not built yet in this checkout
+            raise
+        module.configure_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InterpkitError as exc:
+        if args.debug:
+            raise
+        print(f"interpkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interpkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        if args.debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"interpkit: internal error: {type(exc).__name__}: {first} (run with --debug for details)", file=sys.stderr)
+        return 3
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,86 @@
+"""`interpkit scan`: static findings for extensions, wheels, directories and model source."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analyzer.output import add_output_arguments, add_rule_arguments
+
+
+def configure_parser(sub) -> None:
+    parser = sub.add_parser(
+        "scan",
+        help="find what breaks under many interpreters (extensions, wheels, site-packages, model source)",
+        description="Scan extension modules (.so), wheels, directories, site-packages, model source files or "
+        "torch.package archives. Python entry files are followed through their imports down to the "
+        "extensions they reach and those extensions' DT_NEEDED closure.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    add_output_arguments(parser)
+    add_rule_arguments(parser)
+    parser.add_argument("--only", choices=("elf", "source"), help="scan only ELF files or only Python source")
+    parser.add_argument("--no-closure", action="store_true", help="do not follow DT_NEEDED dependencies")
+    parser.add_argument("--no-follow-imports", action="store_true", help="scan the named Python files only, not what they import")
+    parser.add_argument("--show-clean", action="store_true", help="list files without findings in the table too")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress bar (default: when stderr is a terminal)")
+    parser.set_defaults(func=run)
+
+
+def resolve_config(args):
+    """[tool.interpkit] from --config or the nearest pyproject.toml, then the command line."""
+    from analyzer.config import find_pyproject, load_config
+
+    pyproject = args.config if args.config else find_pyproject(Path(args.paths[0]) if getattr(args, "paths", None) else Path.cwd())
+    if args.config and not args.config.is_file():
+        from analyzer.errors import InputError
+
+        raise InputError(f"cannot read {args.config} (no such file)")
+    config = load_config(pyproject)
+    return config.with_cli(select=args.select, ignore=args.ignore, fail_on=args.fail_on)
+
+
+def run(args) -> int:
+    from dataclasses import replace
+
+    from analyzer.output import emit, exit_status
+    from analyzer.scan import scan_paths
+
+    config = resolve_config(args)
+    if args.no_closure:
+        config = replace(config, follow_closure=False)
+    if args.no_follow_imports:
+        config = replace(config, follow_imports=False)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    report = scan_paths(args.paths, config, progress=progress, only=args.only)
+    render(report, args)
+    return exit_status(report, config.fail_on)
+
+
+def render(report, args) -> None:
+    from analyzer.output import emit
+
+    if args.format == "json":
+        from analyzer.report.json import render as render_json
+
+        emit(render_json(report), args.output)
+    elif args.format == "sarif":
+        from analyzer.report.sarif import render as render_sarif
+
+        emit(render_sarif(report), args.output)
+    else:
+        from analyzer.report.table import render_report
+
+        if args.output:
+            from io import StringIO
+
+            from rich.console import Console
+
+            buffer = StringIO()
+            render_report(report, Console(file=buffer, width=160, no_color=True), show_clean=args.show_clean)
+            emit(buffer.getvalue(), args.output)
+        else:
+            from analyzer.console import out_console
+
+            render_report(report, out_console(), show_clean=args.show_clean)

@@ -1,0 +1,191 @@
+"""The scan driver: turn command-line paths into files, dispatch each kind to its analyzer.
+
+ELF files go to analyzer.elf, Python sources to analyzer.source (which follows imports
+down to the extensions they reach), wheels are unpacked safely into a temp dir first,
+torch.package archives are read in place. One bad file costs one `error` entry.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from analyzer.config import Config
+from analyzer.errors import ArchiveError, InputError
+from analyzer.findings import FileKind, FileResult, Report
+
+ELF_MAGIC = b"\x7fELF"
+_SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".nox", ".mypy_cache", ".pytest_cache", "node_modules"}
+
+
+def looks_like_shared_object(path: Path) -> bool:
+    name = path.name
+    return name.endswith(".so") or ".so." in name or name.endswith(".pyd")
+
+
+def has_elf_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == ELF_MAGIC
+    except OSError:
+        return False
+
+
+@dataclass
+class Collected:
+    """Files found under the command-line paths, by the analyzer that will read them."""
+
+    elf: list[Path] = field(default_factory=list)
+    python: list[Path] = field(default_factory=list)
+    wheels: list[Path] = field(default_factory=list)
+    packages: list[Path] = field(default_factory=list)   # torch.package archives
+    errors: list[FileResult] = field(default_factory=list)
+
+    def total(self) -> int:
+        return len(self.elf) + len(self.python) + len(self.wheels) + len(self.packages)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Files under root; links to directories are not followed, so loops cannot trap us."""
+    for folder, dirs, files in os.walk(root, followlinks=False, onerror=None):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        for name in sorted(files):
+            yield Path(folder) / name
+
+
+def _classify(path: Path, into: Collected, *, explicit: bool, only: str | None) -> None:
+    suffix = path.suffix.lower()
+    if suffix == ".py":
+        if only != "elf":
+            into.python.append(path)
+    elif suffix == ".whl":
+        into.wheels.append(path)
+    elif suffix == ".pt" and only != "elf":
+        into.packages.append(path)
+    elif looks_like_shared_object(path) or (explicit and has_elf_magic(path)):
+        if only != "source":
+            into.elf.append(path)
+    elif explicit:
+        into.errors.append(FileResult(path, FileKind.ERROR,
+                                      error=f"cannot scan {path} (not an ELF file, Python source, wheel or torch.package archive)"))
+
+
+def collect(paths: list[Path], *, only: str | None = None) -> Collected:
+    """Expand command-line paths; a missing path is a usage error (exit 2)."""
+    found = Collected()
+    for path in paths:
+        path = Path(path)
+        if not os.path.lexists(path):
+            raise InputError(f"cannot scan {path} (no such file or directory)")
+        if path.is_dir():
+            for file in _walk(path):
+                if file.is_symlink() and not file.exists():
+                    continue  # dangling or looping link inside a tree: nothing to read
+                _classify(file, found, explicit=False, only=only)
+        elif path.is_file():
+            _classify(path, found, explicit=True, only=only)
+        else:
+            found.errors.append(FileResult(path, FileKind.ERROR,
+                                           error=f"cannot scan {path} (not a regular file or directory)"))
+    return found
+
+
+def _dedupe(results: list[FileResult]) -> list[FileResult]:
+    """The same file can be reached twice (named and imported); keep the richer entry."""
+    by_path: dict[str, FileResult] = {}
+    order: list[str] = []
+    for fr in results:
+        try:
+            key = str(Path(fr.path).resolve())
+        except OSError:
+            key = str(fr.path)
+        if key not in by_path:
+            by_path[key] = fr
+            order.append(key)
+        elif len(fr.findings) > len(by_path[key].findings) or fr.facts.get("chain"):
+            by_path[key] = fr
+    return [by_path[k] for k in order]
+
+
+def _scan_wheel(wheel: Path, config: Config, *, only: str | None, advance: Callable[[], None]) -> list[FileResult]:
+    """Unpack into a temp dir (checked first), scan the tree, report paths as `wheel!member`."""
+    with tempfile.TemporaryDirectory(prefix="interpkit-wheel-") as tmp:
+        try:
+            from analyzer.archive import safe_extract
+
+            safe_extract(wheel, Path(tmp))
+        except ArchiveError as exc:
+            return [FileResult(wheel, FileKind.ERROR, error=str(exc))]
+        inner = collect([Path(tmp)], only=only)
+        inner.python = []  # a wheel's Python code is scanned when a model imports it
+        results, _ = _scan_collected(inner, config, advance=advance)
+    for fr in results:
+        with contextlib.suppress(ValueError):
+            fr.path = Path(f"{wheel}!{Path(fr.path).relative_to(tmp)}")
+    return [FileResult(wheel, FileKind.ARCHIVE, facts={"members_scanned": len(results)}), *results]
+
+
+def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], None]) -> tuple[list[FileResult], dict]:
+    """Run each analyzer on its files; returns the results and report extras (plans, graphs)."""
+    results: list[FileResult] = list(found.errors)
+    extras: dict = {}
+    if found.python:
+        from analyzer.source import api as source_api
+
+        if config.follow_imports:
+            from analyzer.elf.analyze import analyze_elf_files
+
+            files, model_extras = source_api.scan_model(found.python, config, elf_analyzer=analyze_elf_files)
+            results.extend(files)
+            extras.update(model_extras)
+        else:
+            results.extend(source_api.analyze_source_files(found.python, config))
+        for _ in found.python:
+            advance()
+    if found.elf:
+        from analyzer.elf.analyze import analyze_elf_files
+
+        results.extend(analyze_elf_files(found.elf, config, progress=lambda *_: advance(),
+                                         closure=config.follow_closure))
+    for archive in found.packages:
+        from analyzer.source import api as source_api
+
+        files, package_extras = source_api.scan_package_archive(archive, config)
+        results.extend(files)
+        extras.setdefault("packages", {})[str(archive)] = package_extras
+        advance()
+    return results, extras
+
+
+def scan_paths(paths, config: Config | None = None, *, progress: bool = False, only: str | None = None) -> Report:
+    config = config or Config()
+    found = collect([Path(p) for p in paths], only=only)
+    with _progress(found.total(), enabled=progress) as advance:
+        results, extras = _scan_collected(found, config, advance=advance)
+        for wheel in found.wheels:
+            results.extend(_scan_wheel(wheel, config, only=only, advance=advance))
+            advance()
+    report = Report(files=_dedupe(results), extras=extras)
+    for fr in report.files:
+        fr.findings = [f for f in fr.findings if config.keep(f)]
+        if not fr.verdicts:
+            fr.compute_verdicts()
+    return report
+
+
+@contextlib.contextmanager
+def _progress(total: int, *, enabled: bool):
+    if not enabled or total < 2:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from analyzer.console import err_console
+
+    with Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console(), transient=True) as bar:
+        task = bar.add_task("scan", total=total)
+        yield lambda: bar.advance(task)
