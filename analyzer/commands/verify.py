@@ -1,0 +1,103 @@
+"""`interpkit verify`: load each extension in the real runtime (sandboxed) and compare with the prediction."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from analyzer.errors import InputError
+from analyzer.output import add_output_arguments
+
+
+def configure_parser(sub) -> None:
+    parser = sub.add_parser(
+        "verify",
+        help="load extensions in N real interpreters and compare with the prediction",
+        description="For each extension module found under the paths: import it in N interpreters of the chosen "
+        "runtime inside a sandboxed child process, use it, tear one interpreter down, use it in another, and "
+        "record ok / import error / crash / hang beside the analyzer's prediction.",
+    )
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    parser.add_argument("--site-packages", type=Path, metavar="DIR", help="verify every extension of an environment")
+    parser.add_argument("--interpreters", "-n", type=_positive, default=2, metavar="N", help="interpreters per probe (default: 2)")
+    parser.add_argument("--backend", choices=("namespaces", "subinterpreters"), default="namespaces")
+    parser.add_argument("--python", metavar="VERSION", help="Python for the subinterpreters backend (default: 3.13)")
+    parser.add_argument("--subinterpreter-config", choices=("isolated", "legacy"), default="isolated",
+                        help="own-GIL isolated (default) or legacy shared-GIL subinterpreters")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="per-probe time limit (default: 60)")
+    add_output_arguments(parser, formats=("table", "json"))
+    parser.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def run(args) -> int:
+    from analyzer.config import Config
+    from analyzer.findings import Backend
+    from analyzer.output import emit
+    from analyzer.scan import scan_paths
+    from analyzer.verify import confusion, verify_results
+
+    paths = list(args.paths) + ([args.site_packages] if args.site_packages else [])
+    if not paths:
+        raise InputError("cannot verify (give at least one PATH or --site-packages DIR)")
+    if args.python and args.backend != "subinterpreters":
+        args.backend = "subinterpreters"
+    backend = Backend(args.backend)
+    report = scan_paths(paths, Config(follow_imports=False), only="elf", progress=sys.stderr.isatty())
+    rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
+                          python=args.python, config_name=args.subinterpreter_config)
+    summary = confusion(rows)
+    errors = [fr for fr in report.files if fr.error]
+    if args.format == "json":
+        import json
+
+        data = {"schema": "interpkit-verify/1", "backend": backend.value, "interpreters": args.interpreters,
+                "results": [r.to_json() for r in rows], "errors": [{"path": str(fr.path), "error": fr.error} for fr in errors],
+                "summary": summary}
+        emit(json.dumps(data, indent=2) + "\n", args.output)
+    else:
+        render_table(rows, summary, errors, backend, args)
+    return 1 if summary["agreed"] < summary["decided"] or summary["crashes_predicted_safe"] else 0
+
+
+def render_table(rows, summary, errors, backend, args) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from analyzer.console import out_console
+
+    style = {"ok": "green", "fail": "red", "unknown": "yellow"}
+    table = Table(title=f"verify: {backend.value}, {args.interpreters} interpreters", title_justify="left")
+    for column in ("module", "predicted", "observed", "status", "agree", "findings", "detail"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        agree = {True: Text("yes", "green"), False: Text("NO", "bold red"), None: Text("-", "dim")}[r.agrees]
+        table.add_row(r.module, Text(r.predicted.value, style[r.predicted.value]), Text(r.observed.value, style[r.observed.value]),
+                      r.status, agree, ",".join(r.codes), (r.message or "").splitlines()[0][:120] if r.message else "")
+    console = out_console()
+    console.print(table)
+    for fr in errors:
+        console.print(Text.assemble(("error ", "bold red"), str(fr.path), f": {fr.error}"))
+    rate = summary["agreement"]
+    console.print(
+        f"agreement: {summary['agreed']}/{summary['decided']} decided"
+        + (f" ({rate:.0%})" if rate is not None else "")
+        + f", {summary['undecided']} undecided; crashes predicted safe: {len(summary['crashes_predicted_safe'])}"
+    )
+    matrix = Table(title="predicted (rows) × observed (columns)", title_justify="left")
+    matrix.add_column("")
+    for o in ("ok", "fail", "unknown"):
+        matrix.add_column(o, justify="right")
+    for p in ("ok", "fail", "unknown"):
+        matrix.add_row(p, *(str(summary["matrix"][p][o]) for o in ("ok", "fail", "unknown")))
+    console.print(matrix)

@@ -1,0 +1,40 @@
+"""Where an extension file sits in the import system: its dotted name and its sys.path root."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# foo.cpython-311-x86_64-linux-gnu.so, foo.abi3.so, foo.so
+_EXT_RE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<tag>[^.]+))?\.so$")
+
+
+def extension_tag(path: Path) -> str | None:
+    """The ABI tag in the file name (`cpython-311-x86_64-linux-gnu`, `abi3`), or None."""
+    match = _EXT_RE.match(Path(path).name)
+    return match.group("tag") if match else None
+
+
+def module_location(path: Path) -> tuple[str, Path] | None:
+    """(dotted module name, sys.path entry) for an extension file, or None if its name is not importable.
+
+    Walk up while the folder is a regular package (has __init__.py); the first folder
+    that is not one is the sys.path entry.
+    """
+    path = Path(path)
+    match = _EXT_RE.match(path.name)
+    if not match:
+        return None
+    parts = [match.group("name")]
+    folder = path.parent
+    while (folder / "__init__.py").is_file() and folder.parent != folder:
+        if not folder.name.isidentifier():
+            break
+        parts.append(folder.name)
+        folder = folder.parent
+    return ".".join(reversed(parts)), folder
+
+
+def abi_matches(path: Path, soabi: str) -> bool:
+    """Can an interpreter with this SOABI (sysconfig's, e.g. cpython-311-x86_64-linux-gnu) import the file?"""
+    tag = extension_tag(path)
+    return tag is None or tag == "abi3" or tag == soabi

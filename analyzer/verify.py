@@ -1,0 +1,125 @@
+"""Prediction vs reality: load each extension in the real runtime and compare with the analyzer.
+
+Every probe runs in a sandboxed child (timeout, memory limit, own process group), so a
+crashing extension is an observation, never a crash of interpkit.
+"""
+from __future__ import annotations
+
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyzer.config import Config
+from analyzer.findings import Backend, FileKind, FileResult, Verdict
+from analyzer.modules import abi_matches, module_location
+
+OBSERVED_STATUSES = ("ok", "import_error", "crash", "hang", "error", "skipped")
+
+
+@dataclass
+class Verification:
+    path: Path
+    module: str
+    backend: Backend
+    predicted: Verdict
+    status: str                       # one of OBSERVED_STATUSES
+    message: str = ""
+    codes: tuple[str, ...] = ()        # the findings behind the prediction
+    outcome: dict = field(default_factory=dict)
+
+    @property
+    def observed(self) -> Verdict:
+        if self.status == "ok" and not self.outcome.get("shared_state"):
+            return Verdict.OK
+        if self.status in ("ok", "import_error", "crash", "hang"):
+            return Verdict.FAIL
+        return Verdict.UNKNOWN
+
+    @property
+    def agrees(self) -> bool | None:
+        """None when either side is undecided (unknown prediction, skipped or errored probe)."""
+        if self.predicted is Verdict.UNKNOWN or self.observed is Verdict.UNKNOWN:
+            return None
+        return self.predicted is self.observed
+
+    def to_json(self) -> dict:
+        return {
+            "path": str(self.path), "module": self.module, "backend": self.backend.value,
+            "predicted": self.predicted.value, "observed": self.observed.value, "status": self.status,
+            "message": self.message, "agrees": self.agrees, "codes": list(self.codes),
+            "outcome": self.outcome,
+        }
+
+
+def confusion(rows: list[Verification]) -> dict:
+    """Counts of predicted × observed verdicts, plus the agreement rate over decided rows."""
+    matrix = {p.value: {o.value: 0 for o in Verdict} for p in Verdict}
+    for row in rows:
+        matrix[row.predicted.value][row.observed.value] += 1
+    decided = [r for r in rows if r.agrees is not None]
+    agreed = sum(1 for r in decided if r.agrees)
+    unsafe = [r.module for r in rows if r.predicted is Verdict.OK and r.status == "crash"]
+    return {
+        "matrix": matrix,
+        "decided": len(decided),
+        "agreed": agreed,
+        "agreement": round(agreed / len(decided), 4) if decided else None,
+        "undecided": len(rows) - len(decided),
+        "crashes_predicted_safe": unsafe,
+    }
+
+
+def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, timeout: float,
+          python: str | None = None, config_name: str = "isolated") -> dict:
+    """Run one sandboxed probe; returns the ProbeOutcome JSON."""
+    if backend is Backend.NAMESPACES:
+        from native.probe import probe_module
+
+        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout)
+    elif backend is Backend.SUBINTERPRETERS:
+        from native.subinterp import probe_module as probe_subinterpreters
+
+        outcome = probe_subinterpreters(module, path=sys_path, interpreters=interpreters,
+                                        timeout=timeout, python=python, config=config_name)
+    else:
+        from analyzer.errors import RuntimeUnavailable
+
+        raise RuntimeUnavailable(f"cannot verify with the {backend.value} backend (not implemented; use namespaces or subinterpreters)")
+    return outcome.to_json()
+
+
+def target_soabi(backend: Backend, python: str | None) -> str:
+    if backend is Backend.SUBINTERPRETERS:
+        from native.pythons import find_python
+
+        return find_python(python or "3.13").soabi
+    return sysconfig.get_config_var("SOABI")
+
+
+def verify_results(files: list[FileResult], backend: Backend, *, interpreters: int, timeout: float,
+                   python: str | None = None, config_name: str = "isolated", progress=None) -> list[Verification]:
+    soabi = target_soabi(backend, python)
+    rows: list[Verification] = []
+    for fr in files:
+        if fr.kind is not FileKind.EXTENSION:
+            continue
+        location = module_location(Path(fr.path))
+        codes = tuple(sorted({f.code for f in fr.findings if backend in f.backends}))
+        predicted = fr.verdicts.get(backend, Verdict.UNKNOWN)
+        if location is None:
+            rows.append(Verification(Path(fr.path), fr.module or "?", backend, predicted, "skipped",
+                                     "file name is not an importable module name", codes))
+            continue
+        module, sys_path = location
+        if not abi_matches(Path(fr.path), soabi):
+            rows.append(Verification(Path(fr.path), module, backend, predicted, "skipped",
+                                     f"built for another interpreter (runtime is {soabi})", codes))
+            continue
+        outcome = probe(backend, module, sys_path, interpreters=interpreters, timeout=timeout,
+                        python=python, config_name=config_name)
+        rows.append(Verification(Path(fr.path), module, backend, predicted, outcome["status"],
+                                 outcome.get("message", ""), codes, outcome))
+        if progress:
+            progress()
+    return rows
