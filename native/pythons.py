@@ -45,6 +45,7 @@ print(json.dumps({
     "api": api,
     "shared": bool(sysconfig.get_config_var("Py_ENABLE_SHARED")),
     "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+    "soabi": sysconfig.get_config_var("SOABI"),
 }))
 """
 
@@ -59,6 +60,7 @@ class PythonInfo:
     subinterpreter_api: str | None   # "_interpreters" (3.13) or "_xxsubinterpreters" (3.12)
     shared_libpython: bool
     free_threaded: bool = False
+    soabi: str = ""                  # e.g. "cpython-313-x86_64-linux-gnu"
 
     @property
     def short_version(self) -> str:
@@ -126,6 +128,7 @@ def inspect_python(candidate: str) -> PythonInfo | str:
         subinterpreter_api=data["api"],
         shared_libpython=data["shared"],
         free_threaded=data["free_threaded"],
+        soabi=data["soabi"] or "",
     )
 
 

@@ -287,10 +287,25 @@ def probe_modules(targets: list[ModuleTarget], *, python: str | PythonInfo = "3.
                         memory_limit_mb=memory_limit_mb, batch_size=batch_size)
 
 
-def probe_module(name: str, path: Path | str | None = None, **options) -> ProbeOutcome:
-    """Probe one module (see ``probe_modules`` for the options)."""
-    target = ModuleTarget(name, Path(path) if path else None)
-    return probe_modules([target], **options)[name]
+def probe_module(name: str, path: Path | str | None = None, *, file: Path | str | None = None,
+                 interpreters: int = 2, timeout: float = DEFAULT_TIMEOUT_S,
+                 python: str | PythonInfo | None = None, config: str = "isolated",
+                 memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB) -> ProbeOutcome:
+    """Probe one module in ``interpreters`` subinterpreters of ``config``.
+
+    ``path`` is a sys.path entry (the module is then imported by name, packages included)
+    or the extension binary itself; ``file`` names the binary explicitly. A binary is
+    loaded by file, so the answer is about that binary and not its package's ``__init__``.
+    """
+    sys_path: tuple[str, ...] = ()
+    if path is not None and Path(path).is_dir():
+        sys_path = (str(path),)
+    elif path is not None and file is None:
+        file = path
+    target = ModuleTarget(name, Path(file) if file else None)
+    return probe_modules([target], python=python or "3.13", config=config, n=interpreters,
+                         sys_path=sys_path, timeout_s=timeout,
+                         memory_limit_mb=memory_limit_mb)[name]
 
 
 def baseline_imports(targets: list[ModuleTarget], *, python: str | PythonInfo = "3.13",
