@@ -1,0 +1,97 @@
+/* interpkit.h -- the namespaces runtime: N CPython interpreters in one process.
+ *
+ * Each interpreter is the running Python's shared libpython loaded again with
+ * dlmopen(LM_ID_NEWLM), so it has its own copy of every global, and is served
+ * by one dedicated OS thread for its whole life (DESIGN.md fact 4).  Traffic
+ * between the host and an interpreter is opaque bytes: the interpreter's
+ * bootstrap code defines `_ik_handle(request: bytes) -> bytes`.
+ *
+ * Every exported name starts with ik_.  Functions return 0 (or a pointer) on
+ * success and a negative ik_status (or NULL) on failure, with a message in
+ * the caller's ik_error.
+ */
+#ifndef INTERPKIT_H
+#define INTERPKIT_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ik_status {
+    IK_OK = 0,
+    IK_ERR_DLMOPEN = -1,    /* dlmopen failed; message is dlerror() */
+    IK_ERR_SYMBOL = -2,     /* a required symbol is missing in the namespace */
+    IK_ERR_INIT = -3,       /* Py_InitializeFromConfig failed */
+    IK_ERR_BOOTSTRAP = -4,  /* the bootstrap source raised */
+    IK_ERR_THREAD = -5,     /* pthread_create failed */
+    IK_ERR_TIMEOUT = -6,    /* no answer in time; interpreter marked lost */
+    IK_ERR_CLOSED = -7,     /* interpreter finalized, lost or never started */
+    IK_ERR_REMOTE = -8,     /* _ik_handle raised or returned non-bytes */
+    IK_ERR_MEMORY = -9,
+    IK_ERR_ARGUMENT = -10,
+} ik_status;
+
+typedef struct ik_error {
+    int status;             /* an ik_status */
+    int index;              /* interpreter the error belongs to, or -1 */
+    char message[2048];
+} ik_error;
+
+typedef struct ik_options {
+    const char *libpython;  /* path of the shared libpython to dlmopen */
+    const char *executable; /* program_name for path configuration */
+    const char *bootstrap;  /* source run in each interpreter's __main__ */
+    int count;              /* number of interpreters */
+    double start_timeout;   /* seconds to wait for all interpreters; <= 0: forever */
+} ik_options;
+
+typedef struct ik_runtime ik_runtime;
+
+typedef struct ik_linkmap_entry {
+    const char *path;       /* "" for the namespace's main entry */
+    unsigned long base;     /* l_addr: load bias of the object */
+} ik_linkmap_entry;
+
+/* Load and start opts->count interpreters; NULL and *err on failure (the
+ * interpreters already started are finalized again). */
+ik_runtime *ik_runtime_start(const ik_options *opts, ik_error *err);
+
+int ik_runtime_count(const ik_runtime *rt);
+
+/* Send `request` to interpreter `index` and wait for its answer.  On IK_OK,
+ * *response is malloc'd and owned by the caller.  Callers may be on any
+ * host thread; requests to one interpreter are served one at a time.
+ * timeout <= 0 waits forever.  On timeout the interpreter is interrupted (a
+ * pending call raising TimeoutError) and, if it still does not answer within
+ * a grace period, marked lost. */
+int ik_runtime_submit(ik_runtime *rt, int index, const char *request,
+                      size_t request_len, double timeout, char **response,
+                      size_t *response_len, ik_error *err);
+
+/* Finalize one interpreter on its own thread and join that thread; the
+ * others keep running.  Returns Py_FinalizeEx's result (0 or -1) or an
+ * ik_status.  Unloads the namespace when finalization succeeded. */
+int ik_runtime_stop(ik_runtime *rt, int index, double timeout, ik_error *err);
+
+/* Objects loaded in interpreter `index`'s namespace, in link-map order.
+ * *entries is malloc'd (paths point into the loader's memory and stay valid
+ * while the interpreter lives).  Returns the number of entries or < 0. */
+int ik_runtime_linkmap(ik_runtime *rt, int index, ik_linkmap_entry **entries,
+                       ik_error *err);
+
+/* Namespace id (Lmid_t) of interpreter `index`, or < 0. */
+long ik_runtime_namespace(ik_runtime *rt, int index);
+
+/* 1 while interpreter `index` can take requests. */
+int ik_runtime_alive(ik_runtime *rt, int index);
+
+/* Stop every interpreter still running and free the runtime.  Returns the
+ * number of worker threads that could not be joined (0 on a clean exit). */
+int ik_runtime_close(ik_runtime *rt, double timeout);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* INTERPKIT_H */

@@ -1,0 +1,294 @@
+"""The namespaces runtime's Python API: N interpreters in this process, fed with pickles.
+
+Each interpreter is the running Python's shared libpython loaded again with
+``dlmopen(LM_ID_NEWLM)`` and served by one OS thread for its whole life (see
+``native/runtime.c``). Requests and answers are pickles, so arguments and results must be
+picklable by both sides (the same Python version, so anything the host can unpickle).
+
+Example::
+
+    from native import Runtime
+
+    with Runtime(2) as rt:
+        rt.run(0, "x = 41")
+        rt.eval(0, "x + 1")                      # 42
+        rt.call(1, "math:factorial", 5)          # 120
+        rt.call_all("os:getpid")                 # [pid, pid]: one process
+        rt.map("math:sqrt", [1, 4, 9])           # spread over free interpreters
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import sys
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from native import _interpkit, limits
+from native.errors import (
+    InterpreterClosed,
+    InterpreterTimeout,
+    RemoteError,
+    RuntimeStartError,
+)
+
+# Run in each interpreter's __main__ before anything else. The guard goes first: nothing may
+# dlopen with RTLD_GLOBAL before it is installed (DESIGN.md fact 3). ``_ik_index`` is set by
+# the C worker.
+_BOOTSTRAP = """\
+import sys as _ik_sys
+_ik_sys.path[:] = {sys_path!r} + [p for p in _ik_sys.path if p not in {sys_path!r}]
+import native.guard
+native.guard.install()
+from native.interp_server import handle as _ik_handle
+"""
+
+_live_lock = threading.Lock()
+_live_interpreters = 0          # namespaced interpreters running in this process
+
+
+@dataclass(frozen=True)
+class LoadedObject:
+    """One object in an interpreter's link-map namespace: its path and load bias."""
+
+    path: str
+    base: int
+    namespace: int
+
+
+def _live(delta: int) -> int:
+    global _live_interpreters
+    with _live_lock:
+        _live_interpreters += delta
+        return _live_interpreters
+
+
+class Runtime:
+    """``n`` isolated interpreters in this process, each in its own link-map namespace.
+
+    ``libpython`` defaults to the running Python's own shared library; ``timeout`` (seconds)
+    bounds every request (None: wait forever); ``sys_path`` (default: the host's ``sys.path``)
+    is put in front of each interpreter's own ``sys.path``.
+    """
+
+    def __init__(self, n: int, *, libpython: str | os.PathLike | None = None,
+                 timeout: float | None = None, sys_path: Iterable[str] | None = None,
+                 start_timeout: float = 300.0) -> None:
+        if n < 1:
+            raise ValueError(f"cannot start {n} interpreters (need at least 1)")
+        path = Path(libpython) if libpython is not None else limits.find_libpython()
+        reason = limits.check_libpython(path)
+        if reason:
+            raise RuntimeStartError(f"cannot use {path} as libpython ({reason})")
+        live = _live(0)
+        refused = limits.too_many(n, live)
+        if refused:
+            raise refused
+        self.n = n
+        self.timeout = timeout
+        self.libpython = path
+        entries = [str(p) for p in (sys.path if sys_path is None else sys_path)]
+        bootstrap = _BOOTSTRAP.format(sys_path=entries)
+        try:
+            self._native = _interpkit.Runtime(str(path), sys.executable, bootstrap, n,
+                                              start_timeout)
+        except _interpkit.NativeError as exc:
+            status, index, message = exc.args
+            raise self._start_error(status, index, message, live) from None
+        _live(n)
+        self._stopped: set[int] = set()
+        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(n):
+            self._free.put(index)
+        self._pool: ThreadPoolExecutor | None = None
+        self._broadcast: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ errors
+
+    @staticmethod
+    def _start_error(status: int, index: int, message: str, live: int) -> Exception:
+        if status == _interpkit.ERR_DLMOPEN:
+            limit = limits.limit_error(message, started=live + index, requested=index + 1)
+            if limit is not None:
+                return limit
+            return RuntimeStartError(f"cannot load interpreter {index} ({message})")
+        return RuntimeStartError(message)
+
+    def _raise(self, exc: _interpkit.NativeError, index: int) -> None:
+        status, _, message = exc.args
+        if status == _interpkit.ERR_TIMEOUT:
+            raise InterpreterTimeout(message) from None
+        if status == _interpkit.ERR_CLOSED:
+            raise InterpreterClosed(message) from None
+        if status == _interpkit.ERR_REMOTE:
+            raise RemoteError(index, "InternalError", message, "") from None
+        raise RuntimeStartError(message) from None
+
+    # ------------------------------------------------------------------ requests
+
+    def _request(self, index: int, *message: Any, timeout: float | None = None) -> Any:
+        if self._native is None:
+            raise InterpreterClosed("cannot use runtime (closed)")
+        if not 0 <= index < self.n:
+            raise IndexError(f"no interpreter {index} (runtime has {self.n})")
+        limit = self.timeout if timeout is None else timeout
+        try:
+            answer = self._native.submit(index, pickle.dumps(message), limit or 0.0)
+        except _interpkit.NativeError as exc:
+            self._raise(exc, index)
+        ok, value = pickle.loads(answer)
+        if not ok:
+            raise RemoteError(index, *value)
+        return value
+
+    def run(self, index: int, source: str) -> None:
+        """Execute ``source`` in interpreter ``index``'s ``__main__``."""
+        self._request(index, "run", source)
+
+    def eval(self, index: int, expression: str) -> Any:
+        """Evaluate ``expression`` in interpreter ``index``'s ``__main__``; return its value."""
+        return self._request(index, "eval", expression)
+
+    def call(self, index: int, target: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``target`` ("pkg.mod:func") in interpreter ``index``; return the result."""
+        return self._request(index, "call", target, args, kwargs)
+
+    def info(self, index: int) -> dict:
+        """pid, thread ids, ``id(sys)`` and RTLD_GLOBAL loads the guard rewrote."""
+        return self._request(index, "info")
+
+    def _executor(self, broadcast: bool) -> ThreadPoolExecutor:
+        # Two pools: targeted broadcasts must never queue behind "any free interpreter"
+        # tasks that are themselves waiting for an interpreter.
+        with self._pool_lock:
+            if broadcast:
+                if self._broadcast is None:
+                    self._broadcast = ThreadPoolExecutor(self.n, "interpkit-broadcast")
+                return self._broadcast
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.n, "interpkit-submit")
+            return self._pool
+
+    def call_all(self, target: str, /, *args: Any, **kwargs: Any) -> list[Any]:
+        """Call ``target`` in every live interpreter in parallel; results in index order."""
+        indices = self.live_indices()
+        pool = self._executor(broadcast=True)
+        futures = [pool.submit(self.call, index, target, *args, **kwargs) for index in indices]
+        return [future.result() for future in futures]
+
+    def run_all(self, source: str) -> None:
+        """Execute ``source`` in every live interpreter in parallel."""
+        pool = self._executor(broadcast=True)
+        for future in [pool.submit(self.run, index, source) for index in self.live_indices()]:
+            future.result()
+
+    def _call_any(self, target: str, args: tuple, kwargs: dict) -> Any:
+        index = self._free.get()
+        try:
+            return self.call(index, target, *args, **kwargs)
+        finally:
+            self._free.put(index)
+
+    def submit(self, target: str, /, *args: Any, **kwargs: Any) -> Future:
+        """Queue a call of ``target`` on whichever interpreter is free next."""
+        return self._executor(broadcast=False).submit(self._call_any, target, args, kwargs)
+
+    def map(self, target: str, iterable: Iterable[Any], *, star: bool = False) -> list[Any]:
+        """``[target(item) for item in iterable]`` spread over the interpreters.
+
+        With ``star`` each item is an argument tuple. Results keep the input order; the
+        first remote failure is raised after all calls finished.
+        """
+        futures = [self.submit(target, *(item if star else (item,))) for item in iterable]
+        return [future.result() for future in futures]
+
+    def add_sys_path(self, *directories: str | os.PathLike, first: bool = True) -> None:
+        """Add directories to ``sys.path`` in every live interpreter."""
+        entries = [str(Path(d)) for d in directories]
+        pool = self._executor(broadcast=True)
+        futures = [pool.submit(self._request, index, "sys_path", entries, first)
+                   for index in self.live_indices()]
+        for future in futures:
+            future.result()
+
+    # ------------------------------------------------------------------ introspection
+
+    def alive(self, index: int) -> bool:
+        return self._native is not None and self._native.alive(index)
+
+    def live_indices(self) -> list[int]:
+        return [index for index in range(self.n) if self.alive(index)]
+
+    def namespace_id(self, index: int) -> int:
+        """glibc link-map namespace id (Lmid_t) of interpreter ``index``; -1 once unloaded."""
+        if self._native is None:
+            return -1
+        return self._native.namespace(index)
+
+    def namespace_libs(self, index: int) -> list[LoadedObject]:
+        """Every object loaded in interpreter ``index``'s namespace, from its link map.
+
+        ``base`` is the load bias (``l_addr``); together with the path it attributes the
+        lines of ``/proc/self/smaps`` to this interpreter. Objects with an empty path (the
+        namespace's anchor entry) are left out.
+        """
+        if self._native is None:
+            raise InterpreterClosed("cannot list objects (runtime closed)")
+        namespace = self._native.namespace(index)
+        try:
+            entries = self._native.linkmap(index)
+        except _interpkit.NativeError as exc:
+            raise InterpreterClosed(exc.args[2]) from None
+        return [LoadedObject(path, base, namespace) for path, base in entries if path]
+
+    # ------------------------------------------------------------------ teardown
+
+    def stop(self, index: int, timeout: float | None = None) -> None:
+        """Finalize interpreter ``index`` on its own thread; the others keep running."""
+        if self._native is None or index in self._stopped:
+            return
+        try:
+            self._native.stop(index, timeout or 0.0)
+        except _interpkit.NativeError as exc:
+            self._raise(exc, index)
+        finally:
+            self._stopped.add(index)
+            _live(-1)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finalize every interpreter and join its thread (DESIGN.md fact 7).
+
+        Raises InterpreterClosed when some worker could not be joined (a request stuck in C
+        code); its thread is left running, without the GIL of any other interpreter.
+        """
+        if self._native is None:
+            return
+        for pool in (self._pool, self._broadcast):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        native, self._native = self._native, None
+        leaked = native.close(timeout or 0.0)
+        _live(-(self.n - len(self._stopped)))
+        if leaked:
+            raise InterpreterClosed(
+                f"cannot close {leaked} interpreter(s) (a request never came back; "
+                "their threads are left running)")
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        state = "closed" if self._native is None else f"{len(self.live_indices())} live"
+        return f"<Runtime n={self.n} {state} libpython={self.libpython.name}>"

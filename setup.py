@@ -1,0 +1,16 @@
+"""Build the namespaces runtime extension; everything else is in pyproject.toml."""
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "native._interpkit",
+            sources=["native/_interpkit.c", "native/runtime.c"],
+            include_dirs=["native/include"],
+            define_macros=[("_GNU_SOURCE", None)],
+            libraries=["dl", "pthread"],
+            extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                "-Wno-missing-field-initializers", "-Wno-cast-function-type"],
+        )
+    ]
+)
