@@ -1,0 +1,414 @@
+"""Static memory estimate: per backend, the bytes each interpreter keeps private and the bytes all share.
+
+Reads only ELF program headers (through analyzer.elf.image); never loads or runs anything.
+
+What is private to one interpreter depends on how the backend loads the files:
+
+- ``namespaces``: every interpreter dlmopens its own copy of libpython, of each extension and
+  of their whole DT_NEEDED closure (libc included), so every writable PT_LOAD segment
+  (.data, .data.rel.ro and .got once relocated, .bss) is paid once per interpreter, plus
+  the TLS block of the interpreter's thread. Read-only segments (text, rodata) are file
+  pages in the page cache and are shared however many namespaces map them. The dynamic
+  loader itself is the one object all namespaces share.
+- ``subinterpreters``: one copy of everything; an interpreter costs only heap, which no ELF
+  file can tell, plus the TLS block of its thread.
+- ``copies``: libpython and the project's own files are renamed copies per interpreter; a
+  copied file is a different inode, so its text is not shared in the page cache either.
+  System libraries (libc, libstdc++, ...) are loaded once.
+- ``processes`` (the comparison): like ``namespaces``, and the dynamic loader's data too.
+- ``threads`` (the comparison): one interpreter, N threads: TLS only.
+
+Sizes are rounded to pages the way the loader maps them: a segment occupies every page from
+the one holding its first byte to the one holding its last; the part of a writable segment
+past its file size is zero-filled anonymous memory (.bss).
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from analyzer.elf.image import PT_LOAD, ElfImage, is_elf
+from analyzer.errors import FileFormatError, InputError
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+PF_W = 0x2
+
+BACKENDS = ("namespaces", "subinterpreters", "copies", "processes", "threads")
+
+# Libraries under these folders come with the system: `copies` leaves them in the base namespace.
+_SYSTEM_PREFIXES = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/local/lib/")
+_DEFAULT_LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
+_LOADER_NAME = re.compile(r"^ld-linux.*\.so|^ld64\.so|^ld\.so")
+
+
+class Role(enum.Enum):
+    LIBPYTHON = "libpython"
+    EXTENSION = "extension"
+    LIBRARY = "library"
+    LOADER = "loader"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectFootprint:
+    """One ELF file's load footprint, in bytes, page-rounded."""
+
+    path: Path
+    role: Role
+    data_bytes: int   # file-backed pages of writable segments: .data, .data.rel.ro, .got (dirtied by relocation)
+    bss_bytes: int    # zero-filled anonymous pages past the file-backed part of writable segments
+    text_bytes: int   # pages of read-only segments: text, rodata, symbol tables
+    tls_bytes: int    # PT_TLS block: paid by every thread that runs code from this object
+
+    @property
+    def writable_bytes(self) -> int:
+        return self.data_bytes + self.bss_bytes
+
+    @property
+    def is_system(self) -> bool:
+        return str(self.path).startswith(_SYSTEM_PREFIXES)
+
+    def private_bytes(self, backend: str) -> int:
+        """What one more interpreter (thread, process) pays for this object under ``backend``."""
+        if backend in ("subinterpreters", "threads"):
+            return self.tls_bytes
+        if backend == "namespaces":
+            # All namespaces share the one dynamic loader (its link maps hold them all).
+            return self.tls_bytes if self.role is Role.LOADER else self.writable_bytes + self.tls_bytes
+        if backend == "processes":
+            return self.writable_bytes + self.tls_bytes
+        if backend == "copies":
+            if self.is_system or self.role is Role.LOADER:
+                return self.tls_bytes
+            return self.writable_bytes + self.text_bytes + self.tls_bytes
+        raise ValueError(f"unknown backend {backend!r}")
+
+    def shared_bytes(self, backend: str) -> int:
+        """What is paid once however many interpreters there are."""
+        return _shared(self, backend)
+
+    def as_dict(self) -> dict:
+        return {"path": str(self.path), "role": self.role.value, "data_bytes": self.data_bytes,
+                "bss_bytes": self.bss_bytes, "text_bytes": self.text_bytes, "tls_bytes": self.tls_bytes}
+
+
+def _shared(obj: ObjectFootprint, backend: str) -> int:
+    if backend in ("subinterpreters", "threads"):
+        return obj.writable_bytes + obj.text_bytes
+    if backend in ("namespaces", "processes"):
+        if backend == "namespaces" and obj.role is Role.LOADER:
+            return obj.writable_bytes + obj.text_bytes
+        return obj.text_bytes
+    if backend == "copies":
+        return obj.writable_bytes + obj.text_bytes if (obj.is_system or obj.role is Role.LOADER) else 0
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class BackendEstimate:
+    """Memory of N interpreters under one backend: shared + N × private_per_interpreter."""
+
+    backend: str
+    private_per_interpreter: int
+    shared: int
+    objects: tuple[ObjectFootprint, ...]
+
+    def total(self, interpreters: int) -> int:
+        return self.shared + interpreters * self.private_per_interpreter
+
+    def as_dict(self) -> dict:
+        return {"backend": self.backend, "private_per_interpreter_bytes": self.private_per_interpreter,
+                "shared_bytes": self.shared}
+
+
+# ---------------------------------------------------------------------------- one file
+
+
+def _page_floor(value: int) -> int:
+    return value - value % PAGE_SIZE
+
+
+def _page_ceil(value: int) -> int:
+    return -(-value // PAGE_SIZE) * PAGE_SIZE
+
+
+@functools.lru_cache(maxsize=512)
+def _footprint_cached(path: Path, role: Role, _size: int, _mtime: int) -> ObjectFootprint:
+    try:
+        with ElfImage.open(path) as image:
+            segments = image.segments
+            tls = image.tls_segment
+    except (OSError, ValueError) as exc:
+        raise FileFormatError(f"cannot read {path} (not a readable ELF file: {exc})") from None
+    except Exception as exc:  # pyelftools raises its own ELFError family on corrupt headers
+        raise FileFormatError(f"cannot read {path} ({type(exc).__name__}: {exc})") from None
+    data = bss = text = 0
+    for ptype, _offset, vaddr, filesz, memsz, flags in segments:
+        if ptype != PT_LOAD or memsz == 0:
+            continue
+        start, end = _page_floor(vaddr), _page_ceil(vaddr + memsz)
+        if flags & PF_W:
+            file_end = min(_page_ceil(vaddr + filesz), end) if filesz else start
+            data += file_end - start
+            bss += end - file_end
+        else:
+            text += end - start
+    tls_bytes = tls[1] if tls else 0
+    return ObjectFootprint(path, role, data, bss, text, tls_bytes)
+
+
+def footprint(path: Path, role: Role = Role.LIBRARY) -> ObjectFootprint:
+    """The page-rounded load footprint of one ELF file (cached by path, size and mtime)."""
+    path = Path(path).resolve()
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise InputError(f"cannot read {path} ({exc.strerror})") from None
+    return _footprint_cached(path, role, stat.st_size, int(stat.st_mtime_ns))
+
+
+# ---------------------------------------------------------------------------- which files
+
+
+@functools.lru_cache(maxsize=8)
+def libpython_of(python: str = sys.executable) -> Path:
+    """The shared libpython that ``python`` runs on; InputError if it is statically linked."""
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        import sysconfig
+
+        libdir, soname = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+        shared = sysconfig.get_config_var("Py_ENABLE_SHARED")
+    else:
+        code = ("import sysconfig as s;print(s.get_config_var('LIBDIR'));print(s.get_config_var('INSTSONAME'));"
+                "print(s.get_config_var('Py_ENABLE_SHARED'))")
+        try:
+            done = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=30)
+            libdir, soname, shared = done.stdout.split("\n")[:3]
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            raise InputError(f"cannot ask {python} where its libpython is (it did not run)") from None
+        shared = shared.strip() not in ("0", "None", "")
+    candidate = Path(libdir) / soname if libdir and soname else None
+    if not shared or candidate is None or not candidate.is_file():
+        raise InputError(f"cannot estimate {python} (libpython is not a shared library)")
+    return candidate.resolve()
+
+
+@functools.lru_cache(maxsize=1)
+def _ldconfig_cache() -> dict[str, str]:
+    """soname -> path for this machine's architecture, from `ldconfig -p`."""
+    try:
+        done = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        try:
+            done = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+    found: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        match = re.match(r"\s+(\S+) \(([^)]*)\) => (\S+)", line)
+        if match and "64" in match.group(2):
+            found.setdefault(match.group(1), match.group(3))
+    return found
+
+
+def _expand_origin(entries: list[str], origin: Path) -> list[Path]:
+    out = []
+    for value in entries:
+        for item in str(value).split(":"):
+            if item:
+                out.append(Path(item.replace("$ORIGIN", str(origin)).replace("${ORIGIN}", str(origin))))
+    return out
+
+
+def _resolve_needed(name: str, image: ElfImage, inherited_rpath: list[Path]) -> Path | None:
+    if "/" in name:
+        return Path(name) if Path(name).is_file() else None
+    from analyzer.elf.image import DT_RPATH, DT_RUNPATH
+
+    origin = image.path.resolve().parent
+    runpath = _expand_origin(image.dynamic_values(DT_RUNPATH), origin)
+    rpath = [] if runpath else _expand_origin(image.dynamic_values(DT_RPATH), origin) + inherited_rpath
+    env = _expand_origin([os.environ.get("LD_LIBRARY_PATH", "")], origin)
+    for folder in [*rpath, *env, *runpath]:
+        if (folder / name).is_file():
+            return folder / name
+    cached = _ldconfig_cache().get(name)
+    if cached and Path(cached).is_file():
+        return Path(cached)
+    for folder in _DEFAULT_LIBRARY_DIRS:
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
+def needed_closure(roots: list[Path]) -> tuple[list[Path], list[str]]:
+    """Every file reached from ``roots`` through DT_NEEDED, roots first; plus the names not found.
+
+    A minimal lddtree: reads dynamic sections only, never loads anything.
+    """
+    from analyzer.elf.image import DT_NEEDED, DT_RPATH
+
+    seen: dict[Path, None] = {}
+    missing: list[str] = []
+    queue: list[tuple[Path, list[Path]]] = [(Path(r).resolve(), []) for r in roots]
+    while queue:
+        path, inherited = queue.pop(0)
+        if path in seen:
+            continue
+        seen[path] = None
+        try:
+            with ElfImage.open(path) as image:
+                needed = image.dynamic_values(DT_NEEDED)
+                own_rpath = _expand_origin(image.dynamic_values(DT_RPATH), path.parent)
+                for name in needed:
+                    found = _resolve_needed(name, image, inherited)
+                    if found is None:
+                        if name not in missing:
+                            missing.append(name)
+                        continue
+                    queue.append((found.resolve(), own_rpath + inherited))
+        except Exception:  # an unreadable dependency is reported by `scan`; here it only costs nothing
+            continue
+    return list(seen), missing
+
+
+def extension_files_of_module(name: str, python: str = sys.executable) -> list[Path]:
+    """The extension modules a dotted module name stands for, found without importing it.
+
+    A package contributes every extension file inside it that ``python`` could import; a
+    pure-Python module contributes nothing (libpython alone carries it).
+    """
+    from importlib.machinery import PathFinder
+
+    from analyzer.modules import abi_matches
+
+    parts = name.split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise InputError(f"cannot import {name!r} (not a dotted module name)")
+    spec = PathFinder.find_spec(parts[0])
+    if spec is None:
+        if parts[0] in sys.builtin_module_names:
+            return []
+        raise InputError(f"cannot find module {name} (not on sys.path of {python})")
+    locations = list(spec.submodule_search_locations or [])
+    origin = Path(spec.origin) if spec.origin and spec.has_location else None
+    for part in parts[1:]:
+        child = None
+        for folder in locations:
+            folder = Path(folder)
+            if (folder / part).is_dir():
+                child = ("package", folder / part)
+                break
+            hits = sorted(folder.glob(f"{part}.*"))
+            if hits:
+                child = ("module", hits[0])
+                break
+        if child is None:
+            raise InputError(f"cannot find module {name} (no {part} in {locations[0] if locations else parts[0]})")
+        if child[0] == "package":
+            locations, origin = [str(child[1])], None
+        else:
+            locations, origin = [], child[1]
+    soabi = _soabi(python)
+    if locations:
+        found = []
+        for folder in locations:
+            for candidate in sorted(Path(folder).rglob("*.so")):
+                # Only importable extension modules; plain libraries beside them come in through DT_NEEDED.
+                if abi_matches(candidate, soabi) and re.search(r"\.(cpython-[^.]+|abi3)\.so$", candidate.name):
+                    found.append(candidate.resolve())
+        return found
+    if origin is not None and origin.suffix == ".so":
+        return [origin.resolve()]
+    return []
+
+
+@functools.lru_cache(maxsize=8)
+def _soabi(python: str) -> str:
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        import sysconfig
+
+        return sysconfig.get_config_var("SOABI") or ""
+    done = subprocess.run([python, "-I", "-c", "import sysconfig;print(sysconfig.get_config_var('SOABI'))"],
+                          capture_output=True, text=True, timeout=30)
+    return done.stdout.strip()
+
+
+def collect_inputs(paths: list[Path], modules: list[str], python: str = sys.executable) -> list[Path]:
+    """Extension and library files from PATH arguments (files or folders) and --import names."""
+    out: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            out.extend(p.resolve() for p in sorted(path.rglob("*.so")) if is_elf(p))
+        elif path.is_file():
+            if not is_elf(path):
+                raise InputError(f"cannot estimate {path} (not an ELF file)")
+            out.append(path.resolve())
+        else:
+            raise InputError(f"cannot read {path} (no such file or directory)")
+    for name in modules:
+        out.extend(extension_files_of_module(name, python))
+    return list(dict.fromkeys(out))
+
+
+# ---------------------------------------------------------------------------- per backend
+
+
+@dataclass(frozen=True, slots=True)
+class StaticEstimate:
+    """The files an interpreter would load, and what they cost under each backend."""
+
+    objects: tuple[ObjectFootprint, ...]
+    missing: tuple[str, ...]      # DT_NEEDED names that could not be found (they cost nothing here)
+
+    def backend(self, name: str) -> BackendEstimate:
+        private = sum(o.private_bytes(name) for o in self.objects)
+        shared = sum(_shared(o, name) for o in self.objects)
+        return BackendEstimate(name, private, shared, self.objects)
+
+    def as_dict(self) -> dict:
+        return {"objects": [o.as_dict() for o in self.objects], "missing": list(self.missing),
+                "backends": {name: self.backend(name).as_dict() for name in BACKENDS}}
+
+
+def classify(path: Path, libpython: Path | None, extensions: set[Path]) -> Role:
+    path = Path(path)
+    if libpython is not None and path == libpython:
+        return Role.LIBPYTHON
+    if path in extensions:
+        return Role.EXTENSION
+    if _LOADER_NAME.match(path.name):
+        return Role.LOADER
+    return Role.LIBRARY
+
+
+def estimate_files(files: list[Path], *, python: str | None = sys.executable, closure: bool = True) -> StaticEstimate:
+    """Footprints of libpython (for ``python``; None leaves it out), ``files`` and their DT_NEEDED closure."""
+    libpython = libpython_of(python) if python else None
+    extensions = {Path(f).resolve() for f in files}
+    roots = ([libpython] if libpython else []) + list(extensions)
+    if closure:
+        reached, missing = needed_closure(roots)
+    else:
+        reached, missing = roots, []
+    objects = tuple(footprint(p, classify(p, libpython, extensions)) for p in reached)
+    return StaticEstimate(objects, tuple(missing))
+
+
+def estimate_loaded(paths: list[Path], libpython: Path | None = None) -> StaticEstimate:
+    """Footprints of exactly the objects a runtime reported loaded (no closure, nothing guessed)."""
+    objects = []
+    for path in dict.fromkeys(Path(p).resolve() for p in paths):
+        if not is_elf(path):
+            continue
+        role = classify(path, libpython.resolve() if libpython else None, set())
+        if role is Role.LIBRARY and re.search(r"\.(cpython-[^.]+|abi3)\.so$", path.name):
+            role = Role.EXTENSION
+        objects.append(footprint(path, role))
+    return StaticEstimate(tuple(objects), ())

@@ -1,0 +1,276 @@
+"""Read /proc/<pid>/smaps and smaps_rollup, and attribute each mapping to the interpreter that owns it.
+
+RSS counts a file page once per mapping, so one file mapped in N namespaces counts N times
+(DESIGN.md fact 6); Pss divides each page among its mappers and is what adds up. Here every
+mapping keeps its Rss, Pss, Private_Clean, Private_Dirty, Shared_* and Anonymous, and an
+attribution splits the process into: the objects loaded by each interpreter (each namespace
+maps its own copy of a file at its own address, so a file mapped N times in N namespaces
+gives N distinct ranges, told apart by the load base from that namespace's link map), other
+file mappings, and anonymous memory (heaps, thread stacks) that no object owns.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from analyzer.elf.image import PT_LOAD, ElfImage
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+# smaps field name -> MemoryTotals attribute (values in kB in the file, bytes here).
+_FIELDS = {
+    "Rss": "rss", "Pss": "pss", "Shared_Clean": "shared_clean", "Shared_Dirty": "shared_dirty",
+    "Private_Clean": "private_clean", "Private_Dirty": "private_dirty", "Anonymous": "anonymous",
+    "Swap": "swap",
+}
+
+
+@dataclass(slots=True)
+class MemoryTotals:
+    """Sums over some mappings, in bytes."""
+
+    rss: int = 0
+    pss: int = 0
+    shared_clean: int = 0
+    shared_dirty: int = 0
+    private_clean: int = 0
+    private_dirty: int = 0
+    anonymous: int = 0
+    swap: int = 0
+
+    @property
+    def private(self) -> int:
+        return self.private_clean + self.private_dirty
+
+    def add(self, other: "MemoryTotals") -> "MemoryTotals":
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def minus(self, other: "MemoryTotals") -> "MemoryTotals":
+        return MemoryTotals(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+
+    def as_dict(self) -> dict[str, int]:
+        return {f"{f.name}_bytes": getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(slots=True)
+class Mapping:
+    """One line of /proc/<pid>/maps with its smaps counters."""
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    inode: int
+    path: str | None          # file path, "[heap]", "[stack]", "[vdso]"...; None for unnamed anonymous
+    totals: MemoryTotals = field(default_factory=MemoryTotals)
+
+    @property
+    def is_file(self) -> bool:
+        return self.inode != 0 and self.path is not None and not self.path.startswith("[")
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.inode == 0 and (self.path is None or self.path in ("[heap]", "[stack]") or self.path.startswith("[anon"))
+
+
+def _parse_header(line: str) -> Mapping | None:
+    parts = line.split(None, 5)
+    if len(parts) < 5 or "-" not in parts[0]:
+        return None
+    try:
+        lo, hi = parts[0].split("-")
+        start, end = int(lo, 16), int(hi, 16)
+        offset, inode = int(parts[2], 16), int(parts[4])
+    except ValueError:
+        return None
+    path = parts[5].strip() if len(parts) == 6 else None
+    if path and path.endswith(" (deleted)"):
+        path = path[: -len(" (deleted)")]
+    return Mapping(start, end, parts[1], offset, inode, path or None)
+
+
+def parse_smaps(text: str) -> list[Mapping]:
+    """Every mapping in an smaps text, in address order."""
+    mappings: list[Mapping] = []
+    current: Mapping | None = None
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        if sep and key in _FIELDS and current is not None:
+            value = rest.split()
+            if value:
+                setattr(current.totals, _FIELDS[key], int(value[0]) * 1024)
+            continue
+        if sep and (key[:1].isupper() and " " not in key):
+            continue  # a counter we do not keep (Size, Referenced, VmFlags, ...)
+        header = _parse_header(line)
+        if header is not None:
+            current = header
+            mappings.append(current)
+    return mappings
+
+
+def read_smaps(pid: int | str = "self") -> list[Mapping]:
+    with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as fh:
+        return parse_smaps(fh.read())
+
+
+def parse_rollup(text: str) -> MemoryTotals:
+    totals = MemoryTotals()
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        if sep and key in _FIELDS and rest.split():
+            setattr(totals, _FIELDS[key], int(rest.split()[0]) * 1024)
+    return totals
+
+
+def read_rollup(pid: int | str = "self") -> MemoryTotals:
+    """Whole-process totals; falls back to summing smaps on kernels without smaps_rollup."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as fh:
+            return parse_rollup(fh.read())
+    except FileNotFoundError:
+        return total_of(read_smaps(pid))
+
+
+def total_of(mappings: list[Mapping]) -> MemoryTotals:
+    totals = MemoryTotals()
+    for mapping in mappings:
+        totals.add(mapping.totals)
+    return totals
+
+
+# ---------------------------------------------------------------------------- attribution
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedObject:
+    """One entry of an interpreter's link map: which file, loaded at which bias."""
+
+    interpreter: int      # -1: the host (base namespace)
+    path: str
+    base: int
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_span(path: str) -> tuple[int, int] | None:
+    """[first page, end of last page) of an ELF file's PT_LOAD segments, relative to its load bias."""
+    try:
+        with ElfImage.open(Path(path)) as image:
+            loads = [(vaddr, memsz) for ptype, _o, vaddr, _f, memsz, _fl in image.segments if ptype == PT_LOAD and memsz]
+    except Exception:
+        return None
+    if not loads:
+        return None
+    low = min(v for v, _ in loads)
+    high = max(v + m for v, m in loads)
+    return low - low % PAGE_SIZE, -(-high // PAGE_SIZE) * PAGE_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRange:
+    start: int
+    end: int
+    owner: LoadedObject
+
+
+def object_ranges(objects: list[LoadedObject]) -> list[AddressRange]:
+    """Address ranges of loaded objects, from link-map bases and each file's PT_LOAD span.
+
+    The span covers the object's zero-filled .bss mapping too, which smaps shows as an
+    unnamed anonymous mapping right after the file's last mapping.
+    """
+    ranges = []
+    for obj in objects:
+        if not obj.path:
+            continue
+        span = _load_span(obj.path)
+        if span is None:
+            continue
+        ranges.append(AddressRange(obj.base + span[0], obj.base + span[1], obj))
+    ranges.sort(key=lambda r: r.start)
+    return ranges
+
+
+@dataclass
+class Attribution:
+    """A process's mappings split by owner."""
+
+    by_interpreter: dict[int, MemoryTotals]                  # objects each interpreter's namespace loaded
+    by_object: dict[tuple[int, str], MemoryTotals]          # (interpreter, path) -> totals
+    host_objects: MemoryTotals                                # objects of the base namespace (interpreter -1)
+    other_files: MemoryTotals                                 # file mappings no link map names
+    anonymous: MemoryTotals                                   # heaps, arenas, thread stacks: no object owns them
+    special: MemoryTotals                                     # [vdso], [vvar], [vsyscall]
+    total: MemoryTotals
+
+    def as_dict(self) -> dict:
+        return {
+            "by_interpreter": {str(k): v.as_dict() for k, v in sorted(self.by_interpreter.items())},
+            "host_objects": self.host_objects.as_dict(),
+            "other_files": self.other_files.as_dict(),
+            "anonymous": self.anonymous.as_dict(),
+            "special": self.special.as_dict(),
+            "total": self.total.as_dict(),
+        }
+
+
+def attribute(mappings: list[Mapping], objects: list[LoadedObject]) -> Attribution:
+    """Split mappings among the interpreters whose link maps hold the objects mapped there."""
+    import bisect
+
+    ranges = object_ranges(objects)
+    starts = [r.start for r in ranges]
+    result = Attribution({}, {}, MemoryTotals(), MemoryTotals(), MemoryTotals(), MemoryTotals(), MemoryTotals())
+    for obj in objects:
+        if obj.interpreter >= 0:
+            result.by_interpreter.setdefault(obj.interpreter, MemoryTotals())
+    for mapping in mappings:
+        result.total.add(mapping.totals)
+        index = bisect.bisect_right(starts, mapping.start) - 1
+        owner = ranges[index].owner if index >= 0 and mapping.start < ranges[index].end else None
+        if owner is not None and (not mapping.is_file or _same_file(mapping.path, owner.path)):
+            if owner.interpreter < 0:
+                result.host_objects.add(mapping.totals)
+            else:
+                result.by_interpreter.setdefault(owner.interpreter, MemoryTotals()).add(mapping.totals)
+                result.by_object.setdefault((owner.interpreter, owner.path), MemoryTotals()).add(mapping.totals)
+        elif mapping.is_file:
+            result.other_files.add(mapping.totals)
+        elif mapping.is_anonymous:
+            result.anonymous.add(mapping.totals)
+        else:
+            result.special.add(mapping.totals)
+    return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _same_file(mapped: str | None, listed: str) -> bool:
+    if mapped is None:
+        return False
+    if mapped == listed:
+        return True
+    try:
+        return os.path.samefile(mapped, listed)
+    except OSError:
+        return False
+
+
+def host_objects_from_maps(mappings: list[Mapping]) -> list[LoadedObject]:
+    """The base namespace's objects guessed from /proc/<pid>/maps: a file's offset-0 mapping marks its base.
+
+    Only for the host, where each file is mapped once; namespaces need their link maps.
+    """
+    objects = []
+    seen: set[str] = set()
+    for mapping in mappings:
+        if mapping.is_file and mapping.offset == 0 and mapping.path not in seen:
+            span = _load_span(mapping.path)
+            if span is None:
+                continue
+            seen.add(mapping.path)
+            objects.append(LoadedObject(-1, mapping.path, mapping.start - span[0]))
+    return objects
