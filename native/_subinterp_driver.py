@@ -215,6 +215,12 @@ def probe_module(module, config, n, sys_path):
                 record["error"] = f"{result['type']}: {result['message']}"
                 return finish("error", f"use after destroying another interpreter failed: "
                                        f"{record['error']}", shared)
+        # Tear the rest down inside the probe, so a crash in teardown is pinned on a step.
+        while interpreters:
+            record = step("destroy", n - len(interpreters))
+            destroy_interpreter(interpreters[0])
+            interpreters.pop(0)
+            record["ok"] = True
         return finish("ok", "", shared)
     except Exception as exc:   # the API itself refused (e.g. cannot create an interpreter)
         return finish("error", f"{type(exc).__name__}: {exc}")

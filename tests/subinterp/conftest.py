@@ -13,7 +13,8 @@ from analyzer.errors import RuntimeUnavailable
 # Small, popular wheels with compiled extensions for cp313 manylinux x86_64, pinned. Chosen to
 # cover the binding generators in the wild: plain C (markupsafe, ujson, simplejson, msgpack,
 # regex, bitarray, zstandard, wrapt, psutil abi3), Cython (pyyaml, frozenlist, multidict's C),
-# mypyc (charset-normalizer), PyO3 (orjson, pydantic-core), cffi's backend and numpy.
+# mypyc (charset-normalizer), PyO3 (orjson, pydantic-core), cffi's backend, numpy, and
+# the few that already declare own-GIL support.
 CORPUS_PINS = (
     "markupsafe==3.0.2",
     "pyyaml==6.0.2",
@@ -32,6 +33,20 @@ CORPUS_PINS = (
     "multidict==6.1.0",
     "frozenlist==1.5.0",
     "wrapt==1.17.0",
+    # These declare own-GIL support (Py_mod_multiple_interpreters), or fail in other ways.
+    "brotli==1.2.1",
+    "crc32c==2.9.post0",
+    "pybase64==1.5.1",
+    "setproctitle==1.3.8",
+    "xxhash==4.1.0",
+    "time-machine==3.6.0",
+    "cbor2==6.3.0",
+    "immutables==0.21",
+    "lz4==4.4.5",
+    "mmh3==5.3.1",
+    "google-crc32c==1.9.0",
+    "isal==1.9.1",
+    "zlib-ng==1.1.0",
 )
 CORPUS_ROOT = Path(os.environ.get("INTERPKIT_CORPUS_CACHE", Path.home() / ".cache" / "interpkit-corpus"))
 
