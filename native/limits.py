@@ -131,20 +131,21 @@ def tls_users(paths: list[str]) -> list[TLSUser]:
     return sorted(users.values(), key=lambda user: (not user.static, -user.tls_size, user.path))
 
 
-def limit_error(dlerror: str, *, started: int, requested: int) -> NamespaceLimitError | None:
+def limit_error(dlerror: str, *, opened: int) -> NamespaceLimitError | None:
     """Turn a dlmopen failure into the error that names its cause, or None if unrelated.
 
-    ``started`` is how many namespaced interpreters this process already had when the
-    failing ``dlmopen`` ran.
+    ``opened`` is how many namespaces this process had dlmopen'd when the failing call ran
+    (closed interpreters included: glibc does not give their namespaces back).
     """
     nns = nns_tunable()
     setting = (f"glibc.rtld.nns={nns}" if nns is not None
                else "default glibc tunables")
     if "no more namespaces available" in dlerror:
         return NamespaceLimitError(
-            f"cannot start interpreter {started + 1} (too many interpreters: glibc has no "
-            f"more link-map namespaces after {started}, with {setting}); at most "
-            f"{NAMESPACE_CEILING} interpreters fit in one process")
+            f"cannot start another interpreter (too many interpreters: glibc has no more "
+            f"link-map namespaces after {opened} were opened in this process, with {setting}; "
+            f"closed interpreters do not give theirs back); the ceiling is "
+            f"{NAMESPACE_CEILING} interpreters per process")
     if "static TLS" in dlerror:
         users = tls_users(mapped_objects())
         listed = ", ".join(user.describe() for user in users[:8]) or "none found"
@@ -152,18 +153,17 @@ def limit_error(dlerror: str, *, started: int, requested: int) -> NamespaceLimit
                 else f"the ceiling is {NAMESPACE_CEILING} interpreters, fewer with "
                      "DF_STATIC_TLS libraries loaded")
         return StaticTLSExhausted(
-            f"cannot start interpreter {started + 1} (static TLS exhausted after {started} "
-            f"namespaced interpreters, with {setting}; loaded libraries with TLS: {listed}); "
-            f"{hint}")
+            f"cannot start another interpreter (static TLS exhausted after {opened} "
+            f"namespaces were opened in this process, with {setting}; loaded libraries "
+            f"with TLS: {listed}); {hint}")
     return None
 
 
-def too_many(requested: int, live: int) -> NamespaceLimitError | None:
-    """Refuse up front a request that cannot fit under the namespace ceiling."""
-    if requested + live > NAMESPACE_CEILING:
+def too_many(requested: int) -> NamespaceLimitError | None:
+    """Refuse up front a request that can never fit under the namespace ceiling."""
+    if requested > NAMESPACE_CEILING:
         return NamespaceLimitError(
-            f"cannot start {requested} interpreters (too many interpreters: {live} already "
-            f"running; glibc allows at most {NAMESPACE_CEILING} namespaced interpreters per "
-            f"process, and only with GLIBC_TUNABLES=glibc.rtld.nns=16 set before the process "
-            f"starts)")
+            f"cannot start {requested} interpreters (too many interpreters: glibc allows at "
+            f"most {NAMESPACE_CEILING} namespaced interpreters per process, and only with "
+            f"GLIBC_TUNABLES=glibc.rtld.nns=16 set before the process starts)")
     return None
