@@ -1,0 +1,79 @@
+"""IK405: an atexit callback registered from model code.
+
+## What it does
+Finds `atexit.register(...)` calls and `@atexit.register` decorators, under any alias.
+
+## Why is this bad?
+`atexit` callbacks belong to the interpreter that registered them and run when that
+interpreter is finalized, not when the process exits. A namespaces runtime may never
+finalize an interpreter, or finalize it while other interpreters still use the files,
+sockets or native handles the callback closes; with torch loaded, teardown ordering already
+decides whether the process exits at all (DESIGN.md fact 7).
+
+## Example
+```python
+import atexit
+atexit.register(cache.flush)
+```
+
+## Use instead
+Give the model an explicit `close()` that the serving process calls, or use a context
+manager around the work.
+
+## References
+- https://docs.python.org/3/library/atexit.html
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import libcst as cst
+
+from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+from analyzer.registry import Rule
+from analyzer.source.walk import SourceRule, run_rule
+
+RULE = Rule(
+    code="IK405",
+    name="atexit-register",
+    title="atexit callback registered from model code",
+    severity=Severity.WARNING,
+    backends=ALL_BACKENDS,
+    verdicts={b: Verdict.UNKNOWN for b in Backend},
+    fix="expose an explicit close() for the serving process to call",
+    doc=__doc__,
+)
+
+TRIGGER = r"atexit"
+
+REGISTER = frozenset({"atexit.register"})
+
+
+class AtexitRegister(SourceRule):
+    RULE = RULE
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self.matched_name(node.func, REGISTER):
+            self.report(node, "`atexit.register` callback runs at interpreter finalization, not process exit")
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        if not isinstance(node.decorator, cst.Call) and self.matched_name(node.decorator, REGISTER):
+            self.report(node, "`@atexit.register` callback runs at interpreter finalization, not process exit")
+
+
+VISITOR = AtexitRegister
+
+VALID = [
+    "import atexit\natexit.unregister(print)\n",
+    "def register(f):\n    return f\nregister(print)\n",
+]
+INVALID = [
+    "import atexit\natexit.register(print)  # bad\n",
+    "from atexit import register as on_exit\non_exit(print)  # bad\n",
+    "import atexit as ae\n@ae.register  # bad\ndef bye():\n    pass\n",
+    "import atexit\natexit.register(print)  # interpkit: ignore\n",
+]
+
+
+def check(path: Path, text: str) -> list[Finding]:
+    return run_rule(VISITOR, text, path)

@@ -1,0 +1,146 @@
+"""IK409: a module-level container used as a registry.
+
+## What it does
+Finds module-level names bound to a mutable container (`{}`, `[]`, `set()`, `dict()`,
+`defaultdict(...)`, `OrderedDict()`) that functions in the same module fill in
+(`NAME[key] = ...`, `NAME.append(...)`, `NAME.update(...)`, ...). Reported once, at the
+binding, at info level.
+
+## Why is this bad?
+Nothing breaks by itself: every interpreter imports its own copy of the module, so each gets
+its own, empty registry. That is exactly the surprise: a plugin registered, a cache warmed
+or a counter bumped in one interpreter is invisible to the others, and code that assumed one
+process-wide registry (register in the host, look up in the model) silently finds nothing.
+
+## Example
+```python
+_BACKBONES = {}
+
+def register_backbone(name):
+    def wrap(fn):
+        _BACKBONES[name] = fn
+        return fn
+    return wrap
+```
+
+## Use instead
+Keep registries per interpreter on purpose and fill them at import (decorators on
+module-level functions do), or pass the registry explicitly; share data across interpreters
+only as bytes through the host.
+
+## Known problems
+Mutation through another module (`other._BACKBONES[k] = v`) is not followed.
+
+## References
+- https://docs.python.org/3/c-api/init.html#sub-interpreter-support
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import libcst as cst
+from libcst.metadata import GlobalScope, ScopeProvider
+
+from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+from analyzer.registry import Rule
+from analyzer.source.walk import SourceRule, run_rule
+
+RULE = Rule(
+    code="IK409",
+    name="module-level-registry",
+    title="module-level container used as a registry",
+    severity=Severity.INFO,
+    backends=ALL_BACKENDS,
+    verdicts={b: Verdict.OK for b in Backend},
+    fix="treat the registry as per-interpreter state; do not expect entries from other interpreters",
+    doc=__doc__,
+)
+
+# Module-level `NAME = {` / `NAME: T = [` / `NAME = dict(` ...; the visitor does the real check.
+TRIGGER = r"^[A-Za-z_]\w*\s*(?::[^=\n]+)?=\s*(?:\{|\[|set\(|dict\(|list\(|(?:collections\.)?(?:defaultdict|OrderedDict)\()"
+
+CONTAINER_CALLS = frozenset({"builtins.dict", "builtins.list", "builtins.set", "collections.defaultdict",
+                             "collections.OrderedDict"})
+MUTATORS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "__setitem__"})
+NOT_REGISTRIES = frozenset({"__all__", "__slots__", "__path__"})
+
+
+class ModuleLevelRegistry(SourceRule):
+    RULE = RULE
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.containers: dict[str, cst.CSTNode] = {}
+        self.mutated: set[str] = set()
+
+    def _is_container(self, value: cst.BaseExpression | None) -> bool:
+        if isinstance(value, (cst.Dict, cst.List, cst.Set)):
+            return True
+        return isinstance(value, cst.Call) and self.matched_name(value.func, CONTAINER_CALLS) is not None
+
+    def _bind(self, node: cst.CSTNode, target: cst.BaseExpression, value: cst.BaseExpression | None) -> None:
+        if (isinstance(target, cst.Name) and target.value not in NOT_REGISTRIES and self._is_container(value)
+                and isinstance(self.get_metadata(ScopeProvider, node, None), GlobalScope)):
+            self.containers.setdefault(target.value, node)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if len(node.targets) == 1:
+            self._bind(node, node.targets[0].target, node.value)
+        for target in node.targets:
+            self._note_mutation(target.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._bind(node, node.target, node.value)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._note_mutation(node.target)
+
+    def _global_name_in_function(self, name: cst.Name) -> str | None:
+        """The name if it is used inside a function and resolves to a module-level binding."""
+        scope = self.get_metadata(ScopeProvider, name, None)
+        if scope is None or isinstance(scope, GlobalScope):
+            return None
+        assignments = scope[name.value]
+        if assignments and all(isinstance(a.scope, GlobalScope) for a in assignments):
+            return name.value
+        return None
+
+    def _note_mutation(self, target: cst.BaseExpression) -> None:
+        if isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name):
+            found = self._global_name_in_function(target.value)
+            if found:
+                self.mutated.add(found)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value in MUTATORS and isinstance(func.value, cst.Name):
+            found = self._global_name_in_function(func.value)
+            if found:
+                self.mutated.add(found)
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        for name, node in self.containers.items():
+            if name in self.mutated:
+                self.report(node, f"`{name}` is a module-level registry filled from functions; "
+                                  "each interpreter gets its own copy")
+
+
+VISITOR = ModuleLevelRegistry
+
+VALID = [
+    "DEFAULTS = {'a': 1}\ndef get(k):\n    return DEFAULTS[k]\n",
+    "def f():\n    cache = {}\n    cache['a'] = 1\n",
+    "__all__ = []\n__all__.append('x')\n",
+    "ITEMS = []\nITEMS.append(1)\n",
+    "REG = {}\ndef f(REG):\n    REG['a'] = 1\n",
+]
+INVALID = [
+    "_REGISTRY = {}  # bad\ndef register(name, fn):\n    _REGISTRY[name] = fn\n",
+    "import collections as c\nHOOKS = c.defaultdict(list)  # bad\ndef add(k, f):\n    HOOKS[k].append(f)\n    HOOKS.setdefault(k, [])\n",
+    "def add(x):\n    SEEN.add(x)\nSEEN: set = set()  # bad\n",
+    "_REGISTRY = {}  # interpkit: ignore[IK409]\ndef register(name, fn):\n    _REGISTRY[name] = fn\n",
+]
+
+
+def check(path: Path, text: str) -> list[Finding]:
+    return run_rule(VISITOR, text, path)

@@ -1,0 +1,99 @@
+"""IK407: custom operators loaded or compiled while the model runs.
+
+## What it does
+Finds `torch.ops.load_library`, `torch.classes.load_library`,
+`torch.utils.cpp_extension.load` / `load_inline`, and Python kernel registration with
+`torch.library` (`Library`, `custom_op`, `impl`, `register_fake`, `define`).
+
+## Why is this bad?
+The operator registry lives in libtorch. When libtorch is shared by all interpreters
+(subinterpreters, renamed copies) the first interpreter's registration is what every
+interpreter sees: a second `load_library` finds the library already loaded and registers
+nothing, a Python kernel registered by one interpreter is then called from another
+interpreter's threads, and `cpp_extension.load` compiles into one shared build directory
+from several interpreters at once. Under namespaces each interpreter has its own libtorch and
+its own copy of the operator library, which works but loads the library once per interpreter.
+
+## Example
+```python
+import torch
+torch.ops.load_library("build/libroi_ops.so")
+```
+
+## Use instead
+Package the operators as an extension module that the serving process imports once
+(`extern` it in torch.package), and call them as `torch.ops.<ns>.<op>`.
+
+## References
+- https://pytorch.org/docs/stable/library.html
+- https://pytorch.org/tutorials/advanced/cpp_custom_ops.html
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import libcst as cst
+
+from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+from analyzer.registry import Rule
+from analyzer.source.walk import SourceRule, run_rule
+
+RULE = Rule(
+    code="IK407",
+    name="runtime-op-library-load",
+    title="custom operators loaded or compiled while the model runs",
+    severity=Severity.WARNING,
+    backends=ALL_BACKENDS,
+    verdicts={Backend.NAMESPACES: Verdict.OK, Backend.SUBINTERPRETERS: Verdict.UNKNOWN,
+              Backend.COPIES: Verdict.UNKNOWN},
+    fix="ship the operators as an extension the host imports once; extern it when packaging",
+    doc=__doc__,
+)
+
+TRIGGER = r"load_library|cpp_extension|torch\.library|from torch import library|custom_op|register_fake"
+
+LOADS = frozenset({"torch.ops.load_library", "torch.classes.load_library", "torch._ops.ops.load_library",
+                   "torch.utils.cpp_extension.load", "torch.utils.cpp_extension.load_inline"})
+REGISTRATIONS = frozenset({f"torch.library.{n}" for n in ("Library", "custom_op", "impl", "register_fake",
+                                                          "define", "register_kernel", "register_autograd")})
+
+
+class RuntimeOpLibraryLoad(SourceRule):
+    RULE = RULE
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = self.matched_name(node.func, LOADS)
+        if name:
+            self.report(node, f"`{name}` registers operators in libtorch's process-wide registry")
+            return
+        name = self.matched_name(node.func, REGISTRATIONS)
+        if name:
+            self.report(node, f"`{name}` registers a Python kernel in libtorch's process-wide dispatcher")
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        target = node.decorator.func if isinstance(node.decorator, cst.Call) else node.decorator
+        name = self.matched_name(target, REGISTRATIONS)
+        # a decorator call is also visited by visit_Call; report bare decorators only here
+        if name and not isinstance(node.decorator, cst.Call):
+            self.report(node, f"`@{name}` registers a Python kernel in libtorch's process-wide dispatcher")
+
+
+VISITOR = RuntimeOpLibraryLoad
+
+VALID = [
+    "import torch\nx = torch.ops.aten.add(1, 2)\n",
+    "import ctypes\nlib = ctypes.CDLL('libfoo.so')\n",
+    "def load_library(p):\n    return p\nload_library('x')\n",
+]
+INVALID = [
+    "import torch\ntorch.ops.load_library('libops.so')  # bad\n",
+    "import torch as T\ndef setup():\n    T.ops.load_library('libops.so')  # bad\n",
+    "from torch.utils.cpp_extension import load as jit\nops = jit(name='ops', sources=['ops.cpp'])  # bad\n",
+    "import torch.utils.cpp_extension as ce\nce.load_inline('m', cpp_sources='')  # bad\n",
+    "import torch\n@torch.library.custom_op('mylib::f', mutates_args=())  # bad\ndef f(x):\n    return x\n",
+    "import torch\ntorch.ops.load_library('libops.so')  # interpkit: ignore[IK407]\n",
+]
+
+
+def check(path: Path, text: str) -> list[Finding]:
+    return run_rule(VISITOR, text, path)
