@@ -1,0 +1,152 @@
+"""Analyze ELF files: facts per file, every enabled ELF rule, the DT_NEEDED closure, cross-file rules."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from analyzer.config import Config
+from analyzer.elf.closure import SYSTEM_LIBRARIES, is_libpython, resolve_closure
+from analyzer.elf.facts import ElfFacts, facts_for
+from analyzer.elf.image import is_elf
+from analyzer.findings import FileKind, FileResult
+from analyzer.registry import rules_of
+
+log = logging.getLogger(__name__)
+
+__all__ = ["analyze_elf_files", "is_elf"]
+
+RULES_PACKAGE = "analyzer.rules.elf"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] if text else type(exc).__name__
+
+
+def _read_error(path: Path) -> str | None:
+    """A reason the file cannot be an ELF object, checked before pyelftools sees it."""
+    if not path.exists():
+        return f"cannot read {path} (no such file)"
+    if path.is_dir():
+        return f"cannot read {path} (is a directory)"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        return f"cannot read {path} ({exc.strerror or _one_line(exc)})"
+    if not head.startswith(b"\x7fELF"):
+        return f"cannot read {path} as ELF (not an ELF file)"
+    if len(head) < 52:
+        return f"cannot read {path} as ELF (truncated header)"
+    return None
+
+
+def _load(path: Path) -> ElfFacts | str:
+    """Facts, or a one-line reason. Catches broadly: pyelftools raises many types on bad input."""
+    reason = _read_error(path)
+    if reason is not None:
+        return reason
+    try:
+        return facts_for(path)
+    except Exception as exc:  # noqa: BLE001 - the per-file boundary: one bad file costs one entry
+        log.debug("cannot read %s", path, exc_info=True)
+        return f"cannot read {path} as ELF ({_one_line(exc)})"
+
+
+def dotted_module_name(path: Path, init_module: str | None) -> str:
+    """`torch._C` for site-packages/torch/_C.cpython-311-x86_64-linux-gnu.so: walk up while the
+    folder is a package; the last part comes from PyInit_<name> where there is one."""
+    leaf = init_module or path.name.split(".", 1)[0]
+    parts = [leaf]
+    folder = path.parent
+    for _ in range(32):
+        if not (folder / "__init__.py").is_file():
+            break
+        parts.append(folder.name)
+        folder = folder.parent
+    return ".".join(reversed(parts))
+
+
+def _run_rules(result: FileResult, facts: ElfFacts, rules, config: Config) -> None:
+    for registered in rules:
+        if not config.enabled(registered.rule.code):
+            continue
+        result.findings.extend(registered.check(facts))
+
+
+def _result_for(path: Path, facts: ElfFacts, kind: FileKind) -> FileResult:
+    module = dotted_module_name(path, facts.init.inits[0].module) if kind is FileKind.EXTENSION else None
+    return FileResult(path, kind, module=module, facts=facts.summary())
+
+
+def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable | None = None,
+                      closure: bool = True) -> list[FileResult]:
+    """One FileResult per input (kind extension, library or error), then one per closure dependency."""
+    rules = rules_of(RULES_PACKAGE)
+    results: list[FileResult] = []
+    scanned: list[tuple[FileResult, ElfFacts]] = []
+    seen: set[str] = set()
+
+    for path in paths:
+        path = Path(path)
+        loaded = _load(path)
+        if isinstance(loaded, str):
+            results.append(FileResult(path, FileKind.ERROR, error=loaded))
+        else:
+            seen.add(os.path.realpath(path))
+            result = _result_for(path, loaded, FileKind.EXTENSION if loaded.is_extension else FileKind.LIBRARY)
+            results.append(result)
+            scanned.append((result, loaded))
+        if progress is not None:
+            progress(path)
+
+    if closure:
+        for result, facts in list(scanned):
+            try:
+                dependencies = resolve_closure(result.path, facts_for)
+            except Exception as exc:  # noqa: BLE001 - closure trouble must not cost the file its findings
+                log.debug("closure of %s failed: %s", result.path, exc)
+                continue
+            facts.closure = {d.soname: (str(d.path) if d.path else None) for d in dependencies}
+            result.facts = facts.summary()
+            for dependency in dependencies:
+                if dependency.path is None or dependency.soname in SYSTEM_LIBRARIES or is_libpython(dependency.soname):
+                    continue
+                key = os.path.realpath(dependency.path)
+                if key in seen:
+                    continue
+                seen.add(key)
+                loaded = _load(dependency.path)
+                if isinstance(loaded, str):
+                    results.append(FileResult(dependency.path, FileKind.ERROR, error=loaded))
+                    continue
+                dep_result = _result_for(dependency.path, loaded, FileKind.LIBRARY)
+                dep_result.facts["needed_by"] = str(dependency.needed_by)
+                results.append(dep_result)
+                scanned.append((dep_result, loaded))
+
+    for result, facts in scanned:
+        try:
+            _run_rules(result, facts, rules, config)
+        except Exception as exc:  # noqa: BLE001 - a rule bug must not end the scan
+            log.debug("rules failed on %s", result.path, exc_info=True)
+            result.kind, result.error, result.findings = FileKind.ERROR, f"cannot analyze {result.path} ({_one_line(exc)})", []
+
+    set_rules = [r for r in rules if hasattr(r.module, "check_set") and config.enabled(r.rule.code)]
+    by_path = {str(result.path): result for result, _ in scanned}
+    by_path.update({str(facts.path): result for result, facts in scanned})
+    live = [(result, facts) for result, facts in scanned if result.kind is not FileKind.ERROR]
+    for registered in set_rules:
+        try:
+            for finding in registered.module.check_set([facts for _, facts in live]):
+                target = by_path.get(str(finding.path))
+                if target is not None:
+                    target.findings.append(finding)
+        except Exception:  # noqa: BLE001
+            log.debug("set rule %s failed", registered.rule.code, exc_info=True)
+
+    for result in results:
+        result.compute_verdicts()
+    return results

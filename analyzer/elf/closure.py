@@ -1,0 +1,156 @@
+"""DT_NEEDED closure, resolved the way ld.so searches, lddtree-style.
+
+It only reads files: nothing is executed or loaded, so a hostile or broken library cannot
+run code here. Search order per dependency (ld.so(8)): DT_RPATH of the loading object and
+its loaders (only when it has no DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH of the loading
+object, the wheel's vendored `<dist>.libs` folders next to the package (auditwheel's layout,
+which RPATH normally points at anyway), /etc/ld.so.conf directories, then the default
+system directories.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from analyzer.elf.image import ElfImage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIRS = ("/lib64", "/usr/lib64", "/lib", "/usr/lib",
+                "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
+                "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu")
+
+# Libraries every manylinux policy lets a wheel take from the system (glibc, libgcc, libstdc++):
+# shared by design in every backend, so they are resolved but not scanned as findings.
+SYSTEM_LIBRARIES = frozenset({
+    "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1",
+    "libresolv.so.2", "libnsl.so.1", "libcrypt.so.1", "libanl.so.1", "libmvec.so.1",
+    "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1", "ld-linux.so.2",
+    "libgcc_s.so.1", "libstdc++.so.6", "libatomic.so.1",
+})
+
+
+def is_libpython(soname: str) -> bool:
+    return soname.startswith("libpython")
+
+
+@dataclass(frozen=True)
+class Dependency:
+    soname: str
+    path: Path | None        # None: the loader would not find it either
+    needed_by: Path
+
+
+def _expand(entry: str, origin: Path) -> str:
+    for token in ("$ORIGIN", "${ORIGIN}"):
+        entry = entry.replace(token, str(origin))
+    for token in ("$LIB", "${LIB}"):
+        entry = entry.replace(token, "lib64")
+    for token in ("$PLATFORM", "${PLATFORM}"):
+        entry = entry.replace(token, "x86_64")
+    return entry
+
+
+@cache
+def ld_so_conf_dirs(conf: str = "/etc/ld.so.conf") -> tuple[str, ...]:
+    """Directories named in ld.so.conf, following `include` globs (each file read once)."""
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def read(path: str) -> None:
+        if path in seen:
+            return
+        seen.add(path)
+        try:
+            lines = Path(path).read_text(errors="replace").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if line.startswith("include"):
+                pattern = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+                if not os.path.isabs(pattern):
+                    pattern = os.path.join(os.path.dirname(path), pattern)
+                for included in sorted(glob.glob(pattern)):
+                    read(included)
+            else:
+                out.append(line)
+
+    read(conf)
+    return tuple(out)
+
+
+def vendored_libs_dirs(path: Path) -> list[Path]:
+    """`<dist>.libs` folders beside any parent package directory (auditwheel repair puts them there)."""
+    out = []
+    for parent in list(path.parents)[:6]:
+        try:
+            out.extend(sorted(p for p in parent.iterdir() if p.is_dir() and p.name.endswith(".libs")))
+        except OSError:
+            continue
+    return out
+
+
+def _compatible(candidate: Path, machine: int, elfclass: int) -> bool:
+    try:
+        with ElfImage.open(candidate) as image:
+            return image.machine == machine and image.elfclass == elfclass
+    except Exception:  # noqa: BLE001 - an unreadable candidate is skipped, as ld.so does
+        return False
+
+
+def find_library(soname: str, *, origin_file: Path, machine: int, elfclass: int,
+                 rpath: tuple[str, ...], runpath: tuple[str, ...],
+                 parent_rpaths: tuple[str, ...] = ()) -> Path | None:
+    if "/" in soname:
+        candidate = Path(soname)
+        return candidate if candidate.is_file() else None
+    origin = origin_file.parent
+    search: list[str] = []
+    if not runpath:
+        search += [_expand(e, origin) for e in rpath] + list(parent_rpaths)
+    search += [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
+    search += [_expand(e, origin) for e in runpath]
+    search += [str(d) for d in vendored_libs_dirs(origin_file)]
+    search += list(ld_so_conf_dirs()) + list(DEFAULT_DIRS)
+    for folder in dict.fromkeys(search):
+        candidate = Path(folder) / soname
+        if candidate.is_file() and _compatible(candidate, machine, elfclass):
+            log.debug("%s: %s -> %s", origin_file, soname, candidate)
+            return candidate
+    log.debug("%s: %s not found", origin_file, soname)
+    return None
+
+
+def resolve_closure(root: Path, facts_of) -> list[Dependency]:
+    """Every DT_NEEDED reachable from root, breadth first, each soname once.
+
+    facts_of(path) -> ElfFacts supplies needed/rpath/runpath (cached per file).
+    """
+    root_facts = facts_of(root)
+    queue: list[tuple[Path, tuple[str, ...]]] = [(root, ())]
+    found: dict[str, Dependency] = {}
+    while queue:
+        current, inherited_rpaths = queue.pop(0)
+        try:
+            facts = facts_of(current)
+        except Exception as exc:  # noqa: BLE001 - a broken dependency is reported by its own entry
+            log.debug("cannot read %s (%s)", current, exc)
+            continue
+        own_rpaths = tuple(_expand(e, current.parent) for e in facts.rpath) if not facts.runpath else ()
+        for soname in facts.needed:
+            if soname in found:
+                continue
+            path = find_library(soname, origin_file=current, machine=root_facts.machine,
+                                elfclass=root_facts.elfclass, rpath=facts.rpath, runpath=facts.runpath,
+                                parent_rpaths=inherited_rpaths)
+            found[soname] = Dependency(soname, path, current)
+            if path is not None and soname not in SYSTEM_LIBRARIES and not is_libpython(soname):
+                queue.append((path, inherited_rpaths + own_rpaths))
+    return list(found.values())

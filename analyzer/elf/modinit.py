@@ -1,0 +1,298 @@
+"""PyInit_* → PyModuleDef_Init(&def) → def.m_slots through relocations → the declared slot values.
+
+Nothing is executed. For each PyInit_ function we decode just enough x86-64 to see which
+PyModuleDef it takes the address of (`lea reg, [rip+disp32]`) and which imported functions
+it calls through the PLT/GOT; elsewhere (other architectures, PyInit_ that only calls a
+helper) we fall back to the one PyModuleDef-shaped object in writable data, and say so.
+"""
+from __future__ import annotations
+
+import enum
+import re
+import struct
+from dataclasses import dataclass, field
+
+from analyzer.elf.image import EM_X86_64, ElfImage
+from analyzer.elf.symbols import STT_FUNC, Symbols
+
+# Include/moduleobject.h (3.12: slots 1-3; 3.13: 1-4). Checked against the 3.12.1 and 3.13.0 headers.
+Py_mod_create, Py_mod_exec, Py_mod_multiple_interpreters, Py_mod_gil = 1, 2, 3, 4
+MULTIPLE_INTERPRETERS_VALUES = {0: "not-supported", 1: "supported", 2: "per-interpreter-gil-supported"}
+GIL_VALUES = {0: "used", 1: "not-used"}
+SLOT_NAMES = {1: "Py_mod_create", 2: "Py_mod_exec", 3: "Py_mod_multiple_interpreters", 4: "Py_mod_gil"}
+
+SINGLE_PHASE_CREATORS = ("PyModule_Create2", "PyModule_Create", "_PyModule_CreateInitialized")
+MULTI_PHASE_INIT = "PyModuleDef_Init"
+
+_MAX_SLOTS = 64  # a real slot table has a handful; stop reading garbage long before this
+
+
+class InitKind(str, enum.Enum):
+    SINGLE_PHASE = "single-phase"
+    MULTI_PHASE = "multi-phase"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Slots:
+    """The slot table as read from the file; None values mean "not file-backed" (filled at run time)."""
+
+    entries: tuple[tuple[int, int | None], ...] = ()
+    readable: bool = True
+    reason: str | None = None  # why it is unreadable
+
+    def value(self, slot_id: int) -> int | None:
+        return next((v for s, v in self.entries if s == slot_id), None)
+
+    def has(self, slot_id: int) -> bool:
+        return any(s == slot_id for s, _ in self.entries)
+
+
+@dataclass(frozen=True)
+class ModuleInit:
+    symbol: str                  # PyInit_foo
+    module: str                  # foo
+    kind: InitKind
+    proved: bool                 # kind read from the code/data itself, not guessed from imports
+    how: str                     # one phrase: how the kind was decided
+    def_address: int | None = None
+    m_size: int | None = None
+    slots: Slots | None = None   # multi-phase only
+
+    @property
+    def multiple_interpreters(self) -> str | None:
+        """Declared Py_mod_multiple_interpreters; "absent" when the table has no such slot."""
+        if self.slots is None or not self.slots.readable:
+            return None
+        if not self.slots.has(Py_mod_multiple_interpreters):
+            return "absent"
+        value = self.slots.value(Py_mod_multiple_interpreters)
+        return MULTIPLE_INTERPRETERS_VALUES.get(value, f"unknown({value})") if value is not None else None
+
+    @property
+    def gil(self) -> str | None:
+        if self.slots is None or not self.slots.readable:
+            return None
+        if not self.slots.has(Py_mod_gil):
+            return "absent"
+        value = self.slots.value(Py_mod_gil)
+        return GIL_VALUES.get(value, f"unknown({value})") if value is not None else None
+
+    def to_json(self) -> dict:
+        out: dict = {"symbol": self.symbol, "module": self.module, "kind": self.kind.value,
+                     "proved": self.proved, "how": self.how}
+        if self.m_size is not None:
+            out["m_size"] = self.m_size
+        if self.slots is not None:
+            out["slots_readable"] = self.slots.readable
+            if self.slots.readable:
+                out["slots"] = [[SLOT_NAMES.get(s, str(s)), v] for s, v in self.slots.entries]
+                out["multiple_interpreters"] = self.multiple_interpreters
+                out["gil"] = self.gil
+            elif self.slots.reason:
+                out["slots_unreadable"] = self.slots.reason
+        return out
+
+
+@dataclass
+class InitInfo:
+    inits: list[ModuleInit] = field(default_factory=list)
+    imports_single_phase: bool = False
+    imports_multi_phase: bool = False
+
+    @property
+    def kinds(self) -> set[InitKind]:
+        return {i.kind for i in self.inits}
+
+
+# ---------------------------------------------------------------------------- PyModuleDef layout
+def _moduledef_layout(image: ElfImage) -> dict[str, int]:
+    """Offsets inside struct PyModuleDef: PyModuleDef_Base is PyObject_HEAD + m_init + m_index + m_copy."""
+    p = image.pointer_size
+    base = 2 * p + 3 * p  # ob_refcnt, ob_type, m_init, m_index, m_copy
+    return {"m_name": base, "m_doc": base + p, "m_size": base + 2 * p, "m_methods": base + 3 * p,
+            "m_slots": base + 4 * p, "size": base + 8 * p}
+
+
+def _looks_like_moduledef(image: ElfImage, address: int) -> bool:
+    """PyModuleDef_HEAD_INIT: refcount 1 (3.11) or immortal (3.12+), NULL type/init/copy, m_index 0."""
+    layout = _moduledef_layout(image)
+    head = image.read(address, layout["m_name"])
+    if head is None:
+        return False
+    p = image.pointer_size
+    words = struct.unpack(image.endian + ("Q" if p == 8 else "I") * 5, head)
+    refcnt = words[0] & 0xFFFFFFFF if p == 8 else words[0]
+    if refcnt not in (1, 0xFFFFFFFF, 0x3FFFFFFF, 0xC0000000):
+        return False
+    if any(address + i * p in image.relocation_at for i in (1, 2, 4)):
+        return False
+    if any(words[i] for i in (1, 2, 3, 4)):
+        return False
+    name = image.read_ptr(address + layout["m_name"])
+    return name is not None and name[0] in ("address", "symbol") and name[1] != 0
+
+
+def read_slots(image: ElfImage, address: int) -> Slots:
+    p = image.pointer_size
+    entry = struct.Struct(image.endian + ("iiQ" if p == 8 else "iI"))
+    entries: list[tuple[int, int | None]] = []
+    for index in range(_MAX_SLOTS):
+        at = address + index * entry.size
+        raw = image.read(at, entry.size)
+        if raw is None:
+            return Slots(tuple(entries), False, "slot table is filled in at run time (not in the file)")
+        slot_id = entry.unpack(raw)[0]
+        value_at = at + entry.size - p
+        reloc = image.relocation_at.get(value_at)
+        # A relocated value is a pointer (exec/create functions); the declared flags are plain integers.
+        value = None if reloc is not None else entry.unpack(raw)[-1]
+        if slot_id == 0:
+            return Slots(tuple(entries))
+        if slot_id < 0 or slot_id > 64:
+            return Slots(tuple(entries), False, f"slot id {slot_id} is not a CPython slot")
+        entries.append((slot_id, value))
+    return Slots(tuple(entries), False, "slot table has no terminator")
+
+
+def read_moduledef(image: ElfImage, address: int) -> tuple[int | None, Slots]:
+    """(m_size, slots) of the PyModuleDef at address."""
+    layout = _moduledef_layout(image)
+    raw_size = image.read(address + layout["m_size"], image.pointer_size)
+    m_size = struct.unpack(image.endian + ("q" if image.pointer_size == 8 else "i"), raw_size)[0] if raw_size else None
+    pointer = image.read_ptr(address + layout["m_slots"])
+    if pointer is None:
+        return m_size, Slots((), False, "m_slots is filled in at run time")
+    kind, value = pointer
+    if kind == "symbol":
+        return m_size, Slots((), False, "m_slots points into another object")
+    if value == 0:
+        return m_size, Slots(())  # no slot table: CPython applies its defaults
+    return m_size, read_slots(image, value)
+
+
+# ---------------------------------------------------------------------------- x86-64 decoding
+_LEA_RIP = re.compile(rb"[\x48\x4c]\x8d[\x05\x0d\x15\x1d\x25\x2d\x35\x3d]", re.S)
+_CALL_REL = re.compile(rb"[\xe8\xe9]", re.S)
+_CALL_GOT = re.compile(rb"\xff[\x15\x25]", re.S)
+
+
+def _plt_targets(image: ElfImage, symbols: Symbols) -> dict[int, str]:
+    """Map PLT stub addresses to the imported function each one jumps to (through its GOT slot)."""
+    got_names: dict[int, str] = {}
+    for reloc in image.relocations:
+        if image.is_symbol_slot(reloc) and reloc.symbol_index:
+            name = symbols.dynsym.name_at(reloc.symbol_index)
+            if name:
+                got_names[reloc.offset] = name
+    stubs: dict[int, str] = {}
+    for section in image.sections:
+        if not section.name.startswith(".plt") or section.size == 0 or section.size > 4_000_000:
+            continue
+        code = image.section_bytes(section)
+        for match in _CALL_GOT.finditer(code):  # jmp [rip+disp32] inside each stub
+            pos = match.start()
+            if pos + 6 > len(code):
+                continue
+            disp = struct.unpack_from("<i", code, pos + 2)[0]
+            slot = section.addr + pos + 6 + disp
+            if slot in got_names:
+                stub_start = section.addr + (pos - pos % 16)
+                stubs[stub_start] = got_names[slot]
+    return stubs
+
+
+def _decode_init_body(image: ElfImage, symbols: Symbols, start: int, size: int,
+                      plt: dict[int, str]) -> tuple[list[int], set[str]]:
+    """rip-relative lea targets and names of imported functions called/jumped to from one function."""
+    code = image.read(start, size) if size else None
+    if code is None:
+        return [], set()
+    got_names = {r.offset: symbols.dynsym.name_at(r.symbol_index) for r in image.relocations
+                 if image.is_symbol_slot(r) and r.symbol_index}
+    lea_targets = []
+    for match in _LEA_RIP.finditer(code):
+        pos = match.start()
+        if pos + 7 <= len(code):
+            lea_targets.append(start + pos + 7 + struct.unpack_from("<i", code, pos + 3)[0])
+    called: set[str] = set()
+    for match in _CALL_REL.finditer(code):
+        pos = match.start()
+        if pos + 5 <= len(code):
+            target = start + pos + 5 + struct.unpack_from("<i", code, pos + 1)[0]
+            if target in plt:
+                called.add(plt[target])
+    for match in _CALL_GOT.finditer(code):  # -fno-plt: call/jmp [rip+disp32] straight through the GOT
+        pos = match.start()
+        if pos + 6 <= len(code):
+            slot = start + pos + 6 + struct.unpack_from("<i", code, pos + 2)[0]
+            if got_names.get(slot):
+                called.add(got_names[slot])
+    return lea_targets, called
+
+
+# ---------------------------------------------------------------------------- the chain
+def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> InitInfo:
+    info = InitInfo(imports_single_phase=any(n in imports for n in SINGLE_PHASE_CREATORS),
+                    imports_multi_phase=MULTI_PHASE_INIT in imports)
+    init_symbols = [s for s in symbols.dynsym if s.name.startswith("PyInit_") and s.defined]
+    if not init_symbols:
+        return info
+    x86 = image.machine == EM_X86_64 and image.little_endian
+    plt = _plt_targets(image, symbols) if x86 else {}
+    def_candidates: list[int] | None = None
+
+    for sym in sorted(init_symbols, key=lambda s: s.name):
+        module = sym.name[len("PyInit_"):]
+        lea_targets, called = (_decode_init_body(image, symbols, sym.value, sym.size, plt)
+                               if x86 and sym.type == STT_FUNC else ([], set()))
+        defs = [t for t in lea_targets if _looks_like_moduledef(image, t)]
+        if defs and (MULTI_PHASE_INIT in called or not called & set(SINGLE_PHASE_CREATORS)) and info.imports_multi_phase:
+            m_size, slots = read_moduledef(image, defs[0])
+            info.inits.append(ModuleInit(sym.name, module, InitKind.MULTI_PHASE, True,
+                                         f"{sym.name} passes a PyModuleDef to {MULTI_PHASE_INIT}",
+                                         defs[0], m_size, slots))
+            continue
+        if called & set(SINGLE_PHASE_CREATORS):
+            creator = sorted(called & set(SINGLE_PHASE_CREATORS))[0]
+            m_size = read_moduledef(image, defs[0])[0] if defs else None
+            info.inits.append(ModuleInit(sym.name, module, InitKind.SINGLE_PHASE, True,
+                                         f"{sym.name} calls {creator}", defs[0] if defs else None, m_size))
+            continue
+        # The init function delegates (Cython, pybind11, PyO3 helpers): decide from what the binary imports.
+        if info.imports_multi_phase and not info.imports_single_phase:
+            if def_candidates is None:
+                def_candidates = _moduledef_candidates(image)
+            if len(def_candidates) == 1 and len(init_symbols) == 1:
+                m_size, slots = read_moduledef(image, def_candidates[0])
+                how = "the binary imports only PyModuleDef_Init and holds one PyModuleDef"
+            else:
+                m_size, slots = None, Slots((), False, "cannot tell which PyModuleDef the init function returns")
+                how = "the binary imports only PyModuleDef_Init"
+            info.inits.append(ModuleInit(sym.name, module, InitKind.MULTI_PHASE, False, how,
+                                         None, m_size, slots))
+        elif info.imports_single_phase and not info.imports_multi_phase:
+            info.inits.append(ModuleInit(sym.name, module, InitKind.SINGLE_PHASE, False,
+                                         "the binary imports PyModule_Create2 and not PyModuleDef_Init"))
+        else:
+            reason = ("the binary imports both PyModule_Create2 and PyModuleDef_Init"
+                      if info.imports_single_phase else "the binary imports neither PyModule_Create2 nor PyModuleDef_Init")
+            info.inits.append(ModuleInit(sym.name, module, InitKind.UNKNOWN, False, reason))
+    return info
+
+
+def _moduledef_candidates(image: ElfImage) -> list[int]:
+    """Addresses in writable, file-backed data that look like a PyModuleDef (m_name relocated)."""
+    layout = _moduledef_layout(image)
+    out = []
+    for reloc in image.relocations:
+        start = reloc.offset - layout["m_name"]
+        section = image.section_at(start)
+        if section is None or not section.writable:
+            continue
+        if _looks_like_moduledef(image, start):
+            out.append(start)
+    return sorted(set(out))

@@ -1,0 +1,57 @@
+"""Binary calls the `PyGILState_*` API.
+
+## What it does
+Flags binaries that import `PyGILState_Ensure`, `PyGILState_Release`, `PyGILState_Check`
+or `PyGILState_GetThisThreadState`.
+
+## Why is this bad?
+The GILState API remembers one thread state per OS thread for the whole runtime, tied to
+the main interpreter. A callback that calls `PyGILState_Ensure` from a thread owned by a
+subinterpreter gets the main interpreter's thread state (or creates one there), so it runs
+Python code in the wrong interpreter. CPython documents mixing them as unsupported.
+Namespaces and copies each have their own runtime, so each keeps its own GILState table.
+
+## Example
+```c
+PyGILState_STATE g = PyGILState_Ensure();
+PyObject_CallNoArgs(callback);
+PyGILState_Release(g);
+```
+
+## Use instead
+Keep the interpreter the callback belongs to and use `PyThreadState_New(interp)` plus
+`PyEval_RestoreThread` / `PyEval_SaveThread`, or (3.14+) `PyThreadState_Ensure(interp)`.
+
+## Known problems
+Importing the API does not prove it runs on a subinterpreter's thread.
+
+## References
+- https://docs.python.org/3/c-api/init.html#bugs-and-caveats
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from analyzer.findings import Backend, Finding, Severity, Verdict
+from analyzer.registry import Fixable, Rule
+
+from analyzer.rules.elf._text import examples
+
+RULE = Rule(
+    code="IK203",
+    name="gilstate-api",
+    title="PyGILState_* assumes the main interpreter",
+    severity=Severity.WARNING,
+    backends=frozenset({Backend.SUBINTERPRETERS}),
+    verdicts={Backend.SUBINTERPRETERS: Verdict.FAIL},
+    fix="acquire thread states for the module's own interpreter instead of PyGILState_Ensure",
+    fixable=Fixable.NONE,
+    doc=__doc__,
+)
+
+
+def check(facts) -> Iterator[Finding]:
+    used = sorted(n for n in facts.imports if n.startswith("PyGILState_"))
+    if used:
+        yield RULE.finding(facts.path, f"calls {examples(used, 4)}, which bind to the main interpreter",
+                           symbol=used[0])
