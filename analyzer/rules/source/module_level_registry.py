@@ -57,7 +57,7 @@ RULE = Rule(
 )
 
 # Module-level `NAME = {` / `NAME: T = [` / `NAME = dict(` ...; the visitor does the real check.
-TRIGGER = r"^[A-Za-z_]\w*\s*(?::[^=\n]+)?=\s*(?:\{|\[|set\(|dict\(|list\(|(?:collections\.)?(?:defaultdict|OrderedDict)\()"
+TRIGGER = r"^[A-Za-z_]\w*\s*(?::[^=\n]+)?=\s*(?:\{|\[|(?:\w+\.)*(?:set|dict|list|defaultdict|OrderedDict)\()"
 
 CONTAINER_CALLS = frozenset({"builtins.dict", "builtins.list", "builtins.set", "collections.defaultdict",
                              "collections.OrderedDict"})

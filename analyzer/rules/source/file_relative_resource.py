@@ -1,0 +1,127 @@
+"""IK501: a file path derived from `__file__`.
+
+## What it does
+Finds calls that turn `__file__` into a path to read or list: `os.path.*(__file__)`,
+`pathlib.Path(__file__)`, `open(...)` / `io.open(...)` of a `__file__`-relative path,
+`os.listdir`, `glob.glob`, `ctypes.CDLL` and `importlib.util.spec_from_file_location`.
+Only the outermost such call is reported; code under `if __name__ == "__main__":` is
+skipped.
+
+## Why is this bad?
+A module served from a torch.package archive has no file on disk: its `__file__` is a
+mangled name such as `<torch_package_0>.model/utils.py`, so every path built from it points
+nowhere and the first `open` raises `FileNotFoundError` (measured with torch 2.13).
+
+## Example
+```python
+import os
+VOCAB = open(os.path.join(os.path.dirname(__file__), "vocab.txt")).read()
+```
+
+## Use instead
+```python
+# at packaging time
+exporter.save_text("model", "vocab.txt", vocab)
+# in the model
+from torch.package import PackageImporter
+VOCAB = importer.load_text("model", "vocab.txt")
+```
+Or pass the data in at construction time.
+
+## Known problems
+`os.path.abspath(__file__)` used only in a log message is reported too.
+
+## References
+- https://pytorch.org/docs/stable/package.html#torch-package-sharp-edges
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import libcst as cst
+import libcst.matchers as m
+
+from analyzer.findings import Backend, Finding, Severity, Verdict
+from analyzer.registry import Rule
+from analyzer.source.walk import SourceRule, run_rule
+
+RULE = Rule(
+    code="IK501",
+    name="file-relative-resource",
+    title="file path derived from __file__ (none inside a torch.package archive)",
+    severity=Severity.WARNING,
+    backends=frozenset({Backend.NAMESPACES}),
+    verdicts={Backend.NAMESPACES: Verdict.UNKNOWN},
+    fix="save the file into the package (save_text/save_binary) and read it through the importer",
+    doc=__doc__,
+)
+
+TRIGGER = r"__file__"
+
+PATH_CALLS = frozenset({
+    "builtins.open", "io.open", "pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath",
+    "os.listdir", "os.scandir", "os.walk", "glob.glob", "glob.iglob", "ctypes.CDLL",
+    "importlib.util.spec_from_file_location", "numpy.load", "torch.load", "json.load",
+})
+MAIN_GUARD = m.If(test=m.Comparison(left=m.Name("__name__"),
+                                    comparisons=[m.ComparisonTarget(m.Equal(), m.SimpleString())]))
+
+
+class FileRelativeResource(SourceRule):
+    RULE = RULE
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reported_depth = 0    # >0 while inside a call already reported
+        self.main_guard_depth = 0  # >0 inside `if __name__ == "__main__":`
+        self.open_calls: list[cst.Call] = []
+
+    def visit_If(self, node: cst.If) -> None:
+        if m.matches(node, MAIN_GUARD):
+            self.main_guard_depth += 1
+
+    def leave_If(self, original_node: cst.If) -> None:
+        if m.matches(original_node, MAIN_GUARD):
+            self.main_guard_depth -= 1
+
+    def _is_path_call(self, node: cst.Call) -> str | None:
+        names = self.qualified_names(node.func)
+        for name in sorted(names):
+            if name in PATH_CALLS or name.startswith("os.path."):
+                return name
+        return None
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self.reported_depth or self.main_guard_depth:
+            if self.reported_depth:
+                self.reported_depth += 1
+            return
+        name = self._is_path_call(node)
+        if name and m.findall(node, m.Name("__file__")):
+            self.report(node, f"`{name.removeprefix('builtins.')}` builds a path from `__file__`, which does not exist inside a torch.package archive")
+            self.reported_depth = 1
+
+    def leave_Call(self, original_node: cst.Call) -> None:
+        if self.reported_depth:
+            self.reported_depth -= 1
+
+
+VISITOR = FileRelativeResource
+
+VALID = [
+    "print(__file__)\n",
+    "import os\nos.path.join('a', 'b')\n",
+    "import os\nif __name__ == '__main__':\n    open(os.path.join(os.path.dirname(__file__), 'x'))\n",
+    "def open(p):\n    return p\n",
+]
+INVALID = [
+    "import os\nHERE = os.path.dirname(os.path.abspath(__file__))  # bad\n",
+    "import os.path as osp\ndata = open(osp.join(osp.dirname(__file__), 'vocab.txt')).read()  # bad\n",
+    "from pathlib import Path as P\nROOT = P(__file__).parent  # bad\n",
+    "from os.path import dirname as d\nx = d(__file__)  # bad\n",
+    "import os\nHERE = os.path.dirname(__file__)  # interpkit: ignore[IK501]\n",
+]
+
+
+def check(path: Path, text: str) -> list[Finding]:
+    return run_rule(VISITOR, text, path)
