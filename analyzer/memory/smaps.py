@@ -218,11 +218,19 @@ class Attribution:
         }
 
 
-def attribute(mappings: list[Mapping], objects: list[LoadedObject]) -> Attribution:
-    """Split mappings among the interpreters whose link maps hold the objects mapped there."""
+def attribute(mappings: list[Mapping], objects: list[LoadedObject], *, guess_host: bool = True) -> Attribution:
+    """Split mappings among the interpreters whose link maps hold the objects mapped there.
+
+    An object listed at the same address by several namespaces (the dynamic loader: there
+    is one for all) is shared and counted with the host. With ``guess_host``, files mapped
+    outside every listed range are the host's own objects (the base namespace maps each
+    file once, so a file's offset-0 mapping marks its base).
+    """
     import bisect
 
-    ranges = object_ranges(objects)
+    ranges = _owned_ranges(objects)
+    if guess_host:
+        ranges = _owned_ranges(objects + _unlisted_objects(mappings, ranges))
     starts = [r.start for r in ranges]
     result = Attribution({}, {}, MemoryTotals(), MemoryTotals(), MemoryTotals(), MemoryTotals(), MemoryTotals())
     for obj in objects:
@@ -230,9 +238,8 @@ def attribute(mappings: list[Mapping], objects: list[LoadedObject]) -> Attributi
             result.by_interpreter.setdefault(obj.interpreter, MemoryTotals())
     for mapping in mappings:
         result.total.add(mapping.totals)
-        index = bisect.bisect_right(starts, mapping.start) - 1
-        owner = ranges[index].owner if index >= 0 and mapping.start < ranges[index].end else None
-        if owner is not None and (not mapping.is_file or _same_file(mapping.path, owner.path)):
+        owner = _owner_of(mapping, ranges, starts)
+        if owner is not None:
             if owner.interpreter < 0:
                 result.host_objects.add(mapping.totals)
             else:
@@ -247,6 +254,40 @@ def attribute(mappings: list[Mapping], objects: list[LoadedObject]) -> Attributi
     return result
 
 
+def _owned_ranges(objects: list[LoadedObject]) -> list[AddressRange]:
+    by_start: dict[int, AddressRange] = {}
+    for item in object_ranges(objects):
+        previous = by_start.get(item.start)
+        if previous is not None and previous.owner.interpreter != item.owner.interpreter:
+            shared = LoadedObject(-1, item.owner.path, item.owner.base)
+            item = AddressRange(item.start, max(item.end, previous.end), shared)
+        by_start[item.start] = item
+    return sorted(by_start.values(), key=lambda r: r.start)
+
+
+def _owner_of(mapping: Mapping, ranges: list[AddressRange], starts: list[int]) -> LoadedObject | None:
+    import bisect
+
+    index = bisect.bisect_right(starts, mapping.start) - 1
+    if index < 0 or mapping.start >= ranges[index].end:
+        return None
+    owner = ranges[index].owner
+    if mapping.is_file and not _same_file(mapping.path, owner.path):
+        return None  # something else mapped into a hole of the object's span
+    return owner
+
+
+def _unlisted_objects(mappings: list[Mapping], ranges: list[AddressRange]) -> list[LoadedObject]:
+    starts = [r.start for r in ranges]
+    found = []
+    for mapping in mappings:
+        if mapping.is_file and mapping.offset == 0 and _owner_of(mapping, ranges, starts) is None:
+            span = _load_span(mapping.path)
+            if span is not None:
+                found.append(LoadedObject(-1, mapping.path, mapping.start - span[0]))
+    return found
+
+
 @functools.lru_cache(maxsize=4096)
 def _same_file(mapped: str | None, listed: str) -> bool:
     if mapped is None:
@@ -257,20 +298,3 @@ def _same_file(mapped: str | None, listed: str) -> bool:
         return os.path.samefile(mapped, listed)
     except OSError:
         return False
-
-
-def host_objects_from_maps(mappings: list[Mapping]) -> list[LoadedObject]:
-    """The base namespace's objects guessed from /proc/<pid>/maps: a file's offset-0 mapping marks its base.
-
-    Only for the host, where each file is mapped once; namespaces need their link maps.
-    """
-    objects = []
-    seen: set[str] = set()
-    for mapping in mappings:
-        if mapping.is_file and mapping.offset == 0 and mapping.path not in seen:
-            span = _load_span(mapping.path)
-            if span is None:
-                continue
-            seen.add(mapping.path)
-            objects.append(LoadedObject(-1, mapping.path, mapping.start - span[0]))
-    return objects

@@ -1,0 +1,295 @@
+"""The measuring child: start one backend with N interpreters, run the workload, read smaps.
+
+Run as ``python -m analyzer.memory.child RESULT_FILE`` with a JSON job on stdin; writes one
+JSON object to RESULT_FILE. The parent (measure.py) bounds it with a timeout and a memory
+limit, so a module that crashes, hangs or balloons costs one row, not the report.
+
+Every backend is measured the same way: a snapshot before anything starts (the baseline),
+one after the interpreters start, and one after each interpreter has imported the modules
+and run the call, taken in turn so that each interpreter's own heap shows up as a delta.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from analyzer.memory.smaps import (
+    LoadedObject,
+    MemoryTotals,
+    attribute,
+    read_rollup,
+    read_smaps,
+    total_of,
+)
+
+# A process that imports the workload, says so on its protocol line, and waits on stdin.
+# It must run under any Python (it never imports interpkit).
+WORKER_SOURCE = r"""
+import importlib, json, os, sys
+proto = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+job = json.loads(sys.argv[1])
+sys.path[:0] = job["sys_path"]
+def say(**fields):
+    proto.write(json.dumps(fields) + "\n")
+say(event="baseline", pid=os.getpid())
+sys.stdin.readline()
+try:
+    for name in job["modules"]:
+        importlib.import_module(name)
+    if job["call"]:
+        module, _, func = job["call"].partition(":")
+        getattr(importlib.import_module(module), func)()
+except BaseException as exc:
+    say(event="error", message=f"{type(exc).__name__}: {exc}".splitlines()[0])
+    sys.exit(1)
+say(event="ready", pid=os.getpid())
+sys.stdin.read()
+"""
+
+
+def _workload_source(job: dict) -> str:
+    """Source each interpreter runs: the imports, then the call (its result stays inside)."""
+    lines = [f"import {name}" for name in job["modules"]]
+    if job.get("call"):
+        module, _, func = job["call"].partition(":")
+        lines.append(f"import {module} as _ik_memory_target")
+        lines.append(f"_ik_memory_target.{func}()")
+    return "\n".join(lines) or "pass"
+
+
+def _unattributed_anonymous(objects: list[LoadedObject]) -> int:
+    return attribute(read_smaps(), objects).anonymous.private_dirty
+
+
+# ---------------------------------------------------------------------------- namespaces
+
+
+def measure_namespaces(job: dict) -> dict:
+    from native.runtime import Runtime
+
+    n = job["interpreters"]
+    baseline = read_rollup()
+    anon_before = _unattributed_anonymous([])
+    sys_path = [*job["sys_path"], *sys.path]
+    per_interpreter: list[dict] = []
+    # Never closed: main() ends the process with os._exit once the result is written, so a
+    # module's static destructors cannot hang the measurement (DESIGN.md fact 7).
+    rt = Runtime(n, sys_path=sys_path, timeout=job.get("timeout"))
+    started = read_rollup()
+
+    def listing() -> list[LoadedObject]:
+        return [LoadedObject(i, o.path, o.base) for i in range(n) for o in rt.namespace_libs(i)]
+
+    anon_started = _unattributed_anonymous(listing())
+    start_share = (anon_started - anon_before) // n
+    source = _workload_source(job)
+    for index in range(n):
+        anon_prev = _unattributed_anonymous(listing())
+        private_before = read_rollup().private_dirty
+        rt.run(index, source)
+        private_after = read_rollup().private_dirty
+        anon_now = _unattributed_anonymous(listing())
+        per_interpreter.append({
+            "heap_bytes": start_share + anon_now - anon_prev,
+            # What running the workload in this one interpreter added, files and heap together.
+            "workload_private_dirty_delta_bytes": private_after - private_before,
+        })
+    objects = listing()
+    mappings = read_smaps()
+    split = attribute(mappings, objects)
+    for index, entry in enumerate(per_interpreter):
+        entry["objects"] = split.by_interpreter.get(index, MemoryTotals()).as_dict()
+    by_object = {f"{i}:{path}": totals.as_dict() for (i, path), totals in split.by_object.items()}
+    return {
+        "baseline": baseline.as_dict(),
+        "started": started.as_dict(),
+        "total": total_of(mappings).as_dict(),
+        "attribution": split.as_dict(),
+        "per_interpreter": per_interpreter,
+        "by_object": by_object,
+        "loaded": [o.path for o in objects if o.interpreter == 0],
+    }
+
+
+# ---------------------------------------------------------------------------- threads
+
+
+def measure_threads(job: dict) -> dict:
+    """One interpreter, N threads: each thread runs the call and then waits."""
+    import importlib
+
+    n = job["interpreters"]
+    baseline = read_rollup()
+    sys.path[:0] = job["sys_path"]
+    for name in job["modules"]:
+        importlib.import_module(name)
+    target = None
+    if job.get("call"):
+        module, _, func = job["call"].partition(":")
+        target = getattr(importlib.import_module(module), func)
+    release = threading.Event()
+    ready = threading.Barrier(n + 1)
+    failures: list[str] = []
+
+    def serve() -> None:
+        try:
+            if target is not None:
+                target()
+        except BaseException as exc:  # reported as this row's error
+            failures.append(f"{type(exc).__name__}: {exc}")
+        ready.wait()
+        release.wait()
+
+    threads = [threading.Thread(target=serve, name=f"interpkit-memory-{i}") for i in range(n)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    mappings = read_smaps()
+    release.set()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(failures[0].splitlines()[0])
+    split = attribute(mappings, [])
+    return {"baseline": baseline.as_dict(), "total": total_of(mappings).as_dict(),
+            "attribution": split.as_dict(), "per_interpreter": [], "loaded": _mapped_objects(mappings)}
+
+
+def _mapped_objects(mappings) -> list[str]:
+    return list(dict.fromkeys(m.path for m in mappings if m.is_file and m.offset == 0))
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+class _Worker:
+    def __init__(self, python: str, job: dict) -> None:
+        payload = json.dumps({"sys_path": job["sys_path"], "modules": job["modules"], "call": job.get("call")})
+        self.proc = subprocess.Popen([python, "-I", "-c", WORKER_SOURCE, payload], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def expect(self, event: str) -> dict:
+        line = self.proc.stdout.readline()
+        message = json.loads(line) if line.strip() else {"event": "exit"}
+        if message["event"] != event:
+            reason = message.get("message") or (self.proc.stderr.read().strip().splitlines() or ["ended"])[-1]
+            raise RuntimeError(reason)
+        return message
+
+    def go(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def measure_processes(job: dict) -> dict:
+    """N separate processes: the sum of their Pss is what they cost together."""
+    n = job["interpreters"]
+    workers = [_Worker(job.get("python") or sys.executable, job) for _ in range(n)]
+    try:
+        for worker in workers:
+            worker.expect("baseline")
+            worker.go()
+        per_interpreter = []
+        total = MemoryTotals()
+        loaded: list[str] = []
+        attribution = None
+        for worker in workers:
+            pid = worker.expect("ready")["pid"]
+            mappings = read_smaps(pid)
+            split = attribute(mappings, [])
+            total.add(total_of(mappings))
+            per_interpreter.append({"objects": split.host_objects.as_dict(),
+                                    "heap_bytes": split.anonymous.private_dirty})
+            if not loaded:
+                loaded = _mapped_objects(mappings)
+                attribution = split.as_dict()
+        return {"baseline": MemoryTotals().as_dict(), "total": total.as_dict(), "attribution": attribution,
+                "per_interpreter": per_interpreter, "loaded": loaded}
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+# ---------------------------------------------------------------------------- subinterpreters
+
+
+def measure_subinterpreters(job: dict) -> dict:
+    """N own-GIL subinterpreters in one child of a 3.12+/3.13 Python (native.subinterp)."""
+    from native.subinterp import SubinterpreterRuntime, resolve_python
+
+    n = job["interpreters"]
+    python = resolve_python(job.get("python") or "3.13")
+    bare = _Worker(str(python.executable), {"sys_path": [], "modules": [], "call": None})
+    try:
+        bare_pid = bare.expect("baseline")["pid"]
+        baseline = read_rollup(bare_pid)
+        baseline_anonymous = attribute(read_smaps(bare_pid), []).anonymous.private_dirty
+    finally:
+        bare.stop()
+    per_interpreter: list[dict] = []
+    with SubinterpreterRuntime(n, python=python, sys_path=tuple(job["sys_path"]),
+                               timeout_s=job.get("timeout") or 300, memory_limit_mb=None) as rt:
+        pid = rt.call(0, "os:getpid")
+        started = read_rollup(pid)
+        start_share = (attribute(read_smaps(pid), []).anonymous.private_dirty - baseline_anonymous) // n
+        source = _workload_source(job)
+        for index in range(n):
+            anon_prev = attribute(read_smaps(pid), []).anonymous.private_dirty
+            rt.run(index, source)
+            anon_now = attribute(read_smaps(pid), []).anonymous.private_dirty
+            per_interpreter.append({"heap_bytes": start_share + anon_now - anon_prev})
+        mappings = read_smaps(pid)
+        split = attribute(mappings, [])
+        return {"baseline": baseline.as_dict(), "started": started.as_dict(), "total": total_of(mappings).as_dict(),
+                "attribution": split.as_dict(), "per_interpreter": per_interpreter,
+                "loaded": _mapped_objects(mappings), "python": str(python.executable)}
+
+
+MEASURERS = {
+    "namespaces": measure_namespaces,
+    "threads": measure_threads,
+    "processes": measure_processes,
+    "subinterpreters": measure_subinterpreters,
+}
+
+
+def main(argv: list[str]) -> int:
+    result_file = Path(argv[1])
+    job = json.loads(sys.stdin.read())
+    # The workload may print; keep this process's stdout for nothing but that.
+    try:
+        result = MEASURERS[job["backend"]](job)
+        result["error"] = None
+    except BaseException as exc:  # one row's error, written for the parent to show
+        if os.environ.get("INTERPKIT_DEBUG"):
+            traceback.print_exc()
+        text = str(exc).strip().splitlines()
+        result = {"error": f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")}
+    result["backend"] = job["backend"]
+    result["interpreters"] = job["interpreters"]
+    result_file.write_text(json.dumps(result))
+    sys.stdout.flush()
+    # Skip interpreter teardown: a namespace's static destructors can hang (DESIGN.md fact 7);
+    # everything worth keeping is already in the result file.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,227 @@
+"""Measure what each interpreter costs: one bounded child process per (backend, interpreter count).
+
+Backends measured: ``namespaces`` (native.Runtime, one process), ``subinterpreters`` (own-GIL
+subinterpreters in a 3.12+/3.13 child, where one is installed), ``processes`` (N separate
+processes; their Pss adds up) and ``threads`` (one interpreter, N threads). Each child is
+killed when it runs past the timeout or its process tree's resident memory passes the
+limit; that row then carries the reason instead of numbers.
+
+The headline is Pss: a file page mapped by k mappings counts 1/k in each, so Pss sums to
+what the machine really spends. Rss is kept as a secondary column only (DESIGN.md fact 6).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyzer.errors import InputError
+from analyzer.memory.smaps import MemoryTotals
+
+MEASURED_BACKENDS = ("namespaces", "subinterpreters", "processes", "threads")
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_MEMORY_LIMIT_MB = 8192
+_POLL_S = 0.25
+# glibc gives 11 namespaces by default, 15 with this tunable set before the process starts (DESIGN.md fact 5).
+_MANY_NAMESPACES = 11
+_NNS_TUNABLE = "glibc.rtld.nns=16"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every interpreter does before it is measured: import modules, then call one function."""
+
+    modules: tuple[str, ...] = ()
+    sys_path: tuple[str, ...] = ()
+    call: str | None = None          # "package.module:function", called with no arguments
+
+    def as_dict(self) -> dict:
+        return {"modules": list(self.modules), "sys_path": list(self.sys_path), "call": self.call}
+
+
+def workload_for(paths: list[Path], modules: list[str], call: str | None) -> Workload:
+    """Extension files and Python files among ``paths`` are imported by name from their sys.path root."""
+    from analyzer.modules import module_location
+
+    names: list[str] = []
+    roots: list[str] = []
+    for path in paths:
+        path = Path(path).resolve()
+        if path.suffix == ".so":
+            location = module_location(path)
+            if location is None:
+                continue  # a plain library: it counts in the estimate, nothing imports it by name
+            name, root = location
+        elif path.suffix == ".py" and path.stem.isidentifier():
+            name, root = path.stem, path.parent
+        else:
+            continue
+        names.append(name)
+        roots.append(str(root))
+    if call is not None:
+        module, sep, func = call.partition(":")
+        if not sep or not all(p.isidentifier() for p in module.split(".")) or not func.isidentifier():
+            raise InputError(f"cannot call {call!r} (expected module:function)")
+    return Workload(tuple(dict.fromkeys([*names, *modules])), tuple(dict.fromkeys(roots)), call)
+
+
+@dataclass
+class Sample:
+    """One child's answer: N interpreters of one backend, measured."""
+
+    backend: str
+    interpreters: int
+    error: str | None = None
+    total: MemoryTotals | None = None
+    baseline: MemoryTotals | None = None
+    per_interpreter: list[dict] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_child(cls, data: dict) -> "Sample":
+        def totals(key: str) -> MemoryTotals | None:
+            value = data.get(key)
+            if not value:
+                return None
+            return MemoryTotals(**{k[: -len("_bytes")]: v for k, v in value.items()})
+
+        return cls(data["backend"], data["interpreters"], data.get("error"), totals("total"), totals("baseline"),
+                   data.get("per_interpreter") or [], data.get("loaded") or [], data)
+
+
+# ---------------------------------------------------------------------------- one child
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (a safety limit: over-counting is fine here)."""
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as fh:
+                    stack.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def run_child(job: dict, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+              memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB) -> Sample:
+    """Run analyzer.memory.child on one job; never raises for what happens inside it."""
+    env = dict(os.environ)
+    if job["backend"] == "namespaces" and job["interpreters"] >= _MANY_NAMESPACES:
+        env["GLIBC_TUNABLES"] = ":".join(filter(None, [env.get("GLIBC_TUNABLES"), _NNS_TUNABLE]))
+    with tempfile.TemporaryDirectory(prefix="interpkit-memory-") as folder:
+        result_file = Path(folder) / "result.json"
+        stderr_file = Path(folder) / "stderr"
+        with open(stderr_file, "wb") as stderr:
+            proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "analyzer.memory.child", str(result_file)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+                                    start_new_session=True)  # its own group: a kill reaches its workers too
+            proc.stdin.write(json.dumps({**job, "timeout": timeout_s}).encode())
+            proc.stdin.close()
+            reason = _watch(proc, timeout_s, memory_limit_mb)
+        if result_file.is_file():
+            try:
+                return Sample.from_child(json.loads(result_file.read_text()))
+            except (ValueError, KeyError):
+                reason = reason or "the measuring child wrote an unreadable result"
+        if reason is None:
+            tail = stderr_file.read_text(errors="replace").strip().splitlines()
+            fatal = next((line for line in tail if "Fatal Python error" in line or "Error" in line), None)
+            reason = _death(proc.returncode) + (f": {fatal.strip()}" if fatal else "")
+        return Sample(job["backend"], job["interpreters"], error=reason)
+
+
+def _watch(proc: subprocess.Popen, timeout_s: float, memory_limit_mb: int | None) -> str | None:
+    deadline = time.monotonic() + timeout_s
+    limit = memory_limit_mb * 1024 * 1024 if memory_limit_mb else None
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            _kill_group(proc)
+            return f"timed out after {timeout_s:g} s"
+        if limit is not None:
+            rss = _tree_rss(proc.pid)
+            if rss > limit:
+                _kill_group(proc)
+                return f"killed at {rss / 2**20:.0f} MiB resident (memory limit {memory_limit_mb} MiB)"
+        time.sleep(_POLL_S)
+    # The child ends itself with os._exit; anything it started is ended with it.
+    _kill_group(proc)
+    return None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _death(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        try:
+            return f"the measuring child was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"the measuring child was killed by signal {-returncode}"
+    return f"the measuring child exited {returncode} without a result"
+
+
+# ---------------------------------------------------------------------------- all of them
+
+
+def backend_unavailable(backend: str, python: str | None = None) -> str | None:
+    """None when ``backend`` can be measured here, else why not."""
+    if backend == "namespaces":
+        try:
+            from native import limits
+
+            return limits.check_libpython(limits.find_libpython())
+        except Exception as exc:  # an unbuilt native extension, a static libpython
+            return f"the namespaces runtime is not available ({exc})"
+    if backend == "subinterpreters":
+        try:
+            from native.subinterp import resolve_python
+
+            info = resolve_python(python or "3.13")
+        except Exception as exc:
+            return str(exc)
+        return info.unsupported_reason()
+    return None
+
+
+def measure(workload: Workload, counts: list[int], backends: list[str], *,
+            timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB,
+            subinterpreter_python: str | None = None, progress=None) -> list[Sample]:
+    """One Sample per (backend, count), in that order; unavailable backends give error samples."""
+    samples: list[Sample] = []
+    for backend in backends:
+        reason = backend_unavailable(backend, subinterpreter_python)
+        for count in counts:
+            if reason is not None:
+                samples.append(Sample(backend, count, error=f"skipped ({reason})"))
+                continue
+            if progress is not None:
+                progress(f"measuring {backend} with {count} interpreter{'s' if count != 1 else ''}")
+            job = {"backend": backend, "interpreters": count, **workload.as_dict()}
+            if backend == "subinterpreters":
+                job["python"] = subinterpreter_python or "3.13"
+            samples.append(run_child(job, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb))
+    return samples
