@@ -23,6 +23,7 @@ SLOT_NAMES = {1: "Py_mod_create", 2: "Py_mod_exec", 3: "Py_mod_multiple_interpre
 
 SINGLE_PHASE_CREATORS = ("PyModule_Create2", "PyModule_Create", "_PyModule_CreateInitialized")
 MULTI_PHASE_INIT = "PyModuleDef_Init"
+MODULEDEF_TYPE = "PyModuleDef_Type"
 
 _MAX_SLOTS = 64  # a real slot table has a handful; stop reading garbage long before this
 
@@ -144,7 +145,7 @@ def read_slots(image: ElfImage, address: int) -> Slots:
         at = address + index * entry.size
         raw = image.read(at, entry.size)
         if raw is None:
-            return Slots(tuple(entries), False, "slot table is filled in at run time (not in the file)")
+            return Slots(tuple(entries), False, "slot table is all zero at load time (.bss): filled in at run time, or empty")
         slot_id = entry.unpack(raw)[0]
         value_at = at + entry.size - p
         reloc = image.relocation_at.get(value_at)
@@ -277,6 +278,16 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
         elif info.imports_single_phase and not info.imports_multi_phase:
             info.inits.append(ModuleInit(sym.name, module, InitKind.SINGLE_PHASE, False,
                                          "the binary imports PyModule_Create2 and not PyModuleDef_Init"))
+        elif not info.imports_single_phase and not info.imports_multi_phase and MODULEDEF_TYPE not in imports:
+            # CPython takes the multi-phase path only when PyInit_* returns an object whose type
+            # is PyModuleDef_Type; a binary that references neither that type nor
+            # PyModuleDef_Init cannot build one, so it returns a module made elsewhere
+            # (mypyc shims and cffi modules get theirs from another binary through a capsule),
+            # which CPython loads as single-phase. Measured on charset-normalizer's `md` shim
+            # and zstandard's `_cffi`: both refused by isolated subinterpreters.
+            info.inits.append(ModuleInit(sym.name, module, InitKind.SINGLE_PHASE, False,
+                                         "the binary references neither PyModuleDef_Init nor PyModuleDef_Type, "
+                                         "so its module is created elsewhere"))
         else:
             reason = ("the binary imports both PyModule_Create2 and PyModuleDef_Init"
                       if info.imports_single_phase else "the binary imports neither PyModule_Create2 nor PyModuleDef_Init")
