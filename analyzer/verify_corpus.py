@@ -1,8 +1,11 @@
 """Verify a whole environment: predict every extension in a site-packages and probe it for real.
 
-Used by ``interpkit verify --site-packages DIR --python 3.13``. Modules are probed many per
-child process for speed (``native.subinterp.probe_modules`` re-runs a batch one module per
-child when the batch child dies, so a crash is always pinned on the module that caused it).
+Used by ``interpkit verify --site-packages DIR --python 3.13``. Each module is probed in a
+fresh child by default: modules probed earlier in the same process change what later ones
+see (measured: numpy 2.1.3's ``_multiarray_umath`` aborts the process when it is the first
+numpy binary loaded, but raises ImportError after ``_multiarray_tests`` was refused), and a
+child costs only ~0.2 s. ``batch_size`` > 1 trades that fidelity for speed; a batch whose
+child dies is re-run one module per child, so a crash is still pinned on its module.
 A module whose probe fails with an error other than an ImportError is imported once more in
 a plain interpreter: if it fails there too it is broken on its own (a missing dependency),
 and the comparison leaves it out instead of blaming either side.
@@ -38,7 +41,7 @@ def _status_column(row: Verification) -> str:
 
 def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
                          config: Config | None = None, *, configuration: str = "isolated",
-                         timeout_s: float = 60.0, batch_size: int = 16) -> dict:
+                         timeout_s: float = 60.0, batch_size: int = 1) -> dict:
     """Predict (analyzer, subinterpreters verdict) and observe (probe in ``n`` subinterpreters
     of ``configuration``) every extension module under ``site_dir``.
 
@@ -98,12 +101,18 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
             if not baseline[target.name].ok:
                 row.message = f"broken outside subinterpreters too: {baseline[target.name].message}"
 
+    _blame_dependencies(targets, info, configuration, n, site_dir, timeout_s)
+
     probed = [row for row in rows if row.status != "skipped"]
-    summary = confusion(probed)
+    # Compared: what the binary itself decides. Left out, with the reason in the row: modules
+    # broken outside subinterpreters too, and crashes a compiled dependency causes on its own.
+    compared = [row for row in probed if "blamed_on" not in row.outcome
+                and not row.message.startswith("broken outside subinterpreters")]
+    summary = confusion(compared)
     status_matrix = {p.value: {c: 0 for c in OBSERVED_COLUMNS} for p in Verdict}
     for row in rows:
         status_matrix[row.predicted.value][_status_column(row)] += 1
-    observed_decided = [row for row in probed if row.observed is not Verdict.UNKNOWN]
+    observed_decided = [row for row in compared if row.observed is not Verdict.UNKNOWN]
     agreed_all = sum(1 for row in observed_decided if row.agrees)
     return {
         "site_packages": str(site_dir),
@@ -114,11 +123,43 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
         "interpreters": n,
         "modules": len(rows),
         "probed": len(probed),
+        "compared": len(compared),
+        "left_out": [{"module": row.module, "status": row.status, "reason": row.message}
+                     for row in probed if row not in compared],
         "rows": [row.to_json() for row in rows],
         "summary": summary,
         "agreement": summary["agreement"],
         "agreement_all": round(agreed_all / len(observed_decided), 4) if observed_decided else None,
         "status_matrix": status_matrix,
         "crashes_predicted_safe": summary["crashes_predicted_safe"],
-        "disagreements": [row.to_json() for row in probed if row.agrees is not True],
+        "disagreements": [row.to_json() for row in compared if row.agrees is not True],
     }
+
+
+def _blame_dependencies(targets, info, configuration: str, n: int, site_dir: Path,
+                        timeout_s: float) -> None:
+    """A crash or hang after a clean import may come from a compiled module the import pulled
+    in (the probe records them as the "dependencies" step). Probe each such dependency alone,
+    by name; when one crashes or hangs by itself, pin the row's failure on it."""
+    from native.subinterp import ModuleTarget, probe_modules
+
+    suspects: dict[str, list[Verification]] = {}
+    for row, _ in targets:
+        if row.status not in ("crash", "hang"):
+            continue
+        for step in row.outcome.get("steps", []):
+            for name in step.get("native_imports", ()):
+                suspects.setdefault(name, []).append(row)
+    if not suspects:
+        return
+    alone = probe_modules([ModuleTarget(name) for name in sorted(suspects)], python=info,
+                          config=configuration, n=n, sys_path=(str(site_dir),),
+                          timeout_s=timeout_s, batch_size=1)
+    for name, affected in suspects.items():
+        if alone[name].status not in ("crash", "hang"):
+            continue
+        for row in affected:
+            row.outcome["blamed_on"] = name
+            verb = {"crash": "crashes", "hang": "hangs"}[alone[name].status]
+            row.message = (f"{row.message} (caused by {name}, which {verb} when probed alone: "
+                           f"{alone[name].message})")

@@ -99,9 +99,17 @@ def run_step(iid, body, **params):
 IMPORT_BODY = """
 def _ik_step():
     import importlib, importlib.machinery, importlib.util, sys
+    before = set(sys.modules)
+
+    def native_imports():
+        # Compiled modules this import pulled in: a crash may be theirs, not the probed one's.
+        new = set(sys.modules) - before - {_ik_name}
+        return sorted(name for name in new if name in sys.builtin_module_names
+                      or str(getattr(sys.modules[name], "__file__", "") or "").endswith(".so"))
+
     if not _ik_path:
         importlib.import_module(_ik_name)
-        return {}
+        return {"native_imports": native_imports()}
     # Load this binary by file: the question is whether *it* loads, not its package __init__.
     loader = importlib.machinery.ExtensionFileLoader(_ik_name, _ik_path)
     spec = importlib.util.spec_from_file_location(_ik_name, _ik_path, loader=loader)
@@ -112,7 +120,7 @@ def _ik_step():
     except BaseException:
         sys.modules.pop(_ik_name, None)
         raise
-    return {}
+    return {"native_imports": native_imports()}
 """
 
 SMOKE_BODY = """
@@ -187,6 +195,8 @@ def probe_module(module, config, n, sys_path):
             if not result["ok"]:
                 record["error"] = f"{result['type']}: {result['message']}"
                 return finish(_fail_status(result), record["error"])
+            if index == 0 and result["native_imports"]:
+                step("dependencies", index, native_imports=result["native_imports"], ok=True)
         seen = {}
         for index, iid in enumerate(interpreters):
             record = step("smoke", index)
