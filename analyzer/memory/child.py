@@ -262,6 +262,14 @@ def measure_subinterpreters(job: dict) -> dict:
                 "loaded": _mapped_objects(mappings), "python": str(python.executable)}
 
 
+def one_line(exc: BaseException) -> str:
+    """The exception as one line; a remote traceback gives its last line (the exception itself)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if lines and lines[0].startswith("Traceback"):
+        return lines[-1]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 MEASURERS = {
     "namespaces": measure_namespaces,
     "threads": measure_threads,
@@ -280,8 +288,7 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:  # one row's error, written for the parent to show
         if os.environ.get("INTERPKIT_DEBUG"):
             traceback.print_exc()
-        text = str(exc).strip().splitlines()
-        result = {"error": f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")}
+        result = {"error": one_line(exc)}
     result["backend"] = job["backend"]
     result["interpreters"] = job["interpreters"]
     result_file.write_text(json.dumps(result))

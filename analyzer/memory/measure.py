@@ -40,6 +40,7 @@ class Workload:
     modules: tuple[str, ...] = ()
     sys_path: tuple[str, ...] = ()
     call: str | None = None          # "package.module:function", called with no arguments
+    files: tuple[str, ...] = ()      # the extension files among the modules, to check their ABI tag
 
     def as_dict(self) -> dict:
         return {"modules": list(self.modules), "sys_path": list(self.sys_path), "call": self.call}
@@ -51,6 +52,7 @@ def workload_for(paths: list[Path], modules: list[str], call: str | None) -> Wor
 
     names: list[str] = []
     roots: list[str] = []
+    files: list[str] = []
     for path in paths:
         path = Path(path).resolve()
         if path.suffix == ".so":
@@ -58,6 +60,7 @@ def workload_for(paths: list[Path], modules: list[str], call: str | None) -> Wor
             if location is None:
                 continue  # a plain library: it counts in the estimate, nothing imports it by name
             name, root = location
+            files.append(str(path))
         elif path.suffix == ".py" and path.stem.isidentifier():
             name, root = path.stem, path.parent
         else:
@@ -68,7 +71,7 @@ def workload_for(paths: list[Path], modules: list[str], call: str | None) -> Wor
         module, sep, func = call.partition(":")
         if not sep or not all(p.isidentifier() for p in module.split(".")) or not func.isidentifier():
             raise InputError(f"cannot call {call!r} (expected module:function)")
-    return Workload(tuple(dict.fromkeys([*names, *modules])), tuple(dict.fromkeys(roots)), call)
+    return Workload(tuple(dict.fromkeys([*names, *modules])), tuple(dict.fromkeys(roots)), call, tuple(files))
 
 
 @dataclass
@@ -207,6 +210,18 @@ def backend_unavailable(backend: str, python: str | None = None) -> str | None:
     return None
 
 
+def abi_mismatch(workload: Workload, python: str) -> str | None:
+    """A reason when an extension file of the workload was built for another Python than ``python``."""
+    from analyzer.memory.estimate import _soabi
+    from analyzer.modules import abi_matches
+
+    soabi = _soabi(python)
+    for file in workload.files:
+        if not abi_matches(Path(file), soabi):
+            return f"{Path(file).name} is not built for {soabi}; build it for that Python to measure this backend"
+    return None
+
+
 def measure(workload: Workload, counts: list[int], backends: list[str], *,
             timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB,
             subinterpreter_python: str | None = None, progress=None) -> list[Sample]:
@@ -214,6 +229,10 @@ def measure(workload: Workload, counts: list[int], backends: list[str], *,
     samples: list[Sample] = []
     for backend in backends:
         reason = backend_unavailable(backend, subinterpreter_python)
+        if reason is None and backend == "subinterpreters":
+            from native.subinterp import resolve_python
+
+            reason = abi_mismatch(workload, str(resolve_python(subinterpreter_python or "3.13").executable))
         for count in counts:
             if reason is not None:
                 samples.append(Sample(backend, count, error=f"skipped ({reason})"))

@@ -1,0 +1,124 @@
+"""`interpkit memory`: what one more interpreter costs, measured (smaps) beside the static ELF estimate."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analyzer.errors import InputError
+
+_BACKEND_CHOICES = ("namespaces", "subinterpreters", "processes", "threads", "all")
+
+
+def configure_parser(sub) -> None:
+    parser = sub.add_parser(
+        "memory",
+        help="memory per interpreter: measured Pss and marginal cost vs the static ELF estimate",
+        description="Start 1..N interpreters, import the given modules (and extension files), optionally call "
+        "a function, and read /proc/<pid>/smaps: total Pss, the marginal cost of the next interpreter, "
+        "the private memory of the files each interpreter loaded and its heap, beside a static estimate "
+        "from the ELF segments of libpython, the extensions and their DT_NEEDED closure. Compared with N "
+        "separate processes (sum of Pss) and one process with N threads. Every measurement runs in a "
+        "child process with a timeout and a memory limit.",
+    )
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="extension modules (.so) or Python files to import, or folders/libraries to estimate")
+    parser.add_argument("--import", dest="modules", action="append", default=[], metavar="MOD",
+                        help="module to import in every interpreter (repeatable)")
+    parser.add_argument("--call", metavar="MOD:FUNC", help="call this function with no arguments after the imports "
+                        "(e.g. a forward pass)")
+    parser.add_argument("--interpreters", "-n", type=_counts, default=[1, 2, 4], metavar="N,N,...",
+                        help="interpreter counts to measure (default: 1,2,4)")
+    parser.add_argument("--backend", choices=_BACKEND_CHOICES, default="namespaces",
+                        help="what to measure: one backend, or all of them (default: namespaces; processes "
+                        "and threads are the comparisons)")
+    parser.add_argument("--python", metavar="PYTHON", help="interpreter for the subinterpreters backend "
+                        "(a path, or 3.13/3.12; default: 3.13)")
+    parser.add_argument("--estimate-only", action="store_true", help="print the static estimate; start nothing")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="limit per measurement (default: %(default)g)")
+    parser.add_argument("--memory-limit", type=int, default=8192, metavar="MIB",
+                        help="kill a measurement whose processes hold more resident memory (default: %(default)d)")
+    parser.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="also draw memory vs N per backend (needs matplotlib)")
+    parser.set_defaults(func=run)
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        values = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} (expected counts such as 1,2,4)") from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"cannot use {text!r} (counts must be 1 or more)")
+    return values
+
+
+def run(args) -> int:
+    from analyzer.console import err_console
+    from analyzer.memory.estimate import collect_inputs, estimate_files
+    from analyzer.memory.measure import measure, workload_for
+    from analyzer.memory.report import MemoryReport
+    from analyzer.output import emit
+
+    if not args.paths and not args.modules:
+        raise InputError("cannot measure nothing (give extension PATHs or --import MOD)")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401 - fail before minutes of measuring, not after
+        except ImportError:
+            raise InputError("cannot plot (matplotlib is not installed: pip install 'interpkit[plot]')") from None
+    files = collect_inputs(args.paths, args.modules)
+    estimate = estimate_files(files)
+    workload = workload_for(args.paths, args.modules, args.call)
+    samples = []
+    if not args.estimate_only:
+        backends = ["namespaces", "subinterpreters", "processes", "threads"] if args.backend == "all" else [args.backend]
+        console = err_console()
+        with console.status("measuring", spinner="dots") if sys.stderr.isatty() else _Quiet() as status:
+            def progress(message: str) -> None:
+                if status is not None:
+                    status.update(message)
+
+            samples = measure(workload, args.interpreters, backends, timeout_s=args.timeout,
+                              memory_limit_mb=args.memory_limit, subinterpreter_python=args.python,
+                              progress=progress)
+    report = MemoryReport.build(workload, estimate, samples)
+    if args.format == "json":
+        emit(report.to_json(), args.output)
+    else:
+        _print_table(report, args.output)
+    if args.plot is not None:
+        report.plot(args.plot)
+    # A backend that was asked for and could not be measured is a failed check.
+    return 1 if any(row.error and not row.error.startswith("skipped") for row in report.rows) else 0
+
+
+class _Quiet:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _print_table(report, output: Path | None) -> None:
+    from analyzer.console import out_console
+    from analyzer.output import emit
+
+    from io import StringIO
+
+    from rich.console import Console
+
+    if output is None:
+        console = out_console()
+        if not console.is_terminal:
+            # Piped output would get rich's 80 columns, too narrow for eleven.
+            console = Console(width=150, highlight=False, soft_wrap=False)
+        console.print(report)
+        return
+
+    buffer = StringIO()
+    Console(file=buffer, width=160, no_color=True, highlight=False).print(report)
+    emit(buffer.getvalue(), output)
