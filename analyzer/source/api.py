@@ -1,0 +1,83 @@
+"""What the scan driver calls: source files, a whole model (imports → extensions → plan), package archives."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from analyzer.config import Config
+from analyzer.findings import FileKind, FileResult
+from analyzer.source.imports import ModuleKind, build_import_graph, module_name_for
+from analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
+from analyzer.source.walk import analyze_source_files
+
+__all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
+
+
+def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..., list[FileResult]] | None = None,
+               export_check: bool = True) -> tuple[list[FileResult], dict]:
+    """Pre-packaging scan: import graph from `entries`, rules on every reached non-stdlib .py file,
+    the ELF analyzer on every reached extension, the import chain on each finding outside the
+    entries, and the packaging plan (checked by a real export when torch is installed)."""
+    config = config or Config()
+    entries = [Path(e) for e in entries]
+    archives = [e for e in entries if e.suffix == ".pt"]
+    sources = [e for e in entries if e.suffix != ".pt"]
+    results: list[FileResult] = []
+    extras: dict = {}
+    for archive in archives:
+        files, package_extras = scan_package_archive(archive, config)
+        results.extend(files)
+        extras.setdefault("packages", {})[str(archive)] = package_extras
+    if not sources:
+        return results, extras
+
+    graph = build_import_graph(sources, config)
+    entry_paths = {e.resolve() for e in sources if e.is_file()}
+    python_nodes = [n for n in graph.nodes.values()
+                    if n.kind is ModuleKind.PYTHON and n.path is not None and n.path.suffix == ".py"]
+    # entries first, in the order given, then everything reached
+    ordered: list[Path] = [e for e in sources if e.is_file()]
+    modules = {e: module_name_for(e)[0] for e in ordered}
+    seen = {p.resolve() for p in ordered}
+    for node in sorted(python_nodes, key=lambda n: n.name):
+        if node.path.resolve() not in seen:
+            seen.add(node.path.resolve())
+            ordered.append(node.path)
+            modules[node.path] = node.name
+    python_results = analyze_source_files(ordered, config, modules=modules)
+    for fr in python_results:
+        if Path(fr.path).resolve() not in entry_paths and fr.module:
+            _attach_chain(fr, graph.chain_to(fr.module))
+    results.extend(python_results)
+
+    extensions = [n for n in graph.of_kind(ModuleKind.EXTENSION) if n.path is not None]
+    if extensions and elf_analyzer is not None:
+        by_path = {str(n.path.resolve()): n for n in extensions}
+        elf_results = elf_analyzer([n.path for n in extensions], config, closure=config.follow_closure)
+        for fr in elf_results:
+            node = by_path.get(str(Path(fr.path).resolve()))
+            if node is not None:
+                fr.module = fr.module or node.name
+                _attach_chain(fr, graph.chain_to(node.name))
+        results.extend(elf_results)
+
+    plan = plan_packaging(graph)
+    plan_json = plan.to_json()
+    if export_check:
+        plan_json["export_check"] = check_export(plan)
+    else:
+        plan_json["export_check"] = {"ran": False, "ok": None, "reason": "export check disabled"}
+    extras["imports"] = graph.to_json()
+    extras["packaging_plan"] = plan_json
+    return results, extras
+
+
+def _attach_chain(fr: FileResult, chain: tuple[str, ...]) -> None:
+    """Findings are frozen: replace each with a copy that carries the import chain."""
+    if not chain:
+        return
+    fr.facts["chain"] = list(chain)
+    fr.findings = [replace(f, chain=chain) for f in fr.findings]
+    if fr.kind is FileKind.ERROR:
+        return

@@ -1,0 +1,207 @@
+"""torch.package: a packaging plan from the import graph, a real export check, and reading `.pt` archives.
+
+The plan sorts top-level packages the way `PackageExporter` needs them: the model's own code
+and pure-Python dependencies are `intern`ed, extension-backed packages and the standard
+library are `extern`ed (an archive cannot carry a `.so`), and modules that are missing here
+or only imported for type checking are `mock`ed. The check runs the very snippet we print,
+in a child process with a timeout, because `PackageExporter` imports what it interns.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from analyzer.archive import check_archive, open_archive, read_member
+from analyzer.config import Config
+from analyzer.errors import ArchiveError
+from analyzer.findings import FileKind, FileResult
+from analyzer.source.imports import ImportGraph, ModuleKind, package_has_extension
+
+# torch.package refuses to extern these (they are part of the importer itself)
+_NEVER_EXTERN = frozenset({"sys", "io", "builtins", "__future__"})
+MAX_PY_MEMBER = 16 << 20
+
+
+@dataclass
+class PackagingPlan:
+    intern: list[str] = field(default_factory=list)
+    extern: list[str] = field(default_factory=list)
+    mock: list[str] = field(default_factory=list)
+    save_modules: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)   # top-level name → why it went where it did
+    search_path: list[str] = field(default_factory=list)
+
+    def snippet(self, archive: str = "model.pt") -> str:
+        lines = ["from torch.package import PackageExporter", "",
+                 f"with PackageExporter({archive!r}) as exporter:"]
+        for action, patterns in (("extern", self.extern), ("mock", self.mock), ("intern", self.intern)):
+            if patterns:
+                lines.append(f"    exporter.{action}({patterns!r})")
+        for module in self.save_modules:
+            lines.append(f"    exporter.save_module({module!r})")
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict:
+        return {"intern": self.intern, "extern": self.extern, "mock": self.mock,
+                "save_modules": self.save_modules, "reasons": dict(sorted(self.reasons.items())),
+                "snippet": self.snippet()}
+
+
+def _patterns(top: str, is_package: bool) -> list[str]:
+    return [top, f"{top}.**"] if is_package else [top]
+
+
+def plan_packaging(graph: ImportGraph) -> PackagingPlan:
+    plan = PackagingPlan(search_path=list(graph.search_path))
+    by_top: dict[str, list] = {}
+    for node in graph.nodes.values():
+        by_top.setdefault(node.top_level, []).append(node)
+    for top in sorted(by_top):
+        nodes = by_top[top]
+        head = next((n for n in nodes if n.name == top), nodes[0])
+        is_package = head.is_package or len(nodes) > 1
+        kinds = {n.kind for n in nodes}
+        if all(n.kind is ModuleKind.STDLIB for n in nodes):
+            if top not in _NEVER_EXTERN:
+                plan.extern.append(top)
+                plan.reasons[top] = "standard library"
+            continue
+        if top == "torch":
+            plan.extern += _patterns(top, True)
+            plan.reasons[top] = "torch itself (always extern)"
+            continue
+        if ModuleKind.EXTENSION in kinds:
+            plan.extern += _patterns(top, is_package)
+            ext = next(n.name for n in nodes if n.kind is ModuleKind.EXTENSION)
+            plan.reasons[top] = f"extension-backed ({ext})"
+            continue
+        if kinds == {ModuleKind.MISSING}:
+            plan.mock += _patterns(top, True)
+            plan.reasons[top] = "not installed here" + (" (imported under a guard)" if head.conditional else "")
+            continue
+        if all(n.type_checking_only for n in nodes if n.name == top) and not any(n.local for n in nodes):
+            plan.mock += _patterns(top, is_package)
+            plan.reasons[top] = "imported only for type checking"
+            continue
+        if not any(n.local for n in nodes) and head.path is not None and head.is_package \
+                and package_has_extension(head.path.parent):
+            # imports were not followed this deep, but the folder carries compiled code
+            plan.extern += _patterns(top, True)
+            plan.reasons[top] = "package folder contains compiled extensions"
+            continue
+        plan.intern += _patterns(top, is_package)
+        plan.reasons[top] = "the model's own code" if any(n.local for n in nodes) else "pure Python"
+    plan.save_modules = list(graph.roots)
+    return plan
+
+
+def _check_script(plan: PackagingPlan) -> str:
+    """The printed snippet, framed to export into argv[2] and then load each saved module back."""
+    return "\n".join([
+        "import json, sys, time",
+        "sys.path[:0] = json.loads(sys.argv[1])",
+        "archive = sys.argv[2]",
+        "t0 = time.perf_counter()",
+        plan.snippet("ARCHIVE").replace("PackageExporter('ARCHIVE')", "PackageExporter(archive)"),
+        "print('INTERPKIT-EXPORTED ' + json.dumps({'export_seconds': round(time.perf_counter() - t0, 3)}), flush=True)",
+        "from torch.package import PackageImporter",
+        "importer = PackageImporter(archive)",
+        f"for name in {plan.save_modules!r}:",
+        "    importer.import_module(name)",
+        "print('INTERPKIT-IMPORTED ' + json.dumps({'modules': sorted(importer.modules)[:200]}), flush=True)",
+    ]) + "\n"
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def check_export(plan: PackagingPlan, *, timeout: float = 180.0, python: str = sys.executable) -> dict:
+    """Export with the printed snippet in a child process; a one-line reason when it fails or cannot run."""
+    if not torch_available():
+        return {"ran": False, "ok": None, "reason": "torch is not installed"}
+    if not plan.save_modules:
+        return {"ran": False, "ok": None, "reason": "no entry module to save"}
+    with tempfile.TemporaryDirectory(prefix="interpkit-export-") as tmp:
+        archive = os.path.join(tmp, "model.pt")
+        script_path = Path(tmp) / "export_check.py"
+        script_path.write_text(_check_script(plan))
+        started = time.perf_counter()
+        try:
+            proc = subprocess.run([python, str(script_path), json.dumps(plan.search_path), archive],
+                                  capture_output=True, text=True, timeout=timeout, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            return {"ran": True, "ok": False, "reason": f"export did not finish in {timeout:.0f} s"}
+        out: dict = {"ran": True, "seconds": round(time.perf_counter() - started, 2)}
+        for line in proc.stdout.splitlines():
+            if line.startswith("INTERPKIT-EXPORTED "):
+                out.update(json.loads(line.split(" ", 1)[1]))
+                out["archive_bytes"] = os.path.getsize(archive) if os.path.exists(archive) else 0
+            elif line.startswith("INTERPKIT-IMPORTED "):
+                out["loaded_modules"] = json.loads(line.split(" ", 1)[1])["modules"]
+        out["ok"] = "export_seconds" in out             # the export itself succeeded
+        out["loads"] = "loaded_modules" in out          # and the archive imports back
+        if proc.returncode != 0:
+            out["reason"] = _last_error_line(proc.stderr)
+        return out
+
+
+def _last_error_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    if not lines:
+        return "export failed (no error output)"
+    # PackagingError lists every broken module after its first line; keep the exception line
+    for line in reversed(lines):
+        if "Error" in line.split(":")[0]:
+            return line[:300]
+    return lines[-1][:300]
+
+
+# -- existing archives ------------------------------------------------------------------------
+
+def scan_package_archive(archive: Path, config: Config) -> tuple[list[FileResult], dict]:
+    """Scan the .py sources inside a torch.package archive, in memory (nothing is extracted)."""
+    from analyzer.source.walk import scan_source_bytes, source_rules
+
+    archive = Path(archive)
+    try:
+        with open_archive(archive) as zf:
+            members = check_archive(zf, archive)
+            prefixes = {PurePosixPath(m.filename).parts[0] for m in members if PurePosixPath(m.filename).parts}
+            if not any(m.filename.endswith("/.data/version") for m in members):
+                raise ArchiveError(f"cannot read {archive} (not a torch.package archive: no .data/version)")
+            extern_modules: list[str] = []
+            results: list[FileResult] = []
+            rules = source_rules(config)
+            for info in members:
+                name = info.filename
+                parts = PurePosixPath(name).parts
+                if name.endswith("/.data/extern_modules"):
+                    extern_modules = read_member(zf, info, archive).decode("utf-8", "replace").split()
+                if not name.endswith(".py") or len(parts) < 2 or parts[1] == ".data":
+                    continue
+                if info.file_size > MAX_PY_MEMBER:
+                    results.append(FileResult(Path(f"{archive}!{name}"), FileKind.ERROR,
+                                              error=f"cannot scan {archive}!{name} (source larger than 16 MiB)"))
+                    continue
+                module_parts = list(parts[1:])
+                module_parts[-1] = module_parts[-1][:-3]
+                if module_parts[-1] == "__init__":
+                    module_parts.pop()
+                data = read_member(zf, info, archive)
+                results.append(scan_source_bytes(Path(f"{archive}!{name}"), data, config, rules=rules,
+                                                 module=".".join(module_parts) or None))
+    except ArchiveError as exc:
+        return [FileResult(archive, FileKind.ERROR, error=str(exc))], {}
+    facts = {"python_sources": len(results), "extern_modules": extern_modules, "prefix": sorted(prefixes)}
+    head = FileResult(archive, FileKind.ARCHIVE, facts=facts)
+    head.compute_verdicts()
+    return [head, *results], {"extern_modules": extern_modules, "python_sources": len(results)}
