@@ -35,7 +35,8 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     graph = build_import_graph(sources, config)
     entry_paths = {e.resolve() for e in sources if e.is_file()}
     python_nodes = [n for n in graph.nodes.values()
-                    if n.kind is ModuleKind.PYTHON and n.path is not None and n.path.suffix == ".py"]
+                    if n.kind is ModuleKind.PYTHON and n.path is not None and n.path.suffix == ".py"
+                    and (n.local or config.follow_imports)]
     # entries first, in the order given, then everything reached
     ordered: list[Path] = [e for e in sources if e.is_file()]
     modules = {e: module_name_for(e)[0] for e in ordered}
