@@ -1,0 +1,58 @@
+"""Shared test helpers: compiled fixture extensions and the Pythons they are built for.
+
+Other areas may append fixtures here; keep each one small and documented.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # `fixtures.build` lives beside the package, not inside it
+    sys.path.insert(0, str(REPO_ROOT))
+
+from fixtures.build import FixtureUnavailable, build_fixture, find_python  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def python_for():
+    """python_for("3.13") -> interpreter path, or skip the test when this machine lacks it."""
+
+    def find(version: str) -> str:
+        candidate = find_python(version)
+        if candidate is None:
+            pytest.skip(f"Python {version} is not installed here")
+        return candidate
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def built_fixtures():
+    """built_fixtures(name, python=sys.executable) -> Path of the compiled fixture extension.
+
+    Builds are cached under ~/.cache/interpkit-fixtures/<tag>/ by source hash, so only the
+    first session pays for compiling. A fixture that needs pybind11/torch where they are
+    missing skips the test with the reason.
+    """
+
+    def build(name: str, python: str = sys.executable) -> Path:
+        try:
+            return build_fixture(name, python)
+        except FixtureUnavailable as exc:
+            pytest.skip(str(exc))
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def torch_dir() -> Path:
+    """site-packages/torch of the default Python; skips when torch is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        pytest.skip("torch is not installed")
+    return Path(spec.origin).parent

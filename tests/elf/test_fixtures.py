@@ -1,0 +1,174 @@
+"""analyze_elf_files on each compiled fixture gives exactly the expected rule codes, per Python."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from analyzer.config import Config
+from analyzer.elf.analyze import analyze_elf_files
+from analyzer.findings import Backend, FileKind, Verdict
+
+# Every extension here takes Py* from the global scope, so each carries IK302 (info, copies).
+# 3.11 headers have no Py_mod_multiple_interpreters, so multi-phase fixtures lack the slot there.
+
+
+def codes_of(path):
+    [result] = [r for r in analyze_elf_files([path], Config(), closure=False) if r.path == path]
+    return result, sorted({f.code for f in result.findings})
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_single_phase_static(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("single_phase_static", python_for(version)))
+    assert codes == ["IK101", "IK202", "IK302"]
+    assert result.kind is FileKind.EXTENSION
+    assert result.module == "single_phase_static"
+    [init] = result.facts["init"]
+    assert (init["kind"], init["proved"], init["m_size"]) == ("single-phase", True, -1)
+    assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.FAIL
+    assert result.verdicts[Backend.NAMESPACES] is Verdict.OK
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_multi_phase_isolated_reads_per_interpreter_gil_slot(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("multi_phase_isolated", python_for(version)))
+    assert codes == ["IK302"]
+    [init] = result.facts["init"]
+    assert init["kind"] == "multi-phase" and init["proved"]
+    assert init["multiple_interpreters"] == "per-interpreter-gil-supported"
+    assert init["gil"] == ("not-used" if version == "3.13" else "absent")
+    assert init["m_size"] == 16  # two PyObject* in module state
+    assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.OK
+
+
+def test_multi_phase_isolated_on_311_has_no_slot(built_fixtures, python_for):
+    result, codes = codes_of(built_fixtures("multi_phase_isolated", python_for("3.11")))
+    assert codes == ["IK102", "IK302"]
+    assert result.facts["init"][0]["multiple_interpreters"] == "absent"
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_clean(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("clean", python_for(version)))
+    assert codes == ["IK302"]
+    assert result.verdicts == {Backend.NAMESPACES: Verdict.OK, Backend.SUBINTERPRETERS: Verdict.OK,
+                               Backend.COPIES: Verdict.FAIL}
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_multi_phase_no_slot(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("multi_phase_no_slot", python_for(version)))
+    assert codes == ["IK102", "IK302"]
+    assert result.facts["init"][0]["slots"] == [["Py_mod_exec", None]]
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_static_type(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("static_type", python_for(version)))
+    assert codes == ["IK201", "IK302"]
+    [finding] = [f for f in result.findings if f.code == "IK201"]
+    assert finding.symbol == "Point_Type"  # named from .symtab: static objects never reach .dynsym
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_gilstate(built_fixtures, python_for, version):
+    _, codes = codes_of(built_fixtures("gilstate", python_for(version)))
+    assert codes == ["IK203", "IK302"]
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.13"])
+def test_gnu_unique_cpp(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("gnu_unique_cpp", python_for(version)))
+    expected = ["IK206", "IK302", "IK303"] + (["IK102"] if version == "3.11" else [])
+    assert codes == sorted(expected)
+    [finding] = [f for f in result.findings if f.code == "IK206"]
+    assert "call_counter" in finding.symbol
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_initial_exec_tls(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("initial_exec_tls", python_for(version)))
+    assert codes == ["IK207", "IK302"]
+    assert result.facts["tls"] == {"static": True, "filesz": 0, "memsz": 8}
+
+
+def test_clash_alone_is_only_a_risk(built_fixtures, python_for):
+    _, codes = codes_of(built_fixtures("clash_a", python_for("3.13")))
+    assert codes == ["IK302", "IK303"]
+
+
+def test_clash_between_two_scanned_extensions(built_fixtures, python_for):
+    python = python_for("3.13")
+    a, b = built_fixtures("clash_a", python), built_fixtures("clash_b", python)
+    results = analyze_elf_files([a, b], Config(), closure=False)
+    assert [sorted({f.code for f in r.findings}) for r in results] == [["IK302", "IK303", "IK304"]] * 2
+    clash_a = next(f for f in results[0].findings if f.code == "IK304")
+    assert clash_a.symbol == "interpkit_shared_counter" and b.name in clash_a.message
+    assert results[0].verdicts[Backend.COPIES] is Verdict.FAIL
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_mixed_init(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("mixed_init", python_for(version)))
+    assert codes == ["IK101", "IK104", "IK302"]
+    kinds = {i["symbol"]: i["kind"] for i in result.facts["init"]}
+    assert kinds == {"PyInit_mixed_init": "multi-phase", "PyInit_mixed_init_legacy": "single-phase"}
+    [single] = [f for f in result.findings if f.code == "IK101"]
+    assert single.symbol == "PyInit_mixed_init_legacy"
+
+
+def test_pybind11_module(built_fixtures, python_for):
+    result, codes = codes_of(built_fixtures("pybind11_module"))
+    # pybind11 3.x fills its slot array inside PyInit_ (.bss): declared support is unknowable.
+    assert codes == ["IK103", "IK203", "IK205", "IK206", "IK302", "IK307"]
+    assert result.facts["generator"] == "pybind11"
+    assert result.facts["generator_version"] == "12"  # __pybind11_internals_v12 (pybind11 3.1)
+    assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.FAIL  # GILState
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_maskrcnn_torch_extension(built_fixtures, python_for, torch_dir):
+    path = built_fixtures("maskrcnn_ops")
+    results = analyze_elf_files([path], Config())
+    ext = results[0]
+    assert ext.path == path and ext.kind is FileKind.EXTENSION
+    assert sorted({f.code for f in ext.findings}) == ["IK103", "IK203", "IK205", "IK302", "IK303", "IK307"]
+    assert ext.facts["generator"] == "pybind11"
+    # libc10.so/libtorch*.so are found in torch/lib (loaded by `import torch` first), each scanned once.
+    libraries = {r.path.name: r for r in results[1:]}
+    assert {"libc10.so", "libtorch_cpu.so", "libtorch_python.so", "libgomp.so.1"} <= set(libraries)
+    assert all(r.kind is FileKind.LIBRARY for r in libraries.values())
+    assert "IK207" in {f.code for f in libraries["libgomp.so.1"].findings}
+    assert len(results) == len({r.path.resolve() for r in results})
+
+
+# ------------------------------------------------------------------ the verdict against CPython itself
+_IMPORT_IN_ISOLATED = r"""
+import _interpreters, sys
+path, name = sys.argv[1], sys.argv[2]
+interp = _interpreters.create("isolated")
+err = _interpreters.exec(interp, f"import importlib.machinery as m, importlib.util as u\n"
+    f"loader = m.ExtensionFileLoader({name!r}, {path!r})\n"
+    f"spec = u.spec_from_file_location({name!r}, {path!r}, loader=loader)\n"
+    f"u.module_from_spec(spec)")
+print("ok" if err is None else "refused: " + err.msg)
+"""
+
+
+@pytest.mark.parametrize("name", ["single_phase_static", "multi_phase_isolated", "clean", "multi_phase_no_slot",
+                                  "static_type", "gilstate", "initial_exec_tls", "mixed_init"])
+def test_init_verdict_matches_cpython_313_isolated_import(built_fixtures, python_for, name):
+    """IK101/IK102 say "CPython refuses this PyInit_ in an own-GIL subinterpreter": check with CPython."""
+    python = python_for("3.13")
+    path = built_fixtures(name, python)
+    result, _ = codes_of(path)
+    refused_by_rules = {f.symbol for f in result.findings if f.code in ("IK101", "IK102")}
+    for init in result.facts["init"]:
+        proc = subprocess.run([python, "-c", _IMPORT_IN_ISOLATED, str(path), init["module"]],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-500:]
+        outcome = proc.stdout.strip()
+        assert outcome.startswith("refused") == (init["symbol"] in refused_by_rules), (init["symbol"], outcome)
