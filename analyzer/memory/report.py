@@ -237,6 +237,8 @@ class MemoryReport:
             xs = [0] + [r.interpreters for r in namespaces]
             axes.plot(xs, [(start + x * (first.estimate or 0)) / MIB for x in xs], linestyle="--", color="grey",
                       label="namespaces: static estimate of private files (no heap)")
+        counts = sorted({r.interpreters for r in self.rows})
+        axes.set_xticks([0, *counts] if namespaces else counts)
         axes.set_xlabel("interpreters")
         axes.set_ylabel("total Pss (MiB)")
         modules = ", ".join(self.workload.modules) or "nothing imported"

@@ -1,0 +1,138 @@
+"""Measured memory per interpreter on the real runtimes, against the static estimate."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from analyzer.memory.estimate import estimate_files, footprint
+from analyzer.memory.measure import Workload, backend_unavailable, run_child, workload_for
+from analyzer.memory.report import MemoryReport
+
+MIB = 1024 * 1024
+TOLERANCE = 0.10
+
+
+def _need(backend: str, python: str | None = None) -> None:
+    reason = backend_unavailable(backend, python)
+    if reason:
+        pytest.skip(reason)
+
+
+def _bigstate_estimate(so) -> int:
+    """What the estimate says one more interpreter pays for the fixture file alone."""
+    return estimate_files([so], python=None, closure=False).backend("namespaces").private_per_interpreter
+
+
+@pytest.fixture(scope="module")
+def namespaces_sample(built_fixtures):
+    _need("namespaces")
+    so = built_fixtures("bigstate")
+    workload = workload_for([so], [], "bigstate:checksum")
+    sample = run_child({"backend": "namespaces", "interpreters": 2, **workload.as_dict()}, timeout_s=300)
+    assert sample.error is None, sample.error
+    return so, sample
+
+
+def test_namespaces_marginal_private_matches_the_estimate(namespaces_sample):
+    """Each interpreter's own copy of the fixture: measured Private_Dirty within 10 % of the ELF estimate."""
+    so, sample = namespaces_sample
+    expected = _bigstate_estimate(so)
+    assert expected >= 40 * MIB
+    fixture_copies = {key: value for key, value in sample.raw["by_object"].items() if key.endswith(so.name)}
+    assert sorted(k.split(":", 1)[0] for k in fixture_copies) == ["0", "1"]  # one copy per namespace
+    for key, totals in fixture_copies.items():
+        measured = totals["private_dirty_bytes"]
+        assert abs(measured - expected) <= TOLERANCE * expected, (key, measured, expected)
+    # What importing and calling the module added to the whole process, interpreter by interpreter:
+    # the fixture's pages plus that interpreter's small heap growth, still within 10 %.
+    for entry in sample.per_interpreter:
+        delta = entry["workload_private_dirty_delta_bytes"]
+        assert abs(delta - expected) <= TOLERANCE * expected, (delta, expected)
+
+
+def test_namespaces_report_rows(namespaces_sample):
+    so, sample = namespaces_sample
+    report = MemoryReport.build(Workload(("bigstate",)), estimate_files([so]), [sample])
+    (row,) = report.rows
+    # The files estimate (libpython, libc, ... and the fixture) against what each namespace's files hold.
+    assert row.files_private is not None and abs(row.estimate_error) <= TOLERANCE, row
+    # The marginal interpreter costs at least the fixture's 40 MiB on top of the base process.
+    assert row.marginal_pss >= 40 * MIB
+    assert row.total_rss >= row.total_pss
+
+
+def test_processes_pay_the_same_arrays(built_fixtures):
+    so = built_fixtures("bigstate")
+    workload = workload_for([so], [], None)
+    sample = run_child({"backend": "processes", "interpreters": 2, **workload.as_dict()}, timeout_s=300)
+    assert sample.error is None, sample.error
+    expected = footprint(so).writable_bytes
+    for entry in sample.per_interpreter:
+        # Each process's objects hold the fixture's 40 MiB, and more (its libpython, libc, ...).
+        assert entry["objects"]["private_dirty_bytes"] >= expected * (1 - TOLERANCE)
+    assert sample.baseline.pss == 0 and sample.total.pss >= 2 * expected
+
+
+def test_subinterpreters_share_the_arrays(built_fixtures):
+    """Own-GIL subinterpreters map the fixture once: the second interpreter does not pay 40 MiB again."""
+    _need("subinterpreters", "3.13")
+    from native.subinterp import resolve_python
+
+    python = str(resolve_python("3.13").executable)
+    so = built_fixtures("bigstate", python)
+    workload = workload_for([so], [], None)
+    samples = [run_child({"backend": "subinterpreters", "interpreters": n, "python": python, **workload.as_dict()},
+                         timeout_s=300) for n in (1, 2)]
+    for sample in samples:
+        assert sample.error is None, sample.error
+    one, two = samples
+    arrays = footprint(so).writable_bytes
+    assert one.total.pss - one.baseline.pss >= arrays * (1 - TOLERANCE)
+    assert two.total.pss - one.total.pss < arrays / 4
+
+
+def test_threads_share_everything(built_fixtures):
+    so = built_fixtures("bigstate")
+    workload = workload_for([so], [], "bigstate:checksum")
+    sample = run_child({"backend": "threads", "interpreters": 3, **workload.as_dict()}, timeout_s=300)
+    assert sample.error is None, sample.error
+    arrays = footprint(so).writable_bytes
+    grown = sample.total.pss - sample.baseline.pss
+    assert arrays * (1 - TOLERANCE) <= grown < 2 * arrays
+
+
+HOG = '''
+import time
+
+def allocate():
+    global block
+    block = bytearray(400 * 1024 * 1024)
+    block[::4096] = b"\\1" * len(block[::4096])
+    time.sleep(60)
+
+def hang():
+    time.sleep(600)
+
+def fail():
+    raise ValueError("the workload refused\\nsecond line")
+'''
+
+
+@pytest.fixture
+def hog(tmp_path):
+    (tmp_path / "interpkit_memory_hog.py").write_text(HOG)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("call", "limits", "reason"), [
+    ("hang", {"timeout_s": 3}, "timed out after 3 s"),
+    ("allocate", {"timeout_s": 120, "memory_limit_mb": 150}, "memory limit 150 MiB"),
+    ("fail", {"timeout_s": 120}, "ValueError: the workload refused"),
+])
+def test_a_bad_workload_costs_one_row(hog, call, limits, reason):
+    job = {"backend": "threads", "interpreters": 1, "modules": ["interpkit_memory_hog"],
+           "sys_path": [str(hog)], "call": f"interpkit_memory_hog:{call}"}
+    sample = run_child(job, **limits)
+    assert sample.total is None
+    assert reason in sample.error and "\n" not in sample.error
