@@ -33,6 +33,7 @@ from pathlib import Path
 
 ENV_MODULES = "INTERPKIT_COPIES"          # "name=path:name=path" for install_from_env()
 ENV_DIR = "INTERPKIT_COPIES_DIR"
+ENV_LIBPYTHON = "INTERPKIT_COPIES_LIBPYTHON"  # this interpreter's libpython copy (copies backend)
 
 
 def interpreter_tag() -> str:
@@ -58,7 +59,8 @@ def copy_path(source: Path, module: str, tag: str, directory: Path) -> Path:
     return Path(directory) / digest / f"{module.rpartition('.')[2]}.ik{tag}{suffix}"
 
 
-def make_private_copy(source: Path, module: str, tag: str, directory: Path, *, libpython: str | None = None) -> Path:
+def make_private_copy(source: Path, module: str, tag: str, directory: Path, *, libpython: str | None = None,
+                      relink: bool = True) -> Path:
     """Copy `source` for one interpreter and relink the copy so nothing ties it to the others:
     GNU_UNIQUE symbols become weak, a SONAME gets the tag, and (copies backend) DT_NEEDED names
     that interpreter's own libpython. Written to a temp name and renamed: never half a file."""
@@ -75,7 +77,7 @@ def make_private_copy(source: Path, module: str, tag: str, directory: Path, *, l
         shutil.copyfile(source, tmp)
         os.chmod(tmp, 0o755)
         state = read_state(Path(tmp))
-        edits = [Edit(EditKind.UNIQUE_TO_WEAK, name) for name in state.gnu_unique]
+        edits = [Edit(EditKind.UNIQUE_TO_WEAK, name) for name in state.gnu_unique] if relink else []
         if state.soname:
             edits.append(Edit(EditKind.SET_SONAME, "DT_SONAME", value=f"{state.soname}.ik{tag}", old=state.soname))
         if libpython:
@@ -94,10 +96,12 @@ def make_private_copy(source: Path, module: str, tag: str, directory: Path, *, l
 class PrivateCopyFinder(importlib.abc.MetaPathFinder):
     """Finds the listed extension modules at this interpreter's private copy."""
 
-    def __init__(self, modules: dict[str, str], directory: str, tag: str | None = None):
+    def __init__(self, modules: dict[str, str], directory: str, tag: str | None = None,
+                 libpython: str | None = None):
         self.modules = dict(modules)
         self.directory = Path(directory)
         self.tag = tag or interpreter_tag()
+        self.libpython = libpython
         self.loaded: dict[str, str] = {}     # module -> copy path, for tests and reports
 
     def find_spec(self, fullname, path=None, target=None):
@@ -106,20 +110,24 @@ class PrivateCopyFinder(importlib.abc.MetaPathFinder):
             return None
         copy = copy_path(Path(source), fullname, self.tag, self.directory)
         if not copy.exists():
-            copy = make_private_copy(Path(source), fullname, self.tag, self.directory)
+            copy = make_private_copy(Path(source), fullname, self.tag, self.directory, libpython=self.libpython)
         self.loaded[fullname] = str(copy)
         loader = importlib.machinery.ExtensionFileLoader(fullname, str(copy))
         return importlib.util.spec_from_file_location(fullname, str(copy), loader=loader)
 
 
-def install(modules: dict[str, str], directory: str | None = None, tag: str | None = None) -> PrivateCopyFinder:
-    """Put a PrivateCopyFinder first on this interpreter's sys.meta_path (once)."""
+def install(modules: dict[str, str], directory: str | None = None, tag: str | None = None,
+            libpython: str | None = None) -> PrivateCopyFinder:
+    """Put a PrivateCopyFinder first on this interpreter's sys.meta_path (once).
+
+    `libpython` is the soname of this interpreter's own libpython copy (copies backend): each
+    private copy then needs it by DT_NEEDED, so its Py* references bind to this interpreter."""
     for finder in sys.meta_path:
         if isinstance(finder, PrivateCopyFinder) or type(finder).__name__ == "PrivateCopyFinder":
             finder.modules.update(modules)
             return finder
     directory = directory or os.environ.get(ENV_DIR) or os.path.join(tempfile.gettempdir(), f"interpkit-copies-{os.getuid()}")
-    finder = PrivateCopyFinder(modules, directory, tag)
+    finder = PrivateCopyFinder(modules, directory, tag, libpython or os.environ.get(ENV_LIBPYTHON) or None)
     sys.meta_path.insert(0, finder)
     return finder
 
@@ -129,3 +137,112 @@ def install_from_env() -> PrivateCopyFinder | None:
     spec = os.environ.get(ENV_MODULES, "")
     modules = dict(item.split("=", 1) for item in spec.split(os.pathsep) if "=" in item)
     return install(modules) if modules else None
+
+
+def install_from_manifest(manifest: str | os.PathLike, directory: str | None = None) -> PrivateCopyFinder:
+    """Install for the modules an `interpkit patch` output lists in interpkit-copies.json."""
+    import json
+
+    manifest = Path(manifest)
+    data = json.loads(manifest.read_text())
+    modules = {name: str((manifest.parent / rel).resolve()) for name, rel in data.get("modules", {}).items()}
+    return install(modules, directory)
+
+
+# --------------------------------------------------------------------------- observing it
+
+# Runs in a child: N legacy subinterpreters (shared GIL, single-phase modules allowed) each
+# import the module, optionally through the hook, and report the ids of its builtin functions.
+# One image serves every interpreter exactly when those objects are the same objects.
+_LEGACY_PROBE = r"""
+import json, os, sys, tempfile
+module, source, n, with_copies, repo, copies_dir = sys.argv[1:7]
+n, with_copies = int(n), with_copies == "1"
+try:
+    import _interpreters as api
+    create = lambda: api.create("legacy")
+    def run(iid, code):
+        failure = api.exec(iid, code)
+        if failure is not None:
+            raise RuntimeError(f"{failure.type.__name__}: {failure.msg}")
+except ImportError:
+    import _xxsubinterpreters as api
+    def create():
+        try:
+            return api.create(isolated=False)
+        except TypeError:
+            return api.create()
+    run = api.run_string
+body = '''
+import json, sys, importlib.util
+sys.path.insert(0, REPO)
+if WITH_COPIES:
+    import shims.copies
+    shims.copies.install({MODULE: SOURCE}, COPIES_DIR)
+    import importlib
+    mod = importlib.import_module(MODULE)
+else:
+    spec = importlib.util.spec_from_file_location(MODULE, SOURCE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+ids = sorted(id(v) for v in vars(mod).values() if type(v).__name__ == "builtin_function_or_method")
+with open(OUT, "w") as fh:
+    json.dump({"ids": ids, "file": getattr(mod, "__file__", None)}, fh)
+'''
+results = []
+with tempfile.TemporaryDirectory() as tmp:
+    for index in range(n):
+        out = os.path.join(tmp, f"{index}.json")
+        code = (f"REPO={repo!r}; MODULE={module!r}; SOURCE={source!r}; WITH_COPIES={with_copies!r}; "
+                f"COPIES_DIR={copies_dir!r}; OUT={out!r}\n" + body)
+        iid = create()
+        try:
+            run(iid, code)
+        except Exception as exc:
+            print(json.dumps({"status": "import_error", "message": f"interpreter {index}: {exc}"[:500]}))
+            sys.exit(0)
+        with open(out) as fh:
+            results.append(json.load(fh))
+ids = [set(r["ids"]) for r in results]
+shared = sorted(set.intersection(*ids)) if len(ids) > 1 else []
+files = [r["file"] for r in results]
+print(json.dumps({"status": "shared_state" if shared else "ok", "files": files,
+                  "message": f"{len(shared)} builtin functions are the same objects in all interpreters" if shared else ""}))
+"""
+
+
+def probe_legacy(source: Path, module: str, interpreters: int = 2, *, with_copies: bool, timeout: float = 60.0,
+                 python: str | None = None) -> dict:
+    """Import `module` from `source` in N legacy subinterpreters of one child process, with or
+    without private copies; {"status": ok | shared_state | import_error | crash | hang | skipped}."""
+    import json
+    import signal
+    import subprocess
+
+    python = python or sys.executable
+    try:
+        from analyzer.modules import abi_matches
+        import sysconfig
+
+        if not abi_matches(Path(source), sysconfig.get_config_var("SOABI")):
+            return {"status": "skipped", "message": "built for another Python"}
+    except ImportError:
+        pass
+    repo = str(Path(__file__).resolve().parent.parent)
+    with tempfile.TemporaryDirectory(prefix="interpkit-copies-probe-") as copies_dir:
+        command = [python, "-c", _LEGACY_PROBE, module, str(Path(source).resolve()), str(interpreters),
+                   "1" if with_copies else "0", repo, copies_dir]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True, stdin=subprocess.DEVNULL)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return {"status": "hang", "message": f"no answer in {timeout:g}s"}
+    if proc.returncode < 0:
+        return {"status": "crash", "message": signal.Signals(-proc.returncode).name}
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"status": "error", "message": (err.strip().splitlines() or ["no answer"])[-1][:300]}
+    return json.loads(lines[-1])

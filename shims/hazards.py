@@ -15,7 +15,10 @@ class Hazard(str, enum.Enum):
     SYMBOL_CLASH = "symbol-clash"
     LIBPYTHON_LINK = "libpython-link"
     UNRESOLVED_DEPENDENCY = "unresolved-dependency"     # RPATH/RUNPATH, missing DT_NEEDED
-    SINGLE_PHASE = "single-phase"
+    SINGLE_PHASE = "single-phase"                       # state in C globals: single-phase init, m_size -1,
+    STATIC_STATE = "static-state"                       # static type objects
+    GILSTATE = "gilstate"
+    RTLD_GLOBAL = "rtld-global"
     MISSING_INTERPRETER_SLOT = "missing-interpreter-slot"
     STATIC_TLS = "static-tls"
     PYO3 = "pyo3"
@@ -36,7 +39,10 @@ _KEYWORDS: tuple[tuple[Hazard, tuple[str, ...]], ...] = (
     (Hazard.STATIC_TLS, ("static-tls", "static_tls", "initial-exec", "df_static_tls")),
     (Hazard.MISSING_INTERPRETER_SLOT, ("multiple-interpreters", "multiple_interpreters", "interpreter-slot",
                                        "per-interpreter-gil", "missing-slot", "no-slot")),
-    (Hazard.SINGLE_PHASE, ("single-phase", "single_phase")),
+    (Hazard.SINGLE_PHASE, ("single-phase", "single_phase", "global-state-module-def", "m_size -1")),
+    (Hazard.STATIC_STATE, ("static-type", "static_type")),
+    (Hazard.GILSTATE, ("gilstate",)),
+    (Hazard.RTLD_GLOBAL, ("rtld-global", "rtld_global")),
 )
 
 

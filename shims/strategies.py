@@ -1,0 +1,171 @@
+"""From findings to a PatchPlan: which strategy fixes each hazard, and why the rest cannot be fixed.
+
+One function per decision, each returning edits or a reason (STYLE.md convention 4). The
+relink strategy rewrites binaries; the copies strategy changes how a module is loaded
+(``shims.copies``); the namespace guard (``native.guard``) is applied by the namespaces
+runtime itself; rebuilding from source is ``shims.rebuild`` and only applies to source input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyzer.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
+from shims.hazards import Hazard, hazard_of
+from shims.plan import Edit, EditKind, PatchPlan
+from shims.relink import ElfState, plan_hide, plan_runpath, plan_unique, read_state
+
+
+class Handling:
+    """How one finding is dealt with (the per-finding column of the report)."""
+
+    RELINK = "relink"                  # the binary is rewritten; the re-scan must not find it again
+    COPIES = "per-interpreter copies"  # a private copy per interpreter (shims.copies)
+    GUARD = "namespace guard"          # native.guard, installed by the namespaces runtime
+    UNFIXABLE = "unfixable"
+    NOT_NEEDED = "not needed"          # informational, or affects no selected backend
+
+
+@dataclass
+class Context:
+    backends: frozenset[Backend]
+    search_dirs: tuple[Path, ...] = ()           # where vendored dependencies may be found
+    clashes: dict[Path, set[str]] = field(default_factory=dict)   # file -> its clashing exports
+    roots: tuple[Path, ...] = ()                  # files outside these are not ours to patch
+    # id(finding) -> backends for which the finding is handled at load time (copies, guard),
+    # even when it stays unfixable for another backend.
+    load_time: dict[int, frozenset[Backend]] = field(default_factory=dict)
+
+
+def needs_attention(finding: Finding, backends: frozenset[Backend]) -> bool:
+    """A finding matters when it forces fail/unknown on a selected backend, or is an error."""
+    if any(b in backends and v is not Verdict.OK for b, v in finding.verdicts):
+        return True
+    return finding.severity is Severity.ERROR and bool(finding.backends & backends)
+
+
+def clash_names(results: list[FileResult]) -> dict[Path, set[str]]:
+    """Exports (other than PyInit_*) that each scanned file shares with another scanned file."""
+    states: dict[Path, ElfState] = {}
+    for fr in results:
+        if fr.kind in (FileKind.EXTENSION, FileKind.LIBRARY):
+            try:
+                states[Path(fr.path)] = read_state(Path(fr.path))
+            except Exception:  # noqa: BLE001 - an unreadable file has its own error entry
+                continue
+    owners: dict[str, set[Path]] = {}
+    for path, state in states.items():
+        for name in state.exports:
+            if not name.startswith("PyInit_"):
+                owners.setdefault(name, set()).add(path)
+    out: dict[Path, set[str]] = {}
+    for name, paths in owners.items():
+        if len(paths) > 1:
+            for path in paths:
+                out.setdefault(path, set()).add(name)
+    return out
+
+
+def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
+    resolved = Path(path).resolve()
+    return any(resolved == r or r in resolved.parents for r in (Path(r).resolve() for r in roots))
+
+
+def plan_finding(plan: PatchPlan, fr: FileResult, finding: Finding, ctx: Context) -> str:
+    """Add the edits for one finding; returns its Handling."""
+    path = Path(fr.path)
+    hazard = hazard_of(finding)
+    if not needs_attention(finding, ctx.backends):
+        return Handling.NOT_NEEDED
+    if ctx.roots and not _inside(path, ctx.roots):
+        plan.unfixable(path, finding, "outside the input (a system library); patch or vendor it separately")
+        return Handling.UNFIXABLE
+    state = read_state(path)
+    if hazard is Hazard.GNU_UNIQUE:
+        for edit in plan_unique(path, state, None, finding.code):
+            plan.add(path, edit)
+        return Handling.RELINK
+    if hazard is Hazard.SYMBOL_CLASH:
+        names = sorted(ctx.clashes.get(path, set()))
+        if not names:
+            names = [finding.symbol] if finding.symbol else []
+        edits, reason = [], None
+        for name in names:
+            more, reason = plan_hide(path, state, name, finding.code)
+            if reason:
+                break
+            edits += more
+        if reason:
+            plan.unfixable(path, finding, reason)
+            return Handling.UNFIXABLE
+        for edit in edits:
+            plan.add(path, edit)
+        return Handling.RELINK
+    if hazard is Hazard.LIBPYTHON_LINK:
+        return _plan_libpython(plan, path, state, finding, ctx)
+    if hazard is Hazard.UNRESOLVED_DEPENDENCY:
+        edits, reason = plan_runpath(path, state, finding.code, ctx.search_dirs)
+        for edit in edits:
+            plan.add(path, edit)
+        if reason:
+            plan.unfixable(path, finding, reason)
+            return Handling.UNFIXABLE
+        return Handling.RELINK
+    if hazard in (Hazard.SINGLE_PHASE, Hazard.STATIC_STATE):
+        return _plan_copies(plan, path, fr, finding, ctx)
+    if hazard is Hazard.RTLD_GLOBAL and Backend.NAMESPACES in ctx.backends:
+        ctx.load_time[id(finding)] = frozenset({Backend.NAMESPACES})
+        return Handling.GUARD
+    plan.unfixable(path, finding, unfixable_reason(hazard))
+    return Handling.UNFIXABLE
+
+
+def _plan_libpython(plan: PatchPlan, path: Path, state: ElfState, finding: Finding, ctx: Context) -> str:
+    """Under copies the right libpython differs per interpreter, so no single file can name it:
+    each interpreter's private copy is relinked to that interpreter's libpython when it is made
+    (shims.copies.make_private_copy). A binary built for another Python cannot be relinked."""
+    if finding.severity is Severity.ERROR and state.libpython:
+        plan.unfixable(path, finding, f"built against {', '.join(state.libpython)} for another Python; "
+                                      "relinking cannot change the C API it was compiled for (rebuild it)")
+        return Handling.UNFIXABLE
+    if not any(name.startswith("PyInit_") for name in state.exports):
+        plan.unfixable(path, finding, "a library that needs libpython is loaded by its dependents, not by an "
+                                      "import hook, so it cannot get a copy per interpreter")
+        return Handling.UNFIXABLE
+    plan.add(path, Edit(EditKind.PER_INTERPRETER_COPY, fr_module(path), code=finding.code))
+    ctx.load_time[id(finding)] = frozenset({Backend.COPIES})
+    return Handling.COPIES
+
+
+def _plan_copies(plan: PatchPlan, path: Path, fr: FileResult, finding: Finding, ctx: Context) -> str:
+    """Copies give each interpreter fresh C statics where CPython would share one image's; they
+    cannot help own-GIL subinterpreters, which refuse single-phase modules outright."""
+    failing = {b for b, v in finding.verdicts if v is not Verdict.OK and b in ctx.backends} or set(finding.backends & ctx.backends)
+    if fr.kind is not FileKind.EXTENSION:
+        plan.unfixable(path, finding, "not an extension module: nothing imports it through a finder")
+        return Handling.UNFIXABLE
+    plan.add(path, Edit(EditKind.PER_INTERPRETER_COPY, fr.module or fr_module(path), code=finding.code))
+    ctx.load_time[id(finding)] = frozenset({Backend.COPIES})
+    if Backend.SUBINTERPRETERS in failing:
+        plan.unfixable(path, finding, "own-GIL subinterpreters refuse this module before any import hook runs "
+                                      "(port it to multi-phase init with module state); per-interpreter copies "
+                                      "fix legacy subinterpreters and the copies backend only")
+        return Handling.UNFIXABLE
+    return Handling.COPIES
+
+
+def fr_module(path: Path) -> str:
+    return Path(path).name.split(".", 1)[0]
+
+
+def unfixable_reason(hazard: Hazard) -> str:
+    return {
+        Hazard.PYO3: "PyO3 modules refuse a second interpreter by design (ImportError from PyO3 itself); "
+                     "no binary patch changes that",
+        Hazard.STATIC_TLS: "initial-exec TLS is compiled into the code and allocated from the static TLS block; "
+                           "rebuild from source with -ftls-model=global-dynamic, or raise glibc.rtld.optional_static_tls",
+        Hazard.MISSING_INTERPRETER_SLOT: "the module does not declare Py_mod_multiple_interpreters; declaring it is a "
+                                         "source change (and a promise the code must keep)",
+        Hazard.GILSTATE: "PyGILState_* assumes one interpreter per process; the calls must be replaced in the source",
+        Hazard.RTLD_GLOBAL: "RTLD_GLOBAL loads are only neutralised inside namespaces (native.guard)",
+    }.get(hazard, "no shim fixes this hazard")
