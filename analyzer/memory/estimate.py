@@ -43,7 +43,6 @@ BACKENDS = ("namespaces", "subinterpreters", "copies", "processes", "threads")
 
 # Libraries under these folders come with the system: `copies` leaves them in the base namespace.
 _SYSTEM_PREFIXES = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/local/lib/")
-_DEFAULT_LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
 _LOADER_NAME = re.compile(r"^ld-linux.*\.so|^ld64\.so|^ld\.so")
 
 
@@ -198,64 +197,27 @@ def libpython_of(python: str = sys.executable) -> Path:
     return candidate.resolve()
 
 
-@functools.lru_cache(maxsize=1)
-def _ldconfig_cache() -> dict[str, str]:
-    """soname -> path for this machine's architecture, from `ldconfig -p`."""
-    try:
-        done = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        try:
-            done = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            return {}
-    found: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        match = re.match(r"\s+(\S+) \(([^)]*)\) => (\S+)", line)
-        if match and "64" in match.group(2):
-            found.setdefault(match.group(1), match.group(3))
-    return found
+def _with_origin(entry: str, origin: Path) -> str:
+    return entry.replace("${ORIGIN}", str(origin)).replace("$ORIGIN", str(origin))
 
 
-def _expand_origin(entries: list[str], origin: Path) -> list[Path]:
-    out = []
-    for value in entries:
-        for item in str(value).split(":"):
-            if item:
-                out.append(Path(item.replace("$ORIGIN", str(origin)).replace("${ORIGIN}", str(origin))))
-    return out
-
-
-def _resolve_needed(name: str, image: ElfImage, inherited_rpath: list[Path]) -> Path | None:
-    if "/" in name:
-        return Path(name) if Path(name).is_file() else None
-    from analyzer.elf.image import DT_RPATH, DT_RUNPATH
-
-    origin = image.path.resolve().parent
-    runpath = _expand_origin(image.dynamic_values(DT_RUNPATH), origin)
-    rpath = [] if runpath else _expand_origin(image.dynamic_values(DT_RPATH), origin) + inherited_rpath
-    env = _expand_origin([os.environ.get("LD_LIBRARY_PATH", "")], origin)
-    for folder in [*rpath, *env, *runpath]:
-        if (folder / name).is_file():
-            return folder / name
-    cached = _ldconfig_cache().get(name)
-    if cached and Path(cached).is_file():
-        return Path(cached)
-    for folder in _DEFAULT_LIBRARY_DIRS:
-        if (Path(folder) / name).is_file():
-            return Path(folder) / name
-    return None
+def _split(values: list) -> tuple[str, ...]:
+    return tuple(item for value in values for item in str(value).split(":") if item)
 
 
 def needed_closure(roots: list[Path]) -> tuple[list[Path], list[str]]:
     """Every file reached from ``roots`` through DT_NEEDED, roots first; plus the names not found.
 
-    A minimal lddtree: reads dynamic sections only, never loads anything.
+    Libraries are found the way ld.so searches (analyzer.elf.closure.find_library). Unlike
+    the scanner's closure this one also walks into system libraries: each namespace loads
+    its own libc, and its own copy costs memory like any other.
     """
-    from analyzer.elf.image import DT_NEEDED, DT_RPATH
+    from analyzer.elf.closure import find_library
+    from analyzer.elf.image import DT_NEEDED, DT_RPATH, DT_RUNPATH
 
     seen: dict[Path, None] = {}
     missing: list[str] = []
-    queue: list[tuple[Path, list[Path]]] = [(Path(r).resolve(), []) for r in roots]
+    queue: list[tuple[Path, tuple[str, ...]]] = [(Path(r).resolve(), ()) for r in roots]
     while queue:
         path, inherited = queue.pop(0)
         if path in seen:
@@ -264,16 +226,20 @@ def needed_closure(roots: list[Path]) -> tuple[list[Path], list[str]]:
         try:
             with ElfImage.open(path) as image:
                 needed = image.dynamic_values(DT_NEEDED)
-                own_rpath = _expand_origin(image.dynamic_values(DT_RPATH), path.parent)
-                for name in needed:
-                    found = _resolve_needed(name, image, inherited)
-                    if found is None:
-                        if name not in missing:
-                            missing.append(name)
-                        continue
-                    queue.append((found.resolve(), own_rpath + inherited))
-        except Exception:  # an unreadable dependency is reported by `scan`; here it only costs nothing
+                rpath, runpath = _split(image.dynamic_values(DT_RPATH)), _split(image.dynamic_values(DT_RUNPATH))
+                machine, elfclass = image.machine, image.elfclass
+        except Exception:  # an unreadable dependency is `scan`'s finding; here it only costs nothing
             continue
+        # DT_RPATH applies to the whole chain below an object that has no DT_RUNPATH (ld.so(8)).
+        passed_down = inherited + (tuple(_with_origin(e, path.parent) for e in rpath) if not runpath else ())
+        for name in needed:
+            found = find_library(name, origin_file=path, machine=machine, elfclass=elfclass, rpath=rpath,
+                                 runpath=runpath, parent_rpaths=inherited)
+            if found is None:
+                if name not in missing:
+                    missing.append(name)
+                continue
+            queue.append((found.resolve(), passed_down))
     return list(seen), missing
 
 
