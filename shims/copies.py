@@ -156,7 +156,7 @@ def install_from_manifest(manifest: str | os.PathLike, directory: str | None = N
 # One image serves every interpreter exactly when those objects are the same objects.
 _LEGACY_PROBE = r"""
 import json, os, sys, tempfile
-module, source, n, with_copies, repo, copies_dir = sys.argv[1:7]
+module, source, n, with_copies, repo, copies_dir, root = sys.argv[1:8]
 n, with_copies = int(n), with_copies == "1"
 try:
     import _interpreters as api
@@ -176,6 +176,7 @@ except ImportError:
 body = '''
 import json, sys, importlib.util
 sys.path.insert(0, REPO)
+sys.path.insert(0, ROOT)
 if WITH_COPIES:
     import shims.copies
     shims.copies.install({MODULE: SOURCE}, COPIES_DIR)
@@ -194,7 +195,7 @@ with tempfile.TemporaryDirectory() as tmp:
     for index in range(n):
         out = os.path.join(tmp, f"{index}.json")
         code = (f"REPO={repo!r}; MODULE={module!r}; SOURCE={source!r}; WITH_COPIES={with_copies!r}; "
-                f"COPIES_DIR={copies_dir!r}; OUT={out!r}\n" + body)
+                f"COPIES_DIR={copies_dir!r}; OUT={out!r}; ROOT={root!r}\n" + body)
         iid = create()
         try:
             run(iid, code)
@@ -229,9 +230,15 @@ def probe_legacy(source: Path, module: str, interpreters: int = 2, *, with_copie
     except ImportError:
         pass
     repo = str(Path(__file__).resolve().parent.parent)
+    try:
+        from analyzer.modules import module_location
+
+        root = str((module_location(Path(source)) or (None, Path(source).parent))[1])
+    except ImportError:
+        root = str(Path(source).parent)
     with tempfile.TemporaryDirectory(prefix="interpkit-copies-probe-") as copies_dir:
         command = [python, "-c", _LEGACY_PROBE, module, str(Path(source).resolve()), str(interpreters),
-                   "1" if with_copies else "0", repo, copies_dir]
+                   "1" if with_copies else "0", repo, copies_dir, root]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True, stdin=subprocess.DEVNULL)
         try:
