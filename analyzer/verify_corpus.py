@@ -66,6 +66,7 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
 
     rows: list[Verification] = []
     targets: list[tuple[Verification, ModuleTarget]] = []
+    extra_inits: list[tuple[Verification, ModuleTarget]] = []
     for fr in results:
         if fr.kind is not FileKind.EXTENSION:
             continue
@@ -83,13 +84,27 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
             row.message = f"built for another interpreter (runtime is {info.soabi})"
             continue
         targets.append((row, ModuleTarget(name, path)))
+        # The verdict covers every PyInit_* in the file; load the others under their names.
+        package = name.rpartition(".")[0]
+        for init in fr.facts.get("init", []) or []:
+            other = init.get("module") if isinstance(init, dict) else None
+            if other and other.isidentifier() and other != name.rpartition(".")[2]:
+                extra_inits.append((row, ModuleTarget(f"{package}.{other}" if package else other, path)))
 
-    outcomes = probe_modules([t for _, t in targets], python=info, config=configuration, n=n,
-                             sys_path=(str(site_dir),), timeout_s=timeout_s,
-                             batch_size=batch_size)
+    outcomes = probe_modules([t for _, t in targets + extra_inits], python=info,
+                             config=configuration, n=n, sys_path=(str(site_dir),),
+                             timeout_s=timeout_s, batch_size=batch_size)
     for row, target in targets:
         outcome = outcomes[target.name]
         row.status, row.message, row.outcome = outcome.status, outcome.message, outcome.to_json()
+    for row, target in extra_inits:
+        outcome = outcomes[target.name]
+        row.outcome.setdefault("other_inits", {})[target.name] = outcome.to_json()
+        if row.status == "ok" and (not outcome.ok or outcome.shared_state):
+            row.status = outcome.status
+            row.message = f"{target.name} (another init in this binary): {outcome.message}"
+            if outcome.shared_state:
+                row.outcome["shared_state"] = list(outcome.shared_state)
 
     errored = [(row, t) for row, t in targets if row.status == "error"]
     if errored:
@@ -139,27 +154,18 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
 def _blame_dependencies(targets, info, configuration: str, n: int, site_dir: Path,
                         timeout_s: float) -> None:
     """A crash or hang after a clean import may come from a compiled module the import pulled
-    in (the probe records them as the "dependencies" step). Probe each such dependency alone,
-    by name; when one crashes or hangs by itself, pin the row's failure on it."""
-    from native.subinterp import ModuleTarget, probe_modules
+    in; when one crashes or hangs when probed alone, pin the row's failure on it."""
+    from native.outcome import ProbeOutcome
+    from native.subinterp import blame_dependencies
 
-    suspects: dict[str, list[Verification]] = {}
+    outcomes = {row.module: ProbeOutcome.from_json(row.outcome) for row, _ in targets
+                if row.status in ("crash", "hang")}
+    blamed = blame_dependencies(outcomes, python=info, config=configuration, n=n,
+                                sys_path=(str(site_dir),), timeout_s=timeout_s)
     for row, _ in targets:
-        if row.status not in ("crash", "hang"):
-            continue
-        for step in row.outcome.get("steps", []):
-            for name in step.get("native_imports", ()):
-                suspects.setdefault(name, []).append(row)
-    if not suspects:
-        return
-    alone = probe_modules([ModuleTarget(name) for name in sorted(suspects)], python=info,
-                          config=configuration, n=n, sys_path=(str(site_dir),),
-                          timeout_s=timeout_s, batch_size=1)
-    for name, affected in suspects.items():
-        if alone[name].status not in ("crash", "hang"):
-            continue
-        for row in affected:
-            row.outcome["blamed_on"] = name
-            verb = {"crash": "crashes", "hang": "hangs"}[alone[name].status]
-            row.message = (f"{row.message} (caused by {name}, which {verb} when probed alone: "
-                           f"{alone[name].message})")
+        if row.module in blamed:
+            dependency, alone = blamed[row.module]
+            verb = {"crash": "crashes", "hang": "hangs"}[alone.status]
+            row.outcome["blamed_on"] = dependency
+            row.message = (f"{row.message} (caused by {dependency}, which {verb} when probed alone: "
+                           f"{alone.message})")

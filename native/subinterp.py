@@ -320,6 +320,37 @@ def baseline_imports(targets: list[ModuleTarget], *, python: str | PythonInfo = 
                         batch_size=batch_size)
 
 
+def native_imports(outcome: ProbeOutcome) -> list[str]:
+    """Compiled modules the probed import pulled in (the probe's "dependencies" step)."""
+    return [name for step in outcome.steps for name in step.get("native_imports", ())]
+
+
+def blame_dependencies(outcomes: dict[str, ProbeOutcome], *, python: str | PythonInfo = "3.13",
+                       config: str = "isolated", n: int = 2, sys_path: tuple[str, ...] = (),
+                       timeout_s: float = DEFAULT_TIMEOUT_S,
+                       memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB) -> dict[str, tuple[str, ProbeOutcome]]:
+    """For each crashed or hung module, probe alone (by name) every compiled module its import
+    pulled in; return {module: (dependency, the dependency's own outcome)} for those whose
+    failure a dependency reproduces by itself, so the crash is not pinned on the wrong binary.
+    """
+    suspects: dict[str, list[str]] = {}
+    for module, outcome in outcomes.items():
+        if outcome.status in ("crash", "hang"):
+            for dependency in native_imports(outcome):
+                suspects.setdefault(dependency, []).append(module)
+    if not suspects:
+        return {}
+    alone = probe_modules([ModuleTarget(name) for name in sorted(suspects)], python=python,
+                          config=config, n=n, sys_path=sys_path, timeout_s=timeout_s,
+                          memory_limit_mb=memory_limit_mb, batch_size=1)
+    blamed: dict[str, tuple[str, ProbeOutcome]] = {}
+    for dependency in sorted(suspects):
+        if alone[dependency].status in ("crash", "hang"):
+            for module in suspects[dependency]:
+                blamed.setdefault(module, (dependency, alone[dependency]))
+    return blamed
+
+
 # --------------------------------------------------------------------------- parallel work
 
 def parallel_speedup(python: str | PythonInfo = "3.13", n: int = 2, loops: int = 2_000_000,

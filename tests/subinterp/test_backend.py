@@ -139,3 +139,20 @@ def test_runtime_keeps_state_per_interpreter(python313):
             runtime.run(0, "undefined_name")
         assert runtime.call(0, "os:getpid") == runtime.call(1, "os:getpid")
     assert runtime._child.proc.poll() is not None
+
+
+def test_crash_is_pinned_on_a_dependency_that_crashes_alone(python313):
+    from native.subinterp import blame_dependencies
+
+    outcome = probe_module("ik_uses_datetime", SAMPLES, python=python313)
+    if outcome.status != "crash":
+        pytest.skip(f"_datetime does not crash on teardown with this Python ({outcome.status})")
+    assert "_datetime" in [n for s in outcome.steps for n in s.get("native_imports", ())]
+    blamed = blame_dependencies({"ik_uses_datetime": outcome}, python=python313,
+                                sys_path=(str(SAMPLES),))
+    dependency, alone = blamed["ik_uses_datetime"]
+    assert dependency == "_datetime"
+    assert alone.status == "crash"
+    # A module that crashes by itself has nobody else to blame.
+    crashed = probe_module("ik_crash_on_import", SAMPLES, python=python313)
+    assert blame_dependencies({"ik_crash_on_import": crashed}, python=python313) == {}

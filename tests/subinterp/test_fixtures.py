@@ -106,3 +106,35 @@ def test_prediction_matches_observation_where_reachable(built, observed):
         compared += 1
     assert compared >= 8
 
+
+
+def test_verify_site_packages_on_fixture_environment(built, python313, tmp_path):
+    """A small site-packages made of fixture builds: names come from the path, every init in
+    a binary is probed, and shared objects count as a failure."""
+    import shutil
+
+    from analyzer.verify_corpus import verify_site_packages
+
+    paths, _ = built
+    package = tmp_path / "site" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    names = ("clean", "mixed_init", "static_type", "single_phase_static", "multi_phase_no_slot")
+    for name in names:
+        shutil.copy2(paths[name], package / paths[name].name)
+    (package / "libhelper-1.0.so").write_bytes(paths["clean"].read_bytes())  # not importable
+
+    result = verify_site_packages(tmp_path / "site", python313, n=2)
+    rows = {row["module"]: row for row in result["rows"] if row["status"] != "skipped"}
+    assert set(rows) == {f"pkg.{name}" for name in names}
+    skipped = [row for row in result["rows"] if row["status"] == "skipped"]
+    assert [Path(row["path"]).name for row in skipped] == ["libhelper-1.0.so"]
+    assert rows["pkg.clean"]["status"] == "ok" and rows["pkg.clean"]["observed"] == "ok"
+    assert rows["pkg.mixed_init"]["status"] == "import_error"
+    assert "pkg.mixed_init_legacy" in rows["pkg.mixed_init"]["outcome"]["other_inits"]
+    assert rows["pkg.static_type"]["status"] == "ok"
+    assert rows["pkg.static_type"]["observed"] == "fail"          # Point is one shared object
+    assert result["status_matrix"]["fail"]["shared_state"] == 1
+    assert result["summary"]["agreed"] == result["summary"]["decided"] == len(names)
+    assert result["probed"] == len(names)
+    assert result["agreement"] == 1.0
