@@ -10,6 +10,7 @@ from analyzer.config import Config
 from analyzer.elf.closure import SYSTEM_LIBRARIES, is_libpython, resolve_closure
 from analyzer.elf.facts import ElfFacts, facts_for
 from analyzer.elf.image import is_elf
+from analyzer.elf.modinit import InitKind, infer_from_delegate
 from analyzer.findings import FileKind, FileResult
 from analyzer.registry import rules_of
 
@@ -81,6 +82,22 @@ def _result_for(path: Path, facts: ElfFacts, kind: FileKind) -> FileResult:
     return FileResult(path, kind, module=module, facts=facts.summary())
 
 
+def _infer_delegated_inits(facts: ElfFacts, dependencies) -> None:
+    """PyInit_ functions that only call into a dependency take the kind that dependency shows."""
+    if not any(i.kind is InitKind.UNKNOWN and i.calls for i in facts.init.inits):
+        return
+    providers = []
+    for dependency in dependencies:
+        if dependency.path is None or dependency.soname in SYSTEM_LIBRARIES or is_libpython(dependency.soname):
+            continue
+        try:
+            dep = facts_for(dependency.path)
+        except Exception:  # noqa: BLE001 - reported on the dependency's own entry
+            continue
+        providers.append((dependency.soname, dep.exports, dep.imports))
+    facts.init.inits = [infer_from_delegate(i, providers) for i in facts.init.inits]
+
+
 def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable | None = None,
                       closure: bool = True) -> list[FileResult]:
     """One FileResult per input (kind extension, library or error), then one per closure dependency."""
@@ -110,6 +127,7 @@ def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable |
                 log.debug("closure of %s failed: %s", result.path, exc)
                 continue
             facts.closure = {d.soname: (str(d.path) if d.path else None) for d in dependencies}
+            _infer_delegated_inits(facts, dependencies)
             result.facts = facts.summary()
             for dependency in dependencies:
                 if dependency.path is None or dependency.soname in SYSTEM_LIBRARIES or is_libpython(dependency.soname):

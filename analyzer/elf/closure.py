@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -119,6 +120,10 @@ def find_library(soname: str, *, origin_file: Path, machine: int, elfclass: int,
     search += [_expand(e, origin) for e in runpath]
     search += [str(d) for d in vendored_libs_dirs(origin_file)]
     search += list(ld_so_conf_dirs()) + list(DEFAULT_DIRS)
+    # Last: another installed package's lib/ folder. ld.so would not search it, but it reuses a
+    # library of that soname already loaded by `import <package>` (torch C++ extensions need
+    # libc10.so this way), so the dependency is real and its hazards count.
+    search += [str(d) for d in package_lib_dirs()]
     for folder in dict.fromkeys(search):
         candidate = Path(folder) / soname
         if candidate.is_file() and _compatible(candidate, machine, elfclass):
@@ -126,6 +131,26 @@ def find_library(soname: str, *, origin_file: Path, machine: int, elfclass: int,
             return candidate
     log.debug("%s: %s not found", origin_file, soname)
     return None
+
+
+@cache
+def package_lib_dirs() -> tuple[Path, ...]:
+    """`<site-packages>/<pkg>/lib` and `<site-packages>/<dist>.libs` of the running Python."""
+    out: list[Path] = []
+    for entry in sys.path:
+        folder = Path(entry)
+        if folder.name not in ("site-packages", "dist-packages") or not folder.is_dir():
+            continue
+        try:
+            children = sorted(folder.iterdir())
+        except OSError:
+            continue
+        for child in children:
+            if child.is_dir() and child.name.endswith(".libs"):
+                out.append(child)
+            elif (child / "lib").is_dir() and (child / "__init__.py").is_file():
+                out.append(child / "lib")
+    return tuple(out)
 
 
 def resolve_closure(root: Path, facts_of) -> list[Dependency]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from analyzer.elf.image import EM_X86_64, ElfImage
 from analyzer.elf.symbols import STT_FUNC, Symbols
@@ -62,6 +62,7 @@ class ModuleInit:
     def_address: int | None = None
     m_size: int | None = None
     slots: Slots | None = None   # multi-phase only
+    calls: tuple[str, ...] = ()  # imported functions the init function calls or jumps to
 
     @property
     def multiple_interpreters(self) -> str | None:
@@ -250,6 +251,7 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
         module = sym.name[len("PyInit_"):]
         lea_targets, called = (_decode_init_body(image, symbols, sym.value, sym.size, plt)
                                if x86 and sym.type == STT_FUNC else ([], set()))
+        first = len(info.inits)
         defs = [t for t in lea_targets if _looks_like_moduledef(image, t)]
         if defs and (MULTI_PHASE_INIT in called or not called & set(SINGLE_PHASE_CREATORS)) and info.imports_multi_phase:
             m_size, slots = read_moduledef(image, defs[0])
@@ -292,7 +294,30 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
             reason = ("the binary imports both PyModule_Create2 and PyModuleDef_Init"
                       if info.imports_single_phase else "the binary imports neither PyModule_Create2 nor PyModuleDef_Init")
             info.inits.append(ModuleInit(sym.name, module, InitKind.UNKNOWN, False, reason))
+        if len(info.inits) > first:
+            info.inits[-1] = replace(info.inits[-1], calls=tuple(sorted(called)))
     return info
+
+
+def infer_from_delegate(init: ModuleInit, providers) -> ModuleInit:
+    """An init function that only calls into another library (torch._C -> libtorch_python.so's
+    initModule) gets the kind that library's imports show. providers: (name, exports, imports)."""
+    if init.kind is not InitKind.UNKNOWN or not init.calls:
+        return init
+    for name, exports, imports in providers:
+        called = sorted(set(init.calls) & set(exports))
+        if not called:
+            continue
+        single = any(n in imports for n in SINGLE_PHASE_CREATORS)
+        multi = MULTI_PHASE_INIT in imports
+        if single and not multi:
+            return replace(init, kind=InitKind.SINGLE_PHASE,
+                           how=f"{init.symbol} calls `{called[0]}` in {name}, which imports PyModule_Create2")
+        if multi and not single:
+            return replace(init, kind=InitKind.MULTI_PHASE, how=f"{init.symbol} calls `{called[0]}` in {name}, "
+                           "which imports PyModuleDef_Init",
+                           slots=Slots((), False, f"the module definition is built in {name}"))
+    return init
 
 
 def _moduledef_candidates(image: ElfImage) -> list[int]:

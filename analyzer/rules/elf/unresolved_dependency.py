@@ -3,7 +3,7 @@
 ## What it does
 Resolves each binary's `DT_NEEDED` closure with the loader's search order (RPATH,
 LD_LIBRARY_PATH, RUNPATH with `$ORIGIN`, the wheel's `.libs` folder, ld.so.conf, system
-directories) and flags names that are not found.
+directories, then installed packages' `lib/` folders) and flags names that are not found.
 
 ## Why is this bad?
 The binary either fails to load or loads only because another module loaded that library
