@@ -54,7 +54,7 @@ def mapped_objects(maps: Path = Path("/proc/self/maps")) -> list[str]:
 
 
 def find_libpython() -> Path:
-    """The shared libpython the running interpreter executes from.
+    """The shared libpython the running interpreter executes from (mapped in this process).
 
     Raises LibpythonNotShared when CPython is linked into the executable itself.
     """
@@ -63,15 +63,16 @@ def find_libpython() -> Path:
         name = Path(path).name
         if name.startswith(version) and ".so" in name:
             return Path(path)
-    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        candidate = Path(sysconfig.get_config_var("LIBDIR") or "") / (
-            sysconfig.get_config_var("INSTSONAME") or "")
-        if candidate.is_file():
-            return candidate
+    # A libpython file may still exist (Debian ships one for embedding next to a static
+    # executable); it is not the running interpreter, so it is only suggested.
+    candidate = Path(sysconfig.get_config_var("LIBDIR") or "/") / (
+        sysconfig.get_config_var("INSTSONAME") or "libpython.so")
+    suggestion = (f"; {candidate} exists: pass libpython= to use it anyway"
+                  if candidate.is_file() else "")
     raise LibpythonNotShared(
         f"cannot start namespaced interpreters (libpython not shared: {sys.executable} links "
         "CPython statically; use a Python built with --enable-shared, e.g. "
-        "PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install)")
+        f"PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install{suggestion})")
 
 
 def check_libpython(path: Path) -> str | None:
