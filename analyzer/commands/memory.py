@@ -34,6 +34,8 @@ def configure_parser(sub) -> None:
                         "and threads are the comparisons)")
     parser.add_argument("--python", metavar="PYTHON", help="interpreter for the subinterpreters backend "
                         "(a path, or 3.13/3.12; default: 3.13)")
+    parser.add_argument("--no-follow-imports", action="store_true",
+                        help="estimate from the named modules' own extension files, not everything they import")
     parser.add_argument("--estimate-only", action="store_true", help="print the static estimate; start nothing")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                         help="limit per measurement (default: %(default)g)")
@@ -69,7 +71,7 @@ def run(args) -> int:
             import matplotlib  # noqa: F401 - fail before minutes of measuring, not after
         except ImportError:
             raise InputError("cannot plot (matplotlib is not installed: pip install 'interpkit[plot]')") from None
-    files = collect_inputs(args.paths, args.modules)
+    files = collect_inputs(args.paths, args.modules, follow_imports=not args.no_follow_imports)
     estimate = estimate_files(files)
     workload = workload_for(args.paths, args.modules, args.call)
     samples = []

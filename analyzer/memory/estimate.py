@@ -69,8 +69,15 @@ class ObjectFootprint:
         return self.data_bytes + self.bss_bytes
 
     @property
-    def is_system(self) -> bool:
-        return str(self.path).startswith(_SYSTEM_PREFIXES)
+    def copied_per_interpreter(self) -> bool:
+        """Whether the `copies` backend gives each interpreter its own copy of this file.
+
+        libpython and the extensions always; other libraries unless they come with the system
+        (libc, libstdc++, ...), which stay loaded once in the base namespace.
+        """
+        if self.role in (Role.LIBPYTHON, Role.EXTENSION):
+            return True
+        return self.role is Role.LIBRARY and not str(self.path).startswith(_SYSTEM_PREFIXES)
 
     def private_bytes(self, backend: str) -> int:
         """What one more interpreter (thread, process) pays for this object under ``backend``."""
@@ -82,30 +89,27 @@ class ObjectFootprint:
         if backend == "processes":
             return self.writable_bytes + self.tls_bytes
         if backend == "copies":
-            if self.is_system or self.role is Role.LOADER:
-                return self.tls_bytes
-            return self.writable_bytes + self.text_bytes + self.tls_bytes
+            # A copied file is another inode: its text is not shared in the page cache either.
+            extra = self.writable_bytes + self.text_bytes if self.copied_per_interpreter else 0
+            return extra + self.tls_bytes
         raise ValueError(f"unknown backend {backend!r}")
 
     def shared_bytes(self, backend: str) -> int:
         """What is paid once however many interpreters there are."""
-        return _shared(self, backend)
+        everything = self.writable_bytes + self.text_bytes
+        if backend in ("subinterpreters", "threads"):
+            return everything
+        if backend == "namespaces":
+            return everything if self.role is Role.LOADER else self.text_bytes
+        if backend == "processes":
+            return self.text_bytes
+        if backend == "copies":
+            return 0 if self.copied_per_interpreter else everything
+        raise ValueError(f"unknown backend {backend!r}")
 
     def as_dict(self) -> dict:
         return {"path": str(self.path), "role": self.role.value, "data_bytes": self.data_bytes,
                 "bss_bytes": self.bss_bytes, "text_bytes": self.text_bytes, "tls_bytes": self.tls_bytes}
-
-
-def _shared(obj: ObjectFootprint, backend: str) -> int:
-    if backend in ("subinterpreters", "threads"):
-        return obj.writable_bytes + obj.text_bytes
-    if backend in ("namespaces", "processes"):
-        if backend == "namespaces" and obj.role is Role.LOADER:
-            return obj.writable_bytes + obj.text_bytes
-        return obj.text_bytes
-    if backend == "copies":
-        return obj.writable_bytes + obj.text_bytes if (obj.is_system or obj.role is Role.LOADER) else 0
-    raise ValueError(f"unknown backend {backend!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,22 +309,61 @@ def _soabi(python: str) -> str:
     return done.stdout.strip()
 
 
-def collect_inputs(paths: list[Path], modules: list[str], python: str = sys.executable) -> list[Path]:
-    """Extension and library files from PATH arguments (files or folders) and --import names."""
+def collect_inputs(paths: list[Path], modules: list[str], python: str = sys.executable, *,
+                   follow_imports: bool = True) -> list[Path]:
+    """ELF files from PATH arguments (files or folders), plus the extension modules that Python
+    files among the PATHs and the --import names reach.
+
+    With ``follow_imports`` the import statements are followed through the installed packages
+    (analyzer.source.imports: read, never executed), so ``torch`` brings in numpy's extensions
+    too; without it a name stands for the extension files inside its package.
+    """
     out: list[Path] = []
+    sources: list[Path] = []
     for path in paths:
         path = Path(path)
         if path.is_dir():
             out.extend(p.resolve() for p in sorted(path.rglob("*.so")) if is_elf(p))
+        elif path.is_file() and path.suffix == ".py":
+            sources.append(path)
         elif path.is_file():
             if not is_elf(path):
                 raise InputError(f"cannot estimate {path} (not an ELF file)")
             out.append(path.resolve())
         else:
             raise InputError(f"cannot read {path} (no such file or directory)")
-    for name in modules:
-        out.extend(extension_files_of_module(name, python))
+    if follow_imports and (sources or modules):
+        out.extend(extension_files_by_imports(sources, modules))
+    else:
+        for name in modules:
+            out.extend(extension_files_of_module(name, python))
     return list(dict.fromkeys(out))
+
+
+def extension_files_by_imports(sources: list[Path], modules: list[str]) -> list[Path]:
+    """Extension modules (stdlib ones included) that the sources and module names import at import time."""
+    import tempfile
+
+    from analyzer.config import Config
+    from analyzer.source.imports import ModuleKind, build_import_graph
+
+    for name in modules:
+        if not all(p.isidentifier() for p in name.split(".")):
+            raise InputError(f"cannot import {name!r} (not a dotted module name)")
+    with tempfile.TemporaryDirectory(prefix="interpkit-memory-") as folder:
+        entries = [Path(s) for s in sources]
+        if modules:
+            entry = Path(folder) / "interpkit_memory_imports.py"
+            entry.write_text("".join(f"import {name}\n" for name in modules))
+            entries.append(entry)
+        graph = build_import_graph(entries, Config())
+    for name in modules:
+        node = graph.nodes.get(name)
+        if node is None or node.kind is ModuleKind.MISSING:
+            raise InputError(f"cannot find module {name} (not on sys.path of {sys.executable})")
+    return [Path(node.path).resolve() for node in graph.nodes.values()
+            if node.kind in (ModuleKind.EXTENSION, ModuleKind.STDLIB) and node.path is not None
+            and Path(node.path).suffix == ".so"]
 
 
 # ---------------------------------------------------------------------------- per backend
@@ -335,7 +378,7 @@ class StaticEstimate:
 
     def backend(self, name: str) -> BackendEstimate:
         private = sum(o.private_bytes(name) for o in self.objects)
-        shared = sum(_shared(o, name) for o in self.objects)
+        shared = sum(o.shared_bytes(name) for o in self.objects)
         return BackendEstimate(name, private, shared, self.objects)
 
     def as_dict(self) -> dict:

@@ -117,9 +117,20 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         collect_inputs([text], [])
 
 
+def test_imports_are_followed_to_extension_files(built_fixtures, tmp_path):
+    """A model file's imports lead, without running anything, to the extensions it would load."""
+    so = built_fixtures("bigstate")
+    (tmp_path / so.name).write_bytes(so.read_bytes())
+    model = tmp_path / "model.py"
+    model.write_text("import math\nimport bigstate\n\ndef forward():\n    return bigstate.checksum()\n")
+    names = {f.name for f in collect_inputs([model], [])}
+    assert so.name in names
+    assert any(name.startswith("math.") for name in names)  # a stdlib extension module
+
+
 def test_torch_extensions_found_statically():
     pytest.importorskip("torch.version")  # the package exists; find_spec does not import it
-    files = collect_inputs([], ["torch"])
+    files = collect_inputs([], ["torch"], follow_imports=False)
     assert any(f.name.startswith("_C.") for f in files)
     names = {o.path.name for o in estimate_files(files).objects}
     assert "libtorch_cpu.so" in names
