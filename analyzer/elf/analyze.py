@@ -12,7 +12,7 @@ from analyzer.elf.facts import ElfFacts, facts_for
 from analyzer.elf.image import is_elf
 from analyzer.elf.modinit import InitKind, infer_from_delegate
 from analyzer.findings import FileKind, FileResult
-from analyzer.registry import rules_of
+from analyzer.registry import RegisteredRule
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,22 @@ def dotted_module_name(path: Path, init_module: str | None) -> str:
     return ".".join(reversed(parts))
 
 
+def elf_rules() -> list[RegisteredRule]:
+    """The ELF rule modules only, sorted by code. Importing just this family keeps the ELF scan
+    from paying for libcst (the source rules); analyzer.registry.all_rules() checks the whole table."""
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module(RULES_PACKAGE)
+    found = []
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{RULES_PACKAGE}.{info.name}")
+        rule = getattr(module, "RULE", None)
+        if rule is not None:
+            found.append(RegisteredRule(rule, module))
+    return sorted(found, key=lambda r: r.rule.code)
+
+
 def _run_rules(result: FileResult, facts: ElfFacts, rules, config: Config) -> None:
     for registered in rules:
         if not config.enabled(registered.rule.code):
@@ -101,7 +117,7 @@ def _infer_delegated_inits(facts: ElfFacts, dependencies) -> None:
 def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable | None = None,
                       closure: bool = True) -> list[FileResult]:
     """One FileResult per input (kind extension, library or error), then one per closure dependency."""
-    rules = rules_of(RULES_PACKAGE)
+    rules = elf_rules()
     results: list[FileResult] = []
     scanned: list[tuple[FileResult, ElfFacts]] = []
     seen: set[str] = set()

@@ -89,13 +89,15 @@ def ld_so_conf_dirs(conf: str = "/etc/ld.so.conf") -> tuple[str, ...]:
 
 def vendored_libs_dirs(path: Path) -> list[Path]:
     """`<dist>.libs` folders beside any parent package directory (auditwheel repair puts them there)."""
-    out = []
-    for parent in list(path.parents)[:6]:
-        try:
-            out.extend(sorted(p for p in parent.iterdir() if p.is_dir() and p.name.endswith(".libs")))
-        except OSError:
-            continue
-    return out
+    return [d for parent in list(path.parents)[:6] for d in _libs_dirs_in(parent)]
+
+
+@cache
+def _libs_dirs_in(folder: Path) -> tuple[Path, ...]:
+    try:
+        return tuple(sorted(p for p in folder.iterdir() if p.name.endswith(".libs") and p.is_dir()))
+    except OSError:
+        return ()
 
 
 def _compatible(candidate: Path, machine: int, elfclass: int) -> bool:

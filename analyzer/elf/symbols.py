@@ -143,10 +143,16 @@ class Symbols:
                 if row[4] == SHN_UNDEF and name}
 
     def exports(self) -> list[Symbol]:
-        return [s for s in self.dynsym if s.name and s.exported and s.type != STT_SECTION]
+        # Filter on the raw columns first: libtorch_cpu.so has 75k rows, most of them imports.
+        table = self.dynsym
+        return [table.symbol(i) for i, (name, (_v, _s, info, other, shndx)) in enumerate(zip(table.names, table.rows))
+                if name and shndx != SHN_UNDEF and info >> 4 != STB_LOCAL and other & 0x3 in (STV_DEFAULT, STV_PROTECTED)
+                and info & 0xF != STT_SECTION]
 
     def gnu_unique(self) -> list[Symbol]:
-        return [s for s in self.dynsym if s.name and s.bind == STB_GNU_UNIQUE and s.defined]
+        table = self.dynsym
+        return [table.symbol(i) for i, (name, row) in enumerate(zip(table.names, table.rows))
+                if name and row[2] >> 4 == STB_GNU_UNIQUE and row[4] != SHN_UNDEF]
 
     def find_defined(self, name: str) -> Symbol | None:
         for table in (self.dynsym, self.symtab):
