@@ -152,8 +152,10 @@ def install_from_manifest(manifest: str | os.PathLike, directory: str | None = N
 # --------------------------------------------------------------------------- observing it
 
 # Runs in a child: N legacy subinterpreters (shared GIL, single-phase modules allowed) each
-# import the module, optionally through the hook, and report the ids of its builtin functions.
-# One image serves every interpreter exactly when those objects are the same objects.
+# import the module, optionally through the hook, and report the address of its PyInit_*
+# function. One address means one loaded image serves every interpreter, so its C statics
+# (counters, caches, static types, GNU_UNIQUE objects) are shared, whatever the module's
+# __dict__ looks like; a private copy per interpreter shows one address each.
 _LEGACY_PROBE = r"""
 import json, os, sys, tempfile
 module, source, n, with_copies, repo, copies_dir, root = sys.argv[1:8]
@@ -186,9 +188,11 @@ else:
     spec = importlib.util.spec_from_file_location(MODULE, SOURCE)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-ids = sorted(id(v) for v in vars(mod).values() if type(v).__name__ == "builtin_function_or_method")
+import ctypes
+image = ctypes.CDLL(mod.__file__)   # the already-loaded image: dlopen hands back the same handle
+address = ctypes.cast(getattr(image, "PyInit_" + MODULE.rpartition(".")[2]), ctypes.c_void_p).value
 with open(OUT, "w") as fh:
-    json.dump({"ids": ids, "file": getattr(mod, "__file__", None)}, fh)
+    json.dump({"image": address, "file": mod.__file__}, fh)
 '''
 results = []
 with tempfile.TemporaryDirectory() as tmp:
@@ -204,11 +208,11 @@ with tempfile.TemporaryDirectory() as tmp:
             sys.exit(0)
         with open(out) as fh:
             results.append(json.load(fh))
-ids = [set(r["ids"]) for r in results]
-shared = sorted(set.intersection(*ids)) if len(ids) > 1 else []
+images = {r["image"] for r in results}
 files = [r["file"] for r in results]
-print(json.dumps({"status": "shared_state" if shared else "ok", "files": files,
-                  "message": f"{len(shared)} builtin functions are the same objects in all interpreters" if shared else ""}))
+shared = len(images) < len(results)
+print(json.dumps({"status": "shared_state" if shared else "ok", "files": files, "images": len(images),
+                  "message": f"{len(results)} interpreters ran {len(images)} loaded image(s) of the module" if shared else ""}))
 """
 
 

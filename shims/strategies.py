@@ -38,10 +38,11 @@ class Context:
 
 
 def needs_attention(finding: Finding, backends: frozenset[Backend]) -> bool:
-    """A finding matters when it forces fail/unknown on a selected backend, or is an error."""
+    """A finding matters when it forces fail/unknown on a selected backend, or is a warning or
+    error about one (static TLS, private API: hazards whose cost depends on the deployment)."""
     if any(b in backends and v is not Verdict.OK for b, v in finding.verdicts):
         return True
-    return finding.severity is Severity.ERROR and bool(finding.backends & backends)
+    return finding.severity >= Severity.WARNING and bool(finding.backends & backends)
 
 
 def clash_names(results: list[FileResult]) -> dict[Path, set[str]]:
@@ -75,7 +76,9 @@ def plan_finding(plan: PatchPlan, fr: FileResult, finding: Finding, ctx: Context
     """Add the edits for one finding; returns its Handling."""
     path = Path(fr.path)
     hazard = hazard_of(finding)
-    if not needs_attention(finding, ctx.backends):
+    # A search path is cheap and safe to repair whatever its severity; the rest only when it matters.
+    cheap = hazard is Hazard.UNRESOLVED_DEPENDENCY and bool(finding.backends & ctx.backends)
+    if not (cheap or needs_attention(finding, ctx.backends)):
         return Handling.NOT_NEEDED
     if ctx.roots and not _inside(path, ctx.roots):
         plan.unfixable(path, finding, "outside the input (a system library); patch or vendor it separately")

@@ -1,0 +1,143 @@
+"""`interpkit patch` end to end on compiled fixtures: before -> after in the real runtimes."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from analyzer.cli import main
+from analyzer.findings import Backend, Finding, FileKind, FileResult, Severity, Verdict
+from shim_helpers import run_child
+from shims.plan import PatchPlan
+from shims.relink import read_state
+from shims.strategies import Context, Handling, plan_finding
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def patch_json(capsys, *args) -> tuple[int, dict]:
+    code = main(["patch", *map(str, args), "--format", "json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def findings_of(data: dict) -> dict[str, dict]:
+    return {f["code"]: f for r in data["results"] for file in r["files"] for f in file["findings"]}
+
+
+def test_gnu_unique_fixed_input_untouched_idempotent(capsys, tmp_path, fixture_copy):
+    source = fixture_copy("gnu_unique_cpp")
+    digest = sha256(source)
+    out = tmp_path / "out"
+    code, data = patch_json(capsys, source, "-o", out, "--backend", "copies", "--backend", "namespaces")
+    assert code == 0, data
+    assert sha256(source) == digest and data["results"][0]["input_sha256"] == digest
+    patched = out / source.name
+    assert read_state(source).gnu_unique and read_state(patched).gnu_unique == ()
+    found = findings_of(data)
+    assert found["IK206"]["after"] == "fixed"
+    assert found["IK302"]["after"] == "handled at load time"
+    file = data["results"][0]["files"][0]
+    assert file["verdicts"]["copies"] == {"before": "fail", "after": "ok"}
+    assert file["verify"]["namespaces"] == {"before": "ok", "after": "ok"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".interpkit-")]  # no staging left behind
+
+    # Patching the patched file plans nothing and writes the same bytes.
+    code, again = patch_json(capsys, patched, "-o", tmp_path / "out2", "--backend", "copies", "--no-verify")
+    assert code == 0 and again["results"][0]["changed"] is False
+    assert (tmp_path / "out2" / source.name).read_bytes() == patched.read_bytes()
+    # Patching the original again gives byte-identical output, replacing the old file atomically.
+    first = patched.read_bytes()
+    code, _ = patch_json(capsys, source, "-o", out, "--backend", "copies", "--no-verify")
+    assert code == 0 and patched.read_bytes() == first
+
+
+def test_check_and_dry_run_write_nothing(capsys, tmp_path, fixture_copy):
+    source = fixture_copy("gnu_unique_cpp")
+    assert main(["patch", str(source), "--check", "--backend", "copies"]) == 1
+    assert main(["patch", str(source), "--dry-run", "--backend", "copies", "-o", str(tmp_path / "never")]) == 0
+    text = capsys.readouterr().out
+    assert "would unique-to-weak" in text
+    assert not (tmp_path / "never").exists() or not any((tmp_path / "never").iterdir())
+    assert main(["patch", str(source), "-o", str(tmp_path / "out"), "--backend", "copies", "--no-verify"]) == 0
+    capsys.readouterr()
+    assert main(["patch", str(tmp_path / "out" / source.name), "--check", "--backend", "copies"]) == 0
+
+
+def test_single_phase_state_shared_before_private_after_copies(capsys, tmp_path, fixture_copy):
+    """Legacy subinterpreters (how CPython serves a single-phase module to every interpreter from
+    one image) share the module's C statics; with the per-interpreter copies the patch sets up,
+    each interpreter runs its own PyInit. Same runtime, same N, before and after."""
+    source = fixture_copy("single_phase_static")
+    code, data = patch_json(capsys, source, "-o", tmp_path / "out", "--backend", "copies",
+                            "--interpreters", "3")
+    assert code == 0, data
+    file = data["results"][0]["files"][0]
+    assert file["verify"]["copies"] == {"before": "shared_state", "after": "ok"}
+    assert findings_of(data)["IK202"]["after"] == "handled at load time"
+    manifest = json.loads((tmp_path / "out" / "interpkit-copies.json").read_text())
+    assert manifest["modules"] == {"single_phase_static": source.name}
+
+
+def test_unfixable_is_reported_with_reason_and_exit_1(capsys, tmp_path, fixture_copy):
+    source = fixture_copy("initial_exec_tls")
+    code, data = patch_json(capsys, source, "-o", tmp_path / "out", "--no-verify")
+    assert code == 1
+    tls = findings_of(data)["IK207"]
+    assert tls["after"] == "unfixable" and "global-dynamic" in tls["reason"]
+    assert data["summary"]["unfixed"] >= 1
+
+    # Isolated subinterpreters refuse single-phase modules: copies cannot help there, and it says so.
+    single = fixture_copy("single_phase_static")
+    code, data = patch_json(capsys, single, "-o", tmp_path / "out2", "--backend", "subinterpreters", "--no-verify")
+    assert code == 1
+    assert "own-GIL subinterpreters refuse" in findings_of(data)["IK101"]["reason"]
+
+
+def test_pyo3_module_is_unfixable(fixture_copy):
+    """No PyO3 fixture can be compiled here (no Rust toolchain); the decision is checked on the
+    finding the binding-generator rule emits for one, against a real binary."""
+    ext = fixture_copy("clean")
+    finding = Finding("IK307", Severity.ERROR, "built with pyo3: PyO3 refuses to initialise in a second interpreter",
+                      ext, backends=frozenset(Backend), verdicts=((Backend.SUBINTERPRETERS, Verdict.FAIL),))
+    plan = PatchPlan()
+    handling = plan_finding(plan, FileResult(ext, FileKind.EXTENSION, module="clean"), finding,
+                            Context(backends=frozenset(Backend)))
+    assert handling == Handling.UNFIXABLE
+    assert "PyO3" in plan.files[ext].unfixable[0].reason and plan.is_empty
+
+
+def test_clashing_exports_hidden_stop_interposing(capsys, tmp_path, fixture_copy):
+    """clash_a and clash_b both export interpkit_shared_counter. Loaded RTLD_GLOBAL (as the copies
+    backend's base namespace or sys.setdlopenflags does), clash_b's bump() counts in clash_a's
+    static; after the patch hides the clash, each module counts on its own."""
+    folder = tmp_path / "pkg"
+    fixture_copy("clash_a", folder)
+    fixture_copy("clash_b", folder)
+    code, data = patch_json(capsys, folder, "-o", tmp_path / "out", "--backend", "copies", "--no-verify")
+    assert code == 0, data
+    assert {f["after"] for f in findings_of(data).values() if f["code"] == "IK304"} == {"fixed"}
+    probe = """
+        import os, sys
+        sys.setdlopenflags(os.RTLD_GLOBAL | os.RTLD_NOW)
+        sys.path.insert(0, {folder!r})
+        import clash_a, clash_b
+        print(clash_a.bump(), clash_b.bump())
+    """
+    before = run_child(probe.format(folder=str(folder)))
+    after = run_child(probe.format(folder=str(tmp_path / "out" / "pkg")))
+    assert before.stdout.split() == ["1", "2"], before.stderr
+    assert after.stdout.split() == ["1", "1"], after.stderr
+
+
+def test_bad_input_is_one_line(capsys, tmp_path):
+    assert main(["patch", str(tmp_path / "missing.so"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file" in err
+    (tmp_path / "x.so").write_text("not an elf")
+    assert main(["patch", str(tmp_path / "x.so")]) == 2
+    assert "-o OUTDIR" in capsys.readouterr().err
