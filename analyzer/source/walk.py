@@ -296,8 +296,8 @@ def analyze_source_files(paths: list[Path], config: Config, *, modules: dict[Pat
                          jobs: int | None = None, cache: bool = True) -> list[FileResult]:
     """Scan Python files (kind=python); a syntax error is one IK901 finding, an undecodable file kind=error.
 
-    Results come back in the order of `paths`. `jobs` defaults to 2 worker processes when
-    there are enough files to pay for them (the analyzer runs on shared 2-core machines).
+    Results come back in the order of `paths`. `jobs` defaults to 2 worker processes on
+    machines with 4+ cores when there are enough files to pay for them.
     """
     config = config or Config()
     modules = modules or {}
@@ -318,7 +318,8 @@ def analyze_source_files(paths: list[Path], config: Config, *, modules: dict[Pat
                 pass
         todo.append((index, path, key))
 
-    jobs = 2 if jobs is None else jobs
+    # two workers only pay off with two otherwise idle cores (measured in bench/scan_speed.py)
+    jobs = min(2, (os.cpu_count() or 1) // 2) if jobs is None else jobs
     if jobs > 1 and len(todo) >= POOL_THRESHOLD:
         import concurrent.futures
         import multiprocessing

@@ -56,8 +56,10 @@ RULE = Rule(
     doc=__doc__,
 )
 
-# Module-level `NAME = {` / `NAME: T = [` / `NAME = dict(` ...; the visitor does the real check.
-TRIGGER = r"^[A-Za-z_]\w*\s*(?::[^=\n]+)?=\s*(?:\{|\[|(?:\w+\.)*(?:set|dict|list|defaultdict|OrderedDict)\()"
+# Both a module-level `NAME = {` / `NAME: T = [` / `NAME = dict(` ... and an indented write
+# (`X[k] = v`, `X.append(`) somewhere; the visitor does the real check.
+TRIGGER = (r"(?ms)\A(?=.*^[A-Za-z_]\w*\s*(?::[^=\n]+)?=\s*(?:\{|\[|(?:\w+\.)*(?:set|dict|list|defaultdict|OrderedDict)\())"
+           r"(?=.*^[ \t]+[A-Za-z_]\w*(?:\[[^\n]*\]\s*=[^=]|\.(?:append|add|update|setdefault|extend|insert)\())")
 
 CONTAINER_CALLS = frozenset({"builtins.dict", "builtins.list", "builtins.set", "collections.defaultdict",
                              "collections.OrderedDict"})

@@ -50,7 +50,7 @@ RULE = Rule(
     doc=__doc__,
 )
 
-TRIGGER = r"pkg_resources|importlib|resource|metadata"
+TRIGGER = r"pkg_resources|importlib[._](?:resources|metadata)|from importlib import[^\n]*(?:resources|metadata)"
 
 _RESOURCES = ("files", "read_text", "read_binary", "open_text", "open_binary", "path", "as_file",
               "contents", "is_resource")
