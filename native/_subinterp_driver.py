@@ -11,7 +11,6 @@ Modes:
   bench     a Python-bound loop in 1 vs N own-GIL interpreters on threads, and N threads in one
   serve     keep N interpreters alive and answer run/call requests (SubinterpreterRuntime)
 """
-import base64
 import json
 import os
 import sys
@@ -125,8 +124,12 @@ def _ik_step():
 
 SMOKE_BODY = """
 def _ik_step():
-    import builtins, gc, sys
+    import builtins, gc, sys, types
     module = sys.modules[_ik_name]
+    # Objects every interpreter shares by design (static builtin types, immortal singletons);
+    # anything else seen with one id in two live interpreters is shared state.
+    by_design = {id(v) for v in vars(builtins).values()}
+    by_design.update(id(v) for v in vars(types).values() if isinstance(v, type))
     scalar = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset,
               type(Ellipsis), type(NotImplemented))
     names = dir(module)
@@ -141,13 +144,7 @@ def _ik_step():
             repr(value)
         except Exception as exc:
             repr_errors.append(f"{name}: {type(exc).__name__}")
-        if name.startswith("__") or isinstance(value, scalar):
-            continue
-        # Objects every interpreter shares by design (static builtin types, immortals).
-        if getattr(builtins, getattr(value, "__name__", ""), None) is value:
-            continue
-        if type(value).__module__ in ("builtins",) and isinstance(value, type) and \\
-                value.__module__ == "builtins":
+        if name.startswith("__") or isinstance(value, scalar) or id(value) in by_design:
             continue
         identities[name] = id(value)
     if _ik_collect:
