@@ -1,4 +1,8 @@
-"""Build the namespaces runtime extension; everything else is in pyproject.toml."""
+"""Build the namespaces runtime extension; everything else is in pyproject.toml.
+
+Only PyInit__interpkit is exported (-fvisibility=hidden): the ik_* functions are internal
+to the extension, and exported helpers would be what our own IK303 rule flags.
+"""
 from setuptools import Extension, setup
 
 setup(
@@ -9,8 +13,9 @@ setup(
             include_dirs=["native/include"],
             define_macros=[("_GNU_SOURCE", None)],
             libraries=["dl", "pthread"],
-            extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                                "-Wno-missing-field-initializers", "-Wno-cast-function-type"],
+            extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wextra",
+                                "-Wno-unused-parameter", "-Wno-missing-field-initializers",
+                                "-Wno-cast-function-type"],
         )
     ]
 )
