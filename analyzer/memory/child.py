@@ -213,7 +213,7 @@ def measure_processes(job: dict) -> dict:
         for worker in workers:
             pid = worker.expect("ready")["pid"]
             mappings = read_smaps(pid)
-            split = attribute(mappings, [])
+            split = attribute(mappings, [], pid=pid)
             total.add(total_of(mappings))
             per_interpreter.append({"objects": split.host_objects.as_dict(),
                                     "heap_bytes": split.anonymous.private_dirty})
@@ -240,7 +240,7 @@ def measure_subinterpreters(job: dict) -> dict:
     try:
         bare_pid = bare.expect("baseline")["pid"]
         baseline = read_rollup(bare_pid)
-        baseline_anonymous = attribute(read_smaps(bare_pid), []).anonymous.private_dirty
+        baseline_anonymous = attribute(read_smaps(bare_pid), [], pid=bare_pid).anonymous.private_dirty
     finally:
         bare.stop()
     per_interpreter: list[dict] = []
@@ -248,15 +248,15 @@ def measure_subinterpreters(job: dict) -> dict:
                                timeout_s=job.get("timeout") or 300, memory_limit_mb=None) as rt:
         pid = rt.call(0, "os:getpid")
         started = read_rollup(pid)
-        start_share = (attribute(read_smaps(pid), []).anonymous.private_dirty - baseline_anonymous) // n
+        start_share = (attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty - baseline_anonymous) // n
         source = _workload_source(job)
         for index in range(n):
-            anon_prev = attribute(read_smaps(pid), []).anonymous.private_dirty
+            anon_prev = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
             rt.run(index, source)
-            anon_now = attribute(read_smaps(pid), []).anonymous.private_dirty
+            anon_now = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
             per_interpreter.append({"heap_bytes": start_share + anon_now - anon_prev})
         mappings = read_smaps(pid)
-        split = attribute(mappings, [])
+        split = attribute(mappings, [], pid=pid)
         return {"baseline": baseline.as_dict(), "started": started.as_dict(), "total": total_of(mappings).as_dict(),
                 "attribution": split.as_dict(), "per_interpreter": per_interpreter,
                 "loaded": _mapped_objects(mappings), "python": str(python.executable)}

@@ -10,8 +10,10 @@ file mappings, and anonymous memory (heaps, thread stacks) that no object owns.
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import os
+import struct
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -218,16 +220,20 @@ class Attribution:
         }
 
 
-def attribute(mappings: list[Mapping], objects: list[LoadedObject], *, guess_host: bool = True) -> Attribution:
+def attribute(mappings: list[Mapping], objects: list[LoadedObject], *, guess_host: bool = True,
+              pid: int | str = "self") -> Attribution:
     """Split mappings among the interpreters whose link maps hold the objects mapped there.
 
     An object listed at the same address by several namespaces (the dynamic loader: there
     is one for all) is shared and counted with the host. With ``guess_host``, files mapped
     outside every listed range are the host's own objects (the base namespace maps each
     file once, so a file's offset-0 mapping marks its base).
-    """
-    import bisect
 
+    The kernel merges an object's .bss mapping with an anonymous mapping placed right after
+    it (same permissions, adjacent), so one smaps entry can hold both an object's .bss and
+    heap. Such an entry is split at the object's end by counting its resident pages in
+    /proc/``pid``/pagemap, which must be read while the mappings are still as listed.
+    """
     ranges = _owned_ranges(objects)
     if guess_host:
         ranges = _owned_ranges(objects + _unlisted_objects(mappings, ranges))
@@ -239,6 +245,13 @@ def attribute(mappings: list[Mapping], objects: list[LoadedObject], *, guess_hos
     for mapping in mappings:
         result.total.add(mapping.totals)
         owner = _owner_of(mapping, ranges, starts)
+        if owner is not None and not mapping.is_file:
+            index = bisect.bisect_right(starts, mapping.start) - 1
+            if mapping.end > ranges[index].end:
+                inside = _object_part(mapping, ranges[index].end, pid)
+                result.anonymous.add(mapping.totals.minus(inside))
+                mapping = Mapping(mapping.start, ranges[index].end, mapping.perms, mapping.offset, mapping.inode,
+                                  mapping.path, inside)
         if owner is not None:
             if owner.interpreter < 0:
                 result.host_objects.add(mapping.totals)
@@ -254,6 +267,29 @@ def attribute(mappings: list[Mapping], objects: list[LoadedObject], *, guess_hos
     return result
 
 
+def _object_part(mapping: Mapping, boundary: int, pid: int | str) -> MemoryTotals:
+    """The share of an anonymous mapping below ``boundary``: its resident pages there, all private."""
+    resident = _resident_bytes(pid, mapping.start, boundary)
+    if resident is None:  # no pagemap (another user's process): assume the object's part is resident
+        resident = boundary - mapping.start
+    totals = mapping.totals
+    return MemoryTotals(rss=min(resident, totals.rss), pss=min(resident, totals.pss),
+                        private_dirty=min(resident, totals.private_dirty),
+                        anonymous=min(resident, totals.anonymous))
+
+
+def _resident_bytes(pid: int | str, start: int, end: int) -> int | None:
+    """Bytes of [start, end) that are in memory or swapped out, from /proc/<pid>/pagemap (bits 63, 62)."""
+    try:
+        with open(f"/proc/{pid}/pagemap", "rb") as fh:
+            fh.seek(start // PAGE_SIZE * 8)
+            data = fh.read((end - start) // PAGE_SIZE * 8)
+    except OSError:
+        return None
+    present = sum(1 for (entry,) in struct.iter_unpack("<Q", data[: len(data) - len(data) % 8]) if entry >> 62)
+    return present * PAGE_SIZE
+
+
 def _owned_ranges(objects: list[LoadedObject]) -> list[AddressRange]:
     by_start: dict[int, AddressRange] = {}
     for item in object_ranges(objects):
@@ -266,8 +302,6 @@ def _owned_ranges(objects: list[LoadedObject]) -> list[AddressRange]:
 
 
 def _owner_of(mapping: Mapping, ranges: list[AddressRange], starts: list[int]) -> LoadedObject | None:
-    import bisect
-
     index = bisect.bisect_right(starts, mapping.start) - 1
     if index < 0 or mapping.start >= ranges[index].end:
         return None

@@ -85,3 +85,46 @@ def test_each_namespace_owns_its_own_copy_of_libpython():
     # Nothing is counted twice: the split adds up to the whole process.
     parts = [*split.by_interpreter.values(), split.host_objects, split.other_files, split.anonymous, split.special]
     assert sum(p.rss for p in parts) == split.total.rss == total_of(mappings).rss
+
+
+def test_heap_merged_into_a_bss_mapping_is_split_off(built_fixtures):
+    """An anonymous mapping placed right after an object's .bss merges with it into one smaps entry;
+    the attribution still gives the object only its own pages (counted in pagemap)."""
+    import ctypes
+    import importlib.util
+
+    so = built_fixtures("bigstate")
+    spec = importlib.util.spec_from_file_location("bigstate", so)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # touches all 40 MiB of the fixture's arrays
+    mappings = read_smaps()
+    last_file = max(i for i, m in enumerate(mappings) if m.path == str(so))
+    bss, following = mappings[last_file + 1], mappings[last_file + 2]
+    assert bss.path is None and bss.start == mappings[last_file].end and bss.totals.private_dirty >= 31 * MIB
+    size = min(8 * MIB, following.start - bss.end)
+    if size < 64 * 1024:
+        pytest.skip("no room right after the fixture's .bss for another mapping")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    prot_rw, private_anonymous_fixed_noreplace = 0x1 | 0x2, 0x02 | 0x20 | 0x100000
+    address = libc.mmap(bss.end, size, prot_rw, private_anonymous_fixed_noreplace, -1, 0)
+    if address != bss.end:
+        pytest.skip("the kernel would not place a mapping right after the fixture's .bss")
+    try:
+        ctypes.memset(address, 1, size)
+        mappings = read_smaps()
+        merged = next(m for m in mappings if m.start == bss.start)
+        assert merged.end == bss.end + size, "the kernel did not merge the two mappings; nothing to split"
+        first = next(m for m in mappings if m.path == str(so))
+        fixture = LoadedObject(0, str(so), first.start)  # linked at address 0: the first mapping is its base
+        split = attribute(mappings, [fixture])
+        owned = split.by_object[(0, str(so))].private_dirty
+        # The fixture keeps its 40 MiB (and a few pages of its own), not the 8 MiB that merged into its .bss.
+        assert 40 * MIB <= owned < 40 * MIB + 16 * 4096
+        assert split.anonymous.private_dirty >= size
+        parts = [*split.by_interpreter.values(), split.host_objects, split.other_files, split.anonymous, split.special]
+        assert sum(p.private_dirty for p in parts) == split.total.private_dirty
+    finally:
+        libc.munmap(address, size)
