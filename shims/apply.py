@@ -161,7 +161,10 @@ def patch_tree(root: Path, options: Options, *, display_root: Path | None = None
 
     root = Path(root)
     before = _scan(root, options.config)
-    ours = [fr for fr in before if _inside(Path(fr.path), root)]
+    unreadable = [fr for fr in before if fr.kind is FileKind.ERROR and _inside(Path(fr.path), root)]
+    if root.is_file() and unreadable:
+        raise PatchError(f"cannot patch {root.name} ({unreadable[0].error})")
+    ours = [fr for fr in before if _inside(Path(fr.path), root) and fr.kind is not FileKind.ERROR]
     ctx = Context(backends=options.backends, search_dirs=_search_dirs(root),
                   clashes=clash_names(before), roots=(root,))
     plan = PatchPlan()
@@ -232,7 +235,11 @@ def patch_tree(root: Path, options: Options, *, display_root: Path | None = None
             for backend, entry in outcome.verify.items():
                 entry.setdefault("after", entry.get("before"))
         _verify_copies_after(outcomes, options)
-    return list(outcomes.values()), changed
+    broken = [FileOutcome(_relative(Path(fr.path), root), fr.kind.value, None, FilePlan(Path(fr.path)),
+                          findings=[FindingOutcome("error", None, fr.error or "unreadable", Handling.UNFIXABLE,
+                                                   "unfixable", "the file cannot be read as ELF; it was copied unchanged")])
+              for fr in unreadable]
+    return list(outcomes.values()) + broken, changed
 
 
 def _effective_verdicts(after: FileResult, outcome: FileOutcome, options: Options) -> dict[str, str]:

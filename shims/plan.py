@@ -72,7 +72,15 @@ class FilePlan:
     unfixable: list[Unfixable] = field(default_factory=list)
 
     def add(self, edit: Edit) -> None:
-        """Add an edit; an equal edit is merged, a contradicting one raises PlanConflict."""
+        """Add an edit; an equal edit is merged, a contradicting one raises PlanConflict.
+
+        Hiding a symbol subsumes making it weak (both rewrite its binding; a hidden symbol
+        is out of every lookup), so a unique symbol that also clashes is simply hidden."""
+        if edit.kind is EditKind.UNIQUE_TO_WEAK and any(
+                e.kind is EditKind.HIDE_SYMBOL and e.target == edit.target for e in self.edits):
+            return
+        if edit.kind is EditKind.HIDE_SYMBOL:
+            self.edits = [e for e in self.edits if not (e.kind is EditKind.UNIQUE_TO_WEAK and e.target == edit.target)]
         for present in self.edits:
             if present == edit or (present.kind, present.target, present.value) == (edit.kind, edit.target, edit.value):
                 return
@@ -96,9 +104,6 @@ def _contradiction(a: Edit, b: Edit) -> str | None:
     """Why a and b cannot both be applied, or None."""
     if a.kind is b.kind and a.target == b.target and a.value != b.value:
         return f"{a.target} set to both {a.value!r} and {b.value!r}"
-    symbol_kinds = {EditKind.UNIQUE_TO_WEAK, EditKind.HIDE_SYMBOL}
-    if {a.kind, b.kind} == symbol_kinds and a.target == b.target:
-        return f"{a.target} both made weak (kept exported) and hidden"
     for edit in (a, b):
         if edit.kind is EditKind.HIDE_SYMBOL and edit.target.startswith("PyInit_"):
             return f"{edit.target} is the module's entry point and must stay exported"

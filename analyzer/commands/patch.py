@@ -117,9 +117,6 @@ def _render(outcomes, summary, args) -> None:
                 table.add_row(item.code, item.symbol or "", item.handling, Text(item.after, style.get(item.after, "")),
                               item.reason)
             console.print(table)
-            if args.dry_run or args.check:
-                for edit in sorted(file.plan.edits):
-                    console.print(f"  would {edit.kind.value}: {edit.describe()}")
             for line in file.applied:
                 console.print(f"  applied: {line}")
             verdicts = ", ".join(f"{b} {file.verdicts_before.get(b)} -> {file.verdicts_after.get(b)}"
@@ -127,5 +124,11 @@ def _render(outcomes, summary, args) -> None:
             console.print(f"  verdicts: {verdicts}")
             for backend, entry in sorted(file.verify.items()):
                 console.print(f"  verify {backend} (N={args.interpreters}): {entry.get('before', '-')} -> {entry.get('after', '-')}")
+    if args.dry_run or args.check:
+        from shims.plan import PatchPlan
+
+        plan = PatchPlan({Path(f.relative): f.plan for o in outcomes for f in o.files})
+        console.print("plan (nothing written):", markup=False)
+        console.print(plan.render(), markup=False, end="")
     console.print(f"{summary['inputs']} input(s), {summary['files']} file(s): {summary['fixed']} finding(s) fixed, "
                   f"{summary['unfixed']} unfixed, {summary['edits']} edit(s) planned")

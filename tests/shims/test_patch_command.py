@@ -61,7 +61,7 @@ def test_check_and_dry_run_write_nothing(capsys, tmp_path, fixture_copy):
     assert main(["patch", str(source), "--check", "--backend", "copies"]) == 1
     assert main(["patch", str(source), "--dry-run", "--backend", "copies", "-o", str(tmp_path / "never")]) == 0
     text = capsys.readouterr().out
-    assert "would unique-to-weak" in text
+    assert "plan (nothing written):" in text and "unique-to-weak" in text and "STB_GNU_UNIQUE -> STB_WEAK" in text
     assert not (tmp_path / "never").exists() or not any((tmp_path / "never").iterdir())
     assert main(["patch", str(source), "-o", str(tmp_path / "out"), "--backend", "copies", "--no-verify"]) == 0
     capsys.readouterr()
@@ -141,3 +141,37 @@ def test_bad_input_is_one_line(capsys, tmp_path):
     (tmp_path / "x.so").write_text("not an elf")
     assert main(["patch", str(tmp_path / "x.so")]) == 2
     assert "-o OUTDIR" in capsys.readouterr().err
+
+
+def test_unique_symbols_that_also_clash_are_hidden(capsys, tmp_path, fixture_copy):
+    """Two C++ extensions with the same inline static: GNU_UNIQUE and a clash on one symbol. Hiding
+    subsumes weakening, so the plan holds one edit per symbol and no contradiction."""
+    fixture_copy("gnu_unique_cpp", tmp_path / "pkg" / "a")
+    fixture_copy("gnu_unique_cpp", tmp_path / "pkg" / "b")
+    code, data = patch_json(capsys, tmp_path / "pkg", "-o", tmp_path / "out", "--backend", "copies", "--no-verify")
+    assert code == 0, data
+    for file in data["results"][0]["files"]:
+        after = {f["code"]: f["after"] for f in file["findings"]}
+        assert after["IK206"] == "fixed" and after["IK304"] == "fixed"
+        kinds = {e["target"]: e["kind"] for e in file["edits"]}
+        assert kinds["_ZZN18gnu_unique_fixture12call_counterEvE7counter"] == "hide-symbol"
+    for patched in (tmp_path / "out" / "pkg").rglob("*.so"):
+        assert read_state(patched).gnu_unique == () and read_state(patched).exports == ("PyInit_gnu_unique_cpp",)
+
+
+def test_failed_patch_keeps_previous_output(capsys, tmp_path, fixture_copy):
+    """The old output stays whole when a later patch of an input with the same name fails, and no
+    staging folder is left behind."""
+    good = fixture_copy("gnu_unique_cpp")
+    out = tmp_path / "out"
+    assert main(["patch", str(good), "-o", str(out), "--no-verify", "--backend", "copies"]) == 0
+    before = (out / good.name).read_bytes()
+    broken = tmp_path / "broken" / good.name
+    broken.parent.mkdir()
+    broken.write_bytes(good.read_bytes()[:300])      # a truncated ELF
+    capsys.readouterr()
+    code = main(["patch", str(broken), "-o", str(out), "--no-verify", "--backend", "copies"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and f"cannot patch {good.name}" in err
+    assert (out / good.name).read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == [good.name, "interpkit-copies.json"]

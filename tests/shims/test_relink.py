@@ -89,8 +89,9 @@ def test_plan_rejects_contradictions():
     with pytest.raises(PlanConflict, match="DT_RUNPATH set to both"):
         plan.add(Edit(EditKind.SET_RUNPATH, "DT_RUNPATH", value="/opt/lib"))
     plan.add(Edit(EditKind.UNIQUE_TO_WEAK, "sym"))
-    with pytest.raises(PlanConflict, match="both made weak"):
-        plan.add(Edit(EditKind.HIDE_SYMBOL, "sym"))
+    plan.add(Edit(EditKind.HIDE_SYMBOL, "sym"))        # hiding subsumes weakening: one edit remains
+    plan.add(Edit(EditKind.UNIQUE_TO_WEAK, "sym"))
+    assert [(e.kind, e.target) for e in plan.edits if e.target == "sym"] == [(EditKind.HIDE_SYMBOL, "sym")]
     with pytest.raises(PlanConflict, match="entry point"):
         plan.add(Edit(EditKind.HIDE_SYMBOL, "PyInit_x"))
 

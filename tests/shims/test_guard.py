@@ -1,0 +1,28 @@
+"""The namespace guard shim is native's guard, exposed, not a second implementation."""
+from __future__ import annotations
+
+import native.guard
+import shims.guard
+from shim_helpers import CSRC, compile_shared, run_child
+
+
+def test_guard_is_the_runtime_guard():
+    assert shims.guard.install is native.guard.install
+    assert shims.guard.strip_global is native.guard.strip_global
+
+
+def test_guard_turns_rtld_global_into_local(tmp_path):
+    """With the guard, a library loaded RTLD_GLOBAL no longer interposes on later ones."""
+    liba = compile_shared(CSRC / "clash.c", tmp_path / "liba.so", "-DHELPER_VALUE=1")
+    libb = compile_shared(CSRC / "clash.c", tmp_path / "libb.so", "-DHELPER_VALUE=2")
+    probe = f"""
+        import ctypes, os
+        {{install}}
+        ctypes.CDLL({str(liba)!r}, mode=os.RTLD_GLOBAL)
+        import native.guard
+        print(ctypes.CDLL({str(libb)!r}).value_via_helper(), len(native.guard.stripped))
+    """
+    unguarded = run_child(probe.format(install="pass"))
+    guarded = run_child(probe.format(install="import shims.guard; shims.guard.install()"))
+    assert unguarded.stdout.split() == ["1", "0"], unguarded.stderr
+    assert guarded.stdout.split() == ["2", "1"], guarded.stderr
