@@ -1,0 +1,144 @@
+"""`interpkit run`: serve a torch.package model from N namespaced interpreters; throughput, latency, Pss."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from analyzer.errors import InputError
+
+_PROTOCOL = """\
+serving protocol: the archive holds the model as resource interpkit/model.pkl (called as
+model(request), or model.batch(requests) for --batch > 1) and a non-empty list of example
+requests as interpkit/requests.pkl; request k is requests[k % len(requests)]. Write such an
+archive with analyzer.serve.export_model(out, model, requests, intern=[...]); the example:
+python fixtures/models/make_example_package.py example.pt"""
+
+
+def configure_parser(sub) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="serve a torch.package model from N interpreters of one process: throughput, latency, memory",
+        description="Load a torch.package archive in N interpreters of the namespaces runtime, feed it "
+        "--requests requests from a thread pool (one client thread per interpreter), and print throughput, "
+        "latency percentiles and memory (Pss from /proc/self/smaps). The same batches are then replayed in "
+        "one interpreter and every answer must be equal (exit 1 otherwise).",
+        epilog=_PROTOCOL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("archive", type=Path, metavar="MODEL.pt", help="torch.package archive to serve")
+    parser.add_argument("--interpreters", "-n", type=_positive, default=2, metavar="N",
+                        help="interpreters to serve from (default: %(default)s)")
+    parser.add_argument("--requests", "-k", type=_positive, default=200, metavar="K",
+                        help="requests to serve (default: %(default)s)")
+    parser.add_argument("--batch", "-b", type=_positive, default=1, metavar="B",
+                        help="requests per call into an interpreter (default: %(default)s)")
+    parser.add_argument("--torch-threads", type=int, default=1, metavar="T",
+                        help="intra-op threads per interpreter; 0 keeps torch's default (default: %(default)s)")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip replaying the requests in one interpreter to compare the answers")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="limit per call into an interpreter (default: %(default)g)")
+    parser.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+    parser.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} (expected a whole number)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"cannot use {value} (must be 1 or more)")
+    return value
+
+
+def run(args) -> int:
+    from analyzer.console import err_console
+    from analyzer.output import emit
+    from analyzer.serve import serve_package
+
+    if args.torch_threads < 0:
+        raise InputError(f"cannot use --torch-threads {args.torch_threads} (must be 0 or more)")
+    if args.output is not None and not (args.output.parent.is_dir() or str(args.output.parent) == ""):
+        raise InputError(f"cannot write {args.output} (no such directory {args.output.parent})")
+    console = err_console()
+    with _progress_bar(console) as progress:
+        result = serve_package(args.archive, interpreters=args.interpreters, requests=args.requests,
+                               batch=args.batch, check=not args.no_check, torch_threads=args.torch_threads,
+                               timeout=args.timeout, progress=progress)
+    if args.format == "json":
+        emit(json.dumps(result.as_dict(), indent=2) + "\n", args.output)
+    else:
+        emit(_table(result), args.output)
+    return 1 if result.check.equal is False else 0
+
+
+class _progress_bar:
+    """A rich progress bar on stderr for loading, serving and checking; silent when stderr is no terminal."""
+
+    _LABELS = {"load": "loading model", "serve": "serving", "check": "checking answers"}
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self.progress = None
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if not self.console.is_terminal:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=True)
+        self.progress.start()
+        return self.update
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task(self._LABELS.get(phase, phase), total=total)
+        self.progress.update(self.tasks[phase], completed=done, total=total)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _mib(value: int) -> str:
+    return f"{value / (1 << 20):,.1f} MiB"
+
+
+def _table(result) -> str:
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    data = result.as_dict()
+    latency = data["latency_ms"]
+    memory = data["memory"]
+    check = data["check"]
+    table = Table(title=f"interpkit run {Path(result.archive).name}", show_header=True, title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("model", data["model"]["model_type"])
+    table.add_row("interpreters", str(result.interpreters))
+    table.add_row("requests (batch)", f"{result.requests} ({result.batch})")
+    table.add_row("requests per interpreter", " / ".join(str(n) for n in result.per_interpreter_requests))
+    table.add_row("model load (all interpreters)", f"{result.load_seconds:.2f} s")
+    table.add_row("wall time", f"{result.wall_seconds:.3f} s")
+    table.add_row("throughput", f"{data['throughput_rps']:,.1f} requests/s")
+    for name in ("p50", "p90", "p99"):
+        table.add_row(f"latency {name}", f"{latency[name]:.2f} ms")
+    table.add_row("memory Pss (process)", _mib(memory["pss_bytes"]))
+    table.add_row("memory Pss per interpreter", _mib(memory["pss_per_interpreter_bytes"]))
+    table.add_row("memory Rss (over-counts shared pages)", _mib(memory["rss_bytes"]))
+    if check["performed"]:
+        verdict = "equal" if check["equal"] else f"{check['mismatches']} differ (first: request {check['first_mismatch']})"
+        table.add_row("answers vs 1 interpreter", f"{verdict} ({check['compared']} compared)")
+    else:
+        table.add_row("answers vs 1 interpreter", "not checked (--no-check)")
+    buffer = StringIO()
+    Console(file=buffer, width=100, highlight=False, soft_wrap=False, color_system=None).print(table)
+    return buffer.getvalue()
