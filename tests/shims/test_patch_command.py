@@ -175,3 +175,20 @@ def test_failed_patch_keeps_previous_output(capsys, tmp_path, fixture_copy):
     assert code == 1 and err.count("\n") == 1 and f"cannot patch {good.name}" in err
     assert (out / good.name).read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == [good.name, "interpkit-copies.json"]
+
+
+def test_isolated_subinterpreters_refusal_stays_and_is_observed(capsys, tmp_path, built_fixtures, python_for):
+    """A 3.13 build of a single-phase module: own-GIL subinterpreters refuse it before and after the
+    patch (observed in the real runtime), and the report calls it unfixable, with exit 1."""
+    import shutil
+
+    built = built_fixtures("single_phase_static", python=python_for("3.13"))
+    source = tmp_path / "in" / built.name
+    source.parent.mkdir()
+    shutil.copyfile(built, source)
+    code, data = patch_json(capsys, source, "-o", tmp_path / "out", "--backend", "subinterpreters")
+    assert code == 1
+    file = data["results"][0]["files"][0]
+    assert file["verify"]["subinterpreters"] == {"before": "import_error", "after": "import_error"}
+    assert file["verdicts"]["subinterpreters"] == {"before": "fail", "after": "fail"}
+    assert findings_of(data)["IK101"]["after"] == "unfixable"
