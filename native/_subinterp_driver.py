@@ -403,8 +403,18 @@ def run_serve(job):
     emit("closed")
 
 
+def apply_limits(job):
+    import resource
+    limit_mb = job.get("memory_limit_mb")
+    if limit_mb:
+        limit = int(limit_mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # crashes are expected; no core files
+
+
 def main():
     job = json.loads(sys.stdin.readline())
+    apply_limits(job)
     mode = job["mode"]
     if mode == "probe":
         run_probe(job)

@@ -23,7 +23,6 @@ import json
 import os
 import pickle
 import queue
-import resource
 import signal
 import subprocess
 import tempfile
@@ -64,15 +63,6 @@ def configuration_unavailable(python: PythonInfo, config: str) -> str | None:
 
 # --------------------------------------------------------------------------- child processes
 
-def _limit_child(memory_limit_mb: int | None):
-    def apply() -> None:
-        if memory_limit_mb:
-            limit = memory_limit_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
-
-
 class _Child:
     """One driver process: JSON job in, JSON-line events out, stderr kept in a temp file."""
 
@@ -83,12 +73,13 @@ class _Child:
             [str(python.executable), "-I", "-X", "faulthandler", str(DRIVER)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
             start_new_session=True,  # its own process group: a timeout kills everything it forked
-            preexec_fn=_limit_child(memory_limit_mb),
         )
         self.events: queue.Queue = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        self.send(job)
+        # The driver applies the address-space limit to itself before loading anything
+        # (no preexec_fn: it is unsafe in a threaded parent such as pytest or the runtime).
+        self.send({**job, "memory_limit_mb": memory_limit_mb})
         if not keep_stdin_open:
             self.proc.stdin.close()
 
