@@ -173,3 +173,36 @@ def test_init_verdict_matches_cpython_313_isolated_import(built_fixtures, python
         assert proc.returncode == 0, proc.stderr[-500:]
         outcome = proc.stdout.strip()
         assert outcome.startswith("refused") == (init["symbol"] in refused_by_rules), (init["symbol"], outcome)
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_libpython_linked(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("libpython_linked", python_for(version)))
+    assert codes == ["IK301"]  # and no IK302: the Py* symbols have a named provider
+    assert result.facts["needed"] == [f"libpython{version}.so.1.0"] or f"libpython{version}.so.1.0" in result.facts["needed"]
+    assert result.verdicts[Backend.COPIES] is Verdict.FAIL and result.verdicts[Backend.NAMESPACES] is Verdict.OK
+
+
+def test_libpython_of_another_version_fails_everywhere(built_fixtures, python_for, tmp_path):
+    """A cpython-312 file that needs libpython3.13 would load a second runtime: IK301 as an error."""
+    built = built_fixtures("libpython_linked", python_for("3.13"))
+    renamed = tmp_path / built.name.replace("cpython-313", "cpython-312")
+    renamed.write_bytes(built.read_bytes())
+    result, codes = codes_of(renamed)
+    [finding] = [f for f in result.findings if f.code == "IK301"]
+    assert finding.severity.label == "error" and "3.12" in finding.message
+    assert set(result.verdicts.values()) == {Verdict.FAIL}
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_rpath_absolute(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("rpath_absolute", python_for(version)))
+    assert codes == ["IK302", "IK305"]
+    assert result.facts["rpath"] == ["/opt/interpkit-build/lib"]
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.13"])
+def test_pystate_registry(built_fixtures, python_for, version):
+    result, codes = codes_of(built_fixtures("pystate_registry", python_for(version)))
+    assert codes == ["IK101", "IK204", "IK302"]
+    assert result.facts["init"][0]["m_size"] == 8  # state in the module object, found through the registry

@@ -20,7 +20,8 @@ $ ldd spam.so
 Vendor the library with `auditwheel repair`, or set a RUNPATH relative to `$ORIGIN`.
 
 ## Known problems
-A library found only inside another package's `lib/` folder (torch's libc10.so for a torch
+A missing `libpythonX.Y.so` is not reported: the interpreter that imports the extension
+has already loaded it (IK301 covers linking it at all). A library found only inside another package's `lib/` folder (torch's libc10.so for a torch
 C++ extension) is counted as found, since that package loads it first in practice.
 
 ## References
@@ -47,6 +48,7 @@ RULE = Rule(
 
 def check(facts) -> Iterator[Finding]:
     for soname, path in facts.closure.items():
-        if path is None:
+        # libpython is whatever interpreter loads the extension: it is already in the process.
+        if path is None and not soname.startswith("libpython"):
             yield RULE.finding(facts.path, f"cannot find `{soname}` (not on its RPATH/RUNPATH or the system paths)",
                                symbol=soname)
