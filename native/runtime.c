@@ -623,6 +623,10 @@ ik_runtime_start(const ik_options *opts, ik_error *err)
         if (ik_load_symbols(w, err) < 0) {
             goto error;
         }
+        /* DESIGN.md fact 4: every namespace's libc numbers its TSS keys from
+         * scratch, so a thread that entered two interpreters would find one's
+         * thread state in the other's slot.  This thread is the only one that
+         * ever runs interpreter i, from Py_InitializeFromConfig to Py_FinalizeEx. */
         int rc = pthread_create(&w->thread, NULL, ik_worker_main, w);
         if (rc != 0) {
             ik_set_error(err, IK_ERR_THREAD, i,
