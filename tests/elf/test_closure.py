@@ -1,0 +1,66 @@
+"""DT_NEEDED closure: the loader's search order, read from files only."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from analyzer.config import Config
+from analyzer.elf.analyze import analyze_elf_files, dotted_module_name
+from analyzer.elf.closure import ld_so_conf_dirs
+from analyzer.findings import FileKind
+
+
+def gcc_shared(source: str, output: Path, *flags: str) -> Path:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    src = output.parent / (output.name.split(".", 1)[0] + ".c")
+    src.write_text(source)
+    subprocess.run(["gcc", "-shared", "-fPIC", str(src), "-o", str(output), *flags], check=True, capture_output=True)
+    return output
+
+
+def test_ld_so_conf_follows_includes(tmp_path):
+    conf_d = tmp_path / "ld.so.conf.d"
+    conf_d.mkdir()
+    (conf_d / "b.conf").write_text("/opt/b/lib  # vendor b\n")
+    (conf_d / "a.conf").write_text("# comment only\n/opt/a/lib\n")
+    conf = tmp_path / "ld.so.conf"
+    conf.write_text(f"/opt/first\ninclude {conf_d}/*.conf\n")
+    assert ld_so_conf_dirs(str(conf)) == ("/opt/first", "/opt/a/lib", "/opt/b/lib")
+
+
+def test_wheel_libs_folder_is_searched_and_scanned_once(tmp_path):
+    """auditwheel layout: site/pkg/_ext.so needs libvendored-1a2b.so.1 from site/pkg.libs/."""
+    site = tmp_path / "site"
+    lib = gcc_shared("__thread int tls_counter __attribute__((tls_model(\"initial-exec\")));\n"
+                     "int vendored(void) { return ++tls_counter; }\n",
+                     site / "pkg.libs" / "libvendored-1a2b.so.1", "-Wl,-soname,libvendored-1a2b.so.1")
+    (site / "pkg").mkdir()
+    (site / "pkg" / "__init__.py").write_text("")
+    one = gcc_shared("int vendored(void);\nint one(void) { return vendored(); }\n", site / "pkg" / "libone.so",
+                     "-L", str(lib.parent), "-l:libvendored-1a2b.so.1")
+    two = gcc_shared("int vendored(void);\nint two(void) { return vendored(); }\n", site / "pkg" / "libtwo.so",
+                     "-L", str(lib.parent), "-l:libvendored-1a2b.so.1")
+    results = analyze_elf_files([one, two], Config())
+    assert [r.path for r in results] == [one, two, lib]
+    assert results[2].kind is FileKind.LIBRARY
+    assert [f.code for f in results[2].findings] == ["IK207"]  # the dependency's own finding
+    assert results[0].facts["closure"]["libvendored-1a2b.so.1"] == str(lib)
+    assert all(not r.findings for r in results[:2])
+
+
+def test_no_closure_when_asked(tmp_path):
+    lib = gcc_shared("int base(void) { return 1; }\n", tmp_path / "libbase.so")
+    user = gcc_shared("int base(void);\nint user(void) { return base(); }\n", tmp_path / "libuser.so",
+                      "-L", str(tmp_path), "-lbase", "-Wl,-rpath,$ORIGIN")
+    assert [r.path for r in analyze_elf_files([user], Config(), closure=False)] == [user]
+    assert [r.path for r in analyze_elf_files([user], Config())] == [user, lib]
+
+
+def test_dotted_module_name(tmp_path):
+    package = tmp_path / "site" / "outer" / "inner"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package.parent / "__init__.py").write_text("")
+    path = package / "_speedups.cpython-311-x86_64-linux-gnu.so"
+    assert dotted_module_name(path, "_speedups") == "outer.inner._speedups"
+    assert dotted_module_name(tmp_path / "top.so", None) == "top"
