@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from shim_helpers import run_in_legacy_subinterpreters
 from shims.copies import copy_path, make_private_copy, probe_legacy
 from shims.relink import read_state
@@ -65,3 +67,31 @@ def test_probe_legacy_before_and_after(built_fixtures):
     after = probe_legacy(source, "single_phase_static", 2, with_copies=True)
     assert before["status"] == "shared_state" and before["images"] == 1, json.dumps(before)
     assert after["status"] == "ok" and after["images"] == 2, json.dumps(after)
+
+
+_BUMP_FIXTURES = ["single_phase_static", "gnu_unique_cpp", "clash_a"]
+
+
+@pytest.mark.parametrize("name", _BUMP_FIXTURES)
+def test_patched_output_gives_each_interpreter_its_own_state(name, capsys, tmp_path, fixture_copy):
+    """For each fixture that keeps a counter in C globals: imported from the input, N=2 legacy
+    subinterpreters count together; imported from the patch output through the copies manifest,
+    each counts alone."""
+    from analyzer.cli import main
+
+    source = fixture_copy(name)
+    out = tmp_path / "out"
+    assert main(["patch", str(source), "-o", str(out), "--backend", "copies", "--no-verify"]) == 0
+    capsys.readouterr()
+    manifest = out / "interpkit-copies.json"
+    assert name in json.loads(manifest.read_text())["modules"]
+    before = run_in_legacy_subinterpreters([_IMPORT_BY_FILE.format(module=name, path=str(source))] * 2)
+    after_body = f"""
+import importlib, shims.copies
+shims.copies.install_from_manifest({str(manifest)!r}, {str(tmp_path / 'copies')!r})
+mod = importlib.import_module({name!r})
+RESULT = [mod.bump(), mod.bump()]
+"""
+    after = run_in_legacy_subinterpreters([after_body] * 2)
+    assert before == [[1, 2], [3, 4]]
+    assert after == [[1, 2], [1, 2]]
