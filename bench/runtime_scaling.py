@@ -7,7 +7,9 @@ the best of ``--repeat`` interleaved rounds of 2 equal tasks:
 * 2 interpreters: one task in each, at the same time (``call_all``);
 * 2 threads: both tasks on two threads of interpreter 0, sharing its GIL.
 
-Throughput ratios are relative to 1 interpreter. The target is 2 interpreters >= 1.8x on 2
+Throughput ratios are relative to 1 interpreter; ``cpu/wall`` is this process's CPU time over
+wall time in that round (about 2 when two cores really worked at once, about 1 when a
+GIL serialised the work or the machine had only one core to give). The target is 2 interpreters >= 1.8x on 2
 free cores; on a shared machine the numbers are noisy, so compare within one run only.
 
     python bench/runtime_scaling.py [--loops 3000000] [--repeat 5]
@@ -41,10 +43,12 @@ def spin_threads(loops: int, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def _timed(action) -> float:
-    start = time.perf_counter()
+def _timed(action) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds / wall): the second is ~2 when two cores worked."""
+    cpu, start = time.process_time(), time.perf_counter()
     action()
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return wall, (time.process_time() - cpu) / wall
 
 
 def main() -> int:
@@ -59,24 +63,31 @@ def main() -> int:
     here = str(Path(__file__).resolve().parent)
     with Runtime(2, sys_path=[here, *sys.path]) as runtime:
         runtime.call_all(target, 1000)          # warm-up: import the module everywhere
-        one = two = threads = float("inf")
+        best = {"one": (float("inf"), 0.0), "two": (float("inf"), 0.0),
+                "threads": (float("inf"), 0.0)}
+        actions = {
+            "one": lambda: [runtime.call(0, target, args.loops) for _ in range(2)],
+            "two": lambda: runtime.call_all(target, args.loops),
+            "threads": lambda: runtime.call(0, "runtime_scaling:spin_threads", args.loops, 2),
+        }
         # Interleaved rounds, best of each: a noisy neighbour then hurts all three alike.
         for _ in range(args.repeat):
-            one = min(one, _timed(lambda: [runtime.call(0, target, args.loops)
-                                           for _ in range(2)]))
-            two = min(two, _timed(lambda: runtime.call_all(target, args.loops)))
-            # Timed inside the interpreter: request overhead is not charged to the threads.
-            threads = min(threads, runtime.call(0, "runtime_scaling:spin_threads",
-                                                args.loops, 2))
+            for name, action in actions.items():
+                best[name] = min(best[name], _timed(action))
+        one, two, threads = best["one"][0], best["two"][0], best["threads"][0]
     cores = len(os.sched_getaffinity(0))
     print(f"workload: 2 tasks x {args.loops:,} loops, best of {args.repeat}, {cores} cores "
           f"available, load average {os.getloadavg()[0]:.2f}")
-    print(f"{'configuration':<28}{'seconds':>10}{'tasks/s':>10}{'vs 1 interp':>13}")
-    for label, seconds in [("1 interpreter", one), ("2 interpreters (namespaces)", two),
-                           ("2 threads, 1 interpreter", threads)]:
-        print(f"{label:<28}{seconds:>10.3f}{2 / seconds:>10.2f}{one / seconds:>12.2f}x")
+    print(f"{'configuration':<28}{'seconds':>10}{'tasks/s':>10}{'vs 1 interp':>13}"
+          f"{'cpu/wall':>10}")
+    for label, key in [("1 interpreter", "one"), ("2 interpreters (namespaces)", "two"),
+                       ("2 threads, 1 interpreter", "threads")]:
+        seconds, busy = best[key]
+        print(f"{label:<28}{seconds:>10.3f}{2 / seconds:>10.2f}{one / seconds:>12.2f}x"
+              f"{busy:>10.2f}")
     print(f"summary: 2 interpreters {one / two:.2f}x, 2 threads {one / threads:.2f}x "
-          f"the throughput of 1 interpreter (target >= 1.80x for 2 interpreters)")
+          f"the throughput of 1 interpreter (target >= 1.80x for 2 interpreters); "
+          f"cpu/wall {best['two'][1]:.2f} with 2 interpreters vs {best['one'][1]:.2f} with 1")
     return 0
 
 
