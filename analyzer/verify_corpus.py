@@ -57,8 +57,8 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
     if not site_dir.is_dir():
         raise InputError(f"cannot verify {site_dir} (not a directory)")
     site_dir = site_dir.resolve()
-    info = resolve_python(python)
     config = config or Config(follow_imports=False)
+    info = resolve_python(python, config.interpreters)
 
     candidates = sorted(p for p in site_dir.rglob("*.so") if p.is_file() and not p.is_symlink())
     results = analyze_elf_files(candidates, config) if candidates else []

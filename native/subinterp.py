@@ -50,8 +50,10 @@ class ModuleTarget:
     path: Path | None = None
 
 
-def resolve_python(python: str | PythonInfo) -> PythonInfo:
-    return python if isinstance(python, PythonInfo) else find_python(python)
+def resolve_python(python: str | PythonInfo, configured: tuple[str, ...] = ()) -> PythonInfo:
+    """A PythonInfo as given, or found by version/path among the candidates (``configured``
+    comes from ``[tool.interpkit] interpreters``)."""
+    return python if isinstance(python, PythonInfo) else find_python(python, configured)
 
 
 def configuration_unavailable(python: PythonInfo, config: str) -> str | None:

@@ -156,3 +156,18 @@ def test_crash_is_pinned_on_a_dependency_that_crashes_alone(python313):
     # A module that crashes by itself has nobody else to blame.
     crashed = probe_module("ik_crash_on_import", SAMPLES, python=python313)
     assert blame_dependencies({"ik_crash_on_import": crashed}, python=python313) == {}
+
+
+def test_configured_interpreters_are_candidates(monkeypatch, python313, tmp_path):
+    # [tool.interpkit] interpreters = [...] reaches discovery through Config.interpreters.
+    from analyzer.config import load_config
+    from native.subinterp import resolve_python
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.interpkit]\ninterpreters = ["/opt/missing/python3.13", "{python313.executable}"]\n')
+    config = load_config(tmp_path / "pyproject.toml")
+    assert config.interpreters[0] == "/opt/missing/python3.13"
+    assert resolve_python("3.13", config.interpreters).executable == python313.executable
+    with pytest.raises(RuntimeUnavailable, match="/opt/missing/python3.13: does not exist"):
+        resolve_python("3.99", config.interpreters)
