@@ -293,6 +293,21 @@ def _write_copies_manifest(root: Path, outcomes: dict[Path, FileOutcome]) -> Non
         (folder / COPIES_MANIFEST).write_text(text)
 
 
+def _merge_manifest(new: Path, target: Path) -> None:
+    """Single files patched into one folder share its manifest: add this input's modules."""
+    from analyzer.output import write_atomic
+
+    data = json.loads(new.read_text())
+    if target.is_file():
+        try:
+            old = json.loads(target.read_text())
+            data["modules"] = {**old.get("modules", {}), **data["modules"]}
+        except (ValueError, AttributeError):
+            pass  # a manifest we cannot read is replaced by one we wrote
+    data["modules"] = dict(sorted(data["modules"].items()))
+    write_atomic(target, json.dumps(data, indent=2) + "\n")
+
+
 # --------------------------------------------------------------------------- re-verification
 
 def _verify(outcomes: dict[Path, FileOutcome], results: list[FileResult], options: Options, when: str) -> None:
@@ -399,7 +414,7 @@ def patch_input(path: Path, outdir: Path | None, options: Options) -> PatchOutco
             outcome.output = target
             manifest = staging / COPIES_MANIFEST
             if staged.suffix != ".whl" and not path.is_dir() and manifest.is_file():
-                os.replace(manifest, Path(outdir) / COPIES_MANIFEST)
+                _merge_manifest(manifest, Path(outdir) / COPIES_MANIFEST)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return outcome

@@ -81,6 +81,10 @@ def test_single_phase_state_shared_before_private_after_copies(capsys, tmp_path,
     assert findings_of(data)["IK202"]["after"] == "handled at load time"
     manifest = json.loads((tmp_path / "out" / "interpkit-copies.json").read_text())
     assert manifest["modules"] == {"single_phase_static": source.name}
+    other = fixture_copy("static_type")
+    assert main(["patch", str(other), "-o", str(tmp_path / "out"), "--backend", "copies", "--no-verify"]) == 0
+    manifest = json.loads((tmp_path / "out" / "interpkit-copies.json").read_text())
+    assert manifest["modules"] == {"single_phase_static": source.name, "static_type": other.name}
 
 
 def test_unfixable_is_reported_with_reason_and_exit_1(capsys, tmp_path, fixture_copy):
