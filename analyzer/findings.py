@@ -62,7 +62,7 @@ class Finding:
     message: str
     path: Path
     line: int | None = None
-    column: int | None = None
+    column: int | None = None      # 1-based, as editors and SARIF count
     symbol: str | None = None
     backends: frozenset[Backend] = frozenset()
     fix: str | None = None

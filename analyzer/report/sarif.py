@@ -33,7 +33,7 @@ def _location(finding) -> dict:
     if finding.line is not None:
         region = {"startLine": finding.line}
         if finding.column is not None:
-            region["startColumn"] = finding.column + 1  # SARIF columns are 1-based
+            region["startColumn"] = finding.column  # 1-based, like SARIF
         physical["region"] = region
     location: dict = {"physicalLocation": physical}
     if finding.symbol:
