@@ -24,6 +24,7 @@ past its file size is zero-filled anonymous memory (.bss).
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import os
@@ -63,6 +64,7 @@ class ObjectFootprint:
     bss_bytes: int    # zero-filled anonymous pages past the file-backed part of writable segments
     text_bytes: int   # pages of read-only segments: text, rodata, symbol tables
     tls_bytes: int    # PT_TLS block: paid by every thread that runs code from this object
+    relocated_bytes: int = 0  # of data_bytes, the pages the loader itself writes (relocation targets, zeroed tail)
 
     @property
     def writable_bytes(self) -> int:
@@ -79,18 +81,24 @@ class ObjectFootprint:
             return True
         return self.role is Role.LIBRARY and not str(self.path).startswith(_SYSTEM_PREFIXES)
 
-    def private_bytes(self, backend: str) -> int:
-        """What one more interpreter (thread, process) pays for this object under ``backend``."""
+    def private_bytes(self, backend: str, *, low: bool = False) -> int:
+        """What one more interpreter (thread, process) pays for this object under ``backend``.
+
+        By default every writable page counts (a ceiling: the loader maps them all private);
+        with ``low`` only the pages the loader itself must write (relocation targets and the
+        zeroed tail page), which every copy pays before any code runs.
+        """
+        writable = self.relocated_bytes if low else self.writable_bytes
         if backend in ("subinterpreters", "threads"):
             return self.tls_bytes
         if backend == "namespaces":
             # All namespaces share the one dynamic loader (its link maps hold them all).
-            return self.tls_bytes if self.role is Role.LOADER else self.writable_bytes + self.tls_bytes
+            return self.tls_bytes if self.role is Role.LOADER else writable + self.tls_bytes
         if backend == "processes":
-            return self.writable_bytes + self.tls_bytes
+            return writable + self.tls_bytes
         if backend == "copies":
             # A copied file is another inode: its text is not shared in the page cache either.
-            extra = self.writable_bytes + self.text_bytes if self.copied_per_interpreter else 0
+            extra = writable + (0 if low else self.text_bytes) if self.copied_per_interpreter else 0
             return extra + self.tls_bytes
         raise ValueError(f"unknown backend {backend!r}")
 
@@ -109,7 +117,8 @@ class ObjectFootprint:
 
     def as_dict(self) -> dict:
         return {"path": str(self.path), "role": self.role.value, "data_bytes": self.data_bytes,
-                "bss_bytes": self.bss_bytes, "text_bytes": self.text_bytes, "tls_bytes": self.tls_bytes}
+                "bss_bytes": self.bss_bytes, "text_bytes": self.text_bytes, "tls_bytes": self.tls_bytes,
+                "relocated_bytes": self.relocated_bytes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +126,17 @@ class BackendEstimate:
     """Memory of N interpreters under one backend: shared + N × private_per_interpreter."""
 
     backend: str
-    private_per_interpreter: int
+    private_per_interpreter: int          # every writable page private: the ceiling
     shared: int
     objects: tuple[ObjectFootprint, ...]
+    private_low_per_interpreter: int = 0  # only the pages relocation itself dirties: the floor
 
     def total(self, interpreters: int) -> int:
         return self.shared + interpreters * self.private_per_interpreter
 
     def as_dict(self) -> dict:
         return {"backend": self.backend, "private_per_interpreter_bytes": self.private_per_interpreter,
+                "private_low_per_interpreter_bytes": self.private_low_per_interpreter,
                 "shared_bytes": self.shared}
 
 
@@ -141,16 +152,18 @@ def _page_ceil(value: int) -> int:
 
 
 @functools.lru_cache(maxsize=512)
-def _footprint_cached(path: Path, role: Role, _size: int, _mtime: int) -> ObjectFootprint:
+def _footprint_cached(path: Path, _size: int, _mtime: int) -> ObjectFootprint:
     try:
         with ElfImage.open(path) as image:
             segments = image.segments
             tls = image.tls_segment
+            relocated = _relocated_pages(image)
     except (OSError, ValueError) as exc:
         raise FileFormatError(f"cannot read {path} (not a readable ELF file: {exc})") from None
     except Exception as exc:  # pyelftools raises its own ELFError family on corrupt headers
         raise FileFormatError(f"cannot read {path} ({type(exc).__name__}: {exc})") from None
     data = bss = text = 0
+    dirtied: set[int] = set()
     for ptype, _offset, vaddr, filesz, memsz, flags in segments:
         if ptype != PT_LOAD or memsz == 0:
             continue
@@ -159,10 +172,70 @@ def _footprint_cached(path: Path, role: Role, _size: int, _mtime: int) -> Object
             file_end = min(_page_ceil(vaddr + filesz), end) if filesz else start
             data += file_end - start
             bss += end - file_end
+            pages = range(start // PAGE_SIZE, file_end // PAGE_SIZE)
+            dirtied.update(page for page in relocated if page in pages)
+            if memsz > filesz and (vaddr + filesz) % PAGE_SIZE:
+                dirtied.add((vaddr + filesz) // PAGE_SIZE)  # the loader zeroes the tail of the last file page
         else:
             text += end - start
     tls_bytes = tls[1] if tls else 0
-    return ObjectFootprint(path, role, data, bss, text, tls_bytes)
+    return ObjectFootprint(path, Role.LIBRARY, data, bss, text, tls_bytes, len(dirtied) * PAGE_SIZE)
+
+
+SHT_RELR = 19
+
+
+def _relocated_pages(image: ElfImage) -> set[int]:
+    """Page numbers (link-time address // page size) that dynamic relocations write into.
+
+    Reads each REL/RELA/RELR table in one piece and keeps only the target offsets: a big
+    C++ library has a million relocations, too many for one object each.
+    """
+    from analyzer.elf.image import SHT_DYNSYM, SHT_REL, SHT_RELA
+
+    word = 8 if image.elfclass == 64 else 4
+    native = image.little_endian == (sys.byteorder == "little")
+    dynsym = next((i for i, s in enumerate(image.sections) if s.type == SHT_DYNSYM), None)
+    pages: set[int] = set()
+    for section in image.sections:
+        if section.type not in (SHT_RELA, SHT_REL, SHT_RELR) or section.size == 0:
+            continue
+        if section.type != SHT_RELR and section.link not in (0, dynsym):
+            continue  # a static-link table (.rela.text of an object file) the loader never applies
+        words = _words(image.section_bytes(section), word, native, image.endian)
+        if section.type == SHT_RELR:
+            pages.update(offset // PAGE_SIZE for offset in _relr_offsets(words, word))
+        else:
+            step = 3 if section.type == SHT_RELA else 2   # (offset, info[, addend])
+            pages.update(offset // PAGE_SIZE for offset in words[::step])
+    return pages
+
+
+def _words(data: bytes, word: int, native: bool, endian: str):
+    data = data[: len(data) - len(data) % word]
+    if native:
+        return memoryview(data).cast("Q" if word == 8 else "I")
+    import struct
+
+    return [value for (value,) in struct.iter_unpack(endian + ("Q" if word == 8 else "I"), data)]
+
+
+def _relr_offsets(words, word: int):
+    """Decode SHT_RELR: an address entry, then bitmaps of the following words that are relocated too."""
+    bits = word * 8 - 1
+    where = 0
+    for entry in words:
+        if entry & 1 == 0:
+            yield entry
+            where = entry + word
+            continue
+        bitmap, index = entry >> 1, 0
+        while bitmap:
+            if bitmap & 1:
+                yield where + index * word
+            bitmap >>= 1
+            index += 1
+        where += bits * word
 
 
 def footprint(path: Path, role: Role = Role.LIBRARY) -> ObjectFootprint:
@@ -172,7 +245,8 @@ def footprint(path: Path, role: Role = Role.LIBRARY) -> ObjectFootprint:
         stat = path.stat()
     except OSError as exc:
         raise InputError(f"cannot read {path} ({exc.strerror})") from None
-    return _footprint_cached(path, role, stat.st_size, int(stat.st_mtime_ns))
+    found = _footprint_cached(path, stat.st_size, int(stat.st_mtime_ns))
+    return found if found.role is role else dataclasses.replace(found, role=role)
 
 
 # ---------------------------------------------------------------------------- which files
@@ -378,8 +452,9 @@ class StaticEstimate:
 
     def backend(self, name: str) -> BackendEstimate:
         private = sum(o.private_bytes(name) for o in self.objects)
+        low = sum(o.private_bytes(name, low=True) for o in self.objects)
         shared = sum(o.shared_bytes(name) for o in self.objects)
-        return BackendEstimate(name, private, shared, self.objects)
+        return BackendEstimate(name, private, shared, self.objects, low)
 
     def as_dict(self) -> dict:
         return {"objects": [o.as_dict() for o in self.objects], "missing": list(self.missing),

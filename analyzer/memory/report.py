@@ -45,20 +45,21 @@ JSON_SCHEMA = {
                 }},
                 "missing": {"type": "array", "items": {"type": "string"}},
                 "backends": {"type": "object", "required": list(BACKENDS), "additionalProperties": {
-                    "type": "object", "required": ["private_per_interpreter_bytes", "shared_bytes"]}},
+                    "type": "object",
+                    "required": ["private_per_interpreter_bytes", "private_low_per_interpreter_bytes", "shared_bytes"]}},
             },
         },
         "rows": {"type": "array", "items": {
             "type": "object",
             "required": ["backend", "interpreters", "total_pss_bytes", "marginal_pss_bytes",
-                         "marginal_private_dirty_bytes", "files_private_bytes", "heap_bytes", "estimate_bytes",
+                         "marginal_private_dirty_bytes", "files_private_bytes", "heap_bytes", "estimate_bytes", "estimate_low_bytes",
                          "estimate_error", "estimate_error_total", "total_rss_bytes", "error"],
             "properties": {
                 "backend": {"enum": ["namespaces", "subinterpreters", "processes", "threads"]},
                 "interpreters": {"type": "integer", "minimum": 1},
                 "total_pss_bytes": _NULLABLE_INT, "marginal_pss_bytes": _NULLABLE_INT,
                 "marginal_private_dirty_bytes": _NULLABLE_INT, "files_private_bytes": _NULLABLE_INT,
-                "heap_bytes": _NULLABLE_INT, "estimate_bytes": _NULLABLE_INT,
+                "heap_bytes": _NULLABLE_INT, "estimate_bytes": _NULLABLE_INT, "estimate_low_bytes": _NULLABLE_INT,
                 "estimate_loaded_bytes": _NULLABLE_INT, "estimate_error": _NULLABLE_NUMBER,
                 "estimate_error_total": _NULLABLE_NUMBER, "total_rss_bytes": _NULLABLE_INT,
                 "error": {"type": ["string", "null"]},
@@ -80,6 +81,7 @@ class Row:
     files_private: int | None = None         # per interpreter: Private_Dirty of the objects it loaded
     heap: int | None = None                  # per interpreter: anonymous memory no object owns, as a delta
     estimate: int | None = None              # static: private bytes per interpreter from the files reached
+    estimate_low: int | None = None          # static floor: only the pages relocation writes
     estimate_loaded: int | None = None       # the same arithmetic on the files this run actually loaded
     total_rss: int | None = None             # secondary: over-counts shared file pages
     error: str | None = None
@@ -100,7 +102,8 @@ class Row:
             "total_pss_bytes": self.total_pss, "marginal_pss_bytes": self.marginal_pss,
             "marginal_private_dirty_bytes": self.marginal_private_dirty,
             "files_private_bytes": self.files_private, "heap_bytes": self.heap,
-            "estimate_bytes": self.estimate, "estimate_loaded_bytes": self.estimate_loaded,
+            "estimate_bytes": self.estimate, "estimate_low_bytes": self.estimate_low,
+            "estimate_loaded_bytes": self.estimate_loaded,
             "estimate_error": self.estimate_error, "estimate_error_total": self.estimate_error_total,
             "total_rss_bytes": self.total_rss, "error": self.error,
         }
@@ -132,8 +135,9 @@ class MemoryReport:
         for backend, group in by_backend.items():
             previous: tuple[int, MemoryTotals] | None = None
             for sample in sorted(group, key=lambda s: s.interpreters):
+                static = estimate.backend(backend)
                 row = Row(backend, sample.interpreters, error=sample.error,
-                          estimate=estimate.backend(backend).private_per_interpreter)
+                          estimate=static.private_per_interpreter, estimate_low=static.private_low_per_interpreter)
                 report.rows.append(row)
                 if sample.error or sample.total is None:
                     continue
@@ -176,19 +180,18 @@ class MemoryReport:
         table = Table(title="Memory per interpreter, MiB. Pss is the headline; RSS (last column) counts "
                             "a shared file page once per mapping.", title_justify="left")
         headings = (("backend", "left"), ("N", "right"), ("Pss total", "right"), ("Δ Pss/interp", "right"),
-                    ("Δ private", "right"), ("files priv.", "right"), ("heap", "right"), ("estimate", "right"),
+                    ("Δ private", "right"), ("files priv.", "right"), ("heap", "right"), ("estimate low–high", "right"),
                     ("err files", "right"), ("err total", "right"), ("RSS", "right"))
         for heading, justify in headings:
             table.add_column(heading, justify=justify, style="dim" if heading == "RSS" else None, no_wrap=True)
         for row in self.rows:
             if row.error:
                 state = "skipped" if row.error.startswith("skipped") else "[red]failed[/red]"
-                table.add_row(row.backend, str(row.interpreters), state, "", "", "", "", _mib(row.estimate),
-                              "", "", "")
+                table.add_row(row.backend, str(row.interpreters), state, "", "", "", "", _range(row), "", "", "")
                 continue
             table.add_row(row.backend, str(row.interpreters), _mib(row.total_pss), _mib(row.marginal_pss),
                           _mib(row.marginal_private_dirty), _mib(row.files_private), _mib(row.heap),
-                          _mib(row.estimate), _percent(row.estimate_error), _percent(row.estimate_error_total),
+                          _range(row), _percent(row.estimate_error), _percent(row.estimate_error_total),
                           _mib(row.total_rss))
         yield table
         for row in self.rows:
@@ -205,10 +208,12 @@ class MemoryReport:
                       title_justify="left")
         table.add_column("backend")
         table.add_column("private per interpreter (MiB)", justify="right")
+        table.add_column("of which relocated (floor)", justify="right")
         table.add_column("shared once (MiB)", justify="right")
         for name in BACKENDS:
             backend = self.estimate.backend(name)
-            table.add_row(name, _mib(backend.private_per_interpreter), _mib(backend.shared))
+            table.add_row(name, _mib(backend.private_per_interpreter), _mib(backend.private_low_per_interpreter),
+                          _mib(backend.shared))
         return table
 
     # ------------------------------------------------------------------ plot
@@ -256,6 +261,14 @@ class MemoryReport:
 
 def _mib(value: int | None) -> str:
     return "" if value is None else f"{value / MIB:,.1f}"
+
+
+def _range(row: Row) -> str:
+    if row.estimate is None:
+        return ""
+    if row.estimate_low is None or row.estimate_low == row.estimate:
+        return _mib(row.estimate)
+    return f"{_mib(row.estimate_low)}–{_mib(row.estimate)}"
 
 
 def _percent(value: float | None) -> str:

@@ -25,6 +25,26 @@ _TLS = re.compile(r"^\s*TLS\s+0x\S+\s+0x\S+\s+0x\S+\s+0x\S+\s+(0x\S+)")
 MIB = 1024 * 1024
 
 
+def _readelf_relocated_bytes(path: Path) -> int:
+    """Pages of writable file-backed segments that readelf lists relocation targets in (RELR too),
+    plus the zero-filled tail page of a segment that has .bss."""
+    text = subprocess.run(["readelf", "-lrW", str(path)], capture_output=True, text=True, check=True).stdout
+    writable, pages = [], set()
+    for line in text.splitlines():
+        load = _LOAD.match(line)
+        if load and "W" in load.group(4):
+            vaddr, filesz, memsz = (int(load.group(i), 16) for i in (1, 2, 3))
+            writable.append((vaddr // PAGE_SIZE, -(-(vaddr + filesz) // PAGE_SIZE)))
+            if memsz > filesz and (vaddr + filesz) % PAGE_SIZE:
+                pages.add((vaddr + filesz) // PAGE_SIZE)
+        target = re.match(r"^([0-9a-f]{16})(\s|$)", line)
+        if target:
+            page = int(target.group(1), 16) // PAGE_SIZE
+            if any(first <= page < end for first, end in writable):
+                pages.add(page)
+    return len(pages) * PAGE_SIZE
+
+
 def _readelf_footprint(path: Path) -> dict[str, int]:
     """The same page arithmetic done on binutils' readelf output: an independent reading of the headers."""
     if shutil.which("readelf") is None:
@@ -57,6 +77,16 @@ def test_libpython_footprint_matches_readelf():
         (expected["data"], expected["bss"], expected["text"], expected["tls"])
     # A real libpython has relocated data, and more text than data.
     assert ours.data_bytes > 0 and ours.text_bytes > 2 * ours.data_bytes
+
+
+@pytest.mark.parametrize("which", ["libpython", "libc"])
+def test_relocated_pages_match_readelf(which):
+    """The floor of the estimate: pages the loader writes, from REL/RELA and (libc) packed RELR tables."""
+    closure, _missing = needed_closure([libpython_of()])
+    path = libpython_of() if which == "libpython" else next(p for p in closure if p.name.startswith("libc.so"))
+    ours = footprint(path)
+    assert 0 < ours.relocated_bytes <= ours.data_bytes
+    assert ours.relocated_bytes == _readelf_relocated_bytes(path)
 
 
 def test_libc_tls_is_counted():

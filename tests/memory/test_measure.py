@@ -136,3 +136,16 @@ def test_a_bad_workload_costs_one_row(hog, call, limits, reason):
     sample = run_child(job, **limits)
     assert sample.total is None
     assert reason in sample.error and "\n" not in sample.error
+
+
+def test_libpython_in_a_namespace_lies_between_floor_and_ceiling():
+    """A fresh namespace's libpython: at least every page relocation wrote, at most every writable page."""
+    _need("namespaces")
+    from analyzer.memory.estimate import Role, libpython_of
+
+    sample = run_child({"backend": "namespaces", "interpreters": 1, "modules": [], "sys_path": [], "call": None},
+                       timeout_s=300)
+    assert sample.error is None, sample.error
+    libpython = footprint(libpython_of(), Role.LIBPYTHON)
+    (measured,) = [v["private_dirty_bytes"] for k, v in sample.raw["by_object"].items() if "libpython" in k]
+    assert libpython.relocated_bytes <= measured <= libpython.writable_bytes
