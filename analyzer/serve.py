@@ -40,6 +40,42 @@ REQUESTS_RESOURCE = "requests.pkl"
 _WORKER = "analyzer.serve_worker"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
+_NUMBER = {"type": "number"}
+_BYTES = {"type": "integer", "minimum": 0}
+#: The `interpkit run --format json` contract; extra keys are welcome, these must be there.
+JSON_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["schema", "archive", "model", "interpreters", "requests", "batch", "load_seconds",
+                 "wall_seconds", "throughput_rps", "latency_ms", "memory", "per_interpreter", "check"],
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "archive": {"type": "string"},
+        "model": {"type": "object", "required": ["model_type", "example_requests", "batch_method", "torch_threads"]},
+        "interpreters": {"type": "integer", "minimum": 1},
+        "requests": {"type": "integer", "minimum": 1},
+        "batch": {"type": "integer", "minimum": 1},
+        "load_seconds": _NUMBER,
+        "wall_seconds": _NUMBER,
+        "throughput_rps": _NUMBER,
+        "latency_ms": {"type": "object", "required": ["p50", "p90", "p99", "mean", "max"],
+                       "additionalProperties": _NUMBER},
+        "memory": {"type": "object",
+                   "required": ["pss_bytes", "rss_bytes", "baseline_pss_bytes", "pss_per_interpreter_bytes",
+                                "objects_pss_by_interpreter_bytes"],
+                   "properties": {"pss_bytes": _BYTES, "rss_bytes": _BYTES, "baseline_pss_bytes": _BYTES,
+                                  "pss_per_interpreter_bytes": {"type": "integer"},
+                                  "objects_pss_by_interpreter_bytes": {"type": "array", "items": _BYTES}}},
+        "per_interpreter": {"type": "array", "items": {
+            "type": "object", "required": ["index", "requests"],
+            "properties": {"index": {"type": "integer"}, "requests": {"type": "integer"}}}},
+        "check": {"type": "object", "required": ["performed", "equal", "compared", "mismatches", "first_mismatch"],
+                  "properties": {"performed": {"type": "boolean"}, "equal": {"type": ["boolean", "null"]},
+                                 "compared": {"type": "integer"}, "mismatches": {"type": "integer"},
+                                 "first_mismatch": {"type": ["integer", "null"]}}},
+    },
+}
+
 #: progress(phase, done, total): phase is "load", "serve" or "check".
 Progress = Callable[[str, int, int], None]
 
