@@ -19,10 +19,17 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "shims" / "patch-schema.json").read_text())
+
+
 def patch_json(capsys, *args) -> tuple[int, dict]:
+    """Run `interpkit patch ... --format json`; every report is checked against the schema."""
+    import jsonschema
+
     code = main(["patch", *map(str, args), "--format", "json"])
-    out = capsys.readouterr().out
-    return code, json.loads(out)
+    data = json.loads(capsys.readouterr().out)
+    jsonschema.validate(data, SCHEMA)
+    return code, data
 
 
 def findings_of(data: dict) -> dict[str, dict]:
@@ -63,6 +70,10 @@ def test_check_and_dry_run_write_nothing(capsys, tmp_path, fixture_copy):
     text = capsys.readouterr().out
     assert "plan (nothing written):" in text and "unique-to-weak" in text and "STB_GNU_UNIQUE -> STB_WEAK" in text
     assert not (tmp_path / "never").exists() or not any((tmp_path / "never").iterdir())
+    code, data = patch_json(capsys, source, "--dry-run", "--backend", "copies")
+    assert code == 0 and data["mode"] == "dry-run" and data["results"][0]["output"] is None
+    assert findings_of(data)["IK206"]["after"] == "would be fixed"
+    assert {e["kind"] for e in data["results"][0]["files"][0]["edits"]} == {"unique-to-weak", "per-interpreter-copy"}
     assert main(["patch", str(source), "-o", str(tmp_path / "out"), "--backend", "copies", "--no-verify"]) == 0
     capsys.readouterr()
     assert main(["patch", str(tmp_path / "out" / source.name), "--check", "--backend", "copies"]) == 0
