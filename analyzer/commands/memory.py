@@ -29,9 +29,9 @@ def configure_parser(sub) -> None:
                         "(e.g. a forward pass)")
     parser.add_argument("--interpreters", "-n", type=_counts, default=[1, 2, 4], metavar="N,N,...",
                         help="interpreter counts to measure (default: 1,2,4)")
-    parser.add_argument("--backend", choices=_BACKEND_CHOICES, default="namespaces",
-                        help="what to measure: one backend, or all of them (default: namespaces; processes "
-                        "and threads are the comparisons)")
+    parser.add_argument("--backend", type=_backends, default=["namespaces"], metavar="|".join(_BACKEND_CHOICES),
+                        help="what to measure: a backend, several (comma-separated) or all of them (default: "
+                        "namespaces; processes and threads are the comparisons)")
     parser.add_argument("--python", metavar="PYTHON", help="interpreter for the subinterpreters backend "
                         "(a path, or 3.13/3.12; default: 3.13)")
     parser.add_argument("--no-follow-imports", action="store_true",
@@ -45,6 +45,15 @@ def configure_parser(sub) -> None:
     parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="also draw memory vs N per backend (needs matplotlib)")
     parser.set_defaults(func=run)
+
+
+def _backends(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in _BACKEND_CHOICES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"cannot measure {', '.join(unknown) or text!r} "
+                                         f"(choose from {', '.join(_BACKEND_CHOICES)})")
+    return list(_BACKEND_CHOICES[:-1]) if "all" in names else list(dict.fromkeys(names))
 
 
 def _counts(text: str) -> list[int]:
@@ -76,7 +85,7 @@ def run(args) -> int:
     workload = workload_for(args.paths, args.modules, args.call)
     samples = []
     if not args.estimate_only:
-        backends = ["namespaces", "subinterpreters", "processes", "threads"] if args.backend == "all" else [args.backend]
+        backends = args.backend
         console = err_console()
         with console.status("measuring", spinner="dots") if sys.stderr.isatty() else _Quiet() as status:
             def progress(message: str) -> None:

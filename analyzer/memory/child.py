@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from pathlib import Path
@@ -169,17 +170,22 @@ def _mapped_objects(mappings) -> list[str]:
 
 
 class _Worker:
-    def __init__(self, python: str, job: dict) -> None:
-        payload = json.dumps({"sys_path": job["sys_path"], "modules": job["modules"], "call": job.get("call")})
+    """One process running WORKER_SOURCE; its stderr goes to a file so a chatty module cannot block it."""
+
+    def __init__(self, python: str, job: dict, sys_path: list[str] | None = None) -> None:
+        payload = json.dumps({"sys_path": sys_path if sys_path is not None else job["sys_path"],
+                              "modules": job["modules"], "call": job.get("call")})
+        self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([python, "-I", "-c", WORKER_SOURCE, payload], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True)
 
     def expect(self, event: str) -> dict:
         line = self.proc.stdout.readline()
         message = json.loads(line) if line.strip() else {"event": "exit"}
         if message["event"] != event:
-            reason = message.get("message") or (self.proc.stderr.read().strip().splitlines() or ["ended"])[-1]
-            raise RuntimeError(reason)
+            self.stderr.seek(0)
+            tail = self.stderr.read().decode(errors="replace").strip().splitlines()
+            raise RuntimeError(message.get("message") or (tail or ["the worker ended"])[-1])
         return message
 
     def go(self) -> None:
@@ -196,12 +202,15 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.stderr.close()
 
 
 def measure_processes(job: dict) -> dict:
     """N separate processes: the sum of their Pss is what they cost together."""
     n = job["interpreters"]
-    workers = [_Worker(job.get("python") or sys.executable, job) for _ in range(n)]
+    # The same search path the namespaces see (the host's), so both import the same files.
+    sys_path = [*job["sys_path"], *sys.path]
+    workers = [_Worker(sys.executable, job, sys_path) for _ in range(n)]
     try:
         for worker in workers:
             worker.expect("baseline")
