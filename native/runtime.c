@@ -60,6 +60,8 @@ typedef struct ik_api {
     void (*PyEval_RestoreThread)(PyThreadState *);
     PyInterpreterState *(*PyInterpreterState_Get)(void);
     int (*_PyEval_AddPendingCall)(PyInterpreterState *, int (*)(void *), void *);
+    void (*_PyEval_SignalAsyncExc)(PyInterpreterState *);
+    int (*PyThreadState_SetAsyncExc)(unsigned long, PyObject *);
     int (*Py_FinalizeEx)(void);
 } ik_api;
 
@@ -97,6 +99,8 @@ static const ik_symbol ik_symbols[] = {
     IK_SYM(PyEval_RestoreThread),
     IK_SYM(PyInterpreterState_Get),
     IK_SYM(_PyEval_AddPendingCall),
+    IK_SYM(_PyEval_SignalAsyncExc),
+    IK_SYM(PyThreadState_SetAsyncExc),
     IK_SYM(Py_FinalizeEx),
 };
 #undef IK_SYM
@@ -148,6 +152,7 @@ typedef struct ik_worker {
     int finalize_rc;
 
     /* touched only by the worker thread (and interp by the interrupt) */
+    unsigned long thread_ident;  /* what PyThread_get_thread_ident() gives it */
     PyInterpreterState *interp;
     PyThreadState *tstate;
     PyObject *handler;
@@ -237,8 +242,10 @@ ik_describe_exception(ik_worker *w, char *buf, size_t len)
 }
 
 /* Pending call scheduled by a host whose request timed out; runs on the
- * worker thread with the GIL held and raises TimeoutError into the code
- * being executed, unless that request already finished. */
+ * worker thread with the GIL held.  It raises TimeoutError into the code being
+ * executed through the async-exception path, which also clears the flag the
+ * host used to wake the eval loop (see ik_runtime_submit); a request that
+ * already finished is left alone. */
 static int
 ik_interrupt(void *arg)
 {
@@ -246,12 +253,10 @@ ik_interrupt(void *arg)
     pthread_mutex_lock(&w->lock);
     int current = w->interrupt_serial == w->serial && !w->has_response;
     pthread_mutex_unlock(&w->lock);
-    if (!current) {
-        return 0;
+    if (current) {
+        w->api.PyThreadState_SetAsyncExc(w->thread_ident, *w->api.PyExc_TimeoutError);
     }
-    w->api.PyErr_SetString(*w->api.PyExc_TimeoutError,
-                           "interrupted by the host (request timed out)");
-    return -1;
+    return 0;
 }
 
 static int
@@ -280,6 +285,7 @@ ik_worker_initialize(ik_worker *w)
         return -1;
     }
     w->interp = api->PyInterpreterState_Get();
+    w->thread_ident = (unsigned long)pthread_self();
 
     PyObject *main_module = api->PyImport_AddModule("__main__");  /* borrowed */
     PyObject *globals = main_module ? api->PyModule_GetDict(main_module) : NULL;
@@ -735,9 +741,16 @@ ik_runtime_submit(ik_runtime *rt, int index, const char *request,
     }
     if (!w->has_response) {
         /* Interrupt Python code with a pending call, then give it a grace
-         * period; code stuck in C cannot be interrupted. */
+         * period; code blocked in C while holding the GIL cannot be interrupted. */
         w->interrupt_serial = w->serial;
         w->api._PyEval_AddPendingCall(w->interp, ik_interrupt, w);
+        /* 3.11 sets the eval breaker for a pending call only when the caller
+         * is the interpreter's main thread, which this host thread is not.
+         * The async-exception signal sets it unconditionally (plain stores),
+         * so even a loop that never releases the GIL runs the pending call.
+         * If the request finished meanwhile, the flag stays set until the
+         * next async exception: correct, only a little slower. */
+        w->api._PyEval_SignalAsyncExc(w->interp);
         struct timespec grace = ik_deadline(IK_INTERRUPT_GRACE);
         while (!w->has_response) {
             if (ik_wait(w, &grace) == ETIMEDOUT) {

@@ -159,13 +159,18 @@ class Runtime:
             raise RemoteError(index, *value)
         return value
 
-    def run(self, index: int, source: str) -> None:
-        """Execute ``source`` in interpreter ``index``'s ``__main__``."""
-        self._request(index, "run", source)
+    def run(self, index: int, source: str, *, timeout: float | None = None) -> None:
+        """Execute ``source`` in interpreter ``index``'s ``__main__``.
 
-    def eval(self, index: int, expression: str) -> Any:
+        ``timeout`` overrides the runtime's. Python code that runs past it is interrupted
+        with TimeoutError and InterpreterTimeout is raised here; code blocked in C while
+        holding its GIL cannot be interrupted, and its interpreter is then marked lost.
+        """
+        self._request(index, "run", source, timeout=timeout)
+
+    def eval(self, index: int, expression: str, *, timeout: float | None = None) -> Any:
         """Evaluate ``expression`` in interpreter ``index``'s ``__main__``; return its value."""
-        return self._request(index, "eval", expression)
+        return self._request(index, "eval", expression, timeout=timeout)
 
     def call(self, index: int, target: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``target`` ("pkg.mod:func") in interpreter ``index``; return the result."""

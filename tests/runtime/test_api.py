@@ -83,22 +83,24 @@ def test_add_sys_path_reaches_every_interpreter(runtime2, tmp_path):
     assert runtime2.eval(1, "__import__('ik_added_module').VALUE") == "from tmp"
 
 
-def test_timeout_interrupts_python_code_and_interpreter_survives(runtime2):
-    # The interrupt is a pending call: 3.11 notices one from another thread when the
-    # interpreter next takes its GIL back, as after each sleep here.
+@pytest.mark.parametrize("source", [
+    "while True:\n    pass\n",                               # never releases the GIL
+    "import time\nwhile True:\n    time.sleep(0.01)\n",     # releases it all the time
+], ids=["busy-loop", "sleep-loop"])
+def test_timeout_interrupts_python_code_and_interpreter_survives(runtime2, source):
     with pytest.raises(InterpreterTimeout, match="interrupted"):
-        runtime2._request(0, "run", "import time\nwhile True:\n    time.sleep(0.01)\n",
-                          timeout=0.5)
+        runtime2.run(0, source, timeout=0.5)
     assert runtime2.alive(0)
     assert runtime2.eval(0, "1 + 1") == 2
 
 
-def test_request_that_never_yields_marks_interpreter_lost_and_exit_does_not_hang():
+def test_request_blocked_in_c_marks_interpreter_lost_and_exit_does_not_hang():
+    # PyDLL keeps the GIL across the call: no pending call can run until sleep returns.
     code = """
 from native import Runtime, InterpreterClosed, InterpreterTimeout
 runtime = Runtime(2)
 try:
-    runtime._request(0, "run", "while True:\\n    pass\\n", timeout=0.3)
+    runtime.run(0, "import ctypes\\nctypes.PyDLL('libc.so.6').sleep(1000)", timeout=0.3)
 except InterpreterTimeout as exc:
     print("timeout:", exc)
 assert not runtime.alive(0)
