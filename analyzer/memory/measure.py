@@ -210,6 +210,24 @@ def backend_unavailable(backend: str, python: str | None = None) -> str | None:
     return None
 
 
+def not_installed(workload: Workload, python: str) -> str | None:
+    """A reason when ``python`` cannot find a top-level module of the workload (found, never imported)."""
+    probe = ("import importlib.util, json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
+             "print(json.dumps([m for m in json.loads(sys.argv[2]) if importlib.util.find_spec(m) is None]))")
+    tops = sorted({name.partition(".")[0] for name in workload.modules})
+    if workload.call:
+        tops = sorted({*tops, workload.call.partition(":")[0].partition(".")[0]})
+    try:
+        done = subprocess.run([python, "-I", "-c", probe, json.dumps(list(workload.sys_path)), json.dumps(tops)],
+                              capture_output=True, text=True, timeout=60)
+        missing = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None  # cannot tell: let the measurement say what happens
+    if missing:
+        return f"{', '.join(missing)} not installed for {python}"
+    return None
+
+
 def abi_mismatch(workload: Workload, python: str) -> str | None:
     """A reason when an extension file of the workload was built for another Python than ``python``."""
     from analyzer.memory.estimate import _soabi
@@ -232,7 +250,8 @@ def measure(workload: Workload, counts: list[int], backends: list[str], *,
         if reason is None and backend == "subinterpreters":
             from native.subinterp import resolve_python
 
-            reason = abi_mismatch(workload, str(resolve_python(subinterpreter_python or "3.13").executable))
+            target = str(resolve_python(subinterpreter_python or "3.13").executable)
+            reason = abi_mismatch(workload, target) or not_installed(workload, target)
         for count in counts:
             if reason is not None:
                 samples.append(Sample(backend, count, error=f"skipped ({reason})"))
