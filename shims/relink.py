@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,13 +81,6 @@ def read_state(path: Path) -> ElfState:
                         soname=next(iter(image.dynamic_values(DT_SONAME)), None))
 
 
-def running_libpython() -> str | None:
-    """The soname of the running interpreter's shared libpython (None for a static build)."""
-    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        return None
-    return sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
-
-
 # --------------------------------------------------------------------------- planning
 
 def plan_unique(path: Path, state: ElfState, symbol: str | None, code: str) -> list[Edit]:
@@ -105,14 +97,6 @@ def plan_hide(path: Path, state: ElfState, symbol: str | None, code: str) -> tup
         return [], "a shared library's exports are its interface (rebuild it with -fvisibility=hidden instead)"
     names = [symbol] if symbol else [n for n in state.exports if not n.startswith("PyInit_")]
     return [Edit(EditKind.HIDE_SYMBOL, name, code=code) for name in names if name in state.exports], None
-
-
-def plan_libpython(state: ElfState, libpython: str, code: str) -> list[Edit]:
-    """Make the one libpython DT_NEEDED entry name `libpython` (the interpreter's own copy)."""
-    current = state.libpython
-    if current == [libpython]:
-        return []
-    return [Edit(EditKind.SET_LIBPYTHON, "DT_NEEDED libpython", value=libpython, old=",".join(current), code=code)]
 
 
 def plan_runpath(path: Path, state: ElfState, code: str, search_dirs: tuple[Path, ...] = ()) -> tuple[list[Edit], str | None]:

@@ -5,7 +5,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
 
 from analyzer.cli import main
 from analyzer.findings import Backend, Finding, FileKind, FileResult, Severity, Verdict
