@@ -1,6 +1,7 @@
 """Settings from [tool.interpkit] and the command line, and `# interpkit: ignore[...]` comments."""
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,10 @@ def _split_codes(value) -> tuple[str, ...]:
 
 
 def find_pyproject(start: Path) -> Path | None:
-    start = start.resolve()
+    try:
+        start = start.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError on 3.11): look from where it sits
+        start = Path(os.path.abspath(start))
     for folder in [start, *start.parents] if start.is_dir() else [start.parent, *start.parent.parents]:
         candidate = folder / "pyproject.toml"
         if candidate.is_file():

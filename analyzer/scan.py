@@ -7,7 +7,9 @@ torch.package archives are read in place. One bad file costs one `error` entry.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +58,27 @@ def _walk(root: Path) -> Iterator[Path]:
             yield Path(folder) / name
 
 
-def _classify(path: Path, into: Collected, *, explicit: bool, only: str | None) -> None:
+def _not_regular(path: Path) -> str | None:
+    """Why path (links followed) is not a regular file that can be read to its end, or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return "dangling symbolic link"
+        return exc.strerror or type(exc).__name__
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _classify(path: Path, into: Collected, *, explicit: bool, only: str | None) -> bool:
+    """Put path with the analyzer that reads it; False when no analyzer would read it."""
+    before = into.total() + len(into.errors)
+    _sort_into(path, into, explicit=explicit, only=only)
+    return into.total() + len(into.errors) > before
+
+
+def _sort_into(path: Path, into: Collected, *, explicit: bool, only: str | None) -> None:
     suffix = path.suffix.lower()
     if suffix == ".py":
         if only != "elf":
@@ -82,14 +104,20 @@ def collect(paths: list[Path], *, only: str | None = None) -> Collected:
             raise InputError(f"cannot scan {path} (no such file or directory)")
         if path.is_dir():
             for file in _walk(path):
-                if file.is_symlink() and not file.exists():
-                    continue  # dangling or looping link inside a tree: nothing to read
+                problem = _not_regular(file)
+                if problem == "dangling symbolic link":
+                    continue  # a link to nothing inside a tree: nothing to read
+                if problem is not None:
+                    # A FIFO or device would block or never end when read; a loop cannot be opened.
+                    if _classify(file, Collected(), explicit=False, only=only):
+                        found.errors.append(FileResult(file, FileKind.ERROR, error=f"cannot scan {file} ({problem})"))
+                    continue
                 _classify(file, found, explicit=False, only=only)
         elif path.is_file():
             _classify(path, found, explicit=True, only=only)
         else:
-            found.errors.append(FileResult(path, FileKind.ERROR,
-                                           error=f"cannot scan {path} (not a regular file or directory)"))
+            problem = _not_regular(path) or "not a regular file or directory"
+            found.errors.append(FileResult(path, FileKind.ERROR, error=f"cannot scan {path} ({problem})"))
     return found
 
 
@@ -100,7 +128,7 @@ def _dedupe(results: list[FileResult]) -> list[FileResult]:
     for fr in results:
         try:
             key = str(Path(fr.path).resolve())
-        except OSError:
+        except (OSError, RuntimeError):  # 3.11 raises RuntimeError on a symlink loop
             key = str(fr.path)
         if key not in by_path:
             by_path[key] = fr

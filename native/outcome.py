@@ -45,3 +45,25 @@ class ProbeOutcome:
         return cls(status=data["status"], message=data.get("message", ""),
                    signal=data.get("signal"), steps=tuple(data.get("steps", ())),
                    shared_state=tuple(data.get("shared_state", ())))
+
+
+#: A hung child whose address space reached this share of its limit ran out of memory: its
+#: allocations now fail, and what it does next (retry, wait on a lock it cannot take) is moot.
+OUT_OF_MEMORY_SHARE = 0.9
+
+
+def out_of_memory(pid: int, memory_limit_mb: int | None) -> str | None:
+    """Why the live process ``pid`` counts as out of memory under ``memory_limit_mb``, or None.
+
+    Read before the process is killed: a dead one no longer has a /proc status to read.
+    """
+    if not memory_limit_mb:
+        return None
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            peak_kb = next((int(line.split()[1]) for line in fh if line.startswith("VmPeak:")), 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    if peak_kb < OUT_OF_MEMORY_SHARE * memory_limit_mb * 1024:
+        return None
+    return f"ran out of memory (address space reached {peak_kb // 1024} MiB of its {memory_limit_mb} MiB limit)"

@@ -34,7 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from native.outcome import ProbeOutcome
+from native.outcome import ProbeOutcome, out_of_memory
 
 DEFAULT_TIMEOUT_S = 60.0
 # Address space, not resident memory: each namespace maps its own libpython, libc and every
@@ -224,6 +224,7 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        memory = out_of_memory(proc.pid, memory_limit_mb)
         # Its own process group: kill it and anything it started.
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -231,6 +232,10 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
             pass
         stdout, stderr = proc.communicate()
         steps, _ = _parse(stdout)
+        if memory is not None:
+            # Reported as the kernel's OOM killer would end it: a crash by SIGKILL.
+            return ProbeOutcome("crash", f"{memory}; killed after {timeout:g} s ({_last_step(steps)})",
+                                "SIGKILL", tuple(steps))
         return ProbeOutcome("hang", f"no result after {timeout:g} s ({_last_step(steps)})",
                             None, tuple(steps))
     finally:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analyzer.errors import InterpkitError, RuntimeUnavailable
-from native.outcome import ProbeOutcome
+from native.outcome import ProbeOutcome, out_of_memory
 from native.pythons import PythonInfo, find_python
 
 DRIVER = Path(__file__).with_name("_subinterp_driver.py")
@@ -168,6 +168,7 @@ def _run_batch(python: PythonInfo, job: dict, names: list[str], timeout_s: float
     outcomes: dict[str, ProbeOutcome] = {}
     steps: dict[str, list[dict]] = {name: [] for name in names}
     timed_out = False
+    memory = None   # why a hung child counts as out of memory
     done = False
     try:
         deadline = time.monotonic() + timeout_s   # per module: reset by every result
@@ -176,6 +177,7 @@ def _run_batch(python: PythonInfo, job: dict, names: list[str], timeout_s: float
                 event = child.next_event(max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 timed_out = True
+                memory = out_of_memory(child.proc.pid, memory_limit_mb)
                 child.kill()
                 break
             if event is None:
@@ -196,13 +198,15 @@ def _run_batch(python: PythonInfo, job: dict, names: list[str], timeout_s: float
 
     died = timed_out or returncode != 0 or not done
     if died:
-        if timed_out:
+        if memory is not None:
+            status, sig = "crash", "SIGKILL"   # as the kernel's OOM killer would end it
+        elif timed_out:
             status, sig = "hang", None
         elif returncode < 0:
             status, sig = "crash", _signal_name(returncode)
         else:
             status, sig = "error", None
-        how = _death(timed_out, returncode, timeout_s)
+        how = f"{memory} and was killed" if memory is not None else _death(timed_out, returncode, timeout_s)
         cause = _first_fatal_line(stderr)
         for name in names:
             taken = steps.get(name, [])

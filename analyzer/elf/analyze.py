@@ -32,6 +32,8 @@ def _read_error(path: Path) -> str | None:
         return f"cannot read {path} (no such file)"
     if path.is_dir():
         return f"cannot read {path} (is a directory)"
+    if not path.is_file():  # a FIFO or device: opening it could block forever
+        return f"cannot read {path} (not a regular file)"
     try:
         with open(path, "rb") as fh:
             head = fh.read(64)

@@ -1,6 +1,7 @@
 """The only importer of elftools: one opened ELF file, its sections, dynamic tags, relocations and memory."""
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,7 +16,7 @@ ELF_MAGIC = b"\x7fELF"
 DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH, DT_FLAGS, DT_FLAGS_1 = 1, 14, 15, 29, 30, 0x6FFFFFFB
 DF_STATIC_TLS = 0x10
 PT_LOAD, PT_TLS = 1, 7
-SHT_SYMTAB, SHT_DYNSYM, SHT_RELA, SHT_REL, SHT_NOBITS = 2, 11, 4, 9, 8
+SHT_SYMTAB, SHT_STRTAB, SHT_DYNSYM, SHT_RELA, SHT_REL, SHT_NOBITS = 2, 3, 11, 4, 9, 8
 SHF_WRITE = 0x1
 
 EM_X86_64 = 62
@@ -99,6 +100,13 @@ class ElfImage:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @cached_property
+    def file_size(self) -> int:
+        position = self._stream.tell()
+        size = self._stream.seek(0, os.SEEK_END)
+        self._stream.seek(position)
+        return size
+
     # ------------------------------------------------------------------ sections
     @cached_property
     def sections(self) -> list[Section]:
@@ -119,6 +127,9 @@ class ElfImage:
     def section_bytes(self, section: Section) -> bytes:
         if section.type == SHT_NOBITS or section.size == 0:
             return b""
+        # Check before reading: a forged sh_size would otherwise be allocated up front.
+        if section.offset + section.size > self.file_size:
+            raise ValueError(f"section {section.name or section.type} runs past the end of the file")
         self._stream.seek(section.offset)
         data = self._stream.read(section.size)
         if len(data) != section.size:
@@ -173,6 +184,10 @@ class ElfImage:
         section = next((s for s in self._elf.iter_sections() if s.header["sh_type"] == "SHT_DYNAMIC"), None)
         if section is None:
             return []
+        link = section.header["sh_link"]
+        if not (0 < link < len(self.sections)) or self.sections[link].type != SHT_STRTAB:
+            # pyelftools only asserts this, so a forged sh_link would surface as a bare AssertionError.
+            raise ValueError(f".dynamic links to section {link}, which is not a string table")
         out: list[tuple[int, int | str]] = []
         for tag in section.iter_tags():
             number = _dynamic_tag_number(tag.entry["d_tag"])
