@@ -93,8 +93,10 @@ class Row:
 
     @property
     def estimate_error_total(self) -> float | None:
-        """(estimate − marginal Pss) / marginal Pss: how much of the whole cost the files explain."""
-        return _relative(self.estimate, self.marginal_pss)
+        """(estimate − marginal private) / marginal private: how much of the next interpreter's cost
+        the files explain (the rest is heap). Against Δ Private_Dirty, not Δ Pss: Pss also moves when
+        other processes on the machine map the same files."""
+        return _relative(self.estimate, self.marginal_private_dirty)
 
     def as_dict(self) -> dict:
         return {
@@ -177,11 +179,12 @@ class MemoryReport:
     def __rich_console__(self, console, options):
         from rich.table import Table
 
-        table = Table(title="Memory per interpreter, MiB. Pss is the headline; RSS (last column) counts "
-                            "a shared file page once per mapping.", title_justify="left")
-        headings = (("backend", "left"), ("N", "right"), ("Pss total", "right"), ("Δ Pss/interp", "right"),
-                    ("Δ private", "right"), ("files priv.", "right"), ("heap", "right"), ("estimate low–high", "right"),
-                    ("err files", "right"), ("err total", "right"), ("RSS", "right"))
+        table = Table(title="Memory per interpreter, MiB. Pss total is the headline (RSS, last column, counts a "
+                            "shared file page once per mapping); marginal private = Δ Private_Dirty per added "
+                            "interpreter = its files' private pages + its heap.", title_justify="left")
+        headings = (("backend", "left"), ("N", "right"), ("Pss total", "right"), ("marginal private", "right"),
+                    ("Δ Pss/interp", "right"), ("files priv.", "right"), ("heap", "right"),
+                    ("estimate low–high", "right"), ("err files", "right"), ("err total", "right"), ("RSS", "right"))
         for heading, justify in headings:
             table.add_column(heading, justify=justify, style="dim" if heading == "RSS" else None, no_wrap=True)
         for row in self.rows:
@@ -189,8 +192,8 @@ class MemoryReport:
                 state = "skipped" if row.error.startswith("skipped") else "[red]failed[/red]"
                 table.add_row(row.backend, str(row.interpreters), state, "", "", "", "", _range(row), "", "", "")
                 continue
-            table.add_row(row.backend, str(row.interpreters), _mib(row.total_pss), _mib(row.marginal_pss),
-                          _mib(row.marginal_private_dirty), _mib(row.files_private), _mib(row.heap),
+            table.add_row(row.backend, str(row.interpreters), _mib(row.total_pss), _mib(row.marginal_private_dirty),
+                          _mib(row.marginal_pss), _mib(row.files_private), _mib(row.heap),
                           _range(row), _percent(row.estimate_error), _percent(row.estimate_error_total),
                           _mib(row.total_rss))
         yield table
