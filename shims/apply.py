@@ -398,6 +398,10 @@ def patch_input(path: Path, outdir: Path | None, options: Options) -> PatchOutco
             staged = wheel.repair_wheel(path, staging, options, outcome)
         elif rebuild.is_source(path):
             staged = rebuild.rebuild(path, staging, options, outcome)
+        elif not writes:
+            # Nothing is written in a dry run or check: plan straight from the input.
+            staged = None
+            outcome.files, outcome.changed = patch_tree(path, options)
         else:
             staged = staging / path.name
             if path.is_dir():

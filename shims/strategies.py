@@ -35,6 +35,7 @@ class Context:
     # id(finding) -> backends for which the finding is handled at load time (copies, guard),
     # even when it stays unfixable for another backend.
     load_time: dict[int, frozenset[Backend]] = field(default_factory=dict)
+    states: dict[Path, ElfState] = field(default_factory=dict)   # read once per file per plan
 
 
 def needs_attention(finding: Finding, backends: frozenset[Backend]) -> bool:
@@ -83,7 +84,9 @@ def plan_finding(plan: PatchPlan, fr: FileResult, finding: Finding, ctx: Context
     if ctx.roots and not _inside(path, ctx.roots):
         plan.unfixable(path, finding, "outside the input (a system library); patch or vendor it separately")
         return Handling.UNFIXABLE
-    state = read_state(path)
+    if path not in ctx.states:
+        ctx.states[path] = read_state(path)
+    state = ctx.states[path]
     if hazard is Hazard.GNU_UNIQUE:
         for edit in plan_unique(path, state, None, finding.code):
             plan.add(path, edit)
