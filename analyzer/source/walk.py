@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import ClassVar, Collection, Iterable
 
 import libcst as cst
+from libcst._metadata_dependent import LazyValue
 from libcst.metadata import (
-    ClassScope,
-    GlobalScope,
     MetadataWrapper,
     PositionProvider,
     QualifiedNameProvider,
@@ -41,23 +40,85 @@ from analyzer.registry import RegisteredRule, Rule, rules_of
 SOURCE_RULES_PACKAGE = "analyzer.rules.source"
 
 
-class SourceRule(cst.BatchableCSTVisitor):
-    """Base for source rules: metadata declared once, helpers for names, scope and reporting."""
+class FileContext:
+    """Per-file state shared by all rule visitors of one pass: the metadata wrapper and alias names.
 
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider, ScopeProvider)
+    Metadata is resolved lazily and at most once per file: scope analysis and qualified names
+    cost ~8x the parse, so they are computed only when some node's last name component could
+    match what a rule looks for (its own spelling, or a local `as` alias of the file).
+    """
+
+    def __init__(self, wrapper: MetadataWrapper, text: str) -> None:
+        self.wrapper = wrapper
+        self.aliases = frozenset(alias for statement in _IMPORT_RE.findall(text)
+                                 for alias in _ALIAS_RE.findall(statement))
+
+    def _value(self, provider, node: cst.CSTNode, default):
+        value = self.wrapper.resolve(provider).get(node, default)
+        # providers may store LazyValue thunks; MetadataDependent.get_metadata unwraps them the same way
+        return value() if isinstance(value, LazyValue) else value
+
+    def qualified_names(self, node: cst.CSTNode) -> set[str]:
+        return {q.name for q in self._value(QualifiedNameProvider, node, ())}
+
+    def scope(self, node: cst.CSTNode):
+        return self._value(ScopeProvider, node, None)
+
+    def position(self, node: cst.CSTNode) -> tuple[int, int]:
+        start = self.wrapper.resolve(PositionProvider)[node].start
+        return start.line, start.column + 1
+
+
+# `import a.b as x` / `from a import (b as y, ...)`: only import aliases rename what rules look for
+_IMPORT_RE = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]+(\([^)]*\)|[^\n]*)", re.MULTILINE)
+_ALIAS_RE = re.compile(r"\bas\s+([A-Za-z_]\w*)")
+_TERMINALS: dict[int, tuple[Collection[str], frozenset[str]]] = {}
+
+
+def _terminals_of(names: Collection[str]) -> frozenset[str]:
+    """Last components of qualified names ("os.path.join" → "join"), cached per name table."""
+    cached = _TERMINALS.get(id(names))
+    if cached is not None and cached[0] is names:
+        return cached[1]
+    terminals = frozenset(n.rpartition(".")[2] for n in names)
+    _TERMINALS[id(names)] = (names, terminals)
+    return terminals
+
+
+def terminal_name(node: cst.CSTNode) -> str | None:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return node.attr.value
+    return None
+
+
+class SourceRule(cst.BatchableCSTVisitor):
+    """Base for source rules: names resolved through QualifiedNameProvider, scope, reporting.
+
+    Metadata (QualifiedNameProvider, ScopeProvider, PositionProvider) is declared per file
+    in `FileContext` and resolved on first use instead of in METADATA_DEPENDENCIES, so
+    files in which no rule has a candidate node never pay for scope analysis.
+    """
+
     RULE: ClassVar[Rule]
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, context: FileContext) -> None:
         super().__init__()
         self.path = path
+        self.context = context
         self.findings: list[Finding] = []
+        self.function_depth = 0   # >0 inside a def or lambda: code that runs when called
 
     # -- names ---------------------------------------------------------------------------------
     def qualified_names(self, node: cst.CSTNode) -> set[str]:
-        return {q.name for q in self.get_metadata(QualifiedNameProvider, node, set())}
+        return self.context.qualified_names(node)
 
     def matched_name(self, node: cst.CSTNode, names: Collection[str]) -> str | None:
         """The first qualified name of `node` found in `names` (alias-resolved), or None."""
+        terminal = terminal_name(node)
+        if terminal is None or (terminal not in _terminals_of(names) and terminal not in self.context.aliases):
+            return None
         for name in sorted(self.qualified_names(node)):
             if name in names:
                 return name
@@ -72,16 +133,27 @@ class SourceRule(cst.BatchableCSTVisitor):
         return None
 
     # -- where ---------------------------------------------------------------------------------
-    def runs_at_import(self, node: cst.CSTNode) -> bool:
-        """True when `node` executes while the module is imported (module or class body)."""
-        scope = self.get_metadata(ScopeProvider, node, None)
-        while isinstance(scope, ClassScope):
-            scope = scope.parent
-        return isinstance(scope, GlobalScope)
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.function_depth += 1
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self.function_depth -= 1
+
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        self.function_depth += 1
+
+    def leave_Lambda(self, original_node: cst.Lambda) -> None:
+        self.function_depth -= 1
+
+    def runs_at_import(self, node: cst.CSTNode | None = None) -> bool:
+        """True while visiting code that executes when the module is imported (module or class body)."""
+        return self.function_depth == 0
+
+    def scope_of(self, node: cst.CSTNode):
+        return self.context.scope(node)
 
     def line_of(self, node: cst.CSTNode) -> tuple[int, int]:
-        start = self.get_metadata(PositionProvider, node).start
-        return start.line, start.column + 1
+        return self.context.position(node)
 
     # -- output --------------------------------------------------------------------------------
     def report(
@@ -197,9 +269,11 @@ def scan_source_text(path: Path, text: str, config: Config, *, rules: list[Loade
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return FileResult(Path(path), FileKind.ERROR, module=module,
                               error=f"cannot parse {path} with LibCST ({reason})")
-        visitors = [r.visitor(Path(path)) for r in wanted]
+        wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
+        context = FileContext(wrapper, text)
+        visitors = [r.visitor(Path(path), context) for r in wanted]
         try:
-            MetadataWrapper(tree, unsafe_skip_copy=True).visit_batched(visitors)
+            wrapper.visit_batched(visitors)
         except RecursionError:
             return FileResult(Path(path), FileKind.ERROR, module=module,
                               error=f"cannot analyze {path} (nesting too deep for LibCST)")
@@ -348,8 +422,9 @@ def analyze_source_files(paths: list[Path], config: Config, *, modules: dict[Pat
 
 def run_rule(visitor: type[SourceRule], text: str, path: Path = Path("<sample>.py")) -> list[Finding]:
     """Run one rule over source text (what each rule module's `check` does; samples use it)."""
-    visitor_instance = visitor(Path(path))
-    MetadataWrapper(cst.parse_module(text), unsafe_skip_copy=True).visit_batched([visitor_instance])
+    wrapper = MetadataWrapper(cst.parse_module(text), unsafe_skip_copy=True)
+    visitor_instance = visitor(Path(path), FileContext(wrapper, text))
+    wrapper.visit_batched([visitor_instance])
     lines = text.splitlines()
     kept = [f for f in visitor_instance.findings if not is_suppressed(f, lines)]
     return sorted(kept, key=lambda f: (f.line or 0, f.column or 0))

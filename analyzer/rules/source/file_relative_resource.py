@@ -36,6 +36,7 @@ Or pass the data in at construction time.
 """
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 import libcst as cst
@@ -43,7 +44,7 @@ import libcst.matchers as m
 
 from analyzer.findings import Backend, Finding, Severity, Verdict
 from analyzer.registry import Rule
-from analyzer.source.walk import SourceRule, run_rule
+from analyzer.source.walk import FileContext, SourceRule, run_rule, terminal_name
 
 RULE = Rule(
     code="IK501",
@@ -63,6 +64,8 @@ PATH_CALLS = frozenset({
     "os.listdir", "os.scandir", "os.walk", "glob.glob", "glob.iglob", "ctypes.CDLL",
     "importlib.util.spec_from_file_location", "numpy.load", "torch.load", "json.load",
 })
+PATH_TERMINALS = frozenset({n.rpartition(".")[2] for n in PATH_CALLS}
+                           | {n for n in dir(posixpath) if not n.startswith("_")})
 MAIN_GUARD = m.If(test=m.Comparison(left=m.Name("__name__"),
                                     comparisons=[m.ComparisonTarget(m.Equal(), m.SimpleString())]))
 
@@ -70,8 +73,8 @@ MAIN_GUARD = m.If(test=m.Comparison(left=m.Name("__name__"),
 class FileRelativeResource(SourceRule):
     RULE = RULE
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, context: FileContext) -> None:
+        super().__init__(path, context)
         self.reported_depth = 0    # >0 while inside a call already reported
         self.main_guard_depth = 0  # >0 inside `if __name__ == "__main__":`
         self.open_calls: list[cst.Call] = []
@@ -85,6 +88,9 @@ class FileRelativeResource(SourceRule):
             self.main_guard_depth -= 1
 
     def _is_path_call(self, node: cst.Call) -> str | None:
+        terminal = terminal_name(node.func)
+        if terminal is None or (terminal not in PATH_TERMINALS and terminal not in self.context.aliases):
+            return None
         names = self.qualified_names(node.func)
         for name in sorted(names):
             if name in PATH_CALLS or name.startswith("os.path."):
@@ -97,13 +103,23 @@ class FileRelativeResource(SourceRule):
                 self.reported_depth += 1
             return
         name = self._is_path_call(node)
-        if name and m.findall(node, m.Name("__file__")):
+        if name and _mentions_file(node):
             self.report(node, f"`{name.removeprefix('builtins.')}` builds a path from `__file__`, which does not exist inside a torch.package archive")
             self.reported_depth = 1
 
     def leave_Call(self, original_node: cst.Call) -> None:
         if self.reported_depth:
             self.reported_depth -= 1
+
+
+def _mentions_file(node: cst.CSTNode) -> bool:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Name) and current.value == "__file__":
+            return True
+        stack.extend(current.children)
+    return False
 
 
 VISITOR = FileRelativeResource

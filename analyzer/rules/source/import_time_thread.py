@@ -40,7 +40,7 @@ import libcst as cst
 
 from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from analyzer.registry import Rule
-from analyzer.source.walk import SourceRule, call_argument, run_rule
+from analyzer.source.walk import FileContext, SourceRule, call_argument, run_rule
 
 RULE = Rule(
     code="IK408",
@@ -64,8 +64,8 @@ DAEMON_REFUSED = {Backend.NAMESPACES: Verdict.UNKNOWN, Backend.SUBINTERPRETERS: 
 class ImportTimeThread(SourceRule):
     RULE = RULE
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, context: FileContext) -> None:
+        super().__init__(path, context)
         self.thread_names: dict[str, bool] = {}   # module-level name → created as daemon
 
     def _thread_call(self, node: cst.BaseExpression) -> bool | None:

@@ -39,11 +39,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import libcst as cst
-from libcst.metadata import GlobalScope, ScopeProvider
+from libcst.metadata import GlobalScope
 
 from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from analyzer.registry import Rule
-from analyzer.source.walk import SourceRule, run_rule
+from analyzer.source.walk import FileContext, SourceRule, run_rule
 
 RULE = Rule(
     code="IK409",
@@ -70,10 +70,18 @@ NOT_REGISTRIES = frozenset({"__all__", "__slots__", "__path__"})
 class ModuleLevelRegistry(SourceRule):
     RULE = RULE
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, context: FileContext) -> None:
+        super().__init__(path, context)
         self.containers: dict[str, cst.CSTNode] = {}
-        self.mutated: set[str] = set()
+        self.class_depth = 0
+        # names written inside functions; confirmed against scope analysis only at the end
+        self.mutations: list[cst.Name] = []
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.class_depth += 1
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self.class_depth -= 1
 
     def _is_container(self, value: cst.BaseExpression | None) -> bool:
         if isinstance(value, (cst.Dict, cst.List, cst.Set)):
@@ -81,8 +89,8 @@ class ModuleLevelRegistry(SourceRule):
         return isinstance(value, cst.Call) and self.matched_name(value.func, CONTAINER_CALLS) is not None
 
     def _bind(self, node: cst.CSTNode, target: cst.BaseExpression, value: cst.BaseExpression | None) -> None:
-        if (isinstance(target, cst.Name) and target.value not in NOT_REGISTRIES and self._is_container(value)
-                and isinstance(self.get_metadata(ScopeProvider, node, None), GlobalScope)):
+        if (isinstance(target, cst.Name) and target.value not in NOT_REGISTRIES
+                and self.function_depth == 0 and self.class_depth == 0 and self._is_container(value)):
             self.containers.setdefault(target.value, node)
 
     def visit_Assign(self, node: cst.Assign) -> None:
@@ -99,7 +107,7 @@ class ModuleLevelRegistry(SourceRule):
 
     def _global_name_in_function(self, name: cst.Name) -> str | None:
         """The name if it is used inside a function and resolves to a module-level binding."""
-        scope = self.get_metadata(ScopeProvider, name, None)
+        scope = self.scope_of(name)
         if scope is None or isinstance(scope, GlobalScope):
             return None
         assignments = scope[name.value]
@@ -108,21 +116,20 @@ class ModuleLevelRegistry(SourceRule):
         return None
 
     def _note_mutation(self, target: cst.BaseExpression) -> None:
-        if isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name):
-            found = self._global_name_in_function(target.value)
-            if found:
-                self.mutated.add(found)
+        if isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name) and self.function_depth:
+            self.mutations.append(target.value)
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
-        if isinstance(func, cst.Attribute) and func.attr.value in MUTATORS and isinstance(func.value, cst.Name):
-            found = self._global_name_in_function(func.value)
-            if found:
-                self.mutated.add(found)
+        if (isinstance(func, cst.Attribute) and func.attr.value in MUTATORS and isinstance(func.value, cst.Name)
+                and self.function_depth):
+            self.mutations.append(func.value)
 
     def leave_Module(self, original_node: cst.Module) -> None:
+        mutated = {n.value for n in self.mutations
+                   if n.value in self.containers and self._global_name_in_function(n)}
         for name, node in self.containers.items():
-            if name in self.mutated:
+            if name in mutated:
                 self.report(node, f"`{name}` is a module-level registry filled from functions; "
                                   "each interpreter gets its own copy")
 
