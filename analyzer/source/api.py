@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from analyzer.config import Config
-from analyzer.findings import FileKind, FileResult
+from analyzer.findings import FileResult
 from analyzer.source.imports import ModuleKind, build_import_graph, module_name_for
 from analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
 from analyzer.source.walk import analyze_source_files
@@ -56,11 +56,28 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     if extensions and elf_analyzer is not None:
         by_path = {str(n.path.resolve()): n for n in extensions}
         elf_results = elf_analyzer([n.path for n in extensions], config, closure=config.follow_closure)
+        chains: dict[str, tuple[str, ...]] = {}
         for fr in elf_results:
             node = by_path.get(str(Path(fr.path).resolve()))
             if node is not None:
                 fr.module = fr.module or node.name
-                _attach_chain(fr, graph.chain_to(node.name))
+                chains[str(Path(fr.path).resolve())] = graph.chain_to(node.name)
+        # libraries of the DT_NEEDED closure: the chain of whoever needed them, then their name
+        pending = [fr for fr in elf_results if str(Path(fr.path).resolve()) not in chains and fr.facts.get("needed_by")]
+        while pending:
+            progressed = False
+            for fr in list(pending):
+                parent = chains.get(str(Path(fr.facts["needed_by"]).resolve()))
+                if parent is not None:
+                    chains[str(Path(fr.path).resolve())] = parent + (Path(fr.path).name,)
+                    pending.remove(fr)
+                    progressed = True
+            if not progressed:
+                break
+        for fr in elf_results:
+            chain = chains.get(str(Path(fr.path).resolve()))
+            if chain:
+                _attach_chain(fr, chain)
         results.extend(elf_results)
 
     plan = plan_packaging(graph)
@@ -80,5 +97,3 @@ def _attach_chain(fr: FileResult, chain: tuple[str, ...]) -> None:
         return
     fr.facts["chain"] = list(chain)
     fr.findings = [replace(f, chain=chain) for f in fr.findings]
-    if fr.kind is FileKind.ERROR:
-        return

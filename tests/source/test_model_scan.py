@@ -78,13 +78,23 @@ def test_maskrcnn_like_reaches_the_custom_op_extension(built_fixtures):
     ops = built_fixtures("maskrcnn_ops")
     config = Config(follow_imports=False, python_paths=(str(ops.parent),))
     files, extras = scan_model([MODELS / "maskrcnn_like" / "maskrcnn_like"], config,
-                               elf_analyzer=analyze_elf_files, export_check=False)
+                               elf_analyzer=analyze_elf_files, export_check=True)
     ext = [f for f in files if f.module == "maskrcnn_ops"]
     assert len(ext) == 1 and ext[0].kind is FileKind.EXTENSION
-    assert ext[0].facts["chain"] == ["maskrcnn_like", "maskrcnn_like.model", "maskrcnn_like.ops", "maskrcnn_ops"]
-    assert all(f.chain[-1] == "maskrcnn_ops" for f in ext[0].findings)
+    model_chain = ("maskrcnn_like", "maskrcnn_like.model", "maskrcnn_like.ops", "maskrcnn_ops")
+    assert tuple(ext[0].facts["chain"]) == model_chain
+    assert ext[0].findings and all(f.chain == model_chain for f in ext[0].findings)
+    # libraries of the extension's DT_NEEDED closure carry the chain through the extension
+    libraries = [f for f in files if f.kind is FileKind.LIBRARY]
+    assert libraries
+    for library in libraries:
+        assert tuple(library.facts["chain"][:4]) == model_chain
+        assert library.facts["chain"][-1] == Path(library.path).name
     plan = extras["packaging_plan"]
     assert "maskrcnn_ops" in plan["extern"] and plan["intern"] == ["maskrcnn_like", "maskrcnn_like.**"]
+    check = plan["export_check"]
+    assert check["ok"] and check["loads"], check
+    assert "maskrcnn_ops" in check["loaded_modules"]
 
 
 @pytest.mark.torch
