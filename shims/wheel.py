@@ -35,6 +35,50 @@ def _dist_info(members: list[zipfile.ZipInfo], wheel: Path) -> str:
     return names.pop()
 
 
+def record_problem(tree: Path, members: list[zipfile.ZipInfo], dist_info: str) -> str | None:
+    """Why the unpacked wheel's RECORD cannot be trusted, or None.
+
+    Like pip and `wheel unpack`, a wheel is refused when RECORD is missing or unreadable, when a
+    file is not listed, or when a listed hash or size does not match: repairing such a wheel
+    would sign contents nobody vouched for.
+    """
+    record_name = f"{dist_info}/RECORD"
+    unsigned = {record_name, f"{dist_info}/RECORD.jws", f"{dist_info}/RECORD.p7s"}
+    try:
+        text = (tree / record_name).read_text(encoding="utf-8")
+        rows = list(csv.reader(io.StringIO(text)))
+    except FileNotFoundError:
+        return f"no {record_name}"
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        return f"unreadable {record_name}: {' '.join(str(exc).split())[:120]}"
+    listed: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        if not row:
+            continue
+        if len(row) != 3:
+            return f"{record_name} has a row with {len(row)} fields instead of 3"
+        listed[row[0]] = (row[1], row[2])
+    for info in members:
+        if info.is_dir() or info.filename in unsigned:
+            continue
+        entry = listed.get(info.filename)
+        if entry is None:
+            return f"{info.filename!r} is not listed in {record_name}"
+        digest, size = entry
+        data = (tree / info.filename).read_bytes()
+        if size and size != str(len(data)):
+            return f"{info.filename!r} is {len(data)} bytes, {record_name} says {size}"
+        if not digest:
+            return f"{info.filename!r} has no hash in {record_name}"
+        algorithm, _, expected = digest.partition("=")
+        if algorithm not in ("sha256", "sha384", "sha512"):
+            return f"{info.filename!r} has a {algorithm!r} hash in {record_name} (sha256 or stronger required)"
+        actual = base64.urlsafe_b64encode(hashlib.new(algorithm, data).digest()).rstrip(b"=").decode("ascii")
+        if actual != expected.rstrip("="):
+            return f"{info.filename!r} does not match its hash in {record_name}"
+    return None
+
+
 def repair_wheel(wheel: Path, staging: Path, options, outcome) -> Path:
     """Patch the wheel's tree in staging; returns the staged wheel to rename into place."""
     from shims.apply import COPIES_MANIFEST, patch_tree
@@ -46,6 +90,9 @@ def repair_wheel(wheel: Path, staging: Path, options, outcome) -> Path:
     tree = staging / "tree"
     tree.mkdir()
     safe_extract(wheel, tree)
+    problem = record_problem(tree, members, dist_info)
+    if problem is not None:
+        raise ArchiveError(f"cannot repair {wheel} ({problem})")
     outcome.files, outcome.changed = patch_tree(tree, options)
     for file in outcome.files:
         file.relative = f"{wheel.name}!{file.relative}"
