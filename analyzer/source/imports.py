@@ -221,20 +221,6 @@ def read_imports(path: Path, module: str, is_package: bool) -> list[ImportRef]:
     return collector.refs
 
 
-def _stdlib_roots() -> set[str]:
-    paths = {Path(p) for p in (sysconfig_path("stdlib"), sysconfig_path("platstdlib")) if p}
-    return {str(p.resolve()) for p in paths}
-
-
-def sysconfig_path(name: str) -> str | None:
-    import sysconfig
-
-    try:
-        return sysconfig.get_paths()[name]
-    except KeyError:
-        return None
-
-
 class _Resolver:
     """find_spec without importing: parents' `submodule_search_locations` come from their own specs."""
 
@@ -272,7 +258,7 @@ def _search_locations(spec) -> list[str]:
         return list(getattr(locations, "_path", []))
 
 
-def _classify(name: str, spec, stdlib_roots: set[str]) -> tuple[ModuleKind, Path | None, bool]:
+def _classify(name: str, spec) -> tuple[ModuleKind, Path | None, bool]:
     top = name.partition(".")[0]
     if spec is None:
         if top in sys.builtin_module_names or name in sys.builtin_module_names:
@@ -320,7 +306,6 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
     search_path += [p for p in sys.path if p and p not in search_path]
     graph.search_path = search_path
     resolver = _Resolver(search_path)
-    stdlib_roots = _stdlib_roots()
     local_prefixes = tuple(str(r) + os.sep for r in local_roots)
 
     def is_local(path: Path | None) -> bool:
@@ -338,7 +323,7 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
         # the packages above an entry run their __init__ too
         parts = name.split(".")
         for i in range(1, len(parts)):
-            _ensure(graph, resolver, ".".join(parts[:i]), name, stdlib_roots, is_local, queue,
+            _ensure(graph, resolver, ".".join(parts[:i]), name, is_local, queue,
                     conditional=False, type_checking=False)
 
     walked: set[str] = set()
@@ -365,12 +350,12 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
                 if resolver.find(ref.name) is not None and resolver.find(full) is not None:
                     targets.append(full)
             for target in targets:
-                _ensure(graph, resolver, target, name, stdlib_roots, is_local, queue,
+                _ensure(graph, resolver, target, name, is_local, queue,
                         conditional=ref.conditional, type_checking=ref.type_checking)
     return graph
 
 
-def _ensure(graph: ImportGraph, resolver: _Resolver, target: str, importer: str, stdlib_roots, is_local, queue,
+def _ensure(graph: ImportGraph, resolver: _Resolver, target: str, importer: str, is_local, queue,
             *, conditional: bool, type_checking: bool) -> None:
     graph.edges.setdefault(importer, set()).add(target)
     node = graph.nodes.get(target)
@@ -379,7 +364,7 @@ def _ensure(graph: ImportGraph, resolver: _Resolver, target: str, importer: str,
             spec = resolver.find(target)
         except (ImportError, ValueError, AttributeError, OSError):
             spec = None
-        kind, path, is_package = _classify(target, spec, stdlib_roots)
+        kind, path, is_package = _classify(target, spec)
         node = ModuleNode(target, kind, path, is_package, local=is_local(path))
         graph.nodes[target] = node
         if target != importer:
