@@ -111,8 +111,12 @@ class Row:
         }
 
 
+# Below this a relative error says nothing (a thread's few stack pages against a TLS estimate).
+_SMALLEST_COMPARED = 256 * 1024
+
+
 def _relative(estimate: int | None, measured: int | None) -> float | None:
-    if estimate is None or not measured or measured <= 0:
+    if estimate is None or measured is None or measured < _SMALLEST_COMPARED:
         return None
     return (estimate - measured) / measured
 
