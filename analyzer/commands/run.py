@@ -19,10 +19,11 @@ def configure_parser(sub) -> None:
     parser = sub.add_parser(
         "run",
         help="serve a torch.package model from N interpreters of one process: throughput, latency, memory",
-        description="Load a torch.package archive in N interpreters of the namespaces runtime, feed it "
-        "--requests requests from a thread pool (one client thread per interpreter), and print throughput, "
-        "latency percentiles and memory (Pss from /proc/self/smaps). The same batches are then replayed in "
-        "one interpreter and every answer must be equal (exit 1 otherwise).",
+        description="Load a torch.package archive in N interpreters of the namespaces runtime, feed it\n"
+        "--requests requests from a thread pool (one client thread per interpreter), and print\n"
+        "throughput, latency percentiles (per request: the call that served its batch) and memory\n"
+        "(Pss from /proc/self/smaps). The same batches are then replayed in interpreter 0 alone and\n"
+        "every answer must be equal (exit 1 otherwise).",
         epilog=_PROTOCOL,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
