@@ -4,7 +4,8 @@
 address-space limit, no core dump) that runs ``python -m native.probe --child``. The child
 starts N namespaced interpreters and, in order:
 
-``create``            start the interpreters (``interpreter`` = how many)
+``create``            start the interpreters (``count`` = how many)
+``preimport``         import each ``preimport`` module in every interpreter (optional)
 ``import``            import the module in each interpreter
 ``smoke``             ``dir()`` it and ``repr`` every public attribute, in each
 ``shared_state``      set an attribute on the module in interpreter 0 and look for it in
@@ -21,7 +22,7 @@ parent turns a negative return code into ``crash`` (signal name) and a timeout i
 Command line (prints one JSON object)::
 
     python -m native.probe --backend namespaces --interpreters 2 --module NAME \\
-        [--path DIR] [--timeout 60]
+        [--path DIR] [--timeout 60] [--preimport torch] [--memory-limit-mb MiB]
 """
 from __future__ import annotations
 
@@ -38,8 +39,16 @@ from native.outcome import ProbeOutcome, out_of_memory
 
 DEFAULT_TIMEOUT_S = 60.0
 # Address space, not resident memory: each namespace maps its own libpython, libc and every
-# extension again, and torch alone reserves a few GiB of address space per interpreter.
-DEFAULT_MEMORY_LIMIT_MB = 16384
+# extension again (measured: 4 interpreters with torch imported take 3.1 GiB of address
+# space). "auto" allows a base plus a share per interpreter, enough for torch everywhere
+# while a runaway allocation still ends well short of the machine's memory.
+AUTO = "auto"
+BASE_MEMORY_MB = 2048
+PER_INTERPRETER_MEMORY_MB = 1024
+
+
+def default_memory_limit_mb(interpreters: int) -> int:
+    return BASE_MEMORY_MB + PER_INTERPRETER_MEMORY_MB * interpreters
 # The child is a fresh process, so it can always have glibc's largest namespace budget
 # (DESIGN.md fact 5); an existing setting is kept.
 NAMESPACE_TUNABLE = "glibc.rtld.nns=16"
@@ -84,15 +93,16 @@ def _remote(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _run_child(name: str, path: str | None, n: int) -> int:
+def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...]) -> int:
     report = _Reporter()
     try:
-        return _probe(report, name, path, n)
+        return _probe(report, name, path, n, preimport)
     except Exception as exc:  # noqa: BLE001 - the runtime itself failed (timeout, closed)
         return report.finish("error", f"{_last_step(report.steps)} failed: {_remote(exc)}")
 
 
-def _probe(report: _Reporter, name: str, path: str | None, n: int) -> int:
+def _probe(report: _Reporter, name: str, path: str | None, n: int,
+           preimport: tuple[str, ...]) -> int:
     from native.errors import InterpkitError, RemoteError
     from native.runtime import Runtime
 
@@ -107,6 +117,15 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int) -> int:
     record["ok"] = True
     shared: list[str] = []
     with runtime:
+        for module in preimport:
+            record = report.step("preimport", module=module)
+            try:
+                runtime.call_all("native.probe_steps:import_module", module)
+            except RemoteError as exc:
+                record["ok"] = False
+                record["error"] = _remote(exc)
+                return report.finish("error", f"cannot import {module} first: {record['error']}")
+            record["ok"] = True
         for index in range(n):
             record = report.step("import", index)
             try:
@@ -203,17 +222,25 @@ def _last_step(steps: list[dict]) -> str:
 
 def probe_module(name: str, path: str | os.PathLike | None = None, *, interpreters: int = 2,
                  timeout: float = DEFAULT_TIMEOUT_S,
-                 memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB) -> ProbeOutcome:
+                 memory_limit_mb: int | str | None = AUTO,
+                 preimport: tuple[str, ...] = ()) -> ProbeOutcome:
     """Import and use ``name`` in ``interpreters`` namespaced interpreters, in a sandbox.
 
-    ``path`` is put in front of ``sys.path`` in the child and its interpreters. Never
-    raises for anything the probed module does; a problem starting the child itself comes
-    back as status ``error``.
+    ``path`` is put in front of ``sys.path`` in the child and its interpreters;
+    ``preimport`` modules are imported in each interpreter first (e.g. ``("torch",)`` for
+    an op library whose DT_NEEDED libc10.so only resolves once torch is loaded).
+    ``memory_limit_mb`` caps the child's address space (``"auto"``: see
+    ``default_memory_limit_mb``; None: no cap). Never raises for anything the probed
+    module does; a problem starting the child itself comes back as status ``error``.
     """
+    if memory_limit_mb == AUTO:
+        memory_limit_mb = default_memory_limit_mb(interpreters)
     command = [sys.executable, "-m", "native.probe", "--child", "--module", name,
                "--interpreters", str(interpreters)]
     if path is not None:
         command += ["--path", str(path)]
+    for module in preimport:
+        command += ["--preimport", module]
     try:
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -263,15 +290,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", required=True)
     parser.add_argument("--path")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
-    parser.add_argument("--memory-limit-mb", type=int, default=DEFAULT_MEMORY_LIMIT_MB)
+    parser.add_argument("--memory-limit-mb", type=int, default=None,
+                        help="address-space cap in MiB (default: 2048 + 1024 per interpreter; "
+                             "0: none)")
+    parser.add_argument("--preimport", action="append", default=[],
+                        help="module to import in each interpreter first (repeatable)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.interpreters < 1:
         parser.error("--interpreters must be at least 1")
     if args.child:
-        return _run_child(args.module, args.path, args.interpreters)
+        return _run_child(args.module, args.path, args.interpreters, tuple(args.preimport))
+    limit = AUTO if args.memory_limit_mb is None else (args.memory_limit_mb or None)
     outcome = probe_module(args.module, args.path, interpreters=args.interpreters,
-                           timeout=args.timeout, memory_limit_mb=args.memory_limit_mb or None)
+                           timeout=args.timeout, memory_limit_mb=limit,
+                           preimport=tuple(args.preimport))
     print(json.dumps(outcome.to_json()))
     return 0
 
