@@ -88,43 +88,40 @@ def test_each_namespace_owns_its_own_copy_of_libpython():
 
 
 def test_heap_merged_into_a_bss_mapping_is_split_off(built_fixtures):
-    """An anonymous mapping placed right after an object's .bss merges with it into one smaps entry;
-    the attribution still gives the object only its own pages (counted in pagemap)."""
+    """The kernel merges an object's .bss with an adjacent anonymous mapping into one smaps entry;
+    attribution gives the object only the resident pages below its end (read from pagemap).
+
+    Laid out by hand so it does not depend on where the loader puts things: an object "loaded"
+    at the start of a PROT_NONE reservation, and one read-write mapping straddling its end.
+    """
     import ctypes
-    import importlib.util
+
+    from analyzer.memory.smaps import _load_span
 
     so = built_fixtures("bigstate")
-    spec = importlib.util.spec_from_file_location("bigstate", so)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # touches all 40 MiB of the fixture's arrays
-    mappings = read_smaps()
-    last_file = max(i for i, m in enumerate(mappings) if m.path == str(so))
-    bss, following = mappings[last_file + 1], mappings[last_file + 2]
-    assert bss.path is None and bss.start == mappings[last_file].end and bss.totals.private_dirty >= 31 * MIB
-    size = min(8 * MIB, following.start - bss.end)
-    if size < 64 * 1024:
-        pytest.skip("no room right after the fixture's .bss for another mapping")
+    span_end = _load_span(str(so))[1]                     # ~40 MiB: where the fixture's .bss ends
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    prot_rw, private_anonymous_fixed_noreplace = 0x1 | 0x2, 0x02 | 0x20 | 0x100000
-    address = libc.mmap(bss.end, size, prot_rw, private_anonymous_fixed_noreplace, -1, 0)
-    if address != bss.end:
-        pytest.skip("the kernel would not place a mapping right after the fixture's .bss")
+    private_anonymous, fixed, read_write = 0x02 | 0x20, 0x10, 0x1 | 0x2
+    reserved = 48 * MIB
+    base = libc.mmap(None, reserved, 0, private_anonymous, -1, 0)
+    assert base not in (None, ctypes.c_void_p(-1).value)
     try:
-        ctypes.memset(address, 1, size)
+        straddling = base + 32 * MIB                    # [32 MiB, 48 MiB): crosses span_end
+        assert libc.mmap(straddling, 16 * MIB, read_write, private_anonymous | fixed, -1, 0) == straddling
+        touched_from = base + 34 * MIB                  # leave 2 MiB of the object's part untouched
+        ctypes.memset(touched_from, 1, base + reserved - touched_from)
         mappings = read_smaps()
-        merged = next(m for m in mappings if m.start == bss.start)
-        assert merged.end == bss.end + size, "the kernel did not merge the two mappings; nothing to split"
-        first = next(m for m in mappings if m.path == str(so))
-        fixture = LoadedObject(0, str(so), first.start)  # linked at address 0: the first mapping is its base
-        split = attribute(mappings, [fixture])
-        owned = split.by_object[(0, str(so))].private_dirty
-        # The fixture keeps its 40 MiB (and a few pages of its own), not the 8 MiB that merged into its .bss.
-        assert 40 * MIB <= owned < 40 * MIB + 16 * 4096
-        assert split.anonymous.private_dirty >= size
+        merged = next(m for m in mappings if m.start == straddling)
+        assert merged.end == base + reserved and merged.totals.private_dirty == 14 * MIB
+        split = attribute(mappings, [LoadedObject(0, str(so), base)])
+        owned = split.by_object[(0, str(so))]
+        assert owned.private_dirty == owned.rss == span_end - 34 * MIB
+        without = attribute([m for m in mappings if m is not merged], []).anonymous.private_dirty
+        assert split.anonymous.private_dirty - without == base + reserved - (base + span_end)
         parts = [*split.by_interpreter.values(), split.host_objects, split.other_files, split.anonymous, split.special]
         assert sum(p.private_dirty for p in parts) == split.total.private_dirty
     finally:
-        libc.munmap(address, size)
+        libc.munmap(base, reserved)
