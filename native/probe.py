@@ -5,7 +5,9 @@ address-space limit, no core dump) that runs ``python -m native.probe --child``.
 starts N namespaced interpreters and, in order:
 
 ``create``            start the interpreters (``count`` = how many)
-``preimport``         import each ``preimport`` module in every interpreter (optional)
+``preimport``         import each ``preimport`` module in every interpreter (optional; also
+                      done, with ``automatic: true``, when the import fails for want of a
+                      library torch provides, e.g. libc10.so)
 ``import``            import the module in each interpreter
 ``smoke``             ``dir()`` it and ``repr`` every public attribute, in each
 ``shared_state``      set an attribute on the module in interpreter 0 and look for it in
@@ -85,6 +87,22 @@ class _Reporter:
         self._stream.flush()
 
 
+# An op library's DT_NEEDED on torch's own libraries resolves only once torch is loaded in
+# the same namespace (torch's Python package loads them, RTLD_LOCAL, by full path).
+_LOADED_BY = {"libc10": "torch", "libtorch": "torch", "libshm": "torch"}
+
+
+def _needs_first(error: str, already: tuple[str, ...]) -> str | None:
+    """The module to import first when ``error`` is a missing library it would provide."""
+    if "cannot open shared object file" not in error:
+        return None
+    library = error.split(":")[1].strip() if error.count(":") >= 2 else ""
+    for prefix, module in _LOADED_BY.items():
+        if library.startswith(prefix) and module not in already:
+            return module
+    return None
+
+
 def _remote(exc: BaseException) -> str:
     from native.errors import RemoteError
 
@@ -117,16 +135,23 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
     record["ok"] = True
     shared: list[str] = []
     with runtime:
-        for module in preimport:
-            record = report.step("preimport", module=module)
+        def load_first(module: str, automatic: bool) -> str | None:
+            record = report.step("preimport", module=module, automatic=automatic)
             try:
                 runtime.call_all("native.probe_steps:import_module", module)
             except RemoteError as exc:
                 record["ok"] = False
                 record["error"] = _remote(exc)
-                return report.finish("error", f"cannot import {module} first: {record['error']}")
+                return f"cannot import {module} first: {record['error']}"
             record["ok"] = True
-        for index in range(n):
+            return None
+
+        for module in preimport:
+            failure = load_first(module, automatic=False)
+            if failure:
+                return report.finish("error", failure)
+        index = 0
+        while index < n:
             record = report.step("import", index)
             try:
                 record["file"] = runtime.call(index, "native.probe_steps:import_module", name)
@@ -134,8 +159,16 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
                 # Whatever the import raised, the module did not load here.
                 record["ok"] = False
                 record["error"] = _remote(exc)
-                return report.finish("import_error", record["error"])
+                needs = _needs_first(record["error"], preimport)
+                if needs is None:
+                    return report.finish("import_error", record["error"])
+                failure = load_first(needs, automatic=True)
+                if failure:
+                    return report.finish("import_error", f"{record['error']} ({failure})")
+                preimport = (*preimport, needs)
+                continue                    # the same interpreter again, now with torch
             record["ok"] = True
+            index += 1
         identities: dict[str, list[int]] = {}
         for index in range(n):
             record = report.step("smoke", index)

@@ -74,3 +74,18 @@ def test_command_line_prints_one_json_object(modules):
     data = json.loads(result.stdout)
     assert set(data) == {"status", "message", "signal", "steps", "shared_state"}
     assert data["status"] == "ok"
+
+
+def test_preimport_runs_first_in_every_interpreter(modules):
+    outcome = probe_module("ik_fine", modules, interpreters=2, timeout=120,
+                           preimport=("decimal",))
+    assert outcome.status == "ok"
+    assert outcome.steps[1] == {"step": "preimport", "module": "decimal", "automatic": False,
+                                "ok": True}
+
+
+def test_preimport_that_fails_is_an_error(modules):
+    outcome = probe_module("ik_fine", modules, interpreters=2, timeout=120,
+                           preimport=("no_such_module_xyz",))
+    assert outcome.status == "error"
+    assert outcome.message.startswith("cannot import no_such_module_xyz first")
