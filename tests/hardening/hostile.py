@@ -5,6 +5,8 @@ Nothing here is committed as a binary; every corrupt file is derived from a real
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import struct
 import subprocess
@@ -185,6 +187,29 @@ def write_elf(*, elfclass: int = 64, little: bool = True, machine: int = 62,
 
 
 # --------------------------------------------------------------------------- hostile zips
+
+DIST = "evil-0.1.dist-info"
+WHEEL_NAME = "evil-0.1-cp311-cp311-linux_x86_64.whl"
+
+
+def record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def wheel_members(extra: list[tuple[str, bytes]] = (), *, record: bool | str = True) -> list[tuple[str, bytes]]:
+    """A small wheel's members plus `extra`; RECORD lists everything honestly unless told otherwise."""
+    members = [("evil/__init__.py", b""),
+               (f"{DIST}/METADATA", b"Metadata-Version: 2.1\nName: evil\nVersion: 0.1\n"),
+               (f"{DIST}/WHEEL", b"Wheel-Version: 1.0\nGenerator: interpkit-tests\nRoot-Is-Purelib: false\n"
+                                 b"Tag: cp311-cp311-linux_x86_64\n"),
+               *extra]
+    if record is True:
+        rows = "".join(f"{name},{record_hash(data)},{len(data)}\n" for name, data in members)
+        members.append((f"{DIST}/RECORD", (rows + f"{DIST}/RECORD,,\n").encode()))
+    elif isinstance(record, str):
+        members.append((f"{DIST}/RECORD", record.encode()))
+    return members
+
 
 def zip_with_members(path: Path, members: list[tuple[str, bytes]], *, symlink: set[str] = frozenset()) -> Path:
     """A zip holding members exactly as named (zipfile would refuse nothing we ask for here)."""

@@ -17,30 +17,17 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostile import assert_no_traceback, lying_size_zip, run_cli, snapshot, zip_with_members  # noqa: E402
-
-DIST = "evil-0.1.dist-info"
-WHEEL_NAME = "evil-0.1-cp311-cp311-linux_x86_64.whl"
-
-
-def _record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def wheel_members(extra: list[tuple[str, bytes]] = (), *, record: bool | str = True) -> list[tuple[str, bytes]]:
-    """A small wheel's members plus `extra`; RECORD lists everything honestly unless told otherwise."""
-    members = [("evil/__init__.py", b""),
-               (f"{DIST}/METADATA", b"Metadata-Version: 2.1\nName: evil\nVersion: 0.1\n"),
-               (f"{DIST}/WHEEL", b"Wheel-Version: 1.0\nGenerator: interpkit-tests\nRoot-Is-Purelib: false\n"
-                                 b"Tag: cp311-cp311-linux_x86_64\n"),
-               *extra]
-    if record is True:
-        rows = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in members)
-        members.append((f"{DIST}/RECORD", (rows + f"{DIST}/RECORD,,\n").encode()))
-    elif isinstance(record, str):
-        members.append((f"{DIST}/RECORD", record.encode()))
-    return members
-
+from hostile import (  # noqa: E402
+    DIST,
+    WHEEL_NAME,
+    assert_no_traceback,
+    lying_size_zip,
+    record_hash,
+    run_cli,
+    snapshot,
+    wheel_members,
+    zip_with_members,
+)
 
 def package_members(extra: list[tuple[str, bytes]] = ()) -> list[tuple[str, bytes]]:
     """A torch.package archive's skeleton (.data/version marks it) plus `extra`."""
@@ -223,9 +210,9 @@ def record_for(problem: str, members: list[tuple[str, bytes]]) -> bool | str:
     given, _ = RECORD_PROBLEMS[problem]
     if given is not None:
         return given
-    rows = {name: [name, _record_hash(data), str(len(data))] for name, data in members}
+    rows = {name: [name, record_hash(data), str(len(data))] for name, data in members}
     if problem == "wrong_hash":
-        rows["evil/__init__.py"][1] = _record_hash(b"something else")
+        rows["evil/__init__.py"][1] = record_hash(b"something else")
     elif problem == "wrong_size":
         rows["evil/__init__.py"][2] = "12345"
     elif problem == "md5":
