@@ -158,6 +158,8 @@ class Check:
 
 @dataclass
 class ServeResult:
+    """One serving run: timings, memory, the answer check; ``as_dict()`` is the ``interpkit-run/1`` report."""
+
     archive: str
     interpreters: int
     requests: int
