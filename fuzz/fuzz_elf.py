@@ -8,7 +8,7 @@ extensions on first use)::
 
 The checked contract is the scan's: `analyze_elf_files` never raises, returns one result, and
 an `error` entry carries one short line. With ``INTERPKIT_FUZZ_STRICT=1`` the target calls
-`build_facts` itself and also fails on exception types that mean our own code indexed or
+`facts_for` itself first and also fails on exception types that mean our own code indexed or
 unpacked something it had not validated (IndexError, KeyError, TypeError, ...): those still
 become clean error entries in a scan, but the message is then a Python error, not a reason.
 """
@@ -74,7 +74,7 @@ def test_one_input(data: bytes) -> None:
     facts_module._CACHE.clear()  # same path, new bytes: never answer from the cache (and never grow it)
     if STRICT and data[:4] == b"\x7fELF" and len(data) >= 52:
         try:
-            facts_module.build_facts(_TARGET)
+            facts_module.facts_for(_TARGET)  # cached: the scan below reuses these facts
         except CLEAN_REFUSALS:
             pass
     results = analyze_elf_files([_TARGET], _CONFIG, closure=False)

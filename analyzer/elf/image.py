@@ -143,6 +143,12 @@ class ElfImage:
     @cached_property
     def segments(self) -> list[tuple[int, int, int, int, int, int]]:
         """(type, offset, vaddr, filesz, memsz, flags) per program header."""
+        count = self._elf.num_segments()
+        entsize, table = self._elf.header["e_phentsize"], self._elf.header["e_phoff"]
+        # pyelftools accepts e_phentsize 0 and then parses the same entry e_phnum (up to 65535) times.
+        if count and (entsize < (56 if self.elfclass == 64 else 32) or table + count * entsize > self.file_size):
+            raise ValueError(f"program header table ({count} entries of {entsize} bytes at {table}) "
+                             "does not fit in the file")
         out = []
         for segment in self._elf.iter_segments():
             header = segment.header

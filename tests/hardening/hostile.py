@@ -90,6 +90,8 @@ def corruptions(original: bytes) -> dict[str, bytes]:
     variant("e_shentsize_zero", lambda d: set_u16(d, E_SHENTSIZE, 0))
     variant("e_shentsize_huge", lambda d: set_u16(d, E_SHENTSIZE, 0xFFFF))
     variant("e_phentsize_tiny", lambda d: set_u16(d, E_PHENTSIZE, 3))
+    # Found by fuzz/fuzz_elf.py: entry size 0 made pyelftools parse one header 55k times (13 s).
+    variant("e_phentsize_zero_phnum_huge", lambda d: (set_u16(d, E_PHENTSIZE, 0), set_u16(d, E_PHNUM, 55296)))
     variant("e_shstrndx_out_of_range", lambda d: set_u16(d, E_SHSTRNDX, 0xFFF0))
     variant("ei_class_invalid", lambda d: d.__setitem__(4, 7))
     variant("ei_data_invalid", lambda d: d.__setitem__(5, 9))

@@ -35,6 +35,7 @@ from hostile import (  # noqa: E402
 # Corruptions after which no reader can make sense of the file: these must be error entries.
 MUST_REFUSE = (
     "e_shoff_past_end", "e_shoff_huge", "e_phoff_huge", "e_shentsize_zero", "e_phentsize_tiny",
+    "e_phentsize_zero_phnum_huge",
     "ei_class_invalid", "ei_data_invalid", "ei_class_32_on_64_body", "ei_data_big_on_little_body",
     "dynsym_sh_link_out_of_range", "dynsym_sh_size_huge", "dynsym_sh_offset_past_end", "dynsym_sh_entsize_zero",
     "dynamic_sh_link_out_of_range", "symtab_sh_size_huge", "rela_sh_size_huge", "rela_sh_offset_past_end",
