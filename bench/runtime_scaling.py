@@ -42,7 +42,6 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_SERVE = "analyzer.serve_worker:serve"
 _MIB = 1 << 20
 
 
@@ -85,13 +84,24 @@ def _shares(requests: int, workers: int) -> list[list[int]]:
     return [list(range(requests))[w::workers] for w in range(workers)]
 
 
-def serve_threads(requests: int, threads: int, chunk: int) -> float:
-    """Inside one interpreter (model loaded): serve on ``threads`` threads sharing its GIL; wall seconds."""
+def serve_cpu(indices: list[int]) -> float:
+    """Serve ``indices`` on this thread (model loaded); the thread's CPU seconds for it."""
     from analyzer.serve_worker import serve
 
+    started = time.thread_time()
+    serve(indices)
+    return time.thread_time() - started
+
+
+def serve_threads(requests: int, threads: int, chunk: int) -> tuple[float, float]:
+    """Inside one interpreter (model loaded): serve on ``threads`` threads sharing its GIL.
+
+    Returns (wall seconds, CPU seconds of the serving threads together).
+    """
+    spent: list[float] = []
+
     def work(indices: list[int]) -> None:
-        for part in _chunks(indices, chunk):
-            serve(part)
+        spent.append(sum(serve_cpu(part) for part in _chunks(indices, chunk)))
 
     workers = [threading.Thread(target=work, args=(share,)) for share in _shares(requests, threads)]
     start = time.perf_counter()
@@ -99,7 +109,7 @@ def serve_threads(requests: int, threads: int, chunk: int) -> float:
         worker.start()
     for worker in workers:
         worker.join()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, sum(spent)
 
 
 def _load_in_process(archive: str) -> None:
@@ -109,29 +119,25 @@ def _load_in_process(archive: str) -> None:
     load(archive, "interpkit", "model.pkl", "requests.pkl", 1)
 
 
-def _serve_in_process(indices: list[int]) -> list:
-    from analyzer.serve_worker import serve
-
-    return serve(indices)
-
-
-def _clients(calls) -> None:
-    """Run each zero-argument callable on its own client thread; re-raise the first failure."""
+def _clients(calls) -> list:
+    """Run each zero-argument callable on its own client thread; their results, or the first failure."""
     failures: list[BaseException] = []
+    results: list = [None] * len(calls)
 
-    def guarded(call) -> None:
+    def guarded(index: int, call) -> None:
         try:
-            call()
+            results[index] = call()
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             failures.append(exc)
 
-    threads = [threading.Thread(target=guarded, args=(call,)) for call in calls]
+    threads = [threading.Thread(target=guarded, args=(i, call)) for i, call in enumerate(calls)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     if failures:
         raise failures[0]
+    return results
 
 
 def make_archive(folder: Path) -> Path:
@@ -142,35 +148,44 @@ def make_archive(folder: Path) -> Path:
     return out
 
 
-def model_rounds(runtime, archive: Path, args) -> dict[str, tuple[float, float | None]]:
-    """Best (wall seconds, cpu/wall) of each configuration serving ``args.requests`` requests."""
+def model_rounds(runtime, archive: Path, args) -> dict[str, tuple[float, float | None, float]]:
+    """Best (wall seconds, cpu/wall, serving CPU ms per request) of each configuration.
+
+    cpu/wall is this process's CPU over wall time (None for processes: their work is not in
+    this process). CPU per request is measured by the serving threads themselves
+    (``time.thread_time``) in every configuration, processes included; when it stays the same
+    with two serving at once, they did not slow each other down, whatever the wall clock says
+    on a machine with fewer free cores than workers.
+    """
     import multiprocessing
 
     runtime.call_all("analyzer.serve_worker:load", str(archive), "interpkit", "model.pkl", "requests.pkl", 1)
     everything = _chunks(list(range(args.requests)), args.chunk)
     halves = [_chunks(share, args.chunk) for share in _shares(args.requests, 2)]
+    target = "runtime_scaling:serve_cpu"
     context = multiprocessing.get_context("spawn")   # never fork a process that holds namespaces
     with context.Pool(2, initializer=_load_in_process, initargs=(str(archive),)) as pool:
-        pool.map(_serve_in_process, [[0], [1]], chunksize=1)     # wait until both have loaded
+        pool.map(serve_cpu, [[0], [1]], chunksize=1)     # wait until both have loaded
+        # Each action serves every request once and returns the serving threads' CPU seconds.
         actions = {
-            "one": lambda: [runtime.call(0, _SERVE, part) for part in everything],
-            "two": lambda: _clients([lambda i=i: [runtime.call(i, _SERVE, part) for part in halves[i]]
-                                     for i in range(2)]),
-            "threads": lambda: runtime.call(0, "runtime_scaling:serve_threads", args.requests, 2, args.chunk),
-            "processes": lambda: _clients([lambda i=i: [pool.apply(_serve_in_process, (part,))
-                                                        for part in halves[i]] for i in range(2)]),
+            "one": lambda: sum(runtime.call(0, target, part) for part in everything),
+            "two": lambda: sum(_clients([lambda i=i: sum(runtime.call(i, target, part) for part in halves[i])
+                                         for i in range(2)])),
+            "threads": None,   # timed inside the interpreter: no request overhead charged
+            "processes": lambda: sum(_clients([lambda i=i: sum(pool.apply(serve_cpu, (part,)) for part in halves[i])
+                                               for i in range(2)])),
         }
-        best: dict[str, tuple[float, float | None]] = {name: (float("inf"), None) for name in actions}
+        best: dict[str, tuple[float, float | None, float]] = {name: (float("inf"), None, 0.0) for name in actions}
         for _ in range(args.repeat):
             for name, action in actions.items():
-                if name == "threads":   # timed inside the interpreter: no request overhead charged
-                    cpu = time.process_time()
-                    wall = action()
-                    measured = (wall, (time.process_time() - cpu) / wall)
+                cpu, start = time.process_time(), time.perf_counter()
+                if action is None:
+                    wall, serving = runtime.call(0, "runtime_scaling:serve_threads", args.requests, 2, args.chunk)
                 else:
-                    measured = _timed(action)
-                if name == "processes":  # the work runs in the children: this process's CPU says nothing
-                    measured = (measured[0], None)
+                    serving = action()
+                    wall = time.perf_counter() - start
+                busy = None if name == "processes" else (time.process_time() - cpu) / wall
+                measured = (wall, busy, serving * 1000.0 / args.requests)
                 best[name] = min(best[name], measured, key=lambda m: m[0])
     return best
 
@@ -211,17 +226,18 @@ def print_model(best: dict, memory: dict, args) -> None:
     one = best["one"][0]
     print(f"model: example torch.package MLP, {args.requests} requests in calls of {args.chunk}, "
           f"best of {args.repeat}")
-    print(f"{'configuration':<28}{'seconds':>10}{'req/s':>10}{'vs 1 interp':>13}{'cpu/wall':>10}{'Pss MiB':>10}")
+    print(f"{'configuration':<28}{'seconds':>10}{'req/s':>10}{'vs 1 interp':>13}{'cpu/wall':>10}"
+          f"{'cpu ms/req':>12}{'Pss MiB':>10}")
     for label, key in [("1 interpreter", "one"), ("2 interpreters (namespaces)", "two"),
                        ("2 threads, 1 interpreter", "threads"), ("2 processes", "processes")]:
-        seconds, busy = best[key]
+        seconds, busy, cpu_per_request = best[key]
         pss = memory.get(key, "-")
         pss_text = f"{pss / _MIB:>10.1f}" if isinstance(pss, int) else f"{'-':>10}"
         busy_text = f"{busy:>10.2f}" if busy is not None else f"{'-':>10}"
         print(f"{label:<28}{seconds:>10.3f}{args.requests / seconds:>10.1f}{one / seconds:>12.2f}x"
-              f"{busy_text}{pss_text}")
+              f"{busy_text}{cpu_per_request:>12.3f}{pss_text}")
     if isinstance(memory.get("processes+host"), int):
-        print(f"{'2 processes + host process':<28}{'':>45}{memory['processes+host'] / _MIB:>10.1f}")
+        print(f"{'2 processes + host process':<28}{'':>57}{memory['processes+host'] / _MIB:>10.1f}")
         print(f"(Pss of the interpreters' rows includes their host process, {memory['host'] / _MIB:.1f} MiB; "
               "the processes need one too, to dispatch requests)")
     for key, value in memory.items():
@@ -234,7 +250,8 @@ def model_summary(best: dict, memory: dict) -> str:
     vs_one, vs_threads = one / two, threads / two
     text = (f"model: 2 interpreters {vs_one:.2f}x 1 interpreter (target >= 1.80: "
             f"{'met' if vs_one >= 1.8 else 'missed'}), {vs_threads:.2f}x 2 threads (target >= 1.60: "
-            f"{'met' if vs_threads >= 1.6 else 'missed'}), 2 processes {one / processes:.2f}x 1 interpreter")
+            f"{'met' if vs_threads >= 1.6 else 'missed'}), 2 processes {one / processes:.2f}x 1 interpreter; "
+            f"CPU per request {best['two'][2] / best['one'][2]:.2f}x with 2 interpreters at once")
     two_pss, processes_pss = memory.get("two"), memory.get("processes+host", memory.get("processes"))
     if isinstance(two_pss, int) and isinstance(processes_pss, int):
         with_host = " + host" if "processes+host" in memory else ""
