@@ -206,11 +206,19 @@ class Runtime:
             future.result()
 
     def _call_any(self, target: str, args: tuple, kwargs: dict) -> Any:
-        index = self._free.get()
-        try:
-            return self.call(index, target, *args, **kwargs)
-        finally:
-            self._free.put(index)
+        while True:
+            if not self.live_indices():
+                raise InterpreterClosed("cannot run request (no live interpreter)")
+            try:
+                index = self._free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if not self.alive(index):
+                continue                    # stopped or lost: leaves the pool for good
+            try:
+                return self.call(index, target, *args, **kwargs)
+            finally:
+                self._free.put(index)
 
     def submit(self, target: str, /, *args: Any, **kwargs: Any) -> Future:
         """Queue a call of ``target`` on whichever interpreter is free next."""

@@ -145,6 +145,7 @@ def test_stop_one_interpreter_while_the_other_lives():
             runtime.eval(0, "1")
         assert runtime.eval(1, "__import__('json').dumps([1])") == "[1]"
         assert runtime.call_all("operator:add", 1, 1) == [2]
+        assert runtime.map("operator:neg", range(6)) == [0, -1, -2, -3, -4, -5]
     with pytest.raises(InterpreterClosed):
         runtime.eval(1, "1")
 
