@@ -54,7 +54,7 @@ def build_seed_corpus(folder: Path = CORPUS_DIR) -> Path:
     from fixtures.build import FixtureUnavailable, build_fixture
 
     sys.path.insert(0, str(REPO_ROOT / "tests" / "hardening"))
-    from hostile import write_elf
+    from hardening_hostile import write_elf
 
     for name in SEED_FIXTURES:
         try:

@@ -1,7 +1,7 @@
 """Hostile ELF inputs: each costs one one-line `error` entry (or gets a correct analysis), never the scan.
 
 Every file is derived from a real fixture build or written field by field at test time
-(tests/hardening/hostile.py); nothing binary is committed.
+(tests/hardening/hardening_hostile.py); nothing binary is committed.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from analyzer.elf.analyze import analyze_elf_files
 from analyzer.findings import Backend, FileKind, Verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostile import (  # noqa: E402
+from hardening_hostile import (  # noqa: E402
     SH_LINK,
     SH_SIZE,
     assert_no_traceback,

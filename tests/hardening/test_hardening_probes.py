@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostile import assert_no_traceback, run_cli  # noqa: E402
+from hardening_hostile import assert_no_traceback, run_cli  # noqa: E402
 
 TAG_VARIABLE = "INTERPKIT_HARDENING_PROBE_TAG"
 PROBE_TIMEOUT_S = 6.0
