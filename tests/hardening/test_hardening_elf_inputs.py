@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,23 @@ def test_verdicts_of_error_entries_are_unknown(hostile_tree):
     proc, report = scan_json(hostile_tree / "text.so")
     [entry] = report["files"]
     assert entry["verdicts"] == {b.value: "unknown" for b in Backend}
+
+
+def test_dt_needed_naming_a_fifo_does_not_block_the_closure(built_fixtures, tmp_path):
+    """A DT_NEEDED with a slash is a path to ld.so; one that names a FIFO must not be opened for reading.
+    The name is patched in place of `libgcc_s.so.1` (same length), through a short link in /tmp."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = Path(f"/tmp/ikf{uuid.uuid4().hex[:5]}")  # 13 characters, like libgcc_s.so.1
+    link.symlink_to(fifo)
+    try:
+        data = built_fixtures("gnu_unique_cpp").read_bytes()
+        assert data.count(b"libgcc_s.so.1\0") == 1
+        path = tmp_path / "needs_fifo.so"
+        path.write_bytes(data.replace(b"libgcc_s.so.1\0", str(link).encode() + b"\0"))
+        results = analyze_elf_files([path], Config(), closure=True)
+        assert results[0].kind is FileKind.EXTENSION
+        assert results[0].facts["closure"][str(link)] is None or all(
+            r.kind is FileKind.ERROR for r in results[1:] if str(r.path) == str(link))
+    finally:
+        link.unlink()
