@@ -144,3 +144,18 @@ def test_failed_patch_with_nothing_before_leaves_nothing(tmp_path):
     proc = patch(broken, out)
     assert proc.returncode == 1 and "not a valid zip archive" in proc.stderr
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_corrupt_extension_is_refused_and_nothing_written(built_fixtures, tmp_path):
+    """An input the ELF reader refuses is an error (one line), not a copied or half-patched output."""
+    data = bytearray(built_fixtures("gnu_unique_cpp").read_bytes())
+    data[40:48] = (1 << 62).to_bytes(8, "little")  # e_shoff far past the end
+    source = tmp_path / "in" / "corrupt.cpython-311-x86_64-linux-gnu.so"
+    source.parent.mkdir()
+    source.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    proc = patch(source, out)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"interpkit: error: cannot patch {source.name}") and proc.stderr.count("\n") == 1
+    assert list(out.iterdir()) == []
+    assert source.read_bytes() == bytes(data)
