@@ -246,3 +246,22 @@ def test_patch_honest_wheel_round_trip(tmp_path, built_fixtures):
     with zipfile.ZipFile(out / WHEEL_NAME) as zf:
         names = zf.namelist()
     assert f"{DIST}/RECORD" in names and extension[0] in names
+
+
+def test_scan_wheel_with_a_corrupt_member_reports_that_member(tmp_path, built_fixtures):
+    """A hostile binary inside an honest wheel costs one `wheel!member` error entry; its neighbour is read."""
+    good = built_fixtures("multi_phase_no_slot")
+    corrupt = bytearray(built_fixtures("clean").read_bytes())
+    corrupt[40:48] = (1 << 62).to_bytes(8, "little")  # e_shoff far past the end
+    wheel = zip_with_members(tmp_path / WHEEL_NAME, wheel_members([
+        (f"evil/{good.name}", good.read_bytes()),
+        ("evil/broken.cpython-311-x86_64-linux-gnu.so", bytes(corrupt)),
+    ]))
+    around = snapshot(tmp_path.parent)
+    _, report = scan(wheel)
+    by_member = {f["path"].split("!", 1)[-1]: f for f in report["files"]}
+    assert by_member[str(wheel)]["kind"] == "archive"
+    assert by_member[f"evil/{good.name}"]["kind"] == "extension"
+    broken = by_member["evil/broken.cpython-311-x86_64-linux-gnu.so"]
+    assert broken["kind"] == "error" and "\n" not in broken["error"]
+    assert snapshot(tmp_path.parent) == around
