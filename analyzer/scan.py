@@ -11,7 +11,7 @@ import errno
 import os
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -150,9 +150,17 @@ def _scan_wheel(wheel: Path, config: Config, *, only: str | None, advance: Calla
         inner = collect([Path(tmp)], only=only)
         inner.python = []  # a wheel's Python code is scanned when a model imports it
         results, _ = _scan_collected(inner, config, advance=advance)
+    # The temp dir is gone once we return: nothing reported may still point into it.
+    inside = f"{tmp}{os.sep}"
+
+    def member(path) -> Path:
+        return Path(f"{wheel}!{Path(path).relative_to(tmp)}") if str(path).startswith(inside) else Path(path)
+
     for fr in results:
-        with contextlib.suppress(ValueError):
-            fr.path = Path(f"{wheel}!{Path(fr.path).relative_to(tmp)}")
+        fr.path = member(fr.path)
+        if fr.error:
+            fr.error = fr.error.replace(inside, f"{wheel}!")
+        fr.findings = [replace(f, path=member(f.path)) for f in fr.findings]
     return [FileResult(wheel, FileKind.ARCHIVE, facts={"members_scanned": len(results)}), *results]
 
 

@@ -265,3 +265,17 @@ def test_scan_wheel_with_a_corrupt_member_reports_that_member(tmp_path, built_fi
     broken = by_member["evil/broken.cpython-311-x86_64-linux-gnu.so"]
     assert broken["kind"] == "error" and "\n" not in broken["error"]
     assert snapshot(tmp_path.parent) == around
+
+
+@pytest.mark.parametrize("output_format", ["json", "sarif"])
+def test_wheel_reports_never_point_into_the_deleted_temp_dir(tmp_path, built_fixtures, output_format):
+    """Member paths, finding locations and error lines name `wheel!member`, not the unpack folder."""
+    unique = built_fixtures("gnu_unique_cpp")
+    corrupt = bytes(built_fixtures("clean").read_bytes()[:300])
+    wheel = zip_with_members(tmp_path / WHEEL_NAME, wheel_members([
+        (f"evil/{unique.name}", unique.read_bytes()), ("evil/broken.cpython-311-x86_64-linux-gnu.so", corrupt)]))
+    proc = run_cli("scan", "--format", output_format, "--no-closure", wheel)
+    assert_no_traceback(proc)
+    assert proc.returncode == 1
+    assert "interpkit-wheel-" not in proc.stdout
+    assert f"{wheel}!evil/{unique.name}" in proc.stdout and f"{wheel}!evil/broken" in proc.stdout
