@@ -90,6 +90,7 @@ def killed_runs(source: Path, out: Path, delays: list[float]):
         yield delay, proc.returncode
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["extension", "wheel"])
 def test_sigkill_at_any_moment_leaves_old_or_new_never_half(kind, extension_input, wheel_input, reference, tmp_path):
     source = extension_input if kind == "extension" else wheel_input

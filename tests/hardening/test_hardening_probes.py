@@ -20,6 +20,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hardening_hostile import assert_no_traceback, run_cli  # noqa: E402
 
+pytestmark = pytest.mark.slow  # each probe starts interpreters; the hang cases wait out their timeout
+
 TAG_VARIABLE = "INTERPKIT_HARDENING_PROBE_TAG"
 PROBE_TIMEOUT_S = 6.0
 # The allocating fixture needs time to reach the limit on a loaded machine; it rarely uses it all.
