@@ -209,6 +209,19 @@ Runtime_close(RuntimeObject *self, PyObject *args, PyObject *kwargs)
     return PyLong_FromLong(leaked);
 }
 
+PyDoc_STRVAR(Runtime_abandon_doc,
+"abandon($self, /)\n--\n\n"
+"Drop the runtime without stopping it: for a forked child, whose copy has no\n"
+"worker threads to stop (closing would wait for them forever).");
+
+static PyObject *
+Runtime_abandon(RuntimeObject *self, PyObject *Py_UNUSED(ignored))
+{
+    self->runtime = NULL;       /* the memory is the parent's, copied; leaked here */
+    self->active_calls = 0;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(Runtime_linkmap_doc,
 "linkmap($self, index, /)\n--\n\n"
 "List (path, load_bias) of every object loaded in interpreter index's\n"
@@ -310,6 +323,7 @@ static PyMethodDef Runtime_methods[] = {
      METH_VARARGS | METH_KEYWORDS, Runtime_stop_doc},
     {"close", (PyCFunction)(void (*)(void))Runtime_close,
      METH_VARARGS | METH_KEYWORDS, Runtime_close_doc},
+    {"abandon", (PyCFunction)Runtime_abandon, METH_NOARGS, Runtime_abandon_doc},
     {"linkmap", (PyCFunction)Runtime_linkmap, METH_O, Runtime_linkmap_doc},
     {"namespace", (PyCFunction)Runtime_namespace, METH_O, Runtime_namespace_doc},
     {"alive", (PyCFunction)Runtime_alive, METH_O, Runtime_alive_doc},

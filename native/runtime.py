@@ -23,6 +23,7 @@ import pickle
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +74,22 @@ def _live(delta: int, opened: int = 0) -> int:
         return _live_interpreters
 
 
+_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _abandon_after_fork() -> None:
+    # A forked child copies the namespaces but none of the worker threads: its runtimes
+    # are unusable, and closing one would wait forever for threads that do not exist.
+    global _live_interpreters, _live_lock
+    _live_lock = threading.Lock()
+    _live_interpreters = 0
+    for runtime in list(_runtimes):
+        runtime._abandon()
+
+
+os.register_at_fork(after_in_child=_abandon_after_fork)
+
+
 def opened_namespaces() -> int:
     """How many link-map namespaces this process has dlmopen'd (none is ever given back)."""
     return _opened_namespaces
@@ -120,6 +137,15 @@ class Runtime:
         self._pool: ThreadPoolExecutor | None = None
         self._broadcast: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._forked = False
+        _runtimes.add(self)
+
+    def _abandon(self) -> None:
+        if self._native is not None:
+            self._native.abandon()
+            self._native = None
+        self._pool = self._broadcast = None   # their threads stayed in the parent
+        self._forked = True
 
     # ------------------------------------------------------------------ errors
 
@@ -146,7 +172,8 @@ class Runtime:
 
     def _request(self, index: int, *message: Any, timeout: float | None = None) -> Any:
         if self._native is None:
-            raise InterpreterClosed("cannot use runtime (closed)")
+            reason = "forked: it belongs to the parent process" if self._forked else "closed"
+            raise InterpreterClosed(f"cannot use runtime ({reason})")
         if not 0 <= index < self.n:
             raise IndexError(f"no interpreter {index} (runtime has {self.n})")
         limit = self.timeout if timeout is None else timeout

@@ -65,3 +65,31 @@ def test_runtime_with_torch_exits_without_hang(code):
     assert result.returncode == 0, (result.returncode, result.stderr[-1000:])
     if code is CLOSED:
         assert "left: []" in result.stdout
+
+
+FORK = """
+import os
+from native import InterpreterClosed, Runtime
+runtime = Runtime(2)
+assert runtime.call_all("operator:add", 1, 1) == [2, 2]
+pid = os.fork()
+if pid == 0:
+    try:
+        runtime.eval(0, "1")
+    except InterpreterClosed as exc:
+        print("child:", exc, flush=True)
+    runtime.close()                     # must not wait for the parent's threads
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+assert runtime.eval(1, "6 * 7") == 42   # the parent's runtime is untouched
+runtime.close()
+print("parent: ok")
+"""
+
+
+def test_forked_child_neither_uses_nor_waits_for_the_parents_interpreters():
+    result = run_python(FORK, timeout=60)
+    assert result.returncode == 0, (result.returncode, result.stderr[-800:])
+    assert "child: cannot use runtime (forked: it belongs to the parent process)" in result.stdout
+    assert "parent: ok" in result.stdout
