@@ -141,3 +141,25 @@ def test_memory_measurement(built_fixtures, no_leftovers, name):
     expected = {"hostile_segv": "killed by SIGSEGV", "hostile_loop": "timed out",
                 "hostile_alloc": "memory limit 512 MiB"}[name]
     assert expected in sample["error"], sample
+
+
+def test_out_of_memory_reads_the_live_peak(no_leftovers):
+    """The rule behind the memory outcome: a live process whose address space reached 90 % of the
+    limit is out of memory; below that, or once gone, it is not (bytearray's zero pages are
+    reserved, not touched, so this costs no real memory)."""
+    import subprocess
+
+    from native.outcome import out_of_memory
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time; x = bytearray(700 << 20); "
+                              "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        reason = out_of_memory(child.pid, 600)
+        assert reason is not None and "ran out of memory" in reason and "600 MiB limit" in reason
+        assert out_of_memory(child.pid, 4096) is None
+        assert out_of_memory(child.pid, None) is None
+    finally:
+        child.kill()
+        child.wait()
+    assert out_of_memory(child.pid, 600) is None
