@@ -15,6 +15,7 @@ become clean error entries in a scan, but the message is then a Python error, no
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -41,8 +42,22 @@ STRICT = os.environ.get("INTERPKIT_FUZZ_STRICT") == "1"
 # What a malformed file may raise inside build_facts and still count as a clean refusal.
 CLEAN_REFUSALS = (ELFError, ELFParseError, ELFRelocationError, ValueError, struct.error, EOFError, OSError)
 
-_WORK = Path(tempfile.mkdtemp(prefix="interpkit-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
-_TARGET = _WORK / "input.so"
+_SCRATCH = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+
+
+def _scratch_file() -> Path:
+    """One input file per fuzzing process. libFuzzer ends the process from C, so no Python exit
+    hook cleans up: folders of processes that are gone are removed at the next start instead."""
+    for stale in _SCRATCH.glob("interpkit-fuzz-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = _SCRATCH / f"interpkit-fuzz-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    return folder / "input.so"
+
+
+_TARGET = _scratch_file()
 _CONFIG = Config()
 
 
