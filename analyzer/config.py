@@ -19,6 +19,9 @@ class Config:
     fail_on: Severity = Severity.ERROR
     follow_closure: bool = True       # walk DT_NEEDED dependencies of extensions
     follow_imports: bool = True       # walk imports from model source into installed packages
+    # Rule-scan the Python source of installed third-party packages the model reaches, not only
+    # the model's own files (thousands of files for torch: slow until the cache is warm).
+    third_party_source: bool = False
     python_paths: tuple[str, ...] = ()  # extra sys.path entries for import resolution
     interpreters: tuple[str, ...] = field(default_factory=tuple)  # other Pythons (3.12/3.13)
 
@@ -80,6 +83,8 @@ def load_config(pyproject: Path | None) -> Config:
             cfg = replace(cfg, follow_closure=bool(section["follow-closure"]))
         if "follow-imports" in section:
             cfg = replace(cfg, follow_imports=bool(section["follow-imports"]))
+        if "third-party-source" in section:
+            cfg = replace(cfg, third_party_source=bool(section["third-party-source"]))
         if "python-paths" in section:
             cfg = replace(cfg, python_paths=tuple(map(str, section["python-paths"])))
         if "interpreters" in section:

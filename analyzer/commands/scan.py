@@ -22,6 +22,8 @@ def configure_parser(sub) -> None:
     parser.add_argument("--only", choices=("elf", "source"), help="scan only ELF files or only Python source")
     parser.add_argument("--no-closure", action="store_true", help="do not follow DT_NEEDED dependencies")
     parser.add_argument("--no-follow-imports", action="store_true", help="scan the named Python files only, not what they import")
+    parser.add_argument("--third-party-source", action="store_true",
+                        help="also rule-scan the Python source of installed packages the model imports (slow on a cold cache)")
     parser.add_argument("--show-clean", action="store_true", help="list files without findings in the table too")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar (default: when stderr is a terminal)")
@@ -52,6 +54,8 @@ def run(args) -> int:
         config = replace(config, follow_closure=False)
     if args.no_follow_imports:
         config = replace(config, follow_imports=False)
+    if args.third_party_source:
+        config = replace(config, third_party_source=True)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     report = scan_paths(args.paths, config, progress=progress, only=args.only)
     render(report, args)

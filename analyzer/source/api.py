@@ -16,7 +16,8 @@ __all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
 
 def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..., list[FileResult]] | None = None,
                export_check: bool = True) -> tuple[list[FileResult], dict]:
-    """Pre-packaging scan: import graph from `entries`, rules on every reached non-stdlib .py file,
+    """Pre-packaging scan: import graph from `entries`, rules on the model's own .py files (and on
+    every reached third-party .py file with config.third_party_source),
     the ELF analyzer on every reached extension, the import chain on each finding outside the
     entries, and the packaging plan (checked by a real export when torch is installed)."""
     config = config or Config()
@@ -36,7 +37,7 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     entry_paths = {e.resolve() for e in sources if e.is_file()}
     python_nodes = [n for n in graph.nodes.values()
                     if n.kind is ModuleKind.PYTHON and n.path is not None and n.path.suffix == ".py"
-                    and (n.local or config.follow_imports)]
+                    and (n.local or config.third_party_source)]
     # entries first, in the order given, then everything reached
     ordered: list[Path] = [e for e in sources if e.is_file()]
     modules = {e: module_name_for(e)[0] for e in ordered}
