@@ -5,7 +5,8 @@ the best of ``--repeat`` interleaved rounds of 2 equal tasks:
 
 * 1 interpreter: both tasks one after the other in interpreter 0;
 * 2 interpreters: one task in each, at the same time (``call_all``);
-* 2 threads: both tasks on two threads of interpreter 0, sharing its GIL.
+* 2 threads: both tasks on two threads of interpreter 0, sharing its GIL;
+* 2 processes (ceiling): both tasks in two plain processes at once: what the machine gives now.
 
 Throughput ratios are relative to 1 interpreter; ``cpu/wall`` is this process's CPU time over
 wall time in that round (about 2 when two cores really worked at once, about 1 when a
@@ -289,22 +290,30 @@ def main() -> int:
         archive = make_archive(Path(folder.name))
     model_best = None
 
+    import multiprocessing
+
     target = "runtime_scaling:spin"
     here = str(Path(__file__).resolve().parent)
-    with Runtime(2, sys_path=[here, *sys.path]) as runtime:
+    # The machine's ceiling: the same two tasks in two plain processes. No runtime can beat the
+    # cores the machine actually gives this process at the time.
+    ceiling = multiprocessing.get_context("spawn").Pool(2)
+    with ceiling, Runtime(2, sys_path=[here, *sys.path]) as runtime:
         runtime.call_all(target, 1000)          # warm-up: import the module everywhere
+        ceiling.map(spin, [1000, 1000], chunksize=1)
         best = {"one": (float("inf"), 0.0), "two": (float("inf"), 0.0),
-                "threads": (float("inf"), 0.0)}
+                "threads": (float("inf"), 0.0), "processes": (float("inf"), 0.0)}
         actions = {
             "one": lambda: [runtime.call(0, target, args.loops) for _ in range(2)],
             "two": lambda: runtime.call_all(target, args.loops),
             "threads": lambda: runtime.call(0, "runtime_scaling:spin_threads", args.loops, 2),
+            "processes": lambda: ceiling.map(spin, [args.loops, args.loops], chunksize=1),
         }
         # Interleaved rounds, best of each: a noisy neighbour then hurts all three alike.
         for _ in range(args.repeat if "spin" in sections else 0):
             for name, action in actions.items():
                 best[name] = min(best[name], _timed(action))
         one, two, threads = best["one"][0], best["two"][0], best["threads"][0]
+        processes = best["processes"][0]
         if "model" in sections:
             model_best = model_rounds(runtime, archive, args)
     # Measured after the runtime is closed: the children must not compete with it for the cores.
@@ -319,14 +328,17 @@ def main() -> int:
     print(f"{'configuration':<28}{'seconds':>10}{'tasks/s':>10}{'vs 1 interp':>13}"
           f"{'cpu/wall':>10}")
     for label, key in [("1 interpreter", "one"), ("2 interpreters (namespaces)", "two"),
-                       ("2 threads, 1 interpreter", "threads")]:
+                       ("2 threads, 1 interpreter", "threads"), ("2 processes (ceiling)", "processes")]:
         seconds, busy = best[key]
-        print(f"{label:<28}{seconds:>10.3f}{2 / seconds:>10.2f}{one / seconds:>12.2f}x"
-              f"{busy:>10.2f}")
+        # The processes' CPU is not this process's: their cpu/wall would read ~0.
+        busy_text = f"{busy:>10.2f}" if key != "processes" else f"{'-':>10}"
+        print(f"{label:<28}{seconds:>10.3f}{2 / seconds:>10.2f}{one / seconds:>12.2f}x{busy_text}")
     print(f"summary: 2 interpreters {one / two:.2f}x, 2 threads {one / threads:.2f}x "
           f"the throughput of 1 interpreter (target >= 1.80x for 2 interpreters); "
-          f"cpu/wall {best['two'][1]:.2f} with 2 interpreters vs {best['one'][1]:.2f} with 1")
-    spin_summary = f"spin: 2 interpreters {one / two:.2f}x, 2 threads {one / threads:.2f}x 1 interpreter"
+          f"cpu/wall {best['two'][1]:.2f} with 2 interpreters vs {best['one'][1]:.2f} with 1; "
+          f"2 plain processes {one / processes:.2f}x (the machine's ceiling now)")
+    spin_summary = (f"spin: 2 interpreters {one / two:.2f}x, 2 threads {one / threads:.2f}x, "
+                    f"2 processes (ceiling) {one / processes:.2f}x 1 interpreter")
     return _finish_model(model_best, model_pss, args, spin_summary)
 
 
