@@ -41,11 +41,8 @@ def _positive(text: str) -> int:
 
 
 def run(args) -> int:
-    from analyzer.config import Config
     from analyzer.findings import Backend
     from analyzer.output import emit
-    from analyzer.scan import scan_paths
-    from analyzer.verify import confusion, verify_results
 
     paths = list(args.paths) + ([args.site_packages] if args.site_packages else [])
     if not paths:
@@ -53,41 +50,68 @@ def run(args) -> int:
     if args.python and args.backend != "subinterpreters":
         args.backend = "subinterpreters"
     backend = Backend(args.backend)
-    report = scan_paths(paths, Config(follow_imports=False), only="elf", progress=sys.stderr.isatty())
-    rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
-                          python=args.python, config_name=args.subinterpreter_config)
-    summary = confusion(rows)
-    errors = [fr for fr in report.files if fr.error]
+    if args.site_packages and backend is Backend.SUBINTERPRETERS and not args.paths:
+        data = _verify_environment(args)
+    else:
+        data = _verify_paths(paths, backend, args)
+    summary = data["summary"]
     if args.format == "json":
         import json
 
-        data = {"schema": "interpkit-verify/1", "backend": backend.value, "interpreters": args.interpreters,
-                "results": [r.to_json() for r in rows], "errors": [{"path": str(fr.path), "error": fr.error} for fr in errors],
-                "summary": summary}
         emit(json.dumps(data, indent=2) + "\n", args.output)
     else:
-        render_table(rows, summary, errors, backend, args)
+        render_table(data, args)
     return 1 if summary["agreed"] < summary["decided"] or summary["crashes_predicted_safe"] else 0
 
 
-def render_table(rows, summary, errors, backend, args) -> None:
+def _verify_paths(paths, backend, args) -> dict:
+    """Scan the paths' ELF files, probe each extension module by its import name."""
+    from analyzer.config import Config
+    from analyzer.scan import scan_paths
+    from analyzer.verify import confusion, verify_results
+
+    report = scan_paths(paths, Config(follow_imports=False), only="elf", progress=sys.stderr.isatty())
+    rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
+                          python=args.python, config_name=args.subinterpreter_config)
+    return {"schema": "interpkit-verify/1", "backend": backend.value, "interpreters": args.interpreters,
+            "results": [r.to_json() for r in rows],
+            "errors": [{"path": str(fr.path), "error": fr.error} for fr in report.files if fr.error],
+            "summary": confusion(rows)}
+
+
+def _verify_environment(args) -> dict:
+    """A whole site-packages under CPython subinterpreters: every PyInit_* of every binary,
+    one child per module, crashes blamed on a compiled dependency when it crashes alone too."""
+    from analyzer.verify_corpus import verify_site_packages
+
+    if not args.site_packages.is_dir():
+        raise InputError(f"cannot verify {args.site_packages} (not a directory)")
+    corpus = verify_site_packages(args.site_packages, args.python or "3.13", args.interpreters,
+                                  configuration=args.subinterpreter_config, timeout_s=args.timeout)
+    rows = corpus.pop("rows")
+    return {"schema": "interpkit-verify/1", **corpus, "results": rows, "errors": []}
+
+
+def render_table(data: dict, args) -> None:
     from rich.table import Table
     from rich.text import Text
 
     from analyzer.console import out_console
 
     style = {"ok": "green", "fail": "red", "unknown": "yellow"}
-    table = Table(title=f"verify: {backend.value}, {args.interpreters} interpreters", title_justify="left")
+    summary = data["summary"]
+    table = Table(title=f"verify: {data['backend']}, {data['interpreters']} interpreters", title_justify="left")
     for column in ("module", "predicted", "observed", "status", "agree", "findings", "detail"):
         table.add_column(column, overflow="fold")
-    for r in rows:
-        agree = {True: Text("yes", "green"), False: Text("NO", "bold red"), None: Text("-", "dim")}[r.agrees]
-        table.add_row(r.module, Text(r.predicted.value, style[r.predicted.value]), Text(r.observed.value, style[r.observed.value]),
-                      r.status, agree, ",".join(r.codes), (r.message or "").splitlines()[0][:120] if r.message else "")
+    for r in data["results"]:
+        agree = {True: Text("yes", "green"), False: Text("NO", "bold red"), None: Text("-", "dim")}[r["agrees"]]
+        detail = (r.get("message") or "").splitlines()[0][:120] if r.get("message") else ""
+        table.add_row(r["module"], Text(r["predicted"], style[r["predicted"]]), Text(r["observed"], style[r["observed"]]),
+                      r["status"], agree, ",".join(r["codes"]), detail)
     console = out_console()
     console.print(table)
-    for fr in errors:
-        console.print(Text.assemble(("error ", "bold red"), str(fr.path), f": {fr.error}"))
+    for error in data["errors"]:
+        console.print(Text.assemble(("error ", "bold red"), error["path"], f": {error['error']}"))
     rate = summary["agreement"]
     console.print(
         f"agreement: {summary['agreed']}/{summary['decided']} decided"

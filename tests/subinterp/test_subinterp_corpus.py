@@ -81,3 +81,23 @@ def test_crash_caused_by_a_dependency_is_pinned_on_it(corpus_result):
         pytest.skip(f"_time_machine did not crash on this Python ({row['status']})")
     assert row["outcome"]["blamed_on"] == "_datetime"
     assert "_time_machine" in {r["module"] for r in corpus_result["left_out"]}
+
+
+def test_verify_command_on_the_corpus_prints_the_agreement(corpus_site_packages):
+    """The user-facing form: `interpkit verify --site-packages DIR --python 3.13`."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "analyzer", "verify", "--site-packages", str(corpus_site_packages),
+                           "--python", "3.13", "--format", "json"], capture_output=True, text=True, timeout=900)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    data = json.loads(proc.stdout)
+    summary = data["summary"]
+    assert summary["decided"] >= 40
+    assert summary["agreement"] >= 0.95
+    assert summary["crashes_predicted_safe"] == []
+    assert proc.returncode == (0 if summary["agreed"] == summary["decided"] else 1)
+    table = subprocess.run([sys.executable, "-m", "analyzer", "verify", "--site-packages", str(corpus_site_packages),
+                            "--python", "3.13"], capture_output=True, text=True, timeout=900)
+    assert "agreement:" in table.stdout and "Traceback" not in table.stderr
