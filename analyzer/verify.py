@@ -71,7 +71,7 @@ def confusion(rows: list[Verification]) -> dict:
 
 
 def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, timeout: float,
-          python: str | None = None, config_name: str = "isolated") -> dict:
+          python: str | None = None, config_name: str = "isolated", binary: Path | None = None) -> dict:
     """Run one sandboxed probe; returns the ProbeOutcome JSON."""
     if backend is Backend.NAMESPACES:
         from native.probe import probe_module
@@ -80,13 +80,28 @@ def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, t
     elif backend is Backend.SUBINTERPRETERS:
         from native.subinterp import probe_module as probe_subinterpreters
 
-        outcome = probe_subinterpreters(module, path=sys_path, interpreters=interpreters,
+        # Load the binary by file: the answer is about it, not its package's __init__.
+        outcome = probe_subinterpreters(module, path=sys_path, file=binary, interpreters=interpreters,
                                         timeout=timeout, python=python, config=config_name)
     else:
         from analyzer.errors import RuntimeUnavailable
 
         raise RuntimeUnavailable(f"cannot verify with the {backend.value} backend (not implemented; use namespaces or subinterpreters)")
     return outcome.to_json()
+
+
+_STATUS_RANK = {"ok": 0, "error": 1, "import_error": 2, "hang": 3, "crash": 4}
+
+
+def _other_inits(fr: FileResult, module: str) -> list[str]:
+    """Names of the binary's other PyInit_* functions (not the one its file name selects)."""
+    own = module.rpartition(".")[2]
+    names = []
+    for init in fr.facts.get("init") or []:
+        name = init.get("module") if isinstance(init, dict) else None
+        if name and name.isidentifier() and name != own:
+            names.append(name)
+    return names
 
 
 def target_soabi(backend: Backend, python: str | None) -> str:
@@ -117,7 +132,17 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
                                      f"built for another interpreter (runtime is {soabi})", codes))
             continue
         outcome = probe(backend, module, sys_path, interpreters=interpreters, timeout=timeout,
-                        python=python, config_name=config_name)
+                        python=python, config_name=config_name, binary=Path(fr.path))
+        if backend is Backend.SUBINTERPRETERS:
+            # The verdict covers every PyInit_* in the binary; a second one can only be
+            # loaded by file under its own name, which the subinterpreters probe can do.
+            package = module.rpartition(".")[0]
+            for other in _other_inits(fr, module):
+                dotted = f"{package}.{other}" if package else other
+                extra = probe(backend, dotted, sys_path, interpreters=interpreters, timeout=timeout,
+                              python=python, config_name=config_name, binary=Path(fr.path))
+                if _STATUS_RANK[extra["status"]] > _STATUS_RANK[outcome["status"]]:
+                    outcome = {**extra, "message": f"{dotted}: {extra.get('message', '')}"}
         rows.append(Verification(Path(fr.path), module, backend, predicted, outcome["status"],
                                  outcome.get("message", ""), codes, outcome))
         if progress:

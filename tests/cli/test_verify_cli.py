@@ -1,0 +1,70 @@
+"""`interpkit verify` end to end: real fixture builds, real runtimes, prediction vs observation."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+# What each fixture does when N interpreters import and use it. Namespaces give every
+# interpreter its own copy of every library, so each fixture loads and keeps its state apart.
+# Isolated subinterpreters refuse single-phase init and a missing per-GIL slot (any PyInit_*
+# of the binary), and share a static type object between interpreters.
+SUBINTERPRETERS_STATUS = {
+    "clean": "ok", "multi_phase_isolated": "ok", "gilstate": "ok", "initial_exec_tls": "ok",
+    "gnu_unique_cpp": "ok", "clash_a": "ok", "clash_b": "ok", "static_type": "ok",
+    "single_phase_static": "import_error", "multi_phase_no_slot": "import_error", "mixed_init": "import_error",
+}
+SHARED_UNDER_SUBINTERPRETERS = {"static_type"}
+NAMESPACES = sorted([*SUBINTERPRETERS_STATUS, "pybind11_module"])
+
+
+def _verify(folder, *args) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "analyzer", "verify", str(folder), "--format", "json", *args],
+                          capture_output=True, text=True, timeout=900)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    data = json.loads(proc.stdout)
+    assert proc.returncode == (0 if data["summary"]["agreed"] == data["summary"]["decided"] else 1)
+    return data
+
+
+def _folder_of(tmp_path, built_fixtures, names, python=sys.executable):
+    for name in names:
+        path = built_fixtures(name, python)
+        shutil.copy2(path, tmp_path / path.name)
+    return tmp_path
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_every_fixture_loads_apart_in_n_namespaces(tmp_path, built_fixtures, n):
+    folder = _folder_of(tmp_path, built_fixtures, NAMESPACES)
+    data = _verify(folder, "-n", str(n))
+    rows = {r["module"]: r for r in data["results"]}
+    assert sorted(rows) == NAMESPACES
+    for name, row in rows.items():
+        assert row["status"] == "ok", (name, row["message"])
+        assert row["outcome"]["shared_state"] == [], name
+        assert row["predicted"] == "ok" and row["agrees"] is True, name
+    assert data["summary"]["agreement"] == 1.0
+
+
+def test_isolated_subinterpreters_observed_as_predicted(tmp_path, built_fixtures, python_for):
+    python = python_for("3.13")
+    folder = _folder_of(tmp_path, built_fixtures, sorted(SUBINTERPRETERS_STATUS), python)
+    data = _verify(folder, "--python", "3.13", "-n", "2")
+    rows = {r["module"]: r for r in data["results"]}
+    assert {name: row["status"] for name, row in rows.items()} == SUBINTERPRETERS_STATUS
+    shared = {name for name, row in rows.items() if row["outcome"].get("shared_state")}
+    assert shared == SHARED_UNDER_SUBINTERPRETERS
+    disagreements = {name: (row["predicted"], row["observed"]) for name, row in rows.items() if row["agrees"] is False}
+    assert disagreements == {}
+    assert data["summary"]["crashes_predicted_safe"] == []
+
+
+def test_extension_for_another_python_is_skipped_with_the_reason(tmp_path, built_fixtures, python_for):
+    folder = _folder_of(tmp_path, built_fixtures, ["clean"], python_for("3.13"))
+    data = _verify(folder)  # namespaces backend runs this Python, not 3.13
+    [row] = data["results"]
+    assert row["status"] == "skipped" and "another interpreter" in row["message"]
