@@ -166,14 +166,13 @@ def _scan_wheel(wheel: Path, config: Config, *, only: str | None, advance: Calla
 
 def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], None]) -> tuple[list[FileResult], dict]:
     """Run each analyzer on its files; returns the results and report extras (plans, graphs)."""
+    from analyzer.elf.analyze import analyze_elf_files
+    from analyzer.source import api as source_api
+
     results: list[FileResult] = list(found.errors)
     extras: dict = {}
     if found.python:
-        from analyzer.source import api as source_api
-
         if config.follow_imports:
-            from analyzer.elf.analyze import analyze_elf_files
-
             files, model_extras = source_api.scan_model(found.python, config, elf_analyzer=analyze_elf_files)
             results.extend(files)
             extras.update(model_extras)
@@ -182,13 +181,9 @@ def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], N
         for _ in found.python:
             advance()
     if found.elf:
-        from analyzer.elf.analyze import analyze_elf_files
-
         results.extend(analyze_elf_files(found.elf, config, progress=lambda *_: advance(),
                                          closure=config.follow_closure))
     for archive in found.packages:
-        from analyzer.source import api as source_api
-
         files, package_extras = source_api.scan_package_archive(archive, config)
         results.extend(files)
         extras.setdefault("packages", {})[str(archive)] = package_extras

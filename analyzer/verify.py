@@ -5,12 +5,10 @@ crashing extension is an observation, never a crash of interpkit.
 """
 from __future__ import annotations
 
-import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.config import Config
 from analyzer.findings import Backend, FileKind, FileResult, Verdict
 from analyzer.modules import abi_matches, module_location
 

@@ -6,10 +6,10 @@ would change anything; 2 for usage or input errors.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from analyzer.errors import InputError
+from analyzer.output import positive_int
 
 BACKEND_CHOICES = ("namespaces", "subinterpreters", "copies", "all")
 
@@ -29,7 +29,7 @@ def configure_parser(sub) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
     parser.add_argument("--backend", action="append", choices=BACKEND_CHOICES, metavar="BACKEND",
                         help="runtime(s) to fix for: namespaces, subinterpreters, copies or all (default: all; repeatable)")
-    parser.add_argument("--interpreters", "-n", type=_positive, default=2, metavar="N",
+    parser.add_argument("--interpreters", "-n", type=positive_int, default=2, metavar="N",
                         help="interpreters per re-verification probe (default: 2)")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip loading the results in the real runtimes")
@@ -39,14 +39,6 @@ def configure_parser(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def run(args) -> int:

@@ -46,7 +46,7 @@ def resolve_config(args):
 def run(args) -> int:
     from dataclasses import replace
 
-    from analyzer.output import emit, exit_status
+    from analyzer.output import exit_status
     from analyzer.scan import scan_paths
 
     config = resolve_config(args)

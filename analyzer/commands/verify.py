@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from analyzer.errors import InputError
-from analyzer.output import add_output_arguments
+from analyzer.output import add_output_arguments, positive_int
 
 
 def configure_parser(sub) -> None:
@@ -18,7 +18,7 @@ def configure_parser(sub) -> None:
     )
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     parser.add_argument("--site-packages", type=Path, metavar="DIR", help="verify every extension of an environment")
-    parser.add_argument("--interpreters", "-n", type=_positive, default=2, metavar="N", help="interpreters per probe (default: 2)")
+    parser.add_argument("--interpreters", "-n", type=positive_int, default=2, metavar="N", help="interpreters per probe (default: 2)")
     parser.add_argument("--backend", choices=("namespaces", "subinterpreters"), default="namespaces")
     parser.add_argument("--python", metavar="VERSION", help="Python for the subinterpreters backend (default: 3.13)")
     parser.add_argument("--subinterpreter-config", choices=("isolated", "legacy"), default="isolated",
@@ -28,16 +28,6 @@ def configure_parser(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def run(args) -> int:

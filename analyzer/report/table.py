@@ -68,5 +68,5 @@ def summary_line(report: Report) -> Text:
     exts = s["kinds"].get("extension", 0)
     if exts:
         ok = {b: s["extension_verdicts"][b]["ok"] for b in s["extension_verdicts"]}
-        text.append(f"; extensions ok: " + ", ".join(f"{b} {ok[b]}/{exts}" for b in ok))
+        text.append("; extensions ok: " + ", ".join(f"{b} {ok[b]}/{exts}" for b in ok))
     return text
