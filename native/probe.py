@@ -213,7 +213,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
 # --------------------------------------------------------------------------- parent side
 
 def _limit_resources(memory_limit_mb: int | None) -> None:
-    # Runs in the child between fork and exec.
+    # Runs first thing in the child, before any namespace or module is loaded.
     if memory_limit_mb:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -270,6 +270,10 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
         memory_limit_mb = default_memory_limit_mb(interpreters)
     command = [sys.executable, "-m", "native.probe", "--child", "--module", name,
                "--interpreters", str(interpreters)]
+    if memory_limit_mb:
+        # The child limits itself before loading anything: no preexec_fn, which is unsafe
+        # in a threaded parent (pytest, the runtime's own threads).
+        command += ["--memory-limit-mb", str(memory_limit_mb)]
     if path is not None:
         command += ["--path", str(path)]
     for module in preimport:
@@ -277,8 +281,7 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
     try:
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, errors="replace", env=_child_env(), start_new_session=True,
-            preexec_fn=lambda: _limit_resources(memory_limit_mb))
+            text=True, errors="replace", env=_child_env(), start_new_session=True)
     except OSError as exc:
         return ProbeOutcome("error", f"cannot start probe child ({exc})")
     try:
@@ -333,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.interpreters < 1:
         parser.error("--interpreters must be at least 1")
     if args.child:
+        _limit_resources(args.memory_limit_mb)
         return _run_child(args.module, args.path, args.interpreters, tuple(args.preimport))
     limit = AUTO if args.memory_limit_mb is None else (args.memory_limit_mb or None)
     outcome = probe_module(args.module, args.path, interpreters=args.interpreters,
