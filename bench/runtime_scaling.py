@@ -29,7 +29,7 @@ analyzer/memory in bounded child processes: namespaces with 1 and 2 interpreters
 >= 1.6x that of 2 threads, and less memory than 2 processes. The last line sums everything up.
 
     python bench/runtime_scaling.py [--loops 3000000] [--repeat 5] [--sections spin,model,memory]
-                                    [--requests 240] [--chunk 4] [--archive MODEL.pt]
+                                    [--requests 960] [--chunk 4] [--archive MODEL.pt]
 """
 from __future__ import annotations
 
@@ -272,7 +272,8 @@ def main() -> int:
     parser.add_argument("--sections", default="spin,model,memory",
                         help="comma-separated: spin (pure-Python loop), model (served model throughput), "
                         "memory (Pss of the served model per configuration); default: %(default)s")
-    parser.add_argument("--requests", type=int, default=240, help="model requests per round")
+    parser.add_argument("--requests", type=int, default=960,
+                        help="model requests per round (rounds under ~0.3 s are at the mercy of one scheduler blip)")
     parser.add_argument("--chunk", type=int, default=4, help="model requests per call")
     parser.add_argument("--archive", type=Path, help="torch.package archive following analyzer/serve.py's "
                         "protocol (default: the example, built in a temporary folder)")
