@@ -1,7 +1,7 @@
 """Which hazard a finding names, so the shims can pick a strategy without hard-wiring rule codes.
 
-Rule codes belong to the analyzer's registry; the shims read each rule's hazard name (the
-rule module is named after the hazard, STYLE.md convention 1) and match it here, in one place.
+Rule codes belong to the analyzer's registry; the shims map each rule's stable name (the
+rule module is named after the hazard, STYLE.md convention 1) to a hazard here, in one table.
 """
 from __future__ import annotations
 
@@ -28,39 +28,34 @@ class Hazard(str, enum.Enum):
         return self.value
 
 
-# Checked in order against "<rule name> <rule module> <message>", lower-cased.
-_KEYWORDS: tuple[tuple[Hazard, tuple[str, ...]], ...] = (
-    (Hazard.PYO3, ("pyo3",)),
-    (Hazard.GNU_UNIQUE, ("gnu-unique", "gnu_unique", "stb_gnu_unique")),
-    (Hazard.SYMBOL_CLASH, ("clash", "collid", "interpos", "duplicate-export", "same symbol")),
-    (Hazard.LIBPYTHON_LINK, ("libpython",)),
-    (Hazard.UNRESOLVED_DEPENDENCY, ("rpath", "runpath", "unresolved", "not-found", "missing-dependency",
-                                    "closure")),
-    (Hazard.STATIC_TLS, ("static-tls", "static_tls", "initial-exec", "df_static_tls")),
-    (Hazard.MISSING_INTERPRETER_SLOT, ("multiple-interpreters", "multiple_interpreters", "interpreter-slot",
-                                       "per-interpreter-gil", "missing-slot", "no-slot")),
-    (Hazard.SINGLE_PHASE, ("single-phase", "single_phase", "global-state-module-def", "m_size -1")),
-    (Hazard.STATIC_STATE, ("static-type", "static_type")),
-    (Hazard.GILSTATE, ("gilstate",)),
-    (Hazard.RTLD_GLOBAL, ("rtld-global", "rtld_global")),
-)
+# Each rule's hazard, by the rule's stable name (a code and its name never change meaning).
+# Rules not listed here name nothing a shim acts on.
+HAZARD_OF_RULE: dict[str, Hazard] = {
+    "single-phase-init": Hazard.SINGLE_PHASE,
+    "mixed-init-kinds": Hazard.SINGLE_PHASE,
+    "global-state-module-def": Hazard.SINGLE_PHASE,
+    "missing-per-interpreter-gil-slot": Hazard.MISSING_INTERPRETER_SLOT,
+    "static-type-object": Hazard.STATIC_STATE,
+    "gilstate-api": Hazard.GILSTATE,
+    "gnu-unique-symbol": Hazard.GNU_UNIQUE,
+    "static-tls": Hazard.STATIC_TLS,
+    "libpython-needed": Hazard.LIBPYTHON_LINK,
+    "libpython-unlinked": Hazard.LIBPYTHON_LINK,
+    "exported-symbol-clash": Hazard.SYMBOL_CLASH,
+    "rpath-search-path": Hazard.UNRESOLVED_DEPENDENCY,
+    "unresolved-dependency": Hazard.UNRESOLVED_DEPENDENCY,
+    "rtld-global-load": Hazard.RTLD_GLOBAL,
+}
 
 
 def hazard_of(finding: Finding) -> Hazard:
-    """The rule's own hazard name decides; the message is read only when that name says nothing."""
-    texts = []
-    try:
-        from analyzer.registry import all_rules
+    from analyzer.registry import all_rules
 
-        registered = all_rules().get(finding.code)
-        if registered is not None:
-            texts.append(f"{registered.rule.name} {registered.module.__name__.rsplit('.', 1)[-1]}")
-    except Exception:  # noqa: BLE001 - a broken rule module must not stop patching; fall back to the message
-        pass
-    texts.append(finding.message)
-    for text in texts:
-        text = text.lower()
-        for hazard, words in _KEYWORDS:
-            if any(w in text for w in words):
-                return hazard
-    return Hazard.OTHER
+    registered = all_rules().get(finding.code)
+    if registered is None:
+        return Hazard.OTHER
+    name = registered.rule.name
+    if name == "binding-generator":
+        # One rule names every generator; of them only PyO3 decides what can be fixed.
+        return Hazard.PYO3 if "pyo3" in finding.message.lower() else Hazard.OTHER
+    return HAZARD_OF_RULE.get(name, Hazard.OTHER)
