@@ -16,7 +16,7 @@ ELF_MAGIC = b"\x7fELF"
 DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH, DT_FLAGS, DT_FLAGS_1 = 1, 14, 15, 29, 30, 0x6FFFFFFB
 DF_STATIC_TLS = 0x10
 PT_LOAD, PT_TLS = 1, 7
-SHT_SYMTAB, SHT_STRTAB, SHT_DYNSYM, SHT_RELA, SHT_REL, SHT_NOBITS = 2, 3, 11, 4, 9, 8
+SHT_SYMTAB, SHT_STRTAB, SHT_DYNSYM, SHT_RELA, SHT_REL, SHT_NOBITS, SHT_DYNAMIC = 2, 3, 11, 4, 9, 8, 6
 SHF_WRITE = 0x1
 
 EM_X86_64 = 62
@@ -110,10 +110,17 @@ class ElfImage:
     # ------------------------------------------------------------------ sections
     @cached_property
     def sections(self) -> list[Section]:
+        # Headers and names only: iter_sections() would also build every section object, and
+        # pyelftools parses a whole GNU hash table on construction (0.5 s over torch's libraries).
         out = []
-        for section in self._elf.iter_sections():
-            header = section.header
-            out.append(Section(section.name, _section_type_number(header["sh_type"]), header["sh_addr"],
+        elf = self._elf
+        for index in range(elf.num_sections()):
+            header = elf._get_section_header(index)
+            if header["sh_type"] == "SHT_GNU_HASH":
+                name = elf._get_section_name(header)
+            else:  # built as iter_sections() would, so a malformed section fails the same way
+                name = elf._make_section(header).name
+            out.append(Section(name, _section_type_number(header["sh_type"]), header["sh_addr"],
                                header["sh_offset"], header["sh_size"], header["sh_flags"],
                                header["sh_link"], header["sh_entsize"]))
         return out
@@ -150,8 +157,9 @@ class ElfImage:
             raise ValueError(f"program header table ({count} entries of {entsize} bytes at {table}) "
                              "does not fit in the file")
         out = []
-        for segment in self._elf.iter_segments():
-            header = segment.header
+        # Headers only: iter_segments() builds a DynamicSegment, which builds every section object.
+        for index in range(count):
+            header = self._elf._get_segment_header(index)
             ptype = header["p_type"]
             ptype = ptype if isinstance(ptype, int) else {"PT_LOAD": PT_LOAD, "PT_TLS": PT_TLS}.get(ptype, -1)
             out.append((ptype, header["p_offset"], header["p_vaddr"], header["p_filesz"],
@@ -187,15 +195,15 @@ class ElfImage:
     @cached_property
     def dynamic(self) -> list[tuple[int, int | str]]:
         """(tag, value) pairs of .dynamic, string tags resolved to their text."""
-        section = next((s for s in self._elf.iter_sections() if s.header["sh_type"] == "SHT_DYNAMIC"), None)
-        if section is None:
+        index = next((i for i, s in enumerate(self.sections) if s.type == SHT_DYNAMIC), None)
+        if index is None:
             return []
-        link = section.header["sh_link"]
+        link = self.sections[index].link
         if not (0 < link < len(self.sections)) or self.sections[link].type != SHT_STRTAB:
             # pyelftools only asserts this, so a forged sh_link would surface as a bare AssertionError.
             raise ValueError(f".dynamic links to section {link}, which is not a string table")
         out: list[tuple[int, int | str]] = []
-        for tag in section.iter_tags():
+        for tag in self._elf.get_section(index).iter_tags():
             number = _dynamic_tag_number(tag.entry["d_tag"])
             if number in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH):
                 attr = {DT_NEEDED: "needed", DT_SONAME: "soname", DT_RPATH: "rpath", DT_RUNPATH: "runpath"}[number]
