@@ -14,13 +14,17 @@ _LIBPYTHON_RE = re.compile(r"^libpython(\d+)\.(\d+)[a-z]*\.so")
 _EXT_TAG_RE = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-")
 
 # Marker strings each binding generator leaves in .rodata (checked in this order: a PyO3 or
-# nanobind module may also mention pybind11 in a message, never the other way round).
-_GENERATOR_MARKERS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
-    ("pyo3", re.compile(rb"pyo3-(\d+\.\d+\.\d+)|PyO3 modules")),
-    ("nanobind", re.compile(rb"__nb_internals|nanobind")),
-    ("pybind11", re.compile(rb"__pybind11_internals_v(\d+)")),
-    ("cython", re.compile(rb"_cython_(\d+_\d+_\d+[a-z0-9]*)|cython_runtime|__pyx_")),
-    ("cffi", re.compile(rb"_cffi_backend")),
+# nanobind module may also mention pybind11 in a message, never the other way round). Each
+# pattern comes with the fixed strings its matches start with: bytes.find skims .rodata for
+# those an order of magnitude faster than the regex engine walks it (18 MB in libtorch_cpu.so),
+# and no match can start before the first of them.
+_GENERATOR_MARKERS: tuple[tuple[str, re.Pattern[bytes], tuple[bytes, ...]], ...] = (
+    ("pyo3", re.compile(rb"pyo3-(\d+\.\d+\.\d+)|PyO3 modules"), (b"pyo3-", b"PyO3 modules")),
+    ("nanobind", re.compile(rb"__nb_internals|nanobind"), (b"__nb_internals", b"nanobind")),
+    ("pybind11", re.compile(rb"__pybind11_internals_v(\d+)"), (b"__pybind11_internals_v",)),
+    ("cython", re.compile(rb"_cython_(\d+_\d+_\d+[a-z0-9]*)|cython_runtime|__pyx_"),
+     (b"_cython_", b"cython_runtime", b"__pyx_")),
+    ("cffi", re.compile(rb"_cffi_backend"), (b"_cffi_backend",)),
 )
 _RODATA_SCAN_LIMIT = 256 * 1024 * 1024
 
@@ -100,8 +104,11 @@ def _split_paths(values: list) -> tuple[str, ...]:
 def _detect_generator(image: ElfImage, symbols: Symbols, is_extension: bool) -> tuple[str | None, str | None]:
     rodata = image.section_by_name(".rodata")
     blob = image.section_bytes(rodata) if rodata is not None and rodata.size <= _RODATA_SCAN_LIMIT else b""
-    for name, pattern in _GENERATOR_MARKERS:
-        match = pattern.search(blob)
+    for name, pattern, prefixes in _GENERATOR_MARKERS:
+        starts = [at for at in map(blob.find, prefixes) if at >= 0]
+        if not starts:
+            continue
+        match = pattern.search(blob, min(starts))
         if match is not None:
             version = next((g for g in match.groups() if g), None)
             if isinstance(version, bytes):
