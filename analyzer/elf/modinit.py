@@ -240,7 +240,7 @@ def _decode_init_body(image: ElfImage, symbols: Symbols, start: int, size: int,
 def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> InitInfo:
     info = InitInfo(imports_single_phase=any(n in imports for n in SINGLE_PHASE_CREATORS),
                     imports_multi_phase=MULTI_PHASE_INIT in imports)
-    init_symbols = [s for s in symbols.dynsym if s.name.startswith("PyInit_") and s.defined]
+    init_symbols = symbols.defined_dynamic_with_prefix("PyInit_")
     if not init_symbols:
         return info
     x86 = image.machine == EM_X86_64 and image.little_endian

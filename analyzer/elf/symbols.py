@@ -142,12 +142,21 @@ class Symbols:
         return {name for name, row in zip(self.dynsym.names, self.dynsym.rows)
                 if row[4] == SHN_UNDEF and name}
 
-    def exports(self) -> list[Symbol]:
-        # Filter on the raw columns first: libtorch_cpu.so has 75k rows, most of them imports.
-        table = self.dynsym
-        return [table.symbol(i) for i, (name, (_v, _s, info, other, shndx)) in enumerate(zip(table.names, table.rows))
+    def export_indices(self) -> list[int]:
+        """Rows of .dynsym that exports() returns, found on the raw columns (no Symbol objects)."""
+        return [i for i, (name, (_v, _s, info, other, shndx)) in enumerate(zip(self.dynsym.names, self.dynsym.rows))
                 if name and shndx != SHN_UNDEF and info >> 4 != STB_LOCAL and other & 0x3 in (STV_DEFAULT, STV_PROTECTED)
                 and info & 0xF != STT_SECTION]
+
+    def exports(self) -> list[Symbol]:
+        # Filter on the raw columns first: libtorch_cpu.so has 75k rows, most of them imports.
+        return [self.dynsym.symbol(i) for i in self.export_indices()]
+
+    def defined_dynamic_with_prefix(self, prefix: str) -> list[Symbol]:
+        """Defined .dynsym symbols whose name starts with prefix, in table order."""
+        table = self.dynsym
+        return [table.symbol(i) for i, name in enumerate(table.names)
+                if name.startswith(prefix) and table.rows[i][4] != SHN_UNDEF]
 
     def gnu_unique(self) -> list[Symbol]:
         table = self.dynsym
