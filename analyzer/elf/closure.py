@@ -101,11 +101,29 @@ def _libs_dirs_in(folder: Path) -> tuple[Path, ...]:
 
 
 def _compatible(candidate: Path, machine: int, elfclass: int) -> bool:
+    identity = _elf_identity(str(candidate))
+    return identity is not None and identity == (machine, elfclass)
+
+
+def _elf_identity(candidate: str) -> tuple[int, int] | None:
+    """(machine, elfclass) of a library, or None when it cannot be read; remembered per
+    (path, size, mtime): closures of one scan ask about the same few system libraries
+    over and over (122 checks of about 20 files for torch), and each open costs 2 ms."""
     try:
-        with ElfImage.open(candidate) as image:
-            return image.machine == machine and image.elfclass == elfclass
-    except Exception:  # noqa: BLE001 - an unreadable candidate is skipped, as ld.so does
-        return False
+        stat = os.stat(candidate)
+    except OSError:
+        return None
+    key = (candidate, stat.st_size, stat.st_mtime_ns)
+    if key not in _IDENTITIES:
+        try:
+            with ElfImage.open(Path(candidate)) as image:
+                _IDENTITIES[key] = (image.machine, image.elfclass)
+        except Exception:  # noqa: BLE001 - an unreadable candidate is skipped, as ld.so does
+            _IDENTITIES[key] = None
+    return _IDENTITIES[key]
+
+
+_IDENTITIES: dict[tuple[str, int, int], tuple[int, int] | None] = {}
 
 
 def find_library(soname: str, *, origin_file: Path, machine: int, elfclass: int,
