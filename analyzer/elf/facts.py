@@ -145,9 +145,9 @@ def build_facts(path: Path) -> ElfFacts:
         is_extension = bool(init.inits)
         # Straight from the columns: a Symbol object per export costs 0.4 s over torch's libraries.
         exports, weak = [], 0
-        names, rows = symbols.dynsym.names, symbols.dynsym.rows
+        names, infos = symbols.dynsym.names, symbols.dynsym.infos
         for index in symbols.export_indices():
-            if rows[index][2] >> 4 == STB_GLOBAL:
+            if infos[index] >> 4 == STB_GLOBAL:
                 if names[index] not in LINKER_SYMBOLS:
                     exports.append(names[index])
             else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import struct
 import sys
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import count
 from typing import Iterator
 
 from analyzer.elf.image import SHT_DYNSYM, SHT_SYMTAB, ElfImage
@@ -45,17 +47,48 @@ class Symbol:
 class SymbolTable:
     """Columns of one symbol section; rows become Symbol objects only when asked for."""
 
-    def __init__(self, names: list[str], rows: list[tuple[int, int, int, int, int]], dynamic: bool):
-        # rows: (value, size, info, other, shndx)
+    def __init__(self, names: list[str], rows: list[tuple[int, int, int, int, int]] | None, dynamic: bool,
+                 columns: tuple[list[int], ...] | None = None):
+        # rows: (value, size, info, other, shndx); columns: the same five as lists, rows built on demand
         self.names = names
-        self.rows = rows
         self.dynamic = dynamic
+        if rows is not None:
+            self.rows = rows
+        if columns is not None:
+            self.values, self.sizes, self.infos, self.others, self.shndxs = columns
+
+    @cached_property
+    def rows(self) -> list[tuple[int, int, int, int, int]]:
+        # Zipping 75k tuples costs more than most questions do: built only for callers that want rows.
+        return list(zip(self.values, self.sizes, self.infos, self.others, self.shndxs))
+
+    # Single columns: filters over one column skip unpacking a row tuple each.
+    @cached_property
+    def values(self) -> list[int]:
+        return [row[0] for row in self.rows]
+
+    @cached_property
+    def sizes(self) -> list[int]:
+        return [row[1] for row in self.rows]
+
+    @cached_property
+    def infos(self) -> list[int]:
+        return [row[2] for row in self.rows]
+
+    @cached_property
+    def others(self) -> list[int]:
+        return [row[3] for row in self.rows]
+
+    @cached_property
+    def shndxs(self) -> list[int]:
+        return [row[4] for row in self.rows]
 
     def __len__(self) -> int:
         return len(self.names)
 
     def symbol(self, index: int) -> Symbol:
-        value, size, info, other, shndx = self.rows[index]
+        value, size, info, other, shndx = (self.values[index], self.sizes[index], self.infos[index],
+                                           self.others[index], self.shndxs[index])
         return Symbol(self.names[index], value, size, info >> 4, info & 0xF, other & 0x3, shndx, self.dynamic)
 
     def __iter__(self) -> Iterator[Symbol]:
@@ -113,8 +146,7 @@ def read_symbol_table(image: ElfImage, section_type: int) -> SymbolTable:
     names = b"\0".join(raw).decode("utf-8", "replace").split("\0") if raw else []
     if len(names) != len(raw):  # a name held a replacement-worthy NUL-free oddity; fall back per name
         names = [r.decode("utf-8", "replace") for r in raw]
-    rows = list(zip(values, sizes, infos, others, shndxs))
-    return SymbolTable(names, rows, section_type == SHT_DYNSYM)
+    return SymbolTable(names, None, section_type == SHT_DYNSYM, columns=(values, sizes, infos, others, shndxs))
 
 
 class Symbols:
@@ -139,12 +171,13 @@ class Symbols:
 
     def imports(self) -> set[str]:
         """Names the loader must find elsewhere (undefined in .dynsym)."""
-        return {name for name, row in zip(self.dynsym.names, self.dynsym.rows)
-                if row[4] == SHN_UNDEF and name}
+        return {name for name, shndx in zip(self.dynsym.names, self.dynsym.shndxs)
+                if shndx == SHN_UNDEF and name}
 
     def export_indices(self) -> list[int]:
         """Rows of .dynsym that exports() returns, found on the raw columns (no Symbol objects)."""
-        return [i for i, (name, (_v, _s, info, other, shndx)) in enumerate(zip(self.dynsym.names, self.dynsym.rows))
+        table = self.dynsym
+        return [i for i, name, info, other, shndx in zip(count(), table.names, table.infos, table.others, table.shndxs)
                 if name and shndx != SHN_UNDEF and info >> 4 != STB_LOCAL and other & 0x3 in (STV_DEFAULT, STV_PROTECTED)
                 and info & 0xF != STT_SECTION]
 
@@ -156,12 +189,12 @@ class Symbols:
         """Defined .dynsym symbols whose name starts with prefix, in table order."""
         table = self.dynsym
         return [table.symbol(i) for i, name in enumerate(table.names)
-                if name.startswith(prefix) and table.rows[i][4] != SHN_UNDEF]
+                if name.startswith(prefix) and table.shndxs[i] != SHN_UNDEF]
 
     def gnu_unique(self) -> list[Symbol]:
         table = self.dynsym
-        return [table.symbol(i) for i, (name, row) in enumerate(zip(table.names, table.rows))
-                if name and row[2] >> 4 == STB_GNU_UNIQUE and row[4] != SHN_UNDEF]
+        return [table.symbol(i) for i, info in enumerate(table.infos)
+                if info >> 4 == STB_GNU_UNIQUE and table.names[i] and table.shndxs[i] != SHN_UNDEF]
 
     def find_defined(self, name: str) -> Symbol | None:
         for table in (self.dynsym, self.symtab):
