@@ -27,7 +27,8 @@ Give helpers internal linkage (`static`), hide them (`-fvisibility=hidden`), or 
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from itertools import chain
 from typing import Iterable, Iterator
 
 from analyzer.findings import Backend, Finding, Severity, Verdict
@@ -55,11 +56,13 @@ def check(facts) -> Iterator[Finding]:
 
 def check_set(all_facts: Iterable) -> Iterator[Finding]:
     all_facts = list(all_facts)
+    # Count first (C-level over ~150k names for torch), then follow only the names seen twice.
+    counts = Counter(chain.from_iterable(facts.exports for facts in all_facts))
+    repeated = {name for name, seen in counts.items() if seen > 1 and not name.startswith("PyInit_")}
     owners: dict[str, list[int]] = defaultdict(list)
     for index, facts in enumerate(all_facts):
-        for name in facts.exports:
-            if not name.startswith("PyInit_"):
-                owners[name].append(index)
+        for name in repeated.intersection(facts.exports):
+            owners[name].append(index)
     shared: dict[tuple[int, int], list[str]] = defaultdict(list)
     for name, indexes in owners.items():
         if len(indexes) > 1:
