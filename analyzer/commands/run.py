@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from analyzer.errors import InputError
+from analyzer.output import positive_int
 
 _PROTOCOL = """\
 serving protocol: the archive holds the model as resource interpkit/model.pkl (called as
@@ -28,11 +29,11 @@ def configure_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("archive", type=Path, metavar="MODEL.pt", help="torch.package archive to serve")
-    parser.add_argument("--interpreters", "-n", type=_positive, default=2, metavar="N",
+    parser.add_argument("--interpreters", "-n", type=positive_int, default=2, metavar="N",
                         help="interpreters to serve from (default: %(default)s)")
-    parser.add_argument("--requests", "-k", type=_positive, default=200, metavar="K",
+    parser.add_argument("--requests", "-k", type=positive_int, default=200, metavar="K",
                         help="requests to serve (default: %(default)s)")
-    parser.add_argument("--batch", "-b", type=_positive, default=1, metavar="B",
+    parser.add_argument("--batch", "-b", type=positive_int, default=1, metavar="B",
                         help="requests per call into an interpreter (default: %(default)s)")
     parser.add_argument("--torch-threads", type=int, default=1, metavar="T",
                         help="intra-op threads per interpreter; 0 keeps torch's default (default: %(default)s)")
@@ -45,14 +46,6 @@ def configure_parser(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"cannot read {text!r} (expected a whole number)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"cannot use {value} (must be 1 or more)")
-    return value
 
 
 def run(args) -> int:
