@@ -14,24 +14,28 @@ def extension_tag(path: Path) -> str | None:
     return match.group("tag") if match else None
 
 
-def module_location(path: Path) -> tuple[str, Path] | None:
-    """(dotted module name, sys.path entry) for an extension file, or None if its name is not importable.
+def enclosing_packages(folder: Path) -> tuple[list[str], Path]:
+    """Package names from `folder` outwards (innermost first) and the sys.path entry above them.
 
-    Walk up while the folder is a regular package (has __init__.py); the first folder
-    that is not one is the sys.path entry.
+    Walk up while the folder is a regular package (has __init__.py and an importable name);
+    the first folder that is not one is the sys.path entry.
     """
+    parts: list[str] = []
+    folder = Path(folder)
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier() and folder.parent != folder:
+        parts.append(folder.name)
+        folder = folder.parent
+    return parts, folder
+
+
+def module_location(path: Path) -> tuple[str, Path] | None:
+    """(dotted module name, sys.path entry) for an extension file, or None if its name is not importable."""
     path = Path(path)
     match = _EXT_RE.match(path.name)
     if not match:
         return None
-    parts = [match.group("name")]
-    folder = path.parent
-    while (folder / "__init__.py").is_file() and folder.parent != folder:
-        if not folder.name.isidentifier():
-            break
-        parts.append(folder.name)
-        folder = folder.parent
-    return ".".join(reversed(parts)), folder
+    packages, root = enclosing_packages(path.parent)
+    return ".".join(reversed([match.group("name"), *packages])), root
 
 
 def abi_matches(path: Path, soabi: str) -> bool:

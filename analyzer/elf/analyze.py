@@ -12,6 +12,7 @@ from analyzer.elf.facts import ElfFacts, facts_for
 from analyzer.elf.image import is_elf
 from analyzer.elf.modinit import InitKind, infer_from_delegate
 from analyzer.findings import FileKind, FileResult
+from analyzer.modules import enclosing_packages
 from analyzer.registry import RegisteredRule
 
 log = logging.getLogger(__name__)
@@ -59,17 +60,11 @@ def _load(path: Path) -> ElfFacts | str:
 
 
 def dotted_module_name(path: Path, init_module: str | None) -> str:
-    """`torch._C` for site-packages/torch/_C.cpython-311-x86_64-linux-gnu.so: walk up while the
-    folder is a package; the last part comes from PyInit_<name> where there is one."""
+    """`torch._C` for site-packages/torch/_C.cpython-311-x86_64-linux-gnu.so: the enclosing
+    packages, then the name from PyInit_<name> where there is one."""
     leaf = init_module or path.name.split(".", 1)[0]
-    parts = [leaf]
-    folder = path.parent
-    for _ in range(32):
-        if not (folder / "__init__.py").is_file():
-            break
-        parts.append(folder.name)
-        folder = folder.parent
-    return ".".join(reversed(parts))
+    packages, _ = enclosing_packages(path.parent)
+    return ".".join(reversed([leaf, *packages]))
 
 
 def elf_rules() -> list[RegisteredRule]:

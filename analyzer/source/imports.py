@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analyzer.config import Config
+from analyzer.modules import enclosing_packages
 
 EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
@@ -104,16 +105,13 @@ def module_name_for(path: Path) -> tuple[str, Path]:
     """(dotted name, sys.path root) of a source file or package folder, walking up through __init__.py."""
     path = Path(path).resolve()
     if path.is_dir():
-        parts, folder = [path.name], path.parent
+        leaf, folder = path.name, path.parent
+    elif path.name == "__init__.py":
+        leaf, folder = path.parent.name, path.parent.parent
     else:
-        parts = [] if path.name == "__init__.py" else [path.stem]
-        folder = path.parent
-        if path.name == "__init__.py":
-            parts, folder = [folder.name], folder.parent
-    while (folder / "__init__.py").is_file() and folder.name.isidentifier() and folder.parent != folder:
-        parts.append(folder.name)
-        folder = folder.parent
-    return ".".join(reversed(parts)), folder
+        leaf, folder = path.stem, path.parent
+    packages, root = enclosing_packages(folder)
+    return ".".join(reversed([leaf, *packages])), root
 
 
 def _is_import_guard(handler_types: list[ast.expr | None]) -> bool:
