@@ -11,7 +11,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from analyzer.errors import ArchiveError
+from interpkit.core.errors import ArchiveError
 
 MAX_TOTAL_BYTES = 4 << 30      # torch wheels unpack to ~1 GB; 4 GiB leaves room, stops bombs
 MAX_RATIO = 250                 # compressed → uncompressed; real wheels stay far below

@@ -7,9 +7,9 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from analyzer.errors import InputError
-from analyzer.findings import Finding, Severity
-from analyzer.registry import code_matches
+from interpkit.core.errors import InputError
+from interpkit.core.findings import Finding, Severity
+from interpkit.analyzer.registry import code_matches
 
 
 @dataclass(frozen=True)

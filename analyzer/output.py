@@ -6,8 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from analyzer.errors import InputError
-from analyzer.findings import Report, Severity
+from interpkit.core.errors import InputError
+from interpkit.core.findings import Report, Severity
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, formats=("table", "json", "sarif")) -> None:

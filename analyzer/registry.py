@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 
 
 class Fixable(str, enum.Enum):
@@ -79,7 +79,7 @@ class Rule:
 
 
 # Rule families are packages; every module in them that defines RULE is a rule.
-RULE_PACKAGES = ("analyzer.rules.elf", "analyzer.rules.source", "analyzer.rules.package", "analyzer.rules.inputs")
+RULE_PACKAGES = ("interpkit.analyzer.rules.elf", "interpkit.analyzer.rules.source", "interpkit.analyzer.rules.package", "interpkit.analyzer.rules.inputs")
 
 # Codes that once existed and must never be handed out again.
 REMOVED_CODES: dict[str, str] = {}

@@ -1,6 +1,6 @@
 """The scan driver: turn command-line paths into files, dispatch each kind to its analyzer.
 
-ELF files go to analyzer.elf, Python sources to analyzer.source (which follows imports
+ELF files go to interpkit.analyzer.elf, Python sources to interpkit.analyzer.source (which follows imports
 down to the extensions they reach), wheels are unpacked safely into a temp dir first,
 torch.package archives are read in place. One bad file costs one `error` entry.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from analyzer.config import Config
-from analyzer.errors import ArchiveError, InputError
-from analyzer.findings import FileKind, FileResult, Report
+from interpkit.analyzer.config import Config
+from interpkit.core.errors import ArchiveError, InputError
+from interpkit.core.findings import FileKind, FileResult, Report
 
 ELF_MAGIC = b"\x7fELF"
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".nox", ".mypy_cache", ".pytest_cache", "node_modules"}
@@ -142,7 +142,7 @@ def _scan_wheel(wheel: Path, config: Config, *, only: str | None, advance: Calla
     """Unpack into a temp dir (checked first), scan the tree, report paths as `wheel!member`."""
     with tempfile.TemporaryDirectory(prefix="interpkit-wheel-") as tmp:
         try:
-            from analyzer.archive import safe_extract
+            from interpkit.analyzer.archive import safe_extract
 
             safe_extract(wheel, Path(tmp))
         except ArchiveError as exc:
@@ -166,8 +166,8 @@ def _scan_wheel(wheel: Path, config: Config, *, only: str | None, advance: Calla
 
 def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], None]) -> tuple[list[FileResult], dict]:
     """Run each analyzer on its files; returns the results and report extras (plans, graphs)."""
-    from analyzer.elf.analyze import analyze_elf_files
-    from analyzer.source import api as source_api
+    from interpkit.analyzer.elf.analyze import analyze_elf_files
+    from interpkit.analyzer.source import api as source_api
 
     results: list[FileResult] = list(found.errors)
     extras: dict = {}
@@ -214,7 +214,7 @@ def _progress(total: int, *, enabled: bool):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from analyzer.console import err_console
+    from interpkit.analyzer.console import err_console
 
     with Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console(), transient=True) as bar:

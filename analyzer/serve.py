@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzer.errors import InputError
+from interpkit.core.errors import InputError
 
 SCHEMA = "interpkit-run/1"
 MODEL_PACKAGE = "interpkit"
 MODEL_RESOURCE = "model.pkl"
 REQUESTS_RESOURCE = "requests.pkl"
-_WORKER = "analyzer.serve_worker"
+_WORKER = "interpkit.analyzer.serve_worker"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _NUMBER = {"type": "number"}
@@ -210,7 +210,7 @@ def _batches(requests: int, batch: int) -> list[list[int]]:
 
 def _memory(runtime, baseline) -> dict:
     """Pss of the whole process now, and of the objects each interpreter's namespace loaded."""
-    from analyzer.memory.smaps import LoadedObject, attribute, read_rollup, read_smaps
+    from interpkit.analyzer.memory.smaps import LoadedObject, attribute, read_rollup, read_smaps
 
     now = read_rollup()
     objects = [LoadedObject(i, o.path, o.base) for i in runtime.live_indices() for o in runtime.namespace_libs(i)]
@@ -245,8 +245,8 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
     Raises InputError for an archive that does not follow the protocol or a model that fails
     to load or answer (one line, the remote exception's type and message).
     """
-    from analyzer.memory.smaps import read_rollup
-    from native import RemoteError, Runtime
+    from interpkit.analyzer.memory.smaps import read_rollup
+    from interpkit.native import RemoteError, Runtime
 
     path = Path(archive)
     if interpreters < 1 or requests < 1 or batch < 1:

@@ -9,8 +9,8 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.findings import Backend, FileKind, FileResult, Verdict
-from analyzer.modules import abi_matches, module_location
+from interpkit.core.findings import Backend, FileKind, FileResult, Verdict
+from interpkit.analyzer.modules import abi_matches, module_location
 
 OBSERVED_STATUSES = ("ok", "import_error", "crash", "hang", "error", "skipped")
 
@@ -72,17 +72,17 @@ def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, t
           python: str | None = None, config_name: str = "isolated", binary: Path | None = None) -> dict:
     """Run one sandboxed probe; returns the ProbeOutcome JSON."""
     if backend is Backend.NAMESPACES:
-        from native.probe import probe_module
+        from interpkit.native.probe import probe_module
 
         outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout)
     elif backend is Backend.SUBINTERPRETERS:
-        from native.subinterp import probe_module as probe_subinterpreters
+        from interpkit.native.subinterp import probe_module as probe_subinterpreters
 
         # Load the binary by file: the answer is about it, not its package's __init__.
         outcome = probe_subinterpreters(module, path=sys_path, file=binary, interpreters=interpreters,
                                         timeout=timeout, python=python, config=config_name)
     else:
-        from analyzer.errors import RuntimeUnavailable
+        from interpkit.core.errors import RuntimeUnavailable
 
         raise RuntimeUnavailable(f"cannot verify with the {backend.value} backend (not implemented; use namespaces or subinterpreters)")
     return outcome.to_json()
@@ -104,7 +104,7 @@ def _other_inits(fr: FileResult, module: str) -> list[str]:
 
 def target_soabi(backend: Backend, python: str | None) -> str:
     if backend is Backend.SUBINTERPRETERS:
-        from native.pythons import find_python
+        from interpkit.native.pythons import find_python
 
         return find_python(python or "3.13").soabi
     return sysconfig.get_config_var("SOABI")

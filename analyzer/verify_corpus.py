@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analyzer.config import Config
-from analyzer.errors import InputError
-from analyzer.findings import Backend, FileKind, Verdict
-from analyzer.modules import abi_matches
-from analyzer.verify import Verification, confusion
+from interpkit.analyzer.config import Config
+from interpkit.core.errors import InputError
+from interpkit.core.findings import Backend, FileKind, Verdict
+from interpkit.analyzer.modules import abi_matches
+from interpkit.analyzer.verify import Verification, confusion
 
 # Columns of the status matrix: what the probe saw, finer than ok/fail.
 OBSERVED_COLUMNS = ("ok", "import_error", "shared_state", "crash", "hang", "error", "skipped")
@@ -50,8 +50,8 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
     "disagreements": [...], ...}. Raises InputError for a bad directory and
     RuntimeUnavailable when the Python is absent.
     """
-    from analyzer.elf.analyze import analyze_elf_files
-    from native.subinterp import ModuleTarget, baseline_imports, probe_modules, resolve_python
+    from interpkit.analyzer.elf.analyze import analyze_elf_files
+    from interpkit.native.subinterp import ModuleTarget, baseline_imports, probe_modules, resolve_python
 
     site_dir = Path(site_dir)
     if not site_dir.is_dir():
@@ -155,8 +155,8 @@ def _blame_dependencies(targets, info, configuration: str, n: int, site_dir: Pat
                         timeout_s: float) -> None:
     """A crash or hang after a clean import may come from a compiled module the import pulled
     in; when one crashes or hangs when probed alone, pin the row's failure on it."""
-    from native.outcome import ProbeOutcome
-    from native.subinterp import blame_dependencies
+    from interpkit.native.outcome import ProbeOutcome
+    from interpkit.native.subinterp import blame_dependencies
 
     outcomes = {row.module: ProbeOutcome.from_json(row.outcome) for row, _ in targets
                 if row.status in ("crash", "hang")}

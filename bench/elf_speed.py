@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyzer.elf.image import ElfImage  # noqa: E402
-from analyzer.elf.symbols import Symbols  # noqa: E402
+from interpkit.analyzer.elf.image import ElfImage  # noqa: E402
+from interpkit.analyzer.elf.symbols import Symbols  # noqa: E402
 
 
 def default_library() -> Path | None:

@@ -87,7 +87,7 @@ def _shares(requests: int, workers: int) -> list[list[int]]:
 
 def serve_cpu(indices: list[int]) -> float:
     """Serve ``indices`` on this thread (model loaded); the thread's CPU seconds for it."""
-    from analyzer.serve_worker import serve
+    from interpkit.analyzer.serve_worker import serve
 
     started = time.thread_time()
     serve(indices)
@@ -115,7 +115,7 @@ def serve_threads(requests: int, threads: int, chunk: int) -> tuple[float, float
 
 def _load_in_process(archive: str) -> None:
     """multiprocessing initializer: the same loader the interpreters run."""
-    from analyzer.serve_worker import load
+    from interpkit.analyzer.serve_worker import load
 
     load(archive, "interpkit", "model.pkl", "requests.pkl", 1)
 
@@ -160,7 +160,7 @@ def model_rounds(runtime, archive: Path, args) -> dict[str, tuple[float, float |
     """
     import multiprocessing
 
-    runtime.call_all("analyzer.serve_worker:load", str(archive), "interpkit", "model.pkl", "requests.pkl", 1)
+    runtime.call_all("interpkit.analyzer.serve_worker:load", str(archive), "interpkit", "model.pkl", "requests.pkl", 1)
     everything = _chunks(list(range(args.requests)), args.chunk)
     halves = [_chunks(share, args.chunk) for share in _shares(args.requests, 2)]
     target = "runtime_scaling:serve_cpu"
@@ -192,7 +192,7 @@ def model_rounds(runtime, archive: Path, args) -> dict[str, tuple[float, float |
 
 
 _WORKLOAD_MODULE = """\
-import analyzer.serve_worker as _worker
+import interpkit.analyzer.serve_worker as _worker
 _worker.load({archive!r}, "interpkit", "model.pkl", "requests.pkl", 1)
 
 
@@ -203,7 +203,7 @@ def serve_some():
 
 def model_memory(archive: Path, folder: Path) -> dict[str, int | str]:
     """Pss in bytes (or an error line) per configuration, measured by analyzer/memory in bounded children."""
-    from analyzer.memory.measure import Workload, measure
+    from interpkit.analyzer.memory.measure import Workload, measure
 
     (folder / "ik_bench_serving.py").write_text(_WORKLOAD_MODULE.format(archive=str(archive)))
     workload = Workload(modules=("ik_bench_serving",), sys_path=(str(folder), str(REPO_ROOT)),
@@ -283,7 +283,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     sys.path.insert(0, str(REPO_ROOT))
-    from native import Runtime
+    from interpkit.native import Runtime
 
     folder = tempfile.TemporaryDirectory(prefix="interpkit-bench-")
     archive = args.archive

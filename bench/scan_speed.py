@@ -42,8 +42,8 @@ def _torch_sources(limit: int | None) -> list[Path]:
 
 
 def section_source(args) -> None:
-    from analyzer.config import Config
-    from analyzer.source.walk import analyze_source_files, source_rules
+    from interpkit.analyzer.config import Config
+    from interpkit.analyzer.source.walk import analyze_source_files, source_rules
 
     files = _torch_sources(args.limit)
     size_mb = sum(f.stat().st_size for f in files) / 1e6
@@ -76,8 +76,8 @@ def section_source(args) -> None:
 _TIMED_ANALYSIS = """\
 import json, sys, time
 from pathlib import Path
-from analyzer.config import Config
-from analyzer.elf.analyze import analyze_elf_files
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf.analyze import analyze_elf_files
 files = [Path(p) for p in json.loads(sys.argv[1])]
 started = time.perf_counter()
 results = analyze_elf_files(files, Config())
@@ -152,7 +152,7 @@ def section_elf(args) -> None:
         best_analysis = min(best_analysis, measured["seconds"])
     rows.append(("interpkit ELF analysis (in-process)", best_analysis,
                  f"{measured['files']} results incl. closure, {measured['findings']} findings"))
-    command = min(_wall([sys.executable, "-m", "analyzer", "scan", "--only", "elf", "--format", "json",
+    command = min(_wall([sys.executable, "-m", "interpkit", "scan", "--only", "elf", "--format", "json",
                          *map(str, files)], env=env)[0] for _ in range(args.repeat))
     rows.append(("interpkit scan --only elf (command)", command, "start-up and JSON included"))
     nm = readelf = None
@@ -187,7 +187,7 @@ def section_elf(args) -> None:
         with tempfile.TemporaryDirectory(prefix="interpkit-bench-") as folder:
             wheel = _wheel_of(files, Path(folder))
             shown = min(_wall([auditwheel, "show", str(wheel)])[0] for _ in range(args.repeat))
-            ours = min(_wall([sys.executable, "-m", "analyzer", "scan", "--only", "elf", "--format", "json",
+            ours = min(_wall([sys.executable, "-m", "interpkit", "scan", "--only", "elf", "--format", "json",
                               str(wheel)], env=env)[0] for _ in range(args.repeat))
         wheel_rows = [("auditwheel show (wheel of these files)", shown, "unpacks, lddtree, symbol versions"),
                       ("interpkit scan --only elf (same wheel)", ours, "unpacks, rules, closure")]

@@ -35,8 +35,8 @@ def main() -> int:
                         "at most 11 without GLIBC_TUNABLES=glibc.rtld.nns=16)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
-    from analyzer.memory.smaps import read_rollup
-    from native import Runtime
+    from interpkit.analyzer.memory.smaps import read_rollup
+    from interpkit.native import Runtime
 
     rows = []
     process_best = float("inf")

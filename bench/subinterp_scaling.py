@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from analyzer.errors import RuntimeUnavailable
-from native.subinterp import parallel_speedup
+from interpkit.core.errors import RuntimeUnavailable
+from interpkit.native.subinterp import parallel_speedup
 
 
 def main() -> int:

@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO_ROOT))
 with atheris.instrument_imports(include=["analyzer", "elftools"]):
     from elftools.common.exceptions import ELFError, ELFParseError, ELFRelocationError
 
-    from analyzer.config import Config
-    from analyzer.elf import facts as facts_module
-    from analyzer.elf.analyze import analyze_elf_files
-    from analyzer.findings import FileKind
+    from interpkit.analyzer.config import Config
+    from interpkit.analyzer.elf import facts as facts_module
+    from interpkit.analyzer.elf.analyze import analyze_elf_files
+    from interpkit.core.findings import FileKind
 
 CORPUS_DIR = Path(os.environ.get("INTERPKIT_FUZZ_CORPUS",
                                  Path.home() / ".cache" / "interpkit-fuzz" / "elf-corpus"))

@@ -1,21 +1,21 @@
 """interpkit's runtimes: N isolated interpreters in one process (namespaces backend here).
 
-Exports are lazy so that ``import native.guard`` / ``native.interp_server`` inside a
+Exports are lazy so that ``import interpkit.native.guard`` / ``interpkit.native.interp_server`` inside a
 namespaced interpreter stays cheap and never loads the host-side C extension.
 """
 from __future__ import annotations
 
 _EXPORTS = {
-    "Runtime": "native.runtime",
-    "LoadedObject": "native.runtime",
-    "RemoteError": "native.errors",
-    "InterpreterClosed": "native.errors",
-    "InterpreterTimeout": "native.errors",
-    "NamespaceLimitError": "native.errors",
-    "StaticTLSExhausted": "native.errors",
-    "LibpythonNotShared": "native.errors",
-    "RuntimeStartError": "native.errors",
-    "ProbeOutcome": "native.outcome",
+    "Runtime": "interpkit.native.runtime",
+    "LoadedObject": "interpkit.native.runtime",
+    "RemoteError": "interpkit.native.errors",
+    "InterpreterClosed": "interpkit.native.errors",
+    "InterpreterTimeout": "interpkit.native.errors",
+    "NamespaceLimitError": "interpkit.native.errors",
+    "StaticTLSExhausted": "interpkit.native.errors",
+    "LibpythonNotShared": "interpkit.native.errors",
+    "RuntimeStartError": "interpkit.native.errors",
+    "ProbeOutcome": "interpkit.native.outcome",
 }
 
 __all__ = sorted(_EXPORTS)

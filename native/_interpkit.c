@@ -10,7 +10,7 @@
 
 #include "interpkit.h"
 
-#define MODULE_NAME_STR "native._interpkit"
+#define MODULE_NAME_STR "interpkit.native._interpkit"
 
 /* module state *************************************************************/
 

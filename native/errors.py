@@ -1,7 +1,7 @@
 """Named errors of the namespaces runtime; each str() is one line naming the cause."""
 from __future__ import annotations
 
-from analyzer.errors import InterpkitError, RuntimeUnavailable
+from interpkit.core.errors import InterpkitError, RuntimeUnavailable
 
 
 class LibpythonNotShared(RuntimeUnavailable):

@@ -36,7 +36,7 @@ def resolve(target: str):
 
 
 def _info() -> dict:
-    guard = sys.modules.get("native.guard")
+    guard = sys.modules.get("interpkit.native.guard")
     return {
         "pid": os.getpid(),
         "thread": threading.get_ident(),

@@ -19,7 +19,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from native.errors import LibpythonNotShared, NamespaceLimitError, StaticTLSExhausted
+from interpkit.native.errors import LibpythonNotShared, NamespaceLimitError, StaticTLSExhausted
 
 #: Namespaces besides the base one (glibc's DL_NNS is 16).
 NAMESPACE_CEILING = 15

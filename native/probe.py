@@ -1,7 +1,7 @@
 """Sandboxed probe of one module under the namespaces backend.
 
 ``probe_module(name, ...)`` starts a child process (its own process group, a timeout, an
-address-space limit, no core dump) that runs ``python -m native.probe --child``. The child
+address-space limit, no core dump) that runs ``python -m interpkit.native.probe --child``. The child
 starts N namespaced interpreters and, in order:
 
 ``create``            start the interpreters (``count`` = how many)
@@ -19,11 +19,11 @@ starts N namespaced interpreters and, in order:
 Each step is sent to the parent as it starts, so a crash or hang is pinned on a step. The
 parent turns a negative return code into ``crash`` (signal name) and a timeout into
 ``hang``, killing the whole process group so nothing is left behind. The result is a
-``ProbeOutcome`` (``native.outcome``), the same shape the subinterpreters backend produces.
+``ProbeOutcome`` (``interpkit.native.outcome``), the same shape the subinterpreters backend produces.
 
 Command line (prints one JSON object)::
 
-    python -m native.probe --backend namespaces --interpreters 2 --module NAME \\
+    python -m interpkit.native.probe --backend namespaces --interpreters 2 --module NAME \\
         [--path DIR] [--timeout 60] [--preimport torch] [--memory-limit-mb MiB]
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from native.outcome import ProbeOutcome, out_of_memory
+from interpkit.native.outcome import ProbeOutcome, out_of_memory
 
 DEFAULT_TIMEOUT_S = 60.0
 # Address space, not resident memory: each namespace maps its own libpython, libc and every
@@ -104,7 +104,7 @@ def _needs_first(error: str, already: tuple[str, ...]) -> str | None:
 
 
 def _remote(exc: BaseException) -> str:
-    from native.errors import RemoteError
+    from interpkit.native.errors import RemoteError
 
     if isinstance(exc, RemoteError):
         return f"{exc.type_name}: {exc.remote_message}"
@@ -121,8 +121,8 @@ def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...]) 
 
 def _probe(report: _Reporter, name: str, path: str | None, n: int,
            preimport: tuple[str, ...]) -> int:
-    from native.errors import InterpkitError, RemoteError
-    from native.runtime import Runtime
+    from interpkit.native.errors import InterpkitError, RemoteError
+    from interpkit.native.runtime import Runtime
 
     sys_path = ([path] if path else []) + sys.path
     record = report.step("create", count=n)
@@ -138,7 +138,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
         def load_first(module: str, automatic: bool) -> str | None:
             record = report.step("preimport", module=module, automatic=automatic)
             try:
-                runtime.call_all("native.probe_steps:import_module", module)
+                runtime.call_all("interpkit.native.probe_steps:import_module", module)
             except RemoteError as exc:
                 record["ok"] = False
                 record["error"] = _remote(exc)
@@ -154,7 +154,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
         while index < n:
             record = report.step("import", index)
             try:
-                record["file"] = runtime.call(index, "native.probe_steps:import_module", name)
+                record["file"] = runtime.call(index, "interpkit.native.probe_steps:import_module", name)
             except RemoteError as exc:
                 # Whatever the import raised, the module did not load here.
                 record["ok"] = False
@@ -173,7 +173,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
         for index in range(n):
             record = report.step("smoke", index)
             try:
-                result = runtime.call(index, "native.probe_steps:smoke", name)
+                result = runtime.call(index, "interpkit.native.probe_steps:smoke", name)
             except RemoteError as exc:
                 record["ok"] = False
                 record["error"] = _remote(exc)
@@ -185,8 +185,8 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
             for attr, ident in result["identities"].items():
                 identities.setdefault(attr, []).append(ident)
         if n >= 2:
-            runtime.call(0, "native.probe_steps:set_marker", name, "interpreter 0")
-            seen = [runtime.call(index, "native.probe_steps:get_marker", name)
+            runtime.call(0, "interpkit.native.probe_steps:set_marker", name, "interpreter 0")
+            seen = [runtime.call(index, "interpkit.native.probe_steps:get_marker", name)
                     for index in range(1, n)]
             if any(value is not None for value in seen):
                 shared.append("module attributes")
@@ -198,7 +198,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
             record["ok"] = True
             record = report.step("use_after_destroy", 1)
             try:
-                runtime.call(1, "native.probe_steps:smoke", name)
+                runtime.call(1, "interpkit.native.probe_steps:smoke", name)
             except RemoteError as exc:
                 record["ok"] = False
                 record["error"] = _remote(exc)
@@ -268,7 +268,7 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
     """
     if memory_limit_mb == AUTO:
         memory_limit_mb = default_memory_limit_mb(interpreters)
-    command = [sys.executable, "-m", "native.probe", "--child", "--module", name,
+    command = [sys.executable, "-m", "interpkit.native.probe", "--child", "--module", name,
                "--interpreters", str(interpreters)]
     if memory_limit_mb:
         # The child limits itself before loading anything: no preexec_fn, which is unsafe
@@ -319,7 +319,7 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m native.probe",
+    parser = argparse.ArgumentParser(prog="python -m interpkit.native.probe",
                                      description="Probe one module in N namespaced interpreters.")
     parser.add_argument("--backend", choices=["namespaces"], default="namespaces")
     parser.add_argument("--interpreters", type=int, default=2)

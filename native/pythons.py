@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from analyzer.errors import RuntimeUnavailable
+from interpkit.core.errors import RuntimeUnavailable
 
 ENV_VAR = "INTERPKIT_PYTHONS"
 DEFAULT_CANDIDATES: tuple[str, ...] = (

@@ -7,7 +7,7 @@ picklable by both sides (the same Python version, so anything the host can unpic
 
 Example::
 
-    from native import Runtime
+    from interpkit.native import Runtime
 
     with Runtime(2) as rt:
         rt.run(0, "x = 41")
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from native import _interpkit, limits
-from native.errors import (
+from interpkit.native import _interpkit, limits
+from interpkit.native.errors import (
     InterpreterClosed,
     InterpreterTimeout,
     RemoteError,
@@ -44,9 +44,9 @@ from native.errors import (
 _BOOTSTRAP = """\
 import sys as _ik_sys
 _ik_sys.path[:] = {sys_path!r} + [p for p in _ik_sys.path if p not in {sys_path!r}]
-import native.guard
-native.guard.install()
-from native.interp_server import handle as _ik_handle
+import interpkit.native.guard
+interpkit.native.guard.install()
+from interpkit.native.interp_server import handle as _ik_handle
 """
 
 _live_lock = threading.Lock()
@@ -325,7 +325,7 @@ class Runtime:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         native, self._native = self._native, None
-        leaked = native.close(timeout or 0.0)
+        leaked = interpkit.native.close(timeout or 0.0)
         _live(-(self.n - len(self._stopped)))
         if leaked:
             raise InterpreterClosed(

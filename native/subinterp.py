@@ -1,6 +1,6 @@
 """The subinterpreters backend: CPython 3.12/3.13 subinterpreters driven from a child process.
 
-The tool runs on 3.11, so every probe starts another Python (found by ``native.pythons``) on
+The tool runs on 3.11, so every probe starts another Python (found by ``interpkit.native.pythons``) on
 the driver script ``_subinterp_driver.py``, run by path: that child creates N subinterpreters
 with the ``isolated`` (own GIL, own obmalloc, multi-phase extensions only) or ``legacy``
 (shared GIL, main-interpreter rules) configuration, imports each module in all of them, uses
@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from analyzer.errors import InterpkitError, RuntimeUnavailable
-from native.outcome import ProbeOutcome, out_of_memory
-from native.pythons import PythonInfo, find_python
+from interpkit.core.errors import InterpkitError, RuntimeUnavailable
+from interpkit.native.outcome import ProbeOutcome, out_of_memory
+from interpkit.native.pythons import PythonInfo, find_python
 
 DRIVER = Path(__file__).with_name("_subinterp_driver.py")
 CONFIGURATIONS = ("isolated", "legacy")

@@ -8,5 +8,5 @@ copies.py      import hook giving each interpreter a private relinked copy of an
 rebuild.py     rebuild a source tree or sdist with -fno-gnu-unique -fvisibility=hidden -ftls-model=global-dynamic
 wheel.py       repair a wheel: patched members, RECORD rewritten, same name and tags
 apply.py       copy -> patch in a staging dir -> re-scan -> re-verify -> atomic rename; input hashed
-guard.py       the namespaces runtime's RTLD_GLOBAL guard (native.guard), exposed
+guard.py       the namespaces runtime's RTLD_GLOBAL guard (interpkit.native.guard), exposed
 """

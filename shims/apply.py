@@ -16,11 +16,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.config import Config
-from analyzer.errors import InputError, InterpkitError
-from analyzer.findings import Backend, FileKind, FileResult, Verdict
-from shims.plan import EditKind, FilePlan, PatchPlan
-from shims.strategies import Context, Handling, clash_names, needs_attention, plan_finding
+from interpkit.analyzer.config import Config
+from interpkit.core.errors import InputError, InterpkitError
+from interpkit.core.findings import Backend, FileKind, FileResult, Verdict
+from interpkit.shims.plan import EditKind, FilePlan, PatchPlan
+from interpkit.shims.strategies import Context, Handling, clash_names, needs_attention, plan_finding
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def tree_sha256(path: Path) -> str:
 # --------------------------------------------------------------------------- the tree patcher
 
 def _scan(root: Path, config: Config) -> list[FileResult]:
-    from analyzer.scan import scan_paths
+    from interpkit.analyzer.scan import scan_paths
 
     report = scan_paths([root], config, only="elf")
     return report.files
@@ -157,7 +157,7 @@ def patch_tree(root: Path, options: Options, *, display_root: Path | None = None
 
     root is a private staging copy. Returns the per-file outcomes and whether any file changed.
     """
-    from shims.relink import apply_binary_edits
+    from interpkit.shims.relink import apply_binary_edits
 
     root = Path(root)
     before = _scan(root, options.config)
@@ -281,7 +281,7 @@ def _check_converged(root: Path, options: Options) -> None:
 
 
 def _write_copies_manifest(root: Path, outcomes: dict[Path, FileOutcome]) -> None:
-    """Modules that need a private copy per interpreter, for shims.copies.install_from_manifest."""
+    """Modules that need a private copy per interpreter, for interpkit.shims.copies.install_from_manifest."""
     modules = {}
     for path, outcome in outcomes.items():
         for edit in outcome.plan.edits:
@@ -295,7 +295,7 @@ def _write_copies_manifest(root: Path, outcomes: dict[Path, FileOutcome]) -> Non
 
 def _merge_manifest(new: Path, target: Path) -> None:
     """Single files patched into one folder share its manifest: add this input's modules."""
-    from analyzer.output import write_atomic
+    from interpkit.analyzer.output import write_atomic
 
     data = json.loads(new.read_text())
     if target.is_file():
@@ -312,7 +312,7 @@ def _merge_manifest(new: Path, target: Path) -> None:
 
 def _verify(outcomes: dict[Path, FileOutcome], results: list[FileResult], options: Options, when: str) -> None:
     """Probe each extension in the real runtimes; copies are probed with and without the hook."""
-    from analyzer.verify import verify_results
+    from interpkit.analyzer.verify import verify_results
 
     extensions = [fr for fr in results if fr.kind is FileKind.EXTENSION]
     if not extensions:
@@ -337,7 +337,7 @@ def _verify(outcomes: dict[Path, FileOutcome], results: list[FileResult], option
         for fr in extensions:
             outcome = by_path[Path(fr.path).resolve()]
             if any(e.kind is EditKind.PER_INTERPRETER_COPY for e in outcome.plan.edits) and when == "before":
-                from shims.copies import probe_legacy
+                from interpkit.shims.copies import probe_legacy
 
                 result = probe_legacy(Path(fr.path), fr.module or outcome.module, options.interpreters,
                                       with_copies=False, timeout=options.timeout)
@@ -349,7 +349,7 @@ def _verify(outcomes: dict[Path, FileOutcome], results: list[FileResult], option
 def _verify_copies_after(outcomes: dict[Path, FileOutcome], options: Options) -> None:
     if Backend.COPIES not in options.backends or not options.verify:
         return
-    from shims.copies import probe_legacy
+    from interpkit.shims.copies import probe_legacy
 
     for path, outcome in outcomes.items():
         if outcome.kind == FileKind.EXTENSION.value and any(e.kind is EditKind.PER_INTERPRETER_COPY for e in outcome.plan.edits):
@@ -392,7 +392,7 @@ def patch_input(path: Path, outdir: Path | None, options: Options) -> PatchOutco
         raise InputError(f"cannot patch {path} into {outdir} (the output folder must not contain the input's folder)")
     staging = _staging_dir(work_parent)
     try:
-        from shims import rebuild, wheel
+        from interpkit.shims import rebuild, wheel
 
         if path.suffix == ".whl":
             staged = wheel.repair_wheel(path, staging, options, outcome)

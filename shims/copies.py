@@ -64,8 +64,8 @@ def make_private_copy(source: Path, module: str, tag: str, directory: Path, *, l
     """Copy `source` for one interpreter and relink the copy so nothing ties it to the others:
     GNU_UNIQUE symbols become weak, a SONAME gets the tag, and (copies backend) DT_NEEDED names
     that interpreter's own libpython. Written to a temp name and renamed: never half a file."""
-    from shims.plan import Edit, EditKind
-    from shims.relink import apply_binary_edits, read_state
+    from interpkit.shims.plan import Edit, EditKind
+    from interpkit.shims.relink import apply_binary_edits, read_state
 
     target = copy_path(source, module, tag, directory)
     if target.exists():
@@ -180,8 +180,8 @@ import json, sys, importlib.util
 sys.path.insert(0, REPO)
 sys.path.insert(0, ROOT)
 if WITH_COPIES:
-    import shims.copies
-    shims.copies.install({MODULE: SOURCE}, COPIES_DIR)
+    import interpkit.shims.copies
+    interpkit.shims.copies.install({MODULE: SOURCE}, COPIES_DIR)
     import importlib
     mod = importlib.import_module(MODULE)
 else:
@@ -226,7 +226,7 @@ def probe_legacy(source: Path, module: str, interpreters: int = 2, *, with_copie
 
     python = python or sys.executable
     try:
-        from analyzer.modules import abi_matches
+        from interpkit.analyzer.modules import abi_matches
         import sysconfig
 
         if not abi_matches(Path(source), sysconfig.get_config_var("SOABI")):
@@ -235,7 +235,7 @@ def probe_legacy(source: Path, module: str, interpreters: int = 2, *, with_copie
         pass
     repo = str(Path(__file__).resolve().parent.parent)
     try:
-        from analyzer.modules import module_location
+        from interpkit.analyzer.modules import module_location
 
         root = str((module_location(Path(source)) or (None, Path(source).parent))[1])
     except ImportError:

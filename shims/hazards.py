@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 
-from analyzer.findings import Finding
+from interpkit.core.findings import Finding
 
 
 class Hazard(str, enum.Enum):
@@ -49,7 +49,7 @@ HAZARD_OF_RULE: dict[str, Hazard] = {
 
 
 def hazard_of(finding: Finding) -> Hazard:
-    from analyzer.registry import all_rules
+    from interpkit.analyzer.registry import all_rules
 
     registered = all_rules().get(finding.code)
     if registered is None:

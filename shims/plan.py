@@ -12,8 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.errors import InterpkitError
-from analyzer.findings import Finding
+from interpkit.core.errors import InterpkitError
+from interpkit.core.findings import Finding
 
 
 class EditKind(str, enum.Enum):

@@ -9,7 +9,7 @@ The flags, and the hazard each removes:
 The source is copied into a private temp folder and built twice with ``pip wheel`` (once as
 it is, once with the flags), with a clean compiler environment, so the before/after
 difference is the flags' doing alone. Both wheels are scanned; the hardened one then goes
-through the wheel repair (``shims.wheel``), which relinks what flags cannot reach and
+through the wheel repair (``interpkit.shims.wheel``), which relinks what flags cannot reach and
 re-verifies. By default the build uses the running environment's setuptools
 (``--no-build-isolation``: offline and fast); ``INTERPKIT_BUILD_ISOLATION=1`` lets pip build
 in its own isolated environment instead.
@@ -26,8 +26,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-from analyzer.errors import InputError
-from analyzer.findings import FileKind
+from interpkit.core.errors import InputError
+from interpkit.core.findings import FileKind
 
 HARDENING_CFLAGS = ("-fno-gnu-unique", "-fvisibility=hidden", "-ftls-model=global-dynamic")
 HARDENING_LDFLAGS = ("-Wl,--exclude-libs,ALL",)
@@ -81,7 +81,7 @@ def build_wheel(source: Path, dest: Path, *, hardened: bool, python: str = sys.e
 
 def _scan_wheel_findings(wheel: Path, options) -> dict[str, set[tuple[str, str | None]]]:
     """member path -> {(code, symbol)} for the ELF files of a wheel."""
-    from analyzer.scan import scan_paths
+    from interpkit.analyzer.scan import scan_paths
 
     report = scan_paths([wheel], options.config, only="elf")
     out: dict[str, set[tuple[str, str | None]]] = {}
@@ -94,7 +94,7 @@ def _scan_wheel_findings(wheel: Path, options) -> dict[str, set[tuple[str, str |
 
 def rebuild(path: Path, staging: Path, options, outcome) -> Path:
     """Build plain and hardened wheels, record the difference, repair the hardened wheel."""
-    from shims import wheel as wheel_shim
+    from interpkit.shims import wheel as wheel_shim
 
     work = staging / "rebuild"
     work.mkdir()

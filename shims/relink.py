@@ -27,10 +27,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from analyzer.elf.image import SHT_DYNSYM, SHT_SYMTAB, ElfImage
-from analyzer.elf.symbols import (SHN_UNDEF, STB_GNU_UNIQUE, STB_LOCAL, STV_DEFAULT, STV_HIDDEN, STV_PROTECTED,
+from interpkit.analyzer.elf.image import SHT_DYNSYM, SHT_SYMTAB, ElfImage
+from interpkit.analyzer.elf.symbols import (SHN_UNDEF, STB_GNU_UNIQUE, STB_LOCAL, STV_DEFAULT, STV_HIDDEN, STV_PROTECTED,
                                   STB_WEAK, read_symbol_table)
-from shims.plan import Edit, EditKind
+from interpkit.shims.plan import Edit, EditKind
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ElfState:
 
 
 def read_state(path: Path) -> ElfState:
-    from analyzer.elf.image import DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME
+    from interpkit.analyzer.elf.image import DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME
 
     with ElfImage.open(Path(path)) as image:
         table = read_symbol_table(image, SHT_DYNSYM)
@@ -103,7 +103,7 @@ def plan_runpath(path: Path, state: ElfState, code: str, search_dirs: tuple[Path
     """A DT_RUNPATH under which every DT_NEEDED resolves: $ORIGIN-relative folders for the
     dependencies found in `search_dirs` (a wheel's `.libs`, the tree), existing entries that
     still hold a dependency, nothing else. (edits, reason when a dependency cannot be found)."""
-    from analyzer.elf.closure import SYSTEM_LIBRARIES, find_library, is_libpython
+    from interpkit.analyzer.elf.closure import SYSTEM_LIBRARIES, find_library, is_libpython
 
     path = Path(path)
     with ElfImage.open(path) as image:

@@ -2,26 +2,26 @@
 
 One function per decision, each returning edits or a reason (STYLE.md convention 4). The
 relink strategy rewrites binaries; the copies strategy changes how a module is loaded
-(``shims.copies``); the namespace guard (``native.guard``) is applied by the namespaces
-runtime itself; rebuilding from source is ``shims.rebuild`` and only applies to source input.
+(``interpkit.shims.copies``); the namespace guard (``interpkit.native.guard``) is applied by the namespaces
+runtime itself; rebuilding from source is ``interpkit.shims.rebuild`` and only applies to source input.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
-from shims.hazards import Hazard, hazard_of
-from shims.plan import Edit, EditKind, PatchPlan
-from shims.relink import ElfState, plan_hide, plan_runpath, plan_unique, read_state
+from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
+from interpkit.shims.hazards import Hazard, hazard_of
+from interpkit.shims.plan import Edit, EditKind, PatchPlan
+from interpkit.shims.relink import ElfState, plan_hide, plan_runpath, plan_unique, read_state
 
 
 class Handling:
     """How one finding is dealt with (the per-finding column of the report)."""
 
     RELINK = "relink"                  # the binary is rewritten; the re-scan must not find it again
-    COPIES = "per-interpreter copies"  # a private copy per interpreter (shims.copies)
-    GUARD = "namespace guard"          # native.guard, installed by the namespaces runtime
+    COPIES = "per-interpreter copies"  # a private copy per interpreter (interpkit.shims.copies)
+    GUARD = "namespace guard"          # interpkit.native.guard, installed by the namespaces runtime
     UNFIXABLE = "unfixable"
     NOT_NEEDED = "not needed"          # informational, or affects no selected backend
 
@@ -129,7 +129,7 @@ def plan_finding(plan: PatchPlan, fr: FileResult, finding: Finding, ctx: Context
 def _plan_libpython(plan: PatchPlan, path: Path, state: ElfState, finding: Finding, ctx: Context) -> str:
     """Under copies the right libpython differs per interpreter, so no single file can name it:
     each interpreter's private copy is relinked to that interpreter's libpython when it is made
-    (shims.copies.make_private_copy). A binary built for another Python cannot be relinked."""
+    (interpkit.shims.copies.make_private_copy). A binary built for another Python cannot be relinked."""
     if finding.severity is Severity.ERROR and state.libpython:
         plan.unfixable(path, finding, f"built against {', '.join(state.libpython)} for another Python; "
                                       "relinking cannot change the C API it was compiled for (rebuild it)")
@@ -173,5 +173,5 @@ def unfixable_reason(hazard: Hazard) -> str:
         Hazard.MISSING_INTERPRETER_SLOT: "the module does not declare Py_mod_multiple_interpreters; declaring it is a "
                                          "source change (and a promise the code must keep)",
         Hazard.GILSTATE: "PyGILState_* assumes one interpreter per process; the calls must be replaced in the source",
-        Hazard.RTLD_GLOBAL: "RTLD_GLOBAL loads are only neutralised inside namespaces (native.guard)",
+        Hazard.RTLD_GLOBAL: "RTLD_GLOBAL loads are only neutralised inside namespaces (interpkit.native.guard)",
     }.get(hazard, "no shim fixes this hazard")

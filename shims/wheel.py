@@ -17,8 +17,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from analyzer.archive import check_archive, open_archive, safe_extract
-from analyzer.errors import ArchiveError
+from interpkit.analyzer.archive import check_archive, open_archive, safe_extract
+from interpkit.core.errors import ArchiveError
 
 RECORD_SUFFIX = ".dist-info/RECORD"
 
@@ -81,7 +81,7 @@ def record_problem(tree: Path, members: list[zipfile.ZipInfo], dist_info: str) -
 
 def repair_wheel(wheel: Path, staging: Path, options, outcome) -> Path:
     """Patch the wheel's tree in staging; returns the staged wheel to rename into place."""
-    from shims.apply import COPIES_MANIFEST, patch_tree
+    from interpkit.shims.apply import COPIES_MANIFEST, patch_tree
 
     wheel = Path(wheel)
     with open_archive(wheel) as zf:

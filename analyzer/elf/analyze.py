@@ -6,20 +6,20 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from analyzer.config import Config
-from analyzer.elf.closure import SYSTEM_LIBRARIES, is_libpython, resolve_closure
-from analyzer.elf.facts import ElfFacts, facts_for
-from analyzer.elf.image import is_elf
-from analyzer.elf.modinit import InitKind, infer_from_delegate
-from analyzer.findings import FileKind, FileResult
-from analyzer.modules import enclosing_packages
-from analyzer.registry import RegisteredRule
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf.closure import SYSTEM_LIBRARIES, is_libpython, resolve_closure
+from interpkit.analyzer.elf.facts import ElfFacts, facts_for
+from interpkit.analyzer.elf.image import is_elf
+from interpkit.analyzer.elf.modinit import InitKind, infer_from_delegate
+from interpkit.core.findings import FileKind, FileResult
+from interpkit.analyzer.modules import enclosing_packages
+from interpkit.analyzer.registry import RegisteredRule
 
 log = logging.getLogger(__name__)
 
 __all__ = ["analyze_elf_files", "is_elf"]
 
-RULES_PACKAGE = "analyzer.rules.elf"
+RULES_PACKAGE = "interpkit.analyzer.rules.elf"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -69,7 +69,7 @@ def dotted_module_name(path: Path, init_module: str | None) -> str:
 
 def elf_rules() -> list[RegisteredRule]:
     """The ELF rule modules only, sorted by code. Importing just this family keeps the ELF scan
-    from paying for libcst (the source rules); analyzer.registry.all_rules() checks the whole table."""
+    from paying for libcst (the source rules); interpkit.analyzer.registry.all_rules() checks the whole table."""
     import importlib
     import pkgutil
 

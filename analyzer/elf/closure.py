@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from analyzer.elf.image import ElfImage
+from interpkit.analyzer.elf.image import ElfImage
 
 log = logging.getLogger(__name__)
 

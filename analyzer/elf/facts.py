@@ -5,10 +5,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.elf.image import (DF_STATIC_TLS, DT_FLAGS, DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME,
+from interpkit.analyzer.elf.image import (DF_STATIC_TLS, DT_FLAGS, DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME,
                                 ElfImage)
-from analyzer.elf.modinit import InitInfo, read_module_inits
-from analyzer.elf.symbols import LINKER_SYMBOLS, STB_GLOBAL, STT_OBJECT, Symbols
+from interpkit.analyzer.elf.modinit import InitInfo, read_module_inits
+from interpkit.analyzer.elf.symbols import LINKER_SYMBOLS, STB_GLOBAL, STT_OBJECT, Symbols
 
 _LIBPYTHON_RE = re.compile(r"^libpython(\d+)\.(\d+)[a-z]*\.so")
 _EXT_TAG_RE = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-")

@@ -12,8 +12,8 @@ import re
 import struct
 from dataclasses import dataclass, field, replace
 
-from analyzer.elf.image import EM_X86_64, ElfImage
-from analyzer.elf.symbols import STT_FUNC, Symbols
+from interpkit.analyzer.elf.image import EM_X86_64, ElfImage
+from interpkit.analyzer.elf.symbols import STT_FUNC, Symbols
 
 # Include/moduleobject.h (3.12: slots 1-3; 3.13: 1-4). Checked against the 3.12.1 and 3.13.0 headers.
 Py_mod_create, Py_mod_exec, Py_mod_multiple_interpreters, Py_mod_gil = 1, 2, 3, 4

@@ -8,7 +8,7 @@ from functools import cached_property
 from itertools import count
 from typing import Iterator
 
-from analyzer.elf.image import SHT_DYNSYM, SHT_SYMTAB, ElfImage
+from interpkit.analyzer.elf.image import SHT_DYNSYM, SHT_SYMTAB, ElfImage
 
 SHT_SYMTAB_SHNDX = 18
 SHN_UNDEF, SHN_ABS, SHN_COMMON, SHN_XINDEX = 0, 0xFFF1, 0xFFF2, 0xFFFF

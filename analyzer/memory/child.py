@@ -1,6 +1,6 @@
 """The measuring child: start one backend with N interpreters, run the workload, read smaps.
 
-Run as ``python -m analyzer.memory.child RESULT_FILE`` with a JSON job on stdin; writes one
+Run as ``python -m interpkit.analyzer.memory.child RESULT_FILE`` with a JSON job on stdin; writes one
 JSON object to RESULT_FILE. The parent (measure.py) bounds it with a timeout and a memory
 limit, so a module that crashes, hangs or balloons costs one row, not the report.
 
@@ -19,7 +19,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from analyzer.memory.smaps import (
+from interpkit.analyzer.memory.smaps import (
     LoadedObject,
     MemoryTotals,
     attribute,
@@ -72,7 +72,7 @@ def _unattributed_anonymous(objects: list[LoadedObject]) -> int:
 
 
 def measure_namespaces(job: dict) -> dict:
-    from native.runtime import Runtime
+    from interpkit.native.runtime import Runtime
 
     n = job["interpreters"]
     baseline = read_rollup()
@@ -240,8 +240,8 @@ def measure_processes(job: dict) -> dict:
 
 
 def measure_subinterpreters(job: dict) -> dict:
-    """N own-GIL subinterpreters in one child of a 3.12+/3.13 Python (native.subinterp)."""
-    from native.subinterp import SubinterpreterRuntime, resolve_python
+    """N own-GIL subinterpreters in one child of a 3.12+/3.13 Python (interpkit.native.subinterp)."""
+    from interpkit.native.subinterp import SubinterpreterRuntime, resolve_python
 
     n = job["interpreters"]
     python = resolve_python(job.get("python") or "3.13")

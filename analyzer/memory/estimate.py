@@ -1,6 +1,6 @@
 """Static memory estimate: per backend, the bytes each interpreter keeps private and the bytes all share.
 
-Reads only ELF program headers (through analyzer.elf.image); never loads or runs anything.
+Reads only ELF program headers (through interpkit.analyzer.elf.image); never loads or runs anything.
 
 What is private to one interpreter depends on how the backend loads the files:
 
@@ -34,8 +34,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from analyzer.elf.image import PT_LOAD, ElfImage, is_elf
-from analyzer.errors import FileFormatError, InputError
+from interpkit.analyzer.elf.image import PT_LOAD, ElfImage, is_elf
+from interpkit.core.errors import FileFormatError, InputError
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PF_W = 0x2
@@ -191,7 +191,7 @@ def _relocated_pages(image: ElfImage) -> set[int]:
     Reads each REL/RELA/RELR table in one piece and keeps only the target offsets: a big
     C++ library has a million relocations, too many for one object each.
     """
-    from analyzer.elf.image import SHT_DYNSYM, SHT_REL, SHT_RELA
+    from interpkit.analyzer.elf.image import SHT_DYNSYM, SHT_REL, SHT_RELA
 
     word = 8 if image.elfclass == 64 else 4
     native = image.little_endian == (sys.byteorder == "little")
@@ -286,12 +286,12 @@ def _split(values: list) -> tuple[str, ...]:
 def needed_closure(roots: list[Path]) -> tuple[list[Path], list[str]]:
     """Every file reached from ``roots`` through DT_NEEDED, roots first; plus the names not found.
 
-    Libraries are found the way ld.so searches (analyzer.elf.closure.find_library). Unlike
+    Libraries are found the way ld.so searches (interpkit.analyzer.elf.closure.find_library). Unlike
     the scanner's closure this one also walks into system libraries: each namespace loads
     its own libc, and its own copy costs memory like any other.
     """
-    from analyzer.elf.closure import find_library
-    from analyzer.elf.image import DT_NEEDED, DT_RPATH, DT_RUNPATH
+    from interpkit.analyzer.elf.closure import find_library
+    from interpkit.analyzer.elf.image import DT_NEEDED, DT_RPATH, DT_RUNPATH
 
     seen: dict[Path, None] = {}
     missing: list[str] = []
@@ -329,7 +329,7 @@ def extension_files_of_module(name: str, python: str = sys.executable) -> list[P
     """
     from importlib.machinery import PathFinder
 
-    from analyzer.modules import abi_matches
+    from interpkit.analyzer.modules import abi_matches
 
     parts = name.split(".")
     if not all(p.isidentifier() for p in parts):
@@ -389,7 +389,7 @@ def collect_inputs(paths: list[Path], modules: list[str], python: str = sys.exec
     files among the PATHs and the --import names reach.
 
     With ``follow_imports`` the import statements are followed through the installed packages
-    (analyzer.source.imports: read, never executed), so ``torch`` brings in numpy's extensions
+    (interpkit.analyzer.source.imports: read, never executed), so ``torch`` brings in numpy's extensions
     too; without it a name stands for the extension files inside its package.
     """
     out: list[Path] = []
@@ -418,8 +418,8 @@ def extension_files_by_imports(sources: list[Path], modules: list[str]) -> list[
     """Extension modules (stdlib ones included) that the sources and module names import at import time."""
     import tempfile
 
-    from analyzer.config import Config
-    from analyzer.source.imports import ModuleKind, build_import_graph
+    from interpkit.analyzer.config import Config
+    from interpkit.analyzer.source.imports import ModuleKind, build_import_graph
 
     for name in modules:
         if not all(p.isidentifier() for p in name.split(".")):

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.errors import InputError
-from analyzer.memory.smaps import MemoryTotals
+from interpkit.core.errors import InputError
+from interpkit.analyzer.memory.smaps import MemoryTotals
 
 MEASURED_BACKENDS = ("namespaces", "subinterpreters", "processes", "threads")
 DEFAULT_TIMEOUT_S = 600.0
@@ -48,7 +48,7 @@ class Workload:
 
 def workload_for(paths: list[Path], modules: list[str], call: str | None) -> Workload:
     """Extension files and Python files among ``paths`` are imported by name from their sys.path root."""
-    from analyzer.modules import module_location
+    from interpkit.analyzer.modules import module_location
 
     names: list[str] = []
     roots: list[str] = []
@@ -126,7 +126,7 @@ def _tree_rss(pid: int) -> int:
 
 def run_child(job: dict, *, timeout_s: float = DEFAULT_TIMEOUT_S,
               memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB) -> Sample:
-    """Run analyzer.memory.child on one job; never raises for what happens inside it."""
+    """Run interpkit.analyzer.memory.child on one job; never raises for what happens inside it."""
     env = dict(os.environ)
     if job["backend"] == "namespaces" and job["interpreters"] >= _MANY_NAMESPACES:
         env["GLIBC_TUNABLES"] = ":".join(filter(None, [env.get("GLIBC_TUNABLES"), _NNS_TUNABLE]))
@@ -134,7 +134,7 @@ def run_child(job: dict, *, timeout_s: float = DEFAULT_TIMEOUT_S,
         result_file = Path(folder) / "result.json"
         stderr_file = Path(folder) / "stderr"
         with open(stderr_file, "wb") as stderr:
-            proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "analyzer.memory.child", str(result_file)],
+            proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "interpkit.analyzer.memory.child", str(result_file)],
                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
                                     start_new_session=True)  # its own group: a kill reaches its workers too
             proc.stdin.write(json.dumps({**job, "timeout": timeout_s}).encode())
@@ -194,14 +194,14 @@ def backend_unavailable(backend: str, python: str | None = None) -> str | None:
     """None when ``backend`` can be measured here, else why not."""
     if backend == "namespaces":
         try:
-            from native import limits
+            from interpkit.native import limits
 
             return limits.check_libpython(limits.find_libpython())
         except Exception as exc:  # an unbuilt native extension, a static libpython
             return f"the namespaces runtime is not available ({exc})"
     if backend == "subinterpreters":
         try:
-            from native.subinterp import resolve_python
+            from interpkit.native.subinterp import resolve_python
 
             info = resolve_python(python or "3.13")
         except Exception as exc:
@@ -230,8 +230,8 @@ def not_installed(workload: Workload, python: str) -> str | None:
 
 def abi_mismatch(workload: Workload, python: str) -> str | None:
     """A reason when an extension file of the workload was built for another Python than ``python``."""
-    from analyzer.memory.estimate import _soabi
-    from analyzer.modules import abi_matches
+    from interpkit.analyzer.memory.estimate import _soabi
+    from interpkit.analyzer.modules import abi_matches
 
     soabi = _soabi(python)
     for file in workload.files:
@@ -248,7 +248,7 @@ def measure(workload: Workload, counts: list[int], backends: list[str], *,
     for backend in backends:
         reason = backend_unavailable(backend, subinterpreter_python)
         if reason is None and backend == "subinterpreters":
-            from native.subinterp import resolve_python
+            from interpkit.native.subinterp import resolve_python
 
             target = str(resolve_python(subinterpreter_python or "3.13").executable)
             reason = abi_mismatch(workload, target) or not_installed(workload, target)

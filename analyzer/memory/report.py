@@ -9,10 +9,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.errors import InputError
-from analyzer.memory.estimate import BACKENDS, PAGE_SIZE, StaticEstimate, estimate_loaded
-from analyzer.memory.measure import Sample, Workload
-from analyzer.memory.smaps import MemoryTotals
+from interpkit.core.errors import InputError
+from interpkit.analyzer.memory.estimate import BACKENDS, PAGE_SIZE, StaticEstimate, estimate_loaded
+from interpkit.analyzer.memory.measure import Sample, Workload
+from interpkit.analyzer.memory.smaps import MemoryTotals
 
 SCHEMA = "interpkit-memory/1"
 MIB = 1024 * 1024

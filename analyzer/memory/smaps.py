@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from analyzer.elf.image import PT_LOAD, ElfImage
+from interpkit.analyzer.elf.image import PT_LOAD, ElfImage
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 

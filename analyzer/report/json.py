@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from analyzer.findings import Report
+from interpkit.core.findings import Report
 
 SCHEMA_ID = "interpkit-report/1"
 
 
 def report_to_dict(report: Report) -> dict:
-    from analyzer import __version__
+    from interpkit import __version__
 
     out = {
         "schema": SCHEMA_ID,
@@ -27,4 +27,4 @@ def render(report: Report) -> str:
 
 
 def load_schema() -> dict:
-    return json.loads(resources.files("analyzer.report").joinpath("schema.json").read_text())
+    return json.loads(resources.files("interpkit.analyzer.report").joinpath("schema.json").read_text())

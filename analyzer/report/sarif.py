@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from analyzer.findings import Report, Severity
-from analyzer.registry import all_rules
+from interpkit.core.findings import Report, Severity
+from interpkit.analyzer.registry import all_rules
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
@@ -42,7 +42,7 @@ def _location(finding) -> dict:
 
 
 def report_to_sarif(report: Report) -> dict:
-    from analyzer import __version__
+    from interpkit import __version__
 
     codes = sorted({f.code for f in report.findings})
     index = {code: i for i, code in enumerate(codes)}

@@ -5,7 +5,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.findings import Backend, FileKind, Report, Severity, Verdict
+from interpkit.core.findings import Backend, FileKind, Report, Severity, Verdict
 
 _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _VERDICT_STYLE = {Verdict.OK: "green", Verdict.FAIL: "red", Verdict.UNKNOWN: "yellow"}

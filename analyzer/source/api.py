@@ -5,11 +5,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from analyzer.config import Config
-from analyzer.findings import FileResult
-from analyzer.source.imports import ModuleKind, build_import_graph, module_name_for
-from analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
-from analyzer.source.walk import analyze_source_files
+from interpkit.analyzer.config import Config
+from interpkit.core.findings import FileResult
+from interpkit.analyzer.source.imports import ModuleKind, build_import_graph, module_name_for
+from interpkit.analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
+from interpkit.analyzer.source.walk import analyze_source_files
 
 __all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
 

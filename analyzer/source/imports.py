@@ -18,8 +18,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.config import Config
-from analyzer.modules import enclosing_packages
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.modules import enclosing_packages
 
 EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 

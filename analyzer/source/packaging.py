@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from analyzer.archive import check_archive, open_archive, read_member
-from analyzer.config import Config
-from analyzer.errors import ArchiveError
-from analyzer.findings import FileKind, FileResult
-from analyzer.source.imports import ImportGraph, ModuleKind, package_has_extension
+from interpkit.analyzer.archive import check_archive, open_archive, read_member
+from interpkit.analyzer.config import Config
+from interpkit.core.errors import ArchiveError
+from interpkit.core.findings import FileKind, FileResult
+from interpkit.analyzer.source.imports import ImportGraph, ModuleKind, package_has_extension
 
 # torch.package refuses to extern these (they are part of the importer itself)
 _NEVER_EXTERN = frozenset({"sys", "io", "builtins", "__future__"})
@@ -169,7 +169,7 @@ def _last_error_line(stderr: str) -> str:
 
 def scan_package_archive(archive: Path, config: Config) -> tuple[list[FileResult], dict]:
     """Scan the .py sources inside a torch.package archive, in memory (nothing is extracted)."""
-    from analyzer.source.walk import scan_source_bytes, source_rules
+    from interpkit.analyzer.source.walk import scan_source_bytes, source_rules
 
     archive = Path(archive)
     try:

@@ -33,11 +33,11 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
-from analyzer.config import Config, is_suppressed
-from analyzer.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
-from analyzer.registry import RegisteredRule, Rule, rules_of
+from interpkit.analyzer.config import Config, is_suppressed
+from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
+from interpkit.analyzer.registry import RegisteredRule, Rule, rules_of
 
-SOURCE_RULES_PACKAGE = "analyzer.rules.source"
+SOURCE_RULES_PACKAGE = "interpkit.analyzer.rules.source"
 
 
 class FileContext:
@@ -239,7 +239,7 @@ def decode_source(data: bytes) -> str:
 
 
 def _syntax_error_finding(path: Path, exc: SyntaxError, config: Config) -> list[Finding]:
-    from analyzer.rules.inputs import syntax_error
+    from interpkit.analyzer.rules.inputs import syntax_error
 
     return [syntax_error.finding_for(path, exc)] if config.enabled(syntax_error.RULE.code) else []
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from analyzer.report.json import load_schema
+from interpkit.analyzer.report.json import load_schema
 
 
 def interpkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "analyzer", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run([sys.executable, "-m", "interpkit", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _scan(project: Path, *extra: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "analyzer", "scan", "--format", "json", str(project / "model"), *extra],
+    proc = subprocess.run([sys.executable, "-m", "interpkit", "scan", "--format", "json", str(project / "model"), *extra],
                           capture_output=True, text=True, timeout=300, cwd=project)
     assert "Traceback" not in proc.stderr, proc.stderr
     return json.loads(proc.stdout)

@@ -22,7 +22,7 @@ NAMESPACES = sorted([*SUBINTERPRETERS_STATUS, "pybind11_module"])
 
 
 def _verify(folder, *args) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "analyzer", "verify", str(folder), "--format", "json", *args],
+    proc = subprocess.run([sys.executable, "-m", "interpkit", "verify", str(folder), "--format", "json", *args],
                           capture_output=True, text=True, timeout=900)
     assert "Traceback" not in proc.stderr, proc.stderr
     data = json.loads(proc.stdout)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.config import Config
-from analyzer.elf.analyze import analyze_elf_files, is_elf
-from analyzer.findings import Backend, FileKind, Verdict
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf.analyze import analyze_elf_files, is_elf
+from interpkit.core.findings import Backend, FileKind, Verdict
 
 
 def only_result(path: Path):

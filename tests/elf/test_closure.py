@@ -4,10 +4,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from analyzer.config import Config
-from analyzer.elf.analyze import analyze_elf_files, dotted_module_name
-from analyzer.elf.closure import ld_so_conf_dirs
-from analyzer.findings import FileKind
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf.analyze import analyze_elf_files, dotted_module_name
+from interpkit.analyzer.elf.closure import ld_so_conf_dirs
+from interpkit.core.findings import FileKind
 
 
 def gcc_shared(source: str, output: Path, *flags: str) -> Path:

@@ -5,9 +5,9 @@ import subprocess
 
 import pytest
 
-from analyzer.config import Config
-from analyzer.elf.analyze import analyze_elf_files
-from analyzer.findings import Backend, FileKind, Verdict
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf.analyze import analyze_elf_files
+from interpkit.core.findings import Backend, FileKind, Verdict
 
 # Every extension here takes Py* from the global scope, so each carries IK302 (info, copies).
 # 3.11 headers have no Py_mod_multiple_interpreters, so multi-phase fixtures lack the slot there.

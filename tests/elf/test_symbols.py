@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from analyzer.elf.image import ElfImage
-from analyzer.elf.symbols import STB_GNU_UNIQUE, Symbols
+from interpkit.analyzer.elf.image import ElfImage
+from interpkit.analyzer.elf.symbols import STB_GNU_UNIQUE, Symbols
 
 _BIND = {"STB_LOCAL": 0, "STB_GLOBAL": 1, "STB_WEAK": 2, "STB_LOOS": STB_GNU_UNIQUE, "STB_GNU_UNIQUE": STB_GNU_UNIQUE}
 

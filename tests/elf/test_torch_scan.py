@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.config import Config
-from analyzer.elf.analyze import analyze_elf_files
-from analyzer.findings import FileKind
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf.analyze import analyze_elf_files
+from interpkit.core.findings import FileKind
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 

@@ -29,10 +29,10 @@ SH_NAME, SH_TYPE, SH_OFFSET, SH_SIZE, SH_LINK, SH_ENTSIZE = 0, 4, 24, 32, 40, 56
 # --------------------------------------------------------------------------- running the real CLI
 
 def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m analyzer ARGS` in a child, as a user would run it."""
+    """`python -m interpkit ARGS` in a child, as a user would run it."""
     env = dict(os.environ)
     env.pop("INTERPKIT_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "analyzer", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "interpkit", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO_ROOT, env=env)
 
 

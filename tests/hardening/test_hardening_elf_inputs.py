@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.config import Config
-from analyzer.elf.analyze import analyze_elf_files
-from analyzer.findings import Backend, FileKind, Verdict
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf.analyze import analyze_elf_files
+from interpkit.core.findings import Backend, FileKind, Verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hardening_hostile import (  # noqa: E402
@@ -260,7 +260,7 @@ def test_cli_unreadable_file(tmp_path, originals):
             pytest.skip("running as root without setpriv: no way to make a file unreadable")
         caps = "-dac_override,-dac_read_search"
         prefix = [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
-    proc = subprocess.run([*prefix, sys.executable, "-m", "analyzer", "scan", "--format", "json", "--no-closure",
+    proc = subprocess.run([*prefix, sys.executable, "-m", "interpkit", "scan", "--format", "json", "--no-closure",
                            str(tmp_path)], capture_output=True, text=True, timeout=300,
                           cwd=Path(__file__).resolve().parents[2])
     assert_no_traceback(proc)

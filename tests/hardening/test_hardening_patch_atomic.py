@@ -78,7 +78,7 @@ def test_patch_is_deterministic_and_leaves_input_alone(extension_input, referenc
 def killed_runs(source: Path, out: Path, delays: list[float]):
     """Run patch and SIGKILL its process group after each delay; yields after each kill."""
     for delay in delays:
-        proc = subprocess.Popen([sys.executable, "-m", "analyzer", "patch", str(source), "-o", str(out),
+        proc = subprocess.Popen([sys.executable, "-m", "interpkit", "patch", str(source), "-o", str(out),
                                  "--no-verify", "--format", "json"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(delay)

@@ -91,7 +91,7 @@ def check_outcome(name: str, status: str, signal: str | None, message: str) -> N
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_namespaces_probe(built_fixtures, no_leftovers, name):
-    from native.probe import probe_module
+    from interpkit.native.probe import probe_module
 
     extension = built_fixtures(name)
     started = time.monotonic()
@@ -105,7 +105,7 @@ def test_namespaces_probe(built_fixtures, no_leftovers, name):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_subinterpreters_probe(built_fixtures, python_for, no_leftovers, name):
-    from native.subinterp import probe_module
+    from interpkit.native.subinterp import probe_module
 
     python = python_for(SUBINTERPRETER_PYTHON)
     extension = built_fixtures(name, python)
@@ -149,7 +149,7 @@ def test_out_of_memory_reads_the_live_peak(no_leftovers):
     reserved, not touched, so this costs no real memory)."""
     import subprocess
 
-    from native.outcome import out_of_memory
+    from interpkit.native.outcome import out_of_memory
 
     child = subprocess.Popen([sys.executable, "-c", "import sys, time; x = bytearray(700 << 20); "
                               "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)

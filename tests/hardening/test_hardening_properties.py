@@ -17,11 +17,11 @@ from elftools.common.exceptions import ELFError, ELFParseError, ELFRelocationErr
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from analyzer.config import Config
-from analyzer.elf import facts as facts_module
-from analyzer.elf.analyze import analyze_elf_files
-from analyzer.findings import FileKind
-from analyzer.source.walk import scan_source_bytes, scan_source_text
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf import facts as facts_module
+from interpkit.analyzer.elf.analyze import analyze_elf_files
+from interpkit.core.findings import FileKind
+from interpkit.analyzer.source.walk import scan_source_bytes, scan_source_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ELF_FIXTURES = ("clean", "single_phase_static", "gnu_unique_cpp", "initial_exec_tls")

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from analyzer.cli import main
-from analyzer.memory.report import JSON_SCHEMA, SCHEMA
+from interpkit.cli import main
+from interpkit.analyzer.memory.report import JSON_SCHEMA, SCHEMA
 
 jsonschema = pytest.importorskip("jsonschema")
 

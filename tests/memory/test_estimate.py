@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.errors import InputError
-from analyzer.memory.estimate import (
+from interpkit.core.errors import InputError
+from interpkit.analyzer.memory.estimate import (
     BACKENDS,
     PAGE_SIZE,
     Role,

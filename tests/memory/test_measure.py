@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from analyzer.memory.estimate import estimate_files, footprint
-from analyzer.memory.measure import Workload, backend_unavailable, run_child, workload_for
-from analyzer.memory.report import MemoryReport
+from interpkit.analyzer.memory.estimate import estimate_files, footprint
+from interpkit.analyzer.memory.measure import Workload, backend_unavailable, run_child, workload_for
+from interpkit.analyzer.memory.report import MemoryReport
 
 MIB = 1024 * 1024
 TOLERANCE = 0.10
@@ -77,7 +77,7 @@ def test_processes_pay_the_same_arrays(built_fixtures):
 def test_subinterpreters_share_the_arrays(built_fixtures):
     """Own-GIL subinterpreters map the fixture once: the second interpreter does not pay 40 MiB again."""
     _need("subinterpreters", "3.13")
-    from native.subinterp import resolve_python
+    from interpkit.native.subinterp import resolve_python
 
     python = str(resolve_python("3.13").executable)
     so = built_fixtures("bigstate", python)
@@ -141,7 +141,7 @@ def test_a_bad_workload_costs_one_row(hog, call, limits, reason):
 def test_libpython_in_a_namespace_lies_between_floor_and_ceiling():
     """A fresh namespace's libpython: at least every page relocation wrote, at most every writable page."""
     _need("namespaces")
-    from analyzer.memory.estimate import Role, libpython_of
+    from interpkit.analyzer.memory.estimate import Role, libpython_of
 
     sample = run_child({"backend": "namespaces", "interpreters": 1, "modules": [], "sys_path": [], "call": None},
                        timeout_s=300)

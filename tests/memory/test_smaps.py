@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from analyzer.memory.smaps import LoadedObject, attribute, read_rollup, read_smaps, total_of
+from interpkit.analyzer.memory.smaps import LoadedObject, attribute, read_rollup, read_smaps, total_of
 
 MIB = 1024 * 1024
 
@@ -69,7 +69,7 @@ def test_anonymous_memory_lands_with_no_object():
 
 def test_each_namespace_owns_its_own_copy_of_libpython():
     """The same file mapped by several namespaces is told apart by each link map's load base."""
-    runtime = pytest.importorskip("native.runtime")
+    runtime = pytest.importorskip("interpkit.native.runtime")
     with runtime.Runtime(2) as rt:
         objects = [LoadedObject(i, o.path, o.base) for i in range(2) for o in rt.namespace_libs(i)]
         mappings = read_smaps()
@@ -96,7 +96,7 @@ def test_heap_merged_into_a_bss_mapping_is_split_off(built_fixtures):
     """
     import ctypes
 
-    from analyzer.memory.smaps import _load_span
+    from interpkit.analyzer.memory.smaps import _load_span
 
     so = built_fixtures("bigstate")
     span_end = _load_span(str(so))[1]                     # ~40 MiB: where the fixture's .bss ends

@@ -6,10 +6,10 @@ import inspect
 
 import pytest
 
-from analyzer.findings import Backend, Verdict
-from analyzer.registry import REQUIRED_DOC_SECTIONS, all_rules, rules_of
+from interpkit.core.findings import Backend, Verdict
+from interpkit.analyzer.registry import REQUIRED_DOC_SECTIONS, all_rules, rules_of
 
-ELF_RULES = rules_of("analyzer.rules.elf")
+ELF_RULES = rules_of("interpkit.analyzer.rules.elf")
 
 
 def test_elf_rules_exist_and_codes_are_in_their_families():

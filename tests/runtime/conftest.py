@@ -1,6 +1,6 @@
 """Fixtures for the namespaces runtime tests: the bare host, a shared runtime.
 
-glibc never gives a namespace back (native.limits), so this pytest process keeps its own
+glibc never gives a namespace back (interpkit.native.limits), so this pytest process keeps its own
 use of namespaces small: one shared two-interpreter runtime plus a few short-lived ones;
 everything else runs in child processes (runtime_helpers.run_python).
 """
@@ -15,7 +15,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def libpython() -> Path:
-    from native.limits import find_libpython
+    from interpkit.native.limits import find_libpython
 
     return find_libpython()
 
@@ -37,7 +37,7 @@ def rawns_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def runtime2():
-    from native import Runtime
+    from interpkit.native import Runtime
 
     with Runtime(2, timeout=120) as runtime:
         yield runtime

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from native import InterpreterClosed, InterpreterTimeout, RemoteError, Runtime
+from interpkit.native import InterpreterClosed, InterpreterTimeout, RemoteError, Runtime
 from runtime_helpers import run_python
 
 
@@ -97,7 +97,7 @@ def test_timeout_interrupts_python_code_and_interpreter_survives(runtime2, sourc
 def test_request_blocked_in_c_marks_interpreter_lost_and_exit_does_not_hang():
     # PyDLL keeps the GIL across the call: no pending call can run until sleep returns.
     code = """
-from native import Runtime, InterpreterClosed, InterpreterTimeout
+from interpkit.native import Runtime, InterpreterClosed, InterpreterTimeout
 runtime = Runtime(2)
 try:
     runtime.run(0, "import ctypes\\nctypes.PyDLL('libc.so.6').sleep(1000)", timeout=0.3)
@@ -155,7 +155,7 @@ def test_bad_arguments_are_rejected_before_any_dlmopen(runtime2, tmp_path):
         Runtime(0)
     with pytest.raises(IndexError):
         runtime2.eval(2, "1")
-    from native import RuntimeStartError
+    from interpkit.native import RuntimeStartError
 
     with pytest.raises(RuntimeStartError, match="does not exist"):
         Runtime(1, libpython=tmp_path / "libpython3.11.so")

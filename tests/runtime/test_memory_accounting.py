@@ -4,7 +4,7 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
-from analyzer.memory.smaps import Mapping, read_smaps
+from interpkit.analyzer.memory.smaps import Mapping, read_smaps
 
 
 def _copies(libpython: Path) -> dict[int, list[Mapping]]:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from native import limits
+from interpkit.native import limits
 from runtime_helpers import REPO_ROOT, run_python
 
 TWELVE = """
-from native import Runtime, StaticTLSExhausted
+from interpkit.native import Runtime, StaticTLSExhausted
 try:
     Runtime(12)
 except StaticTLSExhausted as exc:
@@ -18,7 +18,7 @@ except StaticTLSExhausted as exc:
 """
 
 FIFTEEN_THEN_ONE = """
-from native import NamespaceLimitError, Runtime, StaticTLSExhausted
+from interpkit.native import NamespaceLimitError, Runtime, StaticTLSExhausted
 runtime = Runtime(15)
 assert runtime.call_all("operator:add", 1, 1) == [2] * 15
 try:
@@ -55,7 +55,7 @@ def test_raised_limit_gives_fifteen_then_too_many_interpreters():
 
 
 def test_more_than_the_ceiling_is_refused_before_any_dlmopen():
-    from native import NamespaceLimitError, Runtime
+    from interpkit.native import NamespaceLimitError, Runtime
 
     with pytest.raises(NamespaceLimitError, match="too many interpreters.*GLIBC_TUNABLES"):
         Runtime(limits.NAMESPACE_CEILING + 1)
@@ -66,8 +66,8 @@ def test_more_than_the_ceiling_is_refused_before_any_dlmopen():
 def test_static_libpython_is_named():
     # Debian's /usr/bin/python3.11 links CPython statically.
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from native.limits import find_libpython\n"
-            "from native.errors import LibpythonNotShared\n"
+            "from interpkit.native.limits import find_libpython\n"
+            "from interpkit.native.errors import LibpythonNotShared\n"
             "try:\n    print(find_libpython())\n"
             "except LibpythonNotShared as exc:\n    print('not-shared:', exc)\n") % str(REPO_ROOT)
     result = run_python(code, python="/usr/bin/python3.11", timeout=60)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.modules import module_location
+from interpkit.analyzer.modules import module_location
 from fixtures.build import FixtureUnavailable, build_fixture
-from native.probe import probe_module
+from interpkit.native.probe import probe_module
 from runtime_helpers import REPO_ROOT, run_python
 
 FIXTURES = sorted(p.name for p in (REPO_ROOT / "fixtures" / "ext").iterdir()
@@ -93,7 +93,7 @@ def test_c_globals_count_separately_in_each_namespace():
     located = {name: _built(name) for name in COUNTERS}
     code = f"""
 import json, sys
-from native import Runtime
+from interpkit.native import Runtime
 located = {dict((k, (m, str(p))) for k, (m, p) in located.items())!r}
 paths = sorted({{p for _, p in located.values()}})
 with Runtime(2, sys_path=[*paths, *sys.path], timeout=120) as runtime:

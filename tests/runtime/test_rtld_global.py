@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import os
 
-from native.guard import RTLD_GLOBAL, RTLD_LOCAL, strip_global
+from interpkit.native.guard import RTLD_GLOBAL, RTLD_LOCAL, strip_global
 from runtime_helpers import run_python
 
 
 def test_raw_rtld_global_dlopen_in_a_namespace_crashes():
     # _ctypes.dlopen is the primitive under the guard's wrapper: it still passes RTLD_GLOBAL.
     code = """
-from native import Runtime
+from interpkit.native import Runtime
 runtime = Runtime(1)
 runtime.run(0, "import _ctypes, os\\n_ctypes.dlopen('libbz2.so.1.0', os.RTLD_GLOBAL | os.RTLD_NOW)")
 print("survived")

@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from native import Runtime
+from interpkit.native import Runtime
 from runtime_helpers import REPO_ROOT, requires_torch, run_isolated, run_python
 
 IMPORT_TORCH = (f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n"
-                "import native.guard\nnative.guard.install()\nimport torch\n")
+                "import interpkit.native.guard\nnative.guard.install()\nimport torch\n")
 
 
 def _tasks() -> set[int]:
@@ -40,7 +40,7 @@ def test_bare_host_thread_ending_with_the_gil_hangs_exit_after_torch(rawns, rawn
 
 CLOSED = """
 import os
-from native import Runtime
+from interpkit.native import Runtime
 runtime = Runtime(2, timeout=300)
 runtime.run_all("import torch\\nx = torch.ones(64, 64)\\ny = (x @ x).sum().item()")
 workers = {runtime.info(i)["native_thread"] for i in range(2)}
@@ -50,7 +50,7 @@ print("left:", sorted(left))
 """
 
 FORGOTTEN = """
-from native import Runtime
+from interpkit.native import Runtime
 runtime = Runtime(2, timeout=300)
 runtime.run_all("import torch\\nx = torch.ones(8)")
 print("exiting without close")
@@ -69,7 +69,7 @@ def test_runtime_with_torch_exits_without_hang(code):
 
 FORK = """
 import os
-from native import InterpreterClosed, Runtime
+from interpkit.native import InterpreterClosed, Runtime
 runtime = Runtime(2)
 assert runtime.call_all("operator:add", 1, 1) == [2, 2]
 pid = os.fork()

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.torch, requires_torch]
 
 CODE = """
 import json, sys
-from native import Runtime
+from interpkit.native import Runtime
 paths = ["tests/runtime", *sys.path]
 with Runtime(1, sys_path=paths, timeout=300) as alone:
     reference = alone.call(0, "ik_torch_model:forward")

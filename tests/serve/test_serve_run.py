@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.cli import main
-from analyzer.serve import JSON_SCHEMA, SCHEMA
+from interpkit.cli import main
+from interpkit.analyzer.serve import JSON_SCHEMA, SCHEMA
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -34,7 +34,7 @@ def _child(argv: list[str]) -> subprocess.CompletedProcess:
 
 
 def _interpkit(*args: str) -> subprocess.CompletedProcess:
-    return _child([sys.executable, "-m", "analyzer", "run", *args])
+    return _child([sys.executable, "-m", "interpkit", "run", *args])
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def example_archive(tmp_path_factory) -> Path:
 
 def _export(out: Path, model_class: str, requests: list) -> Path:
     code = (f"import sys; sys.path[:0] = [{str(HERE)!r}, {str(REPO_ROOT)!r}]\n"
-            "from analyzer.serve import export_model\n"
+            "from interpkit.analyzer.serve import export_model\n"
             f"from ik_serve_models import {model_class}\n"
             f"export_model({str(out)!r}, {model_class}(), {requests!r}, intern=['ik_serve_models'])\n")
     done = _child([sys.executable, "-c", code])
@@ -100,7 +100,7 @@ print(json.dumps(answers))
 
 _SERVED = """\
 import json, sys
-from analyzer.serve import serve_package
+from interpkit.analyzer.serve import serve_package
 result = serve_package(sys.argv[1], interpreters=2, requests=int(sys.argv[2]), batch=int(sys.argv[3]),
                        keep_answers=True, check=False)
 print(json.dumps({"answers": result.answers, "served": result.per_interpreter_requests}))

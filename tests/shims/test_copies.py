@@ -6,8 +6,8 @@ import json
 import pytest
 
 from shim_helpers import run_in_legacy_subinterpreters
-from shims.copies import copy_path, make_private_copy, probe_legacy
-from shims.relink import read_state
+from interpkit.shims.copies import copy_path, make_private_copy, probe_legacy
+from interpkit.shims.relink import read_state
 
 _IMPORT_BY_FILE = """
 import importlib.util
@@ -18,8 +18,8 @@ RESULT = [mod.bump(), mod.bump()]
 """
 
 _IMPORT_WITH_HOOK = """
-import importlib, shims.copies
-finder = shims.copies.install({{{module!r}: {path!r}}}, {directory!r})
+import importlib, interpkit.shims.copies
+finder = interpkit.shims.copies.install({{{module!r}: {path!r}}}, {directory!r})
 mod = importlib.import_module({module!r})
 RESULT = [mod.bump(), mod.bump(), finder.loaded[{module!r}]]
 """
@@ -77,7 +77,7 @@ def test_patched_output_gives_each_interpreter_its_own_state(name, capsys, tmp_p
     """For each fixture that keeps a counter in C globals: imported from the input, N=2 legacy
     subinterpreters count together; imported from the patch output through the copies manifest,
     each counts alone."""
-    from analyzer.cli import main
+    from interpkit.cli import main
 
     source = fixture_copy(name)
     out = tmp_path / "out"
@@ -87,8 +87,8 @@ def test_patched_output_gives_each_interpreter_its_own_state(name, capsys, tmp_p
     assert name in json.loads(manifest.read_text())["modules"]
     before = run_in_legacy_subinterpreters([_IMPORT_BY_FILE.format(module=name, path=str(source))] * 2)
     after_body = f"""
-import importlib, shims.copies
-shims.copies.install_from_manifest({str(manifest)!r}, {str(tmp_path / 'copies')!r})
+import importlib, interpkit.shims.copies
+interpkit.shims.copies.install_from_manifest({str(manifest)!r}, {str(tmp_path / 'copies')!r})
 mod = importlib.import_module({name!r})
 RESULT = [mod.bump(), mod.bump()]
 """

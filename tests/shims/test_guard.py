@@ -1,14 +1,14 @@
 """The namespace guard shim is native's guard, exposed, not a second implementation."""
 from __future__ import annotations
 
-import native.guard
-import shims.guard
+import interpkit.native.guard
+import interpkit.shims.guard
 from shim_helpers import CSRC, compile_shared, run_child
 
 
 def test_guard_is_the_runtime_guard():
-    assert shims.guard.install is native.guard.install
-    assert shims.guard.strip_global is native.guard.strip_global
+    assert interpkit.shims.guard.install is interpkit.native.guard.install
+    assert interpkit.shims.guard.strip_global is interpkit.native.guard.strip_global
 
 
 def test_guard_turns_rtld_global_into_local(tmp_path):
@@ -19,10 +19,10 @@ def test_guard_turns_rtld_global_into_local(tmp_path):
         import ctypes, os
         {{install}}
         ctypes.CDLL({str(liba)!r}, mode=os.RTLD_GLOBAL)
-        import native.guard
-        print(ctypes.CDLL({str(libb)!r}).value_via_helper(), len(native.guard.stripped))
+        import interpkit.native.guard
+        print(ctypes.CDLL({str(libb)!r}).value_via_helper(), len(interpkit.native.guard.stripped))
     """
     unguarded = run_child(probe.format(install="pass"))
-    guarded = run_child(probe.format(install="import shims.guard; shims.guard.install()"))
+    guarded = run_child(probe.format(install="import interpkit.shims.guard; interpkit.shims.guard.install()"))
     assert unguarded.stdout.split() == ["1", "0"], unguarded.stderr
     assert guarded.stdout.split() == ["2", "1"], guarded.stderr

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 
-from analyzer.cli import main
-from analyzer.findings import Backend, Finding, FileKind, FileResult, Severity, Verdict
+from interpkit.cli import main
+from interpkit.core.findings import Backend, Finding, FileKind, FileResult, Severity, Verdict
 from shim_helpers import run_child
-from shims.plan import PatchPlan
-from shims.relink import read_state
-from shims.strategies import Context, Handling, plan_finding
+from interpkit.shims.plan import PatchPlan
+from interpkit.shims.relink import read_state
+from interpkit.shims.strategies import Context, Handling, plan_finding
 
 
 def sha256(path: Path) -> str:

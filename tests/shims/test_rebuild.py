@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.cli import main
-from shims.apply import tree_sha256
-from shims.rebuild import is_source
-from shims.relink import read_state
+from interpkit.cli import main
+from interpkit.shims.apply import tree_sha256
+from interpkit.shims.rebuild import is_source
+from interpkit.shims.relink import read_state
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ext"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from shim_helpers import CSRC, compile_shared, run_child
-from shims.plan import Edit, EditKind, FilePlan, PlanConflict
-from shims.relink import apply_binary_edits, plan_hide, plan_runpath, plan_unique, read_state
+from interpkit.shims.plan import Edit, EditKind, FilePlan, PlanConflict
+from interpkit.shims.relink import apply_binary_edits, plan_hide, plan_runpath, plan_unique, read_state
 
 
 def _byte_diff(a: Path, b: Path) -> int:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.cli import main
-from shims.relink import read_state
+from interpkit.cli import main
+from interpkit.shims.relink import read_state
 
 WHEEL_NAME = "ikfix-0.1-cp311-cp311-linux_x86_64.whl"
 TAG = "cp311-cp311-linux_x86_64"
@@ -104,8 +104,8 @@ def test_repaired_wheel_installs_with_pip_and_verifies(capsys, tmp_path, built_f
     assert use.stdout.split() == ["1", "2"], use.stderr
 
     # Verify the installed modules in the real runtimes.
-    from native.probe import probe_module
-    from shims.copies import probe_legacy
+    from interpkit.native.probe import probe_module
+    from interpkit.shims.copies import probe_legacy
 
     assert probe_module("ikfix.gnu_unique_cpp", path=site, interpreters=2).status == "ok"
     manifest = site / "ikfix-0.1.dist-info" / "interpkit-copies.json"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.config import Config
-from analyzer.elf.analyze import analyze_elf_files
-from analyzer.findings import FileKind
-from analyzer.source.api import scan_model, scan_package_archive
-from analyzer.source.imports import ModuleKind, build_import_graph
-from analyzer.source.packaging import plan_packaging
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf.analyze import analyze_elf_files
+from interpkit.core.findings import FileKind
+from interpkit.analyzer.source.api import scan_model, scan_package_archive
+from interpkit.analyzer.source.imports import ModuleKind, build_import_graph
+from interpkit.analyzer.source.packaging import plan_packaging
 
 MODELS = Path(__file__).resolve().parents[2] / "fixtures" / "models"
 HAS_TORCH = importlib.util.find_spec("torch") is not None

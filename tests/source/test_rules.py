@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.config import Config
-from analyzer.registry import REQUIRED_DOC_SECTIONS
-from analyzer.source.walk import marked_lines, registered_source_rules, scan_source_text
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.registry import REQUIRED_DOC_SECTIONS
+from interpkit.analyzer.source.walk import marked_lines, registered_source_rules, scan_source_text
 
 RULES = registered_source_rules()
 VALID = [pytest.param(r.module, s, id=f"{r.rule.code}-valid{i}") for r in RULES for i, s in enumerate(r.module.VALID)]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.config import Config
-from analyzer.findings import FileKind
-from analyzer.source.walk import analyze_source_files, marked_lines
+from interpkit.analyzer.config import Config
+from interpkit.core.findings import FileKind
+from interpkit.analyzer.source.walk import analyze_source_files, marked_lines
 
 MODELS = Path(__file__).resolve().parents[2] / "fixtures" / "models"
 HAZARDS = sorted((MODELS / "hazards").glob("IK*.py"))
@@ -27,7 +27,7 @@ def test_hazard_file_reports_its_code_on_marked_lines(path):
 
 
 def test_every_source_rule_has_a_hazard_fixture():
-    from analyzer.source.walk import registered_source_rules
+    from interpkit.analyzer.source.walk import registered_source_rules
 
     assert {p.stem for p in HAZARDS} == {r.rule.code for r in registered_source_rules()}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.errors import RuntimeUnavailable
+from interpkit.core.errors import RuntimeUnavailable
 
 # Small, popular wheels with compiled extensions for cp313 manylinux x86_64, pinned. Chosen to
 # cover the binding generators in the wild: plain C (markupsafe, ujson, simplejson, msgpack,
@@ -52,7 +52,7 @@ CORPUS_ROOT = Path(os.environ.get("INTERPKIT_CORPUS_CACHE", Path.home() / ".cach
 
 
 def _python_or_skip(version: str):
-    from native.pythons import find_python
+    from interpkit.native.pythons import find_python
 
     try:
         return find_python(version)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.verify_corpus import site_module_name, verify_site_packages
-from native.subinterp import ModuleTarget, probe_modules
+from interpkit.analyzer.verify_corpus import site_module_name, verify_site_packages
+from interpkit.native.subinterp import ModuleTarget, probe_modules
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ def _by_module(result: dict) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def corpus_result(corpus_site_packages, python313):
-    pytest.importorskip("analyzer.elf.analyze", reason="the ELF analyzer is not in this tree")
+    pytest.importorskip("interpkit.analyzer.elf.analyze", reason="the ELF analyzer is not in this tree")
     return verify_site_packages(corpus_site_packages, python313, n=2)
 
 
@@ -89,7 +89,7 @@ def test_verify_command_on_the_corpus_prints_the_agreement(corpus_site_packages)
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "analyzer", "verify", "--site-packages", str(corpus_site_packages),
+    proc = subprocess.run([sys.executable, "-m", "interpkit", "verify", "--site-packages", str(corpus_site_packages),
                            "--python", "3.13", "--format", "json"], capture_output=True, text=True, timeout=900)
     assert "Traceback" not in proc.stderr, proc.stderr
     data = json.loads(proc.stdout)
@@ -98,6 +98,6 @@ def test_verify_command_on_the_corpus_prints_the_agreement(corpus_site_packages)
     assert summary["agreement"] >= 0.95
     assert summary["crashes_predicted_safe"] == []
     assert proc.returncode == (0 if summary["agreed"] == summary["decided"] else 1)
-    table = subprocess.run([sys.executable, "-m", "analyzer", "verify", "--site-packages", str(corpus_site_packages),
+    table = subprocess.run([sys.executable, "-m", "interpkit", "verify", "--site-packages", str(corpus_site_packages),
                             "--python", "3.13"], capture_output=True, text=True, timeout=900)
     assert "agreement:" in table.stdout and "Traceback" not in table.stderr

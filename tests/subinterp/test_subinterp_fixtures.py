@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.config import Config
-from analyzer.findings import Backend, Verdict
+from interpkit.analyzer.config import Config
+from interpkit.core.findings import Backend, Verdict
 from fixtures.build import FixtureUnavailable, build_fixture
-from native.subinterp import ModuleTarget, probe_modules
+from interpkit.native.subinterp import ModuleTarget, probe_modules
 
 # name: (isolated status, isolated shared, legacy status, legacy shared)
 EXPECTED = {
@@ -58,7 +58,7 @@ def version(request):
 
 @pytest.fixture(scope="module")
 def built(version):
-    from native.pythons import find_python
+    from interpkit.native.pythons import find_python
 
     paths, missing = {}, {}
     for name in EXPECTED:
@@ -106,7 +106,7 @@ def test_second_init_in_mixed_binary_is_single_phase(observed):
 
 
 def test_prediction_matches_observation_where_reachable(built, observed):
-    from analyzer.elf.analyze import analyze_elf_files
+    from interpkit.analyzer.elf.analyze import analyze_elf_files
 
     paths, _ = built
     results = {Path(fr.path).name: fr
@@ -129,7 +129,7 @@ def test_verify_site_packages_on_fixture_environment(built, version, tmp_path):
     a binary is probed, and shared objects count as a failure."""
     import shutil
 
-    from analyzer.verify_corpus import verify_site_packages
+    from interpkit.analyzer.verify_corpus import verify_site_packages
 
     paths, _ = built
     package = tmp_path / "site" / "pkg"

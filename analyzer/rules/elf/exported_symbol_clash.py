@@ -31,10 +31,10 @@ from collections import Counter, defaultdict
 from itertools import chain
 from typing import Iterable, Iterator
 
-from analyzer.findings import Backend, Finding, Severity, Verdict
-from analyzer.registry import Fixable, Rule
+from interpkit.core.findings import Backend, Finding, Severity, Verdict
+from interpkit.analyzer.registry import Fixable, Rule
 
-from analyzer.rules.elf._text import examples, plural
+from interpkit.analyzer.rules.elf._text import examples, plural
 
 RULE = Rule(
     code="IK304",

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from analyzer.findings import Finding, Severity
-from analyzer.registry import Fixable, Rule
+from interpkit.core.findings import Finding, Severity
+from interpkit.analyzer.registry import Fixable, Rule
 
-from analyzer.rules.elf._text import examples, plural
+from interpkit.analyzer.rules.elf._text import examples, plural
 
 RULE = Rule(
     code="IK303",

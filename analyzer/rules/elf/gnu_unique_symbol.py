@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from analyzer.findings import Backend, Finding, Severity, Verdict
-from analyzer.registry import Fixable, Rule
+from interpkit.core.findings import Backend, Finding, Severity, Verdict
+from interpkit.analyzer.registry import Fixable, Rule
 
-from analyzer.rules.elf._text import examples, plural
+from interpkit.analyzer.rules.elf._text import examples, plural
 
 RULE = Rule(
     code="IK206",

@@ -30,8 +30,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
-from analyzer.registry import Fixable, Rule
+from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+from interpkit.analyzer.registry import Fixable, Rule
 
 RULE = Rule(
     code="IK301",

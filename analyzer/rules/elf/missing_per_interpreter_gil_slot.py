@@ -40,8 +40,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from analyzer.findings import Backend, Finding, Severity, Verdict
-from analyzer.registry import Fixable, Rule
+from interpkit.core.findings import Backend, Finding, Severity, Verdict
+from interpkit.analyzer.registry import Fixable, Rule
 
 RULE = Rule(
     code="IK102",

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from analyzer.findings import Finding, Severity
-from analyzer.registry import Fixable, Rule
+from interpkit.core.findings import Finding, Severity
+from interpkit.analyzer.registry import Fixable, Rule
 
 RULE = Rule(
     code="IK305",

@@ -32,8 +32,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
-from analyzer.registry import Rule
+from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+from interpkit.analyzer.registry import Rule
 
 RULE = Rule(
     code="IK901",

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import libcst as cst
 
-from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
-from analyzer.registry import Rule
-from analyzer.source.walk import SourceRule, run_rule
+from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
     code="IK405",

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import libcst as cst
 
-from analyzer.findings import Backend, Finding, Severity, Verdict
-from analyzer.registry import Rule
-from analyzer.source.walk import SourceRule, call_argument, is_literal_string, run_rule
+from interpkit.core.findings import Backend, Finding, Severity, Verdict
+from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source.walk import SourceRule, call_argument, is_literal_string, run_rule
 
 RULE = Rule(
     code="IK503",

@@ -42,9 +42,9 @@ from pathlib import Path
 import libcst as cst
 import libcst.matchers as m
 
-from analyzer.findings import Backend, Finding, Severity, Verdict
-from analyzer.registry import Rule
-from analyzer.source.walk import FileContext, SourceRule, run_rule, terminal_name
+from interpkit.core.findings import Backend, Finding, Severity, Verdict
+from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source.walk import FileContext, SourceRule, run_rule, terminal_name
 
 RULE = Rule(
     code="IK501",

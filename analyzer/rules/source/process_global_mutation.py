@@ -40,9 +40,9 @@ from pathlib import Path
 
 import libcst as cst
 
-from analyzer.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
-from analyzer.registry import Rule
-from analyzer.source.walk import SourceRule, run_rule
+from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 FAIL, UNKNOWN, OK = Verdict.FAIL, Verdict.UNKNOWN, Verdict.OK
 NS, SUB, COPIES = Backend.NAMESPACES, Backend.SUBINTERPRETERS, Backend.COPIES

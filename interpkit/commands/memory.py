@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from analyzer.errors import InputError
+from interpkit.core.errors import InputError
 
 _BACKEND_CHOICES = ("namespaces", "subinterpreters", "processes", "threads", "all")
 
@@ -67,11 +67,11 @@ def _counts(text: str) -> list[int]:
 
 
 def run(args) -> int:
-    from analyzer.console import err_console
-    from analyzer.memory.estimate import collect_inputs, estimate_files
-    from analyzer.memory.measure import measure, workload_for
-    from analyzer.memory.report import MemoryReport
-    from analyzer.output import emit
+    from interpkit.analyzer.console import err_console
+    from interpkit.analyzer.memory.estimate import collect_inputs, estimate_files
+    from interpkit.analyzer.memory.measure import measure, workload_for
+    from interpkit.analyzer.memory.report import MemoryReport
+    from interpkit.analyzer.output import emit
 
     if not args.paths and not args.modules:
         raise InputError("cannot measure nothing (give extension PATHs or --import MOD)")
@@ -115,8 +115,8 @@ class _Quiet:
 
 
 def _print_table(report, output: Path | None) -> None:
-    from analyzer.console import out_console
-    from analyzer.output import emit
+    from interpkit.analyzer.console import out_console
+    from interpkit.analyzer.output import emit
 
     from io import StringIO
 

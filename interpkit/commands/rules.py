@@ -1,7 +1,7 @@
 """`interpkit rules [CODE]`: list the rules, or explain one (what, why, example, fix)."""
 from __future__ import annotations
 
-from analyzer.errors import InputError
+from interpkit.core.errors import InputError
 
 
 def configure_parser(sub) -> None:
@@ -17,8 +17,8 @@ def run(args) -> int:
     from rich.markdown import Markdown
     from rich.table import Table
 
-    from analyzer.console import out_console
-    from analyzer.registry import all_rules
+    from interpkit.analyzer.console import out_console
+    from interpkit.analyzer.registry import all_rules
 
     rules = all_rules()
     if args.code:

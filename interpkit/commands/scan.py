@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from analyzer.output import add_output_arguments, add_rule_arguments
+from interpkit.analyzer.output import add_output_arguments, add_rule_arguments
 
 
 def configure_parser(sub) -> None:
@@ -32,11 +32,11 @@ def configure_parser(sub) -> None:
 
 def resolve_config(args):
     """[tool.interpkit] from --config or the nearest pyproject.toml, then the command line."""
-    from analyzer.config import find_pyproject, load_config
+    from interpkit.analyzer.config import find_pyproject, load_config
 
     pyproject = args.config if args.config else find_pyproject(Path(args.paths[0]) if getattr(args, "paths", None) else Path.cwd())
     if args.config and not args.config.is_file():
-        from analyzer.errors import InputError
+        from interpkit.core.errors import InputError
 
         raise InputError(f"cannot read {args.config} (no such file)")
     config = load_config(pyproject)
@@ -46,8 +46,8 @@ def resolve_config(args):
 def run(args) -> int:
     from dataclasses import replace
 
-    from analyzer.output import exit_status
-    from analyzer.scan import scan_paths
+    from interpkit.analyzer.output import exit_status
+    from interpkit.analyzer.scan import scan_paths
 
     config = resolve_config(args)
     if args.no_closure:
@@ -63,18 +63,18 @@ def run(args) -> int:
 
 
 def render(report, args) -> None:
-    from analyzer.output import emit
+    from interpkit.analyzer.output import emit
 
     if args.format == "json":
-        from analyzer.report.json import render as render_json
+        from interpkit.analyzer.report.json import render as render_json
 
         emit(render_json(report), args.output)
     elif args.format == "sarif":
-        from analyzer.report.sarif import render as render_sarif
+        from interpkit.analyzer.report.sarif import render as render_sarif
 
         emit(render_sarif(report), args.output)
     else:
-        from analyzer.report.table import render_report
+        from interpkit.analyzer.report.table import render_report
 
         if args.output:
             from io import StringIO
@@ -85,6 +85,6 @@ def render(report, args) -> None:
             render_report(report, Console(file=buffer, width=160, no_color=True), show_clean=args.show_clean)
             emit(buffer.getvalue(), args.output)
         else:
-            from analyzer.console import out_console
+            from interpkit.analyzer.console import out_console
 
             render_report(report, out_console(), show_clean=args.show_clean)

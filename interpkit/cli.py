@@ -9,8 +9,8 @@ import argparse
 import importlib
 import sys
 
-from analyzer import __version__
-from analyzer.errors import InterpkitError
+from interpkit import __version__
+from interpkit.core.errors import InterpkitError
 
 # Each name is a module analyzer/commands/<name>.py with configure_parser(sub) and run(args) -> int.
 COMMANDS = ("scan", "rules", "verify", "patch", "memory", "run")
@@ -27,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"analyzer.commands.{name}")
+            module = importlib.import_module(f"interpkit.commands.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"analyzer.commands.{name}":
+            if exc.name == f"interpkit.commands.{name}":
                 continue  # command not built yet in this checkout
             raise
         module.configure_parser(sub)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analyzer.errors import InputError
-from analyzer.output import positive_int
+from interpkit.core.errors import InputError
+from interpkit.analyzer.output import positive_int
 
 BACKEND_CHOICES = ("namespaces", "subinterpreters", "copies", "all")
 
@@ -44,9 +44,9 @@ def configure_parser(sub) -> None:
 def run(args) -> int:
     import json
 
-    from analyzer.findings import Backend
-    from analyzer.output import emit, write_atomic
-    from shims.apply import Options, patch_input
+    from interpkit.core.findings import Backend
+    from interpkit.analyzer.output import emit, write_atomic
+    from interpkit.shims.apply import Options, patch_input
 
     if not (args.outdir or args.check or args.dry_run):
         raise InputError("cannot patch without -o OUTDIR (or use --dry-run / --check)")
@@ -89,7 +89,7 @@ def _render(outcomes, summary, args) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from analyzer.console import out_console
+    from interpkit.analyzer.console import out_console
 
     console = out_console()
     style = {"fixed": "green", "would be fixed": "green", "handled at load time": "cyan", "not needed": "dim",
@@ -117,7 +117,7 @@ def _render(outcomes, summary, args) -> None:
             for backend, entry in sorted(file.verify.items()):
                 console.print(f"  verify {backend} (N={args.interpreters}): {entry.get('before', '-')} -> {entry.get('after', '-')}")
     if args.dry_run or args.check:
-        from shims.plan import PatchPlan
+        from interpkit.shims.plan import PatchPlan
 
         plan = PatchPlan({Path(f.relative): f.plan for o in outcomes for f in o.files})
         console.print("plan (nothing written):", markup=False)

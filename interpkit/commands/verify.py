@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from analyzer.errors import InputError
-from analyzer.output import add_output_arguments, positive_int
+from interpkit.core.errors import InputError
+from interpkit.analyzer.output import add_output_arguments, positive_int
 
 
 def configure_parser(sub) -> None:
@@ -31,8 +31,8 @@ def configure_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from analyzer.findings import Backend
-    from analyzer.output import emit
+    from interpkit.core.findings import Backend
+    from interpkit.analyzer.output import emit
 
     paths = list(args.paths) + ([args.site_packages] if args.site_packages else [])
     if not paths:
@@ -56,9 +56,9 @@ def run(args) -> int:
 
 def _verify_paths(paths, backend, args) -> dict:
     """Scan the paths' ELF files, probe each extension module by its import name."""
-    from analyzer.config import Config
-    from analyzer.scan import scan_paths
-    from analyzer.verify import confusion, verify_results
+    from interpkit.analyzer.config import Config
+    from interpkit.analyzer.scan import scan_paths
+    from interpkit.analyzer.verify import confusion, verify_results
 
     report = scan_paths(paths, Config(follow_imports=False), only="elf", progress=sys.stderr.isatty())
     rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
@@ -72,7 +72,7 @@ def _verify_paths(paths, backend, args) -> dict:
 def _verify_environment(args) -> dict:
     """A whole site-packages under CPython subinterpreters: every PyInit_* of every binary,
     one child per module, crashes blamed on a compiled dependency when it crashes alone too."""
-    from analyzer.verify_corpus import verify_site_packages
+    from interpkit.analyzer.verify_corpus import verify_site_packages
 
     if not args.site_packages.is_dir():
         raise InputError(f"cannot verify {args.site_packages} (not a directory)")
@@ -86,7 +86,7 @@ def render_table(data: dict, args) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from analyzer.console import out_console
+    from interpkit.analyzer.console import out_console
 
     style = {"ok": "green", "fail": "red", "unknown": "yellow"}
     summary = data["summary"]

@@ -5,14 +5,14 @@ import argparse
 import json
 from pathlib import Path
 
-from analyzer.errors import InputError
-from analyzer.output import positive_int
+from interpkit.core.errors import InputError
+from interpkit.analyzer.output import positive_int
 
 _PROTOCOL = """\
 serving protocol: the archive holds the model as resource interpkit/model.pkl (called as
 model(request), or model.batch(requests) for --batch > 1) and a non-empty list of example
 requests as interpkit/requests.pkl; request k is requests[k % len(requests)]. Write such an
-archive with analyzer.serve.export_model(out, model, requests, intern=[...]); the example:
+archive with interpkit.analyzer.serve.export_model(out, model, requests, intern=[...]); the example:
 python fixtures/models/make_example_package.py example.pt"""
 
 
@@ -49,9 +49,9 @@ def configure_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from analyzer.console import err_console
-    from analyzer.output import emit
-    from analyzer.serve import serve_package
+    from interpkit.analyzer.console import err_console
+    from interpkit.analyzer.output import emit
+    from interpkit.analyzer.serve import serve_package
 
     if args.torch_threads < 0:
         raise InputError(f"cannot use --torch-threads {args.torch_threads} (must be 0 or more)")

@@ -1,4 +1,0 @@
-"""`python -m analyzer` is `interpkit`."""
-from analyzer.cli import entry
-
-entry()

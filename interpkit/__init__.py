@@ -1,0 +1,25 @@
+"""interpkit: find, verify and fix what breaks when extensions run in many interpreters of one process.
+
+The one import name. Its subpackages live in the design card's top-level folders and are
+mapped here by ``package-dir`` in pyproject.toml:
+
+    interpkit.core      analyzer-independent bottom layer: findings, errors (core/ here)
+    interpkit.native    the runtimes: namespaces, subinterpreters, the sandbox (native/)
+    interpkit.analyzer  scan: ELF and source facts, rules, reports; verify, memory, serve (analyzer/)
+    interpkit.shims     patch: relink, per-interpreter copies, rebuild, wheel repair (shims/)
+    interpkit.cli       the command line; interpkit.commands holds one module per subcommand
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Report, Severity, Verdict  # noqa: E402
+
+__all__ = ["Backend", "FileKind", "FileResult", "Finding", "Report", "Severity", "Verdict", "scan"]
+
+
+def scan(paths, config=None, *, progress=False):
+    """Scan files, directories, wheels or model sources; returns a Report."""
+    from interpkit.analyzer.scan import scan_paths
+
+    return scan_paths(paths, config, progress=progress)

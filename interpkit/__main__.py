@@ -1,0 +1,4 @@
+"""`python -m interpkit` is the `interpkit` command."""
+from interpkit.cli import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""The bottom layer: findings, verdicts and errors. Imports nothing else of interpkit."""
