@@ -11,6 +11,16 @@ mapped here by ``package-dir`` in pyproject.toml:
 """
 from __future__ import annotations
 
+import os as _os
+
+# From a source checkout that is only on sys.path (another Python without interpkit installed,
+# e.g. a 3.13 child that imports interpkit.shims.copies), the subpackages are the sibling
+# folders; an installed copy (regular or editable) already finds them, and this adds nothing.
+_checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "native")) and all(
+        _os.path.isfile(_os.path.join(_checkout, folder, "__init__.py")) for folder in ("analyzer", "native", "shims")):
+    __path__.append(_checkout)  # noqa: F821 (a package's own __path__)
+
 __version__ = "0.1.0"
 
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Report, Severity, Verdict  # noqa: E402

@@ -325,7 +325,7 @@ class Runtime:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         native, self._native = self._native, None
-        leaked = interpkit.native.close(timeout or 0.0)
+        leaked = native.close(timeout or 0.0)
         _live(-(self.n - len(self._stopped)))
         if leaked:
             raise InterpreterClosed(
