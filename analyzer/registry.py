@@ -78,8 +78,15 @@ class Rule:
         )
 
 
-# Rule families are packages; every module in them that defines RULE is a rule.
-RULE_PACKAGES = ("interpkit.analyzer.rules.elf", "interpkit.analyzer.rules.source", "interpkit.analyzer.rules.package", "interpkit.analyzer.rules.inputs")
+# Rule families are packages; every module in them that defines RULE is a rule. A scan kind
+# loads only its own families, so the ELF scan never imports libcst (the source rules' parser).
+RULE_PACKAGE_PREFIX = "interpkit.analyzer.rules."
+FAMILIES_BY_KIND: dict[str, tuple[str, ...]] = {
+    "elf": ("elf",),             # IK1xx-IK3xx: check(facts) over one ELF file
+    "source": ("source", "package"),  # IK4xx, IK5xx: libcst visitors (VISITOR, TRIGGER)
+    "inputs": ("inputs",),       # IK9xx: inputs that cannot be read at all
+}
+RULE_PACKAGES = tuple(RULE_PACKAGE_PREFIX + family for families in FAMILIES_BY_KIND.values() for family in families)
 
 # Codes that once existed and must never be handed out again.
 REMOVED_CODES: dict[str, str] = {}
@@ -98,30 +105,43 @@ class RegisteredRule:
 
 
 @cache
+def _family(package_name: str) -> tuple[RegisteredRule, ...]:
+    package = importlib.import_module(package_name)
+    found = []
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package_name}.{info.name}")
+        rule = getattr(module, "RULE", None)
+        if rule is None:
+            continue
+        if not _CODE_RE.match(rule.code):
+            raise AssertionError(f"rule code {rule.code!r} in {module.__name__} is not IKnnn")
+        if rule.code in REMOVED_CODES:
+            raise AssertionError(f"rule code {rule.code} was removed and cannot be reused")
+        found.append(RegisteredRule(rule, module))
+    return tuple(found)
+
+
+@cache
+def rules_for(kind: str) -> tuple[RegisteredRule, ...]:
+    """The rules one scan kind runs ("elf", "source", "inputs"), sorted by code."""
+    found = [r for family in FAMILIES_BY_KIND[kind] for r in _family(RULE_PACKAGE_PREFIX + family)]
+    return tuple(sorted(found, key=lambda r: r.rule.code))
+
+
+@cache
 def all_rules() -> dict[str, RegisteredRule]:
     table: dict[str, RegisteredRule] = {}
-    for package_name in RULE_PACKAGES:
-        try:
-            package = importlib.import_module(package_name)
-        except ModuleNotFoundError:
-            continue
-        for info in pkgutil.iter_modules(package.__path__):
-            module = importlib.import_module(f"{package_name}.{info.name}")
-            rule = getattr(module, "RULE", None)
-            if rule is None:
-                continue
-            if not _CODE_RE.match(rule.code):
-                raise AssertionError(f"rule code {rule.code!r} in {module.__name__} is not IKnnn")
-            if rule.code in table:
-                raise AssertionError(f"rule code {rule.code} defined twice")
-            if rule.code in REMOVED_CODES:
-                raise AssertionError(f"rule code {rule.code} was removed and cannot be reused")
-            table[rule.code] = RegisteredRule(rule, module)
+    for kind in FAMILIES_BY_KIND:
+        for registered in rules_for(kind):
+            if registered.rule.code in table:
+                raise AssertionError(f"rule code {registered.rule.code} defined twice")
+            table[registered.rule.code] = registered
     return dict(sorted(table.items()))
 
 
 def rules_of(package_name: str) -> list[RegisteredRule]:
-    return [r for r in all_rules().values() if r.module.__name__.startswith(package_name + ".")]
+    """The rules of one family package, e.g. "interpkit.analyzer.rules.elf"."""
+    return list(_family(package_name))
 
 
 def get_rule(code: str) -> Rule:

@@ -13,13 +13,11 @@ from interpkit.analyzer.elf.image import is_elf
 from interpkit.analyzer.elf.modinit import InitKind, infer_from_delegate
 from interpkit.core.findings import FileKind, FileResult
 from interpkit.analyzer.modules import enclosing_packages
-from interpkit.analyzer.registry import RegisteredRule
+from interpkit.analyzer.registry import RegisteredRule, rules_for
 
 log = logging.getLogger(__name__)
 
 __all__ = ["analyze_elf_files", "is_elf"]
-
-RULES_PACKAGE = "interpkit.analyzer.rules.elf"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -68,19 +66,9 @@ def dotted_module_name(path: Path, init_module: str | None) -> str:
 
 
 def elf_rules() -> list[RegisteredRule]:
-    """The ELF rule modules only, sorted by code. Importing just this family keeps the ELF scan
-    from paying for libcst (the source rules); interpkit.analyzer.registry.all_rules() checks the whole table."""
-    import importlib
-    import pkgutil
-
-    package = importlib.import_module(RULES_PACKAGE)
-    found = []
-    for info in pkgutil.iter_modules(package.__path__):
-        module = importlib.import_module(f"{RULES_PACKAGE}.{info.name}")
-        rule = getattr(module, "RULE", None)
-        if rule is not None:
-            found.append(RegisteredRule(rule, module))
-    return sorted(found, key=lambda r: r.rule.code)
+    """The ELF rule modules only, sorted by code (the registry loads just this family, so the
+    ELF scan does not pay for libcst)."""
+    return list(rules_for("elf"))
 
 
 def _run_rules(result: FileResult, facts: ElfFacts, rules, config: Config) -> None:

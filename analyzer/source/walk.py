@@ -35,9 +35,7 @@ from libcst.metadata import (
 
 from interpkit.analyzer.config import Config, is_suppressed
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
-from interpkit.analyzer.registry import RegisteredRule, Rule, rules_of
-
-SOURCE_RULES_PACKAGE = "interpkit.analyzer.rules.source"
+from interpkit.analyzer.registry import RegisteredRule, Rule, rules_for
 
 
 class FileContext:
@@ -215,7 +213,7 @@ class LoadedSourceRule:
 def source_rules(config: Config | None = None) -> list[LoadedSourceRule]:
     """The enabled source rules, each with its visitor class and text trigger."""
     loaded = []
-    for registered in rules_of(SOURCE_RULES_PACKAGE):
+    for registered in rules_for("source"):
         if config is not None and not config.enabled(registered.rule.code):
             continue
         module = registered.module
@@ -224,7 +222,7 @@ def source_rules(config: Config | None = None) -> list[LoadedSourceRule]:
 
 
 def registered_source_rules() -> list[RegisteredRule]:
-    return rules_of(SOURCE_RULES_PACKAGE)
+    return list(rules_for("source"))
 
 
 # -- one file --------------------------------------------------------------------------------
@@ -239,9 +237,9 @@ def decode_source(data: bytes) -> str:
 
 
 def _syntax_error_finding(path: Path, exc: SyntaxError, config: Config) -> list[Finding]:
-    from interpkit.analyzer.rules.inputs import syntax_error
-
-    return [syntax_error.finding_for(path, exc)] if config.enabled(syntax_error.RULE.code) else []
+    # The IK9xx rule comes from the registry like every rule: the engine never imports a rule module.
+    (syntax_error,) = (r for r in rules_for("inputs") if r.rule.name == "python-syntax-error")
+    return [syntax_error.module.finding_for(path, exc)] if config.enabled(syntax_error.rule.code) else []
 
 
 def scan_source_text(path: Path, text: str, config: Config, *, rules: list[LoadedSourceRule] | None = None,
