@@ -10,7 +10,7 @@ from interpkit.native import Runtime
 from runtime_helpers import REPO_ROOT, requires_torch, run_isolated, run_python
 
 IMPORT_TORCH = (f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n"
-                "import interpkit.native.guard\nnative.guard.install()\nimport torch\n")
+                "import interpkit.native.guard\ninterpkit.native.guard.install()\nimport torch\n")
 
 
 def _tasks() -> set[int]:
