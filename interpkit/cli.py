@@ -1,7 +1,12 @@
-"""The root command line: builds the parser, dispatches to analyzer/commands/<name>.py.
+"""The root command line: builds the parser, dispatches to interpkit/commands/<name>.py.
 
-Exit status: 0 clean, 1 findings at or above --fail-on (or a failed check),
-2 usage or input error. Tracebacks only with --debug.
+One exit status for every subcommand (README, "Exit status"):
+  0  clean: nothing at or above the threshold (or --exit-zero)
+  1  findings, disagreements or failed checks at or above the threshold
+  2  bad command line or unusable input (unknown rule codes, out-of-range counts or limits,
+     missing paths, inputs with nothing the command can act on)
+  3  an internal error (a bug: please report it with --debug's traceback)
+Tracebacks only with --debug.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import sys
 from interpkit import __version__
 from interpkit.core.errors import InterpkitError
 
-# Each name is a module analyzer/commands/<name>.py with configure_parser(sub) and run(args) -> int.
+# Each name is a module interpkit/commands/<name>.py with configure_parser(sub) and run(args) -> int.
 COMMANDS = ("scan", "rules", "verify", "patch", "memory", "run")
 
 
@@ -39,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from interpkit.analyzer.console import set_quiet
+
+    set_quiet(getattr(args, "quiet", False))
     try:
         return int(args.func(args) or 0)
     except InterpkitError as exc:

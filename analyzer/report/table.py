@@ -1,4 +1,8 @@
-"""The terminal view: one rich table per file, then a summary line."""
+"""The terminal view: one rich table per file, the torch.package plan, then a summary line.
+
+On a terminal long cells fold to its width; anywhere else the console is unbounded (see
+analyzer/console.py) and no cell is ever broken, so a path or symbol stays one word for grep.
+"""
 from __future__ import annotations
 
 from rich.console import Console, Group
@@ -9,6 +13,11 @@ from interpkit.core.findings import Backend, FileKind, Report, Severity, Verdict
 
 _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _VERDICT_STYLE = {Verdict.OK: "green", Verdict.FAIL: "red", Verdict.UNKNOWN: "yellow"}
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """`1 error`, `2 errors`, `0 files` (English plurals for summary lines)."""
+    return f"{count} {noun if count == 1 else (plural_noun or noun + 's')}"
 
 
 def _verdict_text(fr) -> Text:
@@ -28,7 +37,22 @@ def _location(f) -> str:
     return f.symbol or ""
 
 
-def render_report(report: Report, console: Console, *, show_clean: bool = False) -> None:
+def findings_table(console: Console, *, chains: bool = False) -> Table:
+    """The column layout shared by scan's per-file tables (a last `via` column when a finding has an import chain)."""
+    terminal = console.is_terminal
+    table = Table(show_header=True, header_style="bold", expand=False, title_justify="left", box=None, pad_edge=False)
+    table.add_column("code", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    # A symbol is one word: on a terminal it may fold to fit; elsewhere it is never cut.
+    table.add_column("where", overflow="fold", max_width=40 if terminal else None, no_wrap=not terminal)
+    table.add_column("message", overflow="fold")
+    table.add_column("fix", overflow="fold", style="dim")
+    if chains:
+        table.add_column("via", overflow="fold", style="dim")
+    return table
+
+
+def render_report(report: Report, console: Console, *, show_clean: bool = False, quiet: bool = False) -> None:
     for fr in report.files:
         if fr.kind is FileKind.ERROR:
             console.print(Text.assemble(("error ", "bold red"), (str(fr.path), "bold"), f": {fr.error}"))
@@ -36,31 +60,59 @@ def render_report(report: Report, console: Console, *, show_clean: bool = False)
         if not fr.findings and not show_clean:
             continue
         title = Text.assemble((str(fr.path), "bold"), f"  [{fr.kind.value}", f" {fr.module}" if fr.module else "", "]")
-        table = Table(show_header=True, header_style="bold", expand=False, title_justify="left", box=None, pad_edge=False)
-        table.add_column("code", no_wrap=True)
-        table.add_column("severity", no_wrap=True)
-        table.add_column("where", overflow="fold", max_width=40)
-        table.add_column("message", overflow="fold")
-        table.add_column("fix", overflow="fold", style="dim")
+        chains = any(f.chain for f in fr.findings)
+        table = findings_table(console, chains=chains)
         for f in sorted(fr.findings, key=lambda f: (-f.severity, f.code, f.line or 0)):
-            message = f.message + (f"\n  via {' → '.join(f.chain)}" if f.chain else "")
-            table.add_row(f.code, Text(f.severity.label, style=_SEVERITY_STYLE[f.severity]),
-                          _location(f), message, f.fix or "")
+            cells = [f.code, Text(f.severity.label, style=_SEVERITY_STYLE[f.severity]), _location(f), f.message, f.fix or ""]
+            table.add_row(*cells, *([" → ".join(f.chain)] if chains else []))
         parts = [title, table]
-        if fr.kind in (FileKind.EXTENSION, FileKind.LIBRARY):
+        if fr.kind in (FileKind.EXTENSION, FileKind.LIBRARY) and not quiet:
             parts.append(Text.assemble(("  verdicts: ", "dim"), _verdict_text(fr)))
         console.print(Group(*parts))
         console.print()
+    if quiet:
+        return
+    plan = report.extras.get("packaging_plan")
+    if plan:
+        console.print(packaging_plan(plan))
+        console.print()
     console.print(summary_line(report))
+
+
+def packaging_plan(plan: dict) -> Group:
+    """The torch.package plan (intern / extern / mock) and whether a real export of it worked."""
+    rows = Table(show_header=False, box=None, pad_edge=False, expand=False)
+    rows.add_column("action", style="bold", no_wrap=True)
+    rows.add_column("count", justify="right", no_wrap=True)
+    rows.add_column("modules", overflow="fold")
+    reasons = plan.get("reasons", {})
+    for action in ("intern", "extern", "mock"):
+        patterns = [p for p in plan.get(action, []) if not p.endswith(".**")]
+        if action == "mock":
+            shown = ", ".join(f"{p} ({reasons[p]})" if p in reasons else p for p in patterns)
+        else:
+            shown = ", ".join(patterns)
+        rows.add_row(action, str(len(patterns)), shown or "-")
+    rows.add_row("save", str(len(plan.get("save_modules", []))), ", ".join(plan.get("save_modules", [])) or "-")
+    title = Text("torch.package plan", style="bold")
+    check = plan.get("export_check") or {}
+    if not check.get("ran"):
+        verdict = Text(f"export check: not run ({check.get('reason', 'unknown reason')})", style="yellow")
+    elif check.get("ok") and check.get("loads"):
+        verdict = Text(f"export check: exported and imported back in {check.get('seconds', 0):g} s", style="green")
+    else:
+        stage = "exported, but importing it back failed" if check.get("ok") else "export failed"
+        verdict = Text(f"export check: {stage} ({check.get('reason', 'no reason given')})", style="bold red")
+    return Group(title, rows, verdict, Text("(--format json has the exporter snippet)", style="dim"))
 
 
 def summary_line(report: Report) -> Text:
     s = report.summary()
     sev = s["by_severity"]
     text = Text.assemble(
-        ("Scanned ", ""), (f"{s['files']} files", "bold"), ": ",
-        (f"{sev['error']} errors", "bold red" if sev["error"] else "green"), ", ",
-        (f"{sev['warning']} warnings", "yellow" if sev["warning"] else ""), ", ",
+        ("Scanned ", ""), (plural(s["files"], "file"), "bold"), ": ",
+        (plural(sev["error"], "error"), "bold red" if sev["error"] else "green"), ", ",
+        (plural(sev["warning"], "warning"), "yellow" if sev["warning"] else ""), ", ",
         f"{sev['info']} info",
     )
     if s["errors"]:

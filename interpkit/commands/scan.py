@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from interpkit.analyzer.output import add_output_arguments, add_rule_arguments
+from interpkit.analyzer.output import CONCISE, add_exit_zero_argument, add_output_arguments, add_rule_arguments
 
 
 def configure_parser(sub) -> None:
@@ -17,8 +17,9 @@ def configure_parser(sub) -> None:
         "extensions they reach and those extensions' DT_NEEDED closure.",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    add_output_arguments(parser)
+    add_output_arguments(parser, formats=("table", CONCISE, "json", "sarif"))
     add_rule_arguments(parser)
+    add_exit_zero_argument(parser)
     parser.add_argument("--only", choices=("elf", "source"), help="scan only ELF files or only Python source")
     parser.add_argument("--no-closure", action="store_true", help="do not follow DT_NEEDED dependencies")
     parser.add_argument("--no-follow-imports", action="store_true", help="scan the named Python files only, not what they import")
@@ -40,7 +41,20 @@ def resolve_config(args):
 
         raise InputError(f"cannot read {args.config} (no such file)")
     config = load_config(pyproject)
+    _check_configured_codes(config, pyproject)
     return config.with_cli(select=args.select, ignore=args.ignore, fail_on=args.fail_on)
+
+
+def _check_configured_codes(config, pyproject) -> None:
+    """A code in [tool.interpkit] select/ignore that names no rule is a typo, refused like on the command line."""
+    from interpkit.analyzer.output import unknown_rule_codes
+    from interpkit.core.errors import InputError
+
+    for key, codes in (("select", config.select), ("ignore", config.ignore)):
+        unknown = unknown_rule_codes(codes)
+        if unknown:
+            raise InputError(f"cannot use [tool.interpkit] {key} in {pyproject} (unknown rule code "
+                             f"{', '.join(unknown)}; `interpkit rules` lists them)")
 
 
 def run(args) -> int:
@@ -57,9 +71,9 @@ def run(args) -> int:
     if args.third_party_source:
         config = replace(config, third_party_source=True)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    report = scan_paths(args.paths, config, progress=progress, only=args.only)
+    report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only)
     render(report, args)
-    return exit_status(report, config.fail_on)
+    return 0 if args.exit_zero else exit_status(report, config.fail_on)
 
 
 def render(report, args) -> None:
@@ -73,18 +87,22 @@ def render(report, args) -> None:
         from interpkit.analyzer.report.sarif import render as render_sarif
 
         emit(render_sarif(report), args.output)
+    elif args.format == CONCISE:
+        from interpkit.analyzer.report.concise import render as render_concise
+
+        emit(render_concise(report, quiet=args.quiet), args.output)
     else:
         from interpkit.analyzer.report.table import render_report
 
         if args.output:
             from io import StringIO
 
-            from rich.console import Console
+            from interpkit.analyzer.console import file_console
 
             buffer = StringIO()
-            render_report(report, Console(file=buffer, width=160, no_color=True), show_clean=args.show_clean)
+            render_report(report, file_console(buffer), show_clean=args.show_clean, quiet=args.quiet)
             emit(buffer.getvalue(), args.output)
         else:
             from interpkit.analyzer.console import out_console
 
-            render_report(report, out_console(), show_clean=args.show_clean)
+            render_report(report, out_console(), show_clean=args.show_clean, quiet=args.quiet)
