@@ -56,3 +56,25 @@ def torch_dir() -> Path:
     if spec is None or spec.origin is None:
         pytest.skip("torch is not installed")
     return Path(spec.origin).parent
+
+
+@pytest.fixture(scope="session")
+def realstack_python() -> str:
+    """Python of the real-stack venv (default CUDA torch build, torchvision, transformers).
+
+    Built on first use by fixtures/realstack (cached under ~/.cache/interpkit-venvs/ by the hash
+    of its pinned requirements and the Python version; minutes from a warm pip cache). The venv
+    imports interpkit from this checkout: the record is refreshed here, once per session, and
+    INTERPKIT_CHECKOUT is set for the children this session starts. Skips with the reason where
+    the venv cannot be built (no wheels on disk and no registry; INTERPKIT_NO_REALSTACK set).
+    """
+    import os
+
+    from fixtures.realstack import CHECKOUT_ENV, RealstackUnavailable, build
+
+    try:
+        python = build(checkout=REPO_ROOT)
+    except RealstackUnavailable as exc:
+        pytest.skip(f"real-stack venv unavailable: {exc}")
+    os.environ[CHECKOUT_ENV] = str(REPO_ROOT)
+    return str(python)
