@@ -126,30 +126,62 @@ def _elf_identity(candidate: str) -> tuple[int, int] | None:
 _IDENTITIES: dict[tuple[str, int, int], tuple[int, int] | None] = {}
 
 
+# Where a dependency was found, best first: a copy the package ships and points at
+# (RPATH/RUNPATH/$ORIGIN, LD_LIBRARY_PATH, its wheel's .libs), a library another package in
+# the same site-packages loads (torch's lib/), then the system's directories.
+BUNDLED, PACKAGE, SYSTEM = 0, 1, 2
+
+
 def find_library(soname: str, *, origin_file: Path, machine: int, elfclass: int,
                  rpath: tuple[str, ...], runpath: tuple[str, ...],
                  parent_rpaths: tuple[str, ...] = ()) -> Path | None:
+    return locate_library(soname, origin_file=origin_file, machine=machine, elfclass=elfclass,
+                          rpath=rpath, runpath=runpath, parent_rpaths=parent_rpaths)[0]
+
+
+def locate_library(soname: str, *, origin_file: Path, machine: int, elfclass: int,
+                   rpath: tuple[str, ...], runpath: tuple[str, ...],
+                   parent_rpaths: tuple[str, ...] = ()) -> tuple[Path | None, int]:
+    """(path, BUNDLED/PACKAGE/SYSTEM) of the library ld.so would load for origin_file; (None, SYSTEM + 1)."""
     if "/" in soname:
         candidate = Path(soname)
-        return candidate if candidate.is_file() else None
+        return (candidate, BUNDLED) if candidate.is_file() else (None, SYSTEM + 1)
     origin = origin_file.parent
-    search: list[str] = []
+    bundled: list[str] = []
     if not runpath:
-        search += [_expand(e, origin) for e in rpath] + list(parent_rpaths)
-    search += [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
-    search += [_expand(e, origin) for e in runpath]
-    search += [str(d) for d in vendored_libs_dirs(origin_file)]
-    search += list(ld_so_conf_dirs()) + list(DEFAULT_DIRS)
-    # Last: another installed package's lib/ folder. ld.so would not search it, but it reuses a
-    # library of that soname already loaded by `import <package>` (torch C++ extensions need
-    # libc10.so this way), so the dependency is real and its hazards count.
-    search += [str(d) for d in package_lib_dirs()]
-    for folder in dict.fromkeys(search):
-        candidate = Path(folder) / soname
-        if candidate.is_file() and _compatible(candidate, machine, elfclass):
-            log.debug("%s: %s -> %s", origin_file, soname, candidate)
-            return candidate
+        bundled += [_expand(e, origin) for e in rpath] + list(parent_rpaths)
+    bundled += [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
+    bundled += [_expand(e, origin) for e in runpath]
+    bundled += [str(d) for d in vendored_libs_dirs(origin_file)]
+    system = list(ld_so_conf_dirs()) + list(DEFAULT_DIRS)
+    # Then another installed package's lib/ folder, its own site-packages first. ld.so would
+    # not search it, but it reuses a library of that soname already loaded by `import
+    # <package>` (torch C++ extensions need libc10.so this way), so the dependency is real and
+    # its hazards count. A package's libraries come from its own environment, never from the
+    # Python that runs the scan.
+    own = site_packages_of(origin_file)
+    packages = [str(d) for d in (package_lib_dirs_in(own) if own else ())]
+    packages += [str(d) for d in package_lib_dirs()]
+    seen: set[str] = set()
+    for rank, folders in ((BUNDLED, bundled), (SYSTEM, system), (PACKAGE, packages)):
+        for folder in folders:
+            if folder in seen:
+                continue
+            seen.add(folder)
+            # normpath: `torch/lib/../../nvidia/cu13/lib` names the copy the way people read it
+            candidate = Path(os.path.normpath(os.path.join(folder, soname)))
+            if candidate.is_file() and _compatible(candidate, machine, elfclass):
+                log.debug("%s: %s -> %s", origin_file, soname, candidate)
+                return candidate, rank
     log.debug("%s: %s not found", origin_file, soname)
+    return None, SYSTEM + 1
+
+
+def site_packages_of(path: Path) -> Path | None:
+    """The site-packages (or dist-packages) folder a file is installed under, if any."""
+    for parent in Path(path).parents:
+        if parent.name in ("site-packages", "dist-packages"):
+            return parent
     return None
 
 
@@ -159,28 +191,41 @@ def package_lib_dirs() -> tuple[Path, ...]:
     out: list[Path] = []
     for entry in sys.path:
         folder = Path(entry)
-        if folder.name not in ("site-packages", "dist-packages") or not folder.is_dir():
-            continue
-        try:
-            children = sorted(folder.iterdir())
-        except OSError:
-            continue
-        for child in children:
-            if child.is_dir() and child.name.endswith(".libs"):
-                out.append(child)
-            elif (child / "lib").is_dir() and (child / "__init__.py").is_file():
-                out.append(child / "lib")
+        if folder.name in ("site-packages", "dist-packages") and folder.is_dir():
+            out.extend(package_lib_dirs_in(folder))
+    return tuple(out)
+
+
+@cache
+def package_lib_dirs_in(folder: Path) -> tuple[Path, ...]:
+    """`<pkg>/lib` and `<dist>.libs` folders of one site-packages."""
+    out: list[Path] = []
+    try:
+        children = sorted(folder.iterdir())
+    except OSError:
+        return ()
+    for child in children:
+        if child.is_dir() and child.name.endswith(".libs"):
+            out.append(child)
+        elif (child / "lib").is_dir() and (child / "__init__.py").is_file():
+            out.append(child / "lib")
     return tuple(out)
 
 
 def resolve_closure(root: Path, facts_of) -> list[Dependency]:
     """Every DT_NEEDED reachable from root, breadth first, each soname once.
 
-    facts_of(path) -> ElfFacts supplies needed/rpath/runpath (cached per file).
+    facts_of(path) -> ElfFacts supplies needed/rpath/runpath (cached per file). ld.so loads a
+    soname once per namespace and reuses it for every later object that needs it; which copy
+    wins depends on who asks first. For a package that is the copy its own libraries point at
+    (torch's libtorch_cuda.so finds libcudart in the nvidia-* wheels through its RPATH, and
+    torchvision's _C, loaded after torch, reuses it), so a copy found through a needer's
+    RPATH/RUNPATH replaces one found in the system's directories.
     """
     root_facts = facts_of(root)
     queue: list[tuple[Path, tuple[str, ...]]] = [(root, ())]
     found: dict[str, Dependency] = {}
+    ranks: dict[str, int] = {}
     while queue:
         current, inherited_rpaths = queue.pop(0)
         try:
@@ -190,12 +235,15 @@ def resolve_closure(root: Path, facts_of) -> list[Dependency]:
             continue
         own_rpaths = tuple(_expand(e, current.parent) for e in facts.rpath) if not facts.runpath else ()
         for soname in facts.needed:
-            if soname in found:
+            if ranks.get(soname, SYSTEM + 1) == BUNDLED:
                 continue
-            path = find_library(soname, origin_file=current, machine=root_facts.machine,
-                                elfclass=root_facts.elfclass, rpath=facts.rpath, runpath=facts.runpath,
-                                parent_rpaths=inherited_rpaths)
+            path, rank = locate_library(soname, origin_file=current, machine=root_facts.machine,
+                                        elfclass=root_facts.elfclass, rpath=facts.rpath, runpath=facts.runpath,
+                                        parent_rpaths=inherited_rpaths)
+            if soname in found and rank >= ranks[soname]:
+                continue
             found[soname] = Dependency(soname, path, current)
+            ranks[soname] = rank
             if path is not None and soname not in SYSTEM_LIBRARIES and not is_libpython(soname):
                 queue.append((path, inherited_rpaths + own_rpaths))
     return list(found.values())

@@ -1,14 +1,28 @@
-"""ElfFacts: everything rules may read about one ELF file, built once and cached by (path, size, mtime)."""
+"""ElfFacts: everything rules may read about one ELF file, built once and cached.
+
+Facts are immutable. What a file shows by itself (`build_facts`) is cached in a bounded,
+least-recently-used table keyed by (real path, size, mtime, options); what a scan learns from
+the file's DT_NEEDED closure (where each library resolved, init kinds inferred from a
+dependency) is a separate `ClosureFacts`, joined into a new ElfFacts by `with_closure` for that
+scan only. A cached entry therefore never carries one scan's closure into the next
+(`interpkit patch` scans several times in one process).
+"""
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
 
 from interpkit.analyzer.elf.image import (DF_STATIC_TLS, DT_FLAGS, DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME,
                                 ElfImage)
-from interpkit.analyzer.elf.modinit import InitInfo, read_module_inits
+from interpkit.analyzer.elf.modinit import InitInfo, ModuleInit, read_module_inits
 from interpkit.analyzer.elf.symbols import LINKER_SYMBOLS, STB_GLOBAL, STT_OBJECT, Symbols
+from interpkit.analyzer.elf.torch_library import NONE as NO_OP_LIBRARY, OpLibraryFacts, read_op_library
 
 _LIBPYTHON_RE = re.compile(r"^libpython(\d+)\.(\d+)[a-z]*\.so")
 _EXT_TAG_RE = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-")
@@ -27,9 +41,28 @@ _GENERATOR_MARKERS: tuple[tuple[str, re.Pattern[bytes], tuple[bytes, ...]], ...]
     ("cffi", re.compile(rb"_cffi_backend"), (b"_cffi_backend",)),
 )
 _RODATA_SCAN_LIMIT = 256 * 1024 * 1024
+_NO_CLOSURE: Mapping[str, str | None] = MappingProxyType({})
 
 
-@dataclass
+@dataclass(frozen=True)
+class FactsOptions:
+    """What changes the facts built from the same bytes; part of every cache key."""
+
+    rodata_scan_limit: int = _RODATA_SCAN_LIMIT   # larger .rodata is not searched for generator markers
+
+
+DEFAULT_OPTIONS = FactsOptions()
+
+
+@dataclass(frozen=True)
+class ClosureFacts:
+    """What one scan's DT_NEEDED closure adds to a file's own facts."""
+
+    libraries: tuple[tuple[str, str | None], ...] = ()   # (soname, resolved path or None), in search order
+    inits: tuple[ModuleInit, ...] | None = None           # init kinds after delegation; None: unchanged
+
+
+@dataclass(frozen=True)
 class ElfFacts:
     path: Path
     size: int
@@ -51,8 +84,14 @@ class ElfFacts:
     generator: str | None                 # pyo3, nanobind, pybind11, cython, cffi, c, c++ (extensions)
     generator_version: str | None
     static_type_objects: tuple[str, ...]  # .symtab objects named like a static PyTypeObject
-    # Filled in by analyze.py once the closure is resolved: soname -> path (None: not found).
-    closure: dict[str, str | None] = field(default_factory=dict)
+    op_library: OpLibraryFacts = NO_OP_LIBRARY   # dispatcher / c10 registry registrations (torch_library.py)
+    # soname -> path (None: not found); empty in cached facts, set only on with_closure's copy.
+    closure: Mapping[str, str | None] = field(default_factory=lambda: _NO_CLOSURE, compare=False)
+
+    def with_closure(self, closure: ClosureFacts) -> "ElfFacts":
+        """A copy for one scan that also carries its closure; self (the cached facts) is unchanged."""
+        init = self.init if closure.inits is None else replace(self.init, inits=closure.inits)
+        return replace(self, closure=MappingProxyType(dict(closure.libraries)), init=init)
 
     @property
     def is_extension(self) -> bool:
@@ -94,6 +133,8 @@ class ElfFacts:
             out["runpath"] = list(self.runpath)
         if self.closure:
             out["closure"] = dict(self.closure)
+        if self.op_library.to_json():
+            out["op_library"] = self.op_library.to_json()
         return out
 
 
@@ -101,9 +142,11 @@ def _split_paths(values: list) -> tuple[str, ...]:
     return tuple(p for v in values for p in str(v).split(":") if p)
 
 
-def _detect_generator(image: ElfImage, symbols: Symbols, is_extension: bool) -> tuple[str | None, str | None]:
+def _detect_generator(image: ElfImage, symbols: Symbols, is_extension: bool,
+                      options: FactsOptions = DEFAULT_OPTIONS) -> tuple[str | None, str | None]:
     rodata = image.section_by_name(".rodata")
-    blob = image.section_bytes(rodata) if rodata is not None and rodata.size <= _RODATA_SCAN_LIMIT else b""
+    blob = (image.section_bytes(rodata) if rodata is not None and rodata.size <= options.rodata_scan_limit
+            else b"")
     for name, pattern, prefixes in _GENERATOR_MARKERS:
         starts = [at for at in map(blob.find, prefixes) if at >= 0]
         if not starts:
@@ -136,7 +179,8 @@ def _static_type_objects(symbols: Symbols) -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
-def build_facts(path: Path) -> ElfFacts:
+def build_facts(path: Path, options: FactsOptions = DEFAULT_OPTIONS) -> ElfFacts:
+    path = Path(path)
     stat = path.stat()
     with ElfImage.open(path) as image:
         symbols = Symbols.read(image)
@@ -154,7 +198,7 @@ def build_facts(path: Path) -> ElfFacts:
                 weak += 1
         flags = sum(v for v in image.dynamic_values(DT_FLAGS) if isinstance(v, int))
         tls = image.tls_segment or (0, 0)
-        generator, version = _detect_generator(image, symbols, is_extension)
+        generator, version = _detect_generator(image, symbols, is_extension, options)
         static_types = _static_type_objects(symbols) if is_extension and "PyType_Ready" in imports else ()
         soname = next(iter(image.dynamic_values(DT_SONAME)), None)
         return ElfFacts(
@@ -170,18 +214,57 @@ def build_facts(path: Path) -> ElfFacts:
             gnu_unique=tuple(sorted({s.name for s in symbols.gnu_unique()})),
             init=init, generator=generator, generator_version=version,
             static_type_objects=static_types,
+            op_library=read_op_library(image, imports),
         )
 
 
-_CACHE: dict[tuple[str, int, int], ElfFacts] = {}
+class FactsCache:
+    """Least-recently-used ElfFacts, at most `max_entries` of them, keyed by (real path, size,
+    mtime, options). Bounded because a long process (patch, a site-packages scan) would
+    otherwise keep every file's export list; the few libraries a closure asks about again and
+    again (libc10, libtorch) stay in because each lookup makes them the most recent."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple, ElfFacts] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(path: Path, options: FactsOptions) -> tuple:
+        stat = os.stat(path)
+        return (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, options)
+
+    def get(self, path: Path, options: FactsOptions = DEFAULT_OPTIONS) -> ElfFacts:
+        key = self.key(path, options)
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return cached
+        facts = build_facts(Path(path), options)  # outside the lock: reading a big library takes a while
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = facts
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return facts
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
 
 
-def facts_for(path: Path) -> ElfFacts:
-    """Facts for path, read once per (path, size, mtime); raises on unreadable or malformed files."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    cached = _CACHE.get(key)
-    if cached is None:
-        cached = _CACHE[key] = build_facts(path)
-    return cached
+CACHE = FactsCache()
+
+
+def facts_for(path: Path, options: FactsOptions = DEFAULT_OPTIONS) -> ElfFacts:
+    """The file's own facts (no closure), built once per (path, size, mtime, options) while they
+    stay among the most recently used; raises on unreadable or malformed files."""
+    return CACHE.get(Path(path), options)

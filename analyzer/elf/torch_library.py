@@ -1,0 +1,228 @@
+"""Op-library facts: what a binary registers into torch's dispatcher and c10's registries.
+
+Read from the binary only, never by loading it. The traces torch's registration macros leave
+(torch/library.h, torch/csrc/stable/library.h, c10/util/Registry.h):
+
+- `TORCH_LIBRARY(ns, m)`, `TORCH_LIBRARY_FRAGMENT(ns, m)` and `TORCH_LIBRARY_IMPL(ns, k, m)`
+  each define a static `torch::detail::TorchLibraryInit` whose constructor builds a
+  `torch::Library(Kind, std::string ns, std::optional<DispatchKey>, file, line)` at static
+  initialisation. The constructor lives in libtorch_cpu, so an op library *imports*
+  `_ZN5torch7LibraryC1ENS0_4Kind...`; libtorch_cpu, which owns the dispatcher, defines it.
+- The stable-ABI macros (`STABLE_TORCH_LIBRARY*`, torchvision's `_C_stable.so`) import
+  `aoti_torch_library_init_def` / `_impl` / `_fragment` instead, one per kind.
+- The legacy API (`static auto r = c10::RegisterOperators().op(...)`) imports
+  `c10::RegisterOperators` members.
+- The init functions and static objects are named after the macro arguments
+  (`TORCH_LIBRARY_init_<ns>`, `TORCH_LIBRARY_IMPL_init_<ns>_<Key>_<uid>`; "the EXACT NAMING
+  ... matters for the code analyzer", library.h), so `.strtab`, where present, gives each
+  registration's namespace and dispatch key.
+- `C10_REGISTER_CLASS` / `C10_REGISTER_TYPED_CLASS` call a registry accessor defined by
+  `C10_DEFINE_REGISTRY` in another library (`c10::impl::PyInterpreterHooksRegistry()` in
+  libc10, imported by libtorch_python) and keep a static `g_<Registry><n>` Registerer.
+
+When `.strtab` is stripped, namespaces fall back to the `ns::op` schema strings in `.rodata`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from interpkit.analyzer.elf.image import ElfImage
+
+DEF, FRAGMENT, IMPL, LEGACY = "def", "fragment", "impl", "legacy"
+
+# Imported entry points of each registration API, by the kind they register.
+_LIBRARY_CTOR_PREFIXES = ("_ZN5torch7LibraryC1ENS0_4Kind", "_ZN5torch7LibraryC2ENS0_4Kind")
+_STABLE_ENTRIES = {"aoti_torch_library_init_def": DEF, "aoti_torch_library_init_fragment": FRAGMENT,
+                   "aoti_torch_library_init_impl": IMPL}
+_LEGACY_PREFIX = "_ZN3c1017RegisterOperators"
+
+# <len><identifier> runs of a mangled name: the identifiers torch's macros paste together.
+_SCHEMA_NS_RE = re.compile(rb"\x00([A-Za-z_][A-Za-z0-9_]*)::[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?(?=[\x00(])")
+_NESTED_RE = re.compile(r"(\d+)")
+_C10_NAMESPACES = frozenset({"c10", "at", "torch", "caffe2"})
+_SCAN_LIMIT = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Registration:
+    kind: str                     # def, fragment, impl, legacy
+    namespace: str | None         # None when the binary does not say (stripped, legacy API)
+    dispatch_key: str | None = None   # impl only
+    api: str = "torch"            # torch (library.h), stable (stable/library.h), legacy
+
+    def to_json(self) -> dict:
+        out = {"kind": self.kind, "api": self.api}
+        if self.namespace:
+            out["namespace"] = self.namespace
+        if self.dispatch_key:
+            out["dispatch_key"] = self.dispatch_key
+        return out
+
+
+@dataclass(frozen=True)
+class OpLibraryFacts:
+    registrations: tuple[Registration, ...] = ()
+    registries: tuple[str, ...] = ()      # c10 registries this binary adds entries to (defined elsewhere)
+
+    @property
+    def registers_operators(self) -> bool:
+        return bool(self.registrations)
+
+    @property
+    def defined_namespaces(self) -> tuple[str, ...]:
+        """Namespaces this binary defines operators in: a second registration of these aborts."""
+        return tuple(sorted({r.namespace for r in self.registrations
+                             if r.kind in (DEF, FRAGMENT) and r.namespace}))
+
+    @property
+    def defines_operators(self) -> bool:
+        return any(r.kind in (DEF, FRAGMENT, LEGACY) for r in self.registrations)
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(sorted({r.namespace for r in self.registrations if r.namespace}))
+
+    def to_json(self) -> dict:
+        out: dict = {}
+        if self.registrations:
+            out["registrations"] = [r.to_json() for r in self.registrations]
+            out["namespaces"] = list(self.namespaces)
+        if self.registries:
+            out["registries"] = list(self.registries)
+        return out
+
+
+NONE = OpLibraryFacts()
+
+
+def _entry_kinds(imports: frozenset[str]) -> dict[str, str]:
+    """api -> kinds the imported registration entry points allow ({"torch": "*"} for the C++ ctor)."""
+    found: dict[str, set[str]] = {}
+    for name in imports:
+        if name.startswith(_LIBRARY_CTOR_PREFIXES):
+            found.setdefault("torch", set()).add("*")
+        elif name in _STABLE_ENTRIES:
+            found.setdefault("stable", set()).add(_STABLE_ENTRIES[name])
+        elif name.startswith(_LEGACY_PREFIX):
+            found.setdefault("legacy", set()).add(LEGACY)
+    return found
+
+
+def _parse_init_name(identifier: str) -> Registration | None:
+    """`TORCH_LIBRARY_IMPL_init_torchvision_CPU_0` -> impl of torchvision for CPU."""
+    api = "stable" if identifier.startswith("STABLE_") else "torch"
+    rest = identifier.removeprefix("STABLE_").removeprefix("TORCH_LIBRARY")
+    if rest.startswith("_IMPL_"):
+        kind, rest = IMPL, rest[len("_IMPL_"):]
+    elif rest.startswith("_FRAGMENT_"):
+        kind, rest = FRAGMENT, rest[len("_FRAGMENT_"):]
+    else:
+        kind, rest = DEF, rest[1:]
+    rest = rest.removeprefix("static_").removeprefix("init_")
+    if not rest:
+        return None
+    if kind is DEF:
+        return Registration(DEF, rest, None, api)
+    # FRAGMENT and IMPL append C10_UID (a counter); IMPL puts the dispatch key (CamelCase,
+    # no underscores) before it, while the namespace itself may contain underscores.
+    head, _, uid = rest.rpartition("_")
+    if not uid.isdigit() or not head:
+        return None
+    if kind is FRAGMENT:
+        return Registration(FRAGMENT, head, None, api)
+    namespace, _, key = head.rpartition("_")
+    if not namespace or not key:
+        return None
+    return Registration(IMPL, namespace, key, api)
+
+
+def _strings_named(blob: bytes) -> list[Registration]:
+    """Registrations named in a string table. bytes.find skims for the macro's fixed text (an
+    8 MB .strtab in a few ms, where a regex anchored on the length digits walks every byte);
+    the mangled length prefix in front of each hit gives the identifier's exact end."""
+    out = []
+    at = blob.find(b"TORCH_LIBRARY")
+    while at >= 0:
+        start = at - len(b"STABLE_") if blob[max(at - 7, 0):at] == b"STABLE_" else at
+        digits = start
+        while digits > 0 and blob[digits - 1:digits].isdigit():
+            digits -= 1
+        if digits < start:
+            length = int(blob[digits:start])
+            identifier = blob[start:start + length]
+            if b"_init_" in identifier and len(identifier) == length and identifier.isascii():
+                reg = _parse_init_name(identifier.decode("ascii"))
+                if reg is not None:
+                    out.append(reg)
+        at = blob.find(b"TORCH_LIBRARY", at + 13)
+    return out
+
+
+def _keeps_registerer(strtab: bytes, registry: str) -> bool:
+    """A static `g_<Registry><n>` Registerer (C10_REGISTER_CLASS) in this binary's own symbols."""
+    needle = b"g_" + registry.encode()
+    at = strtab.find(needle)
+    while at >= 0:
+        if strtab[at + len(needle):at + len(needle) + 1].isdigit():
+            return True
+        at = strtab.find(needle, at + 1)
+    return False
+
+
+def _imported_registries(imports: frozenset[str]) -> tuple[str, ...]:
+    """`c10::impl::PyInterpreterHooksRegistry()` style accessors this binary calls but does not define."""
+    names = set()
+    for name in imports:
+        if not (name.startswith("_ZN") and "Registry" in name and name.endswith("Ev")):
+            continue
+        parts, at = [], 3
+        text = name
+        while at < len(text) and text[at].isdigit():
+            match = _NESTED_RE.match(text, at)
+            length = int(match.group(1))
+            start = match.end()
+            parts.append(text[start:start + length])
+            at = start + length
+        tail = text[at:]
+        if tail.startswith("B"):   # an ABI tag such as B5cxx11
+            tag = _NESTED_RE.match(tail, 1)
+            tail = tail[tag.end() + int(tag.group(1)):] if tag else tail
+        if tail == "Ev" and len(parts) >= 2 and parts[0] in _C10_NAMESPACES and parts[-1].endswith("Registry"):
+            names.add("::".join(parts))
+    return tuple(sorted(names))
+
+
+def _section(image: ElfImage, name: str) -> bytes:
+    section = image.section_by_name(name)
+    if section is None or section.size > _SCAN_LIMIT:
+        return b""
+    return image.section_bytes(section)
+
+
+def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
+    """Registrations and registry entries of one binary; NONE for anything that imports no entry point."""
+    apis = _entry_kinds(imports)
+    registries = _imported_registries(imports)
+    if not apis and not registries:
+        return NONE
+    strtab = _section(image, ".strtab")
+    named = [r for r in _strings_named(strtab) if r.api in apis] if apis else []
+    registrations: list[Registration] = list(dict.fromkeys(named))
+    for api, kinds in apis.items():
+        if any(r.api == api for r in registrations):
+            continue
+        # Stripped, or the legacy API: kinds from the imported entry points, namespaces from schemas.
+        namespaces = sorted({m.group(1).decode() for m in _SCHEMA_NS_RE.finditer(_section(image, ".rodata"))
+                             if m.group(1).decode() not in _C10_NAMESPACES | {"std"}})
+        for kind in sorted(kinds):
+            kind = DEF if kind == "*" else kind
+            for namespace in namespaces or [None]:
+                registrations.append(Registration(kind, namespace, None, api))
+    if registries:
+        # Only registries this binary keeps a Registerer for: calling an accessor to look
+        # something up is not registering into it.
+        # Stripped of .strtab, the binary cannot show which: claim nothing.
+        registries = tuple(r for r in registries if _keeps_registerer(strtab, r.rpartition("::")[2]))
+    return OpLibraryFacts(tuple(sorted(registrations, key=lambda r: (r.namespace or "", r.kind, r.dispatch_key or ""))),
+                          registries)
