@@ -1,9 +1,10 @@
 """Child-process driver for the subinterpreters backend; run *by path* under Python 3.12/3.13.
 
-It must not import interpkit (interpkit is installed for 3.11 only). The parent writes one
-JSON job to stdin; the driver answers with JSON lines on the file descriptor that was stdout
-when it started. Its own fd 1 is pointed at stderr first, so a probed module that prints
-cannot corrupt the protocol.
+It must not import interpkit (interpkit is installed for 3.11 only); it loads the sandbox's
+child side (``sandbox.py``, standard library only) by path. The parent writes one JSON job to
+stdin; the driver answers with JSON lines on the file descriptor that was stdout when it
+started (``sandbox.Channel``). Each probe step is streamed when it starts and again when it
+completes, so a crash or hang is pinned on a step and completed steps are never lost.
 
 Modes:
   probe     import modules in N subinterpreters of one configuration and use them
@@ -20,15 +21,25 @@ import time
 
 # --------------------------------------------------------------------------- protocol
 
-_PROTO = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)
-sys.stdout = sys.stderr
+def _load_sandbox():
+    """interpkit.native.sandbox, loaded by path: interpkit is not installed for this Python, and
+    the sandbox's child side (the record channel) uses the standard library only."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_interpkit_sandbox", os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+_SANDBOX = _load_sandbox()
+_CHANNEL = _SANDBOX.Channel()
 
 
 def emit(event, **fields):
-    fields["event"] = event
-    _PROTO.write(json.dumps(fields) + "\n")
-    _PROTO.flush()
+    _CHANNEL.emit(event, **fields)
 
 
 # --------------------------------------------------------------------------- the two APIs
@@ -164,16 +175,26 @@ def probe_module(module, config, n, sys_path):
     steps = []
     interpreters = []
 
+    def completed():
+        # The previous step, once it recorded how it went, is streamed again as done.
+        if steps and "ok" in steps[-1] and not steps[-1].get("_streamed"):
+            emit("step_done", module=name, seq=len(steps), **steps[-1])
+            steps[-1]["_streamed"] = True
+
     def step(label, interpreter=None, **extra):
+        completed()
         record = {"step": label}
         if interpreter is not None:
             record["interpreter"] = interpreter
         record.update(extra)
         steps.append(record)
-        emit("step", module=name, **record)
+        emit("step", module=name, seq=len(steps), **record)
         return record
 
     def finish(status, message="", shared=()):
+        completed()
+        for record in steps:
+            record.pop("_streamed", None)
         emit("result", module=name, outcome={"status": status, "message": message,
                                               "signal": None, "steps": steps,
                                               "shared_state": sorted(shared)})
@@ -403,18 +424,11 @@ def run_serve(job):
     emit("closed")
 
 
-def apply_limits(job):
-    import resource
-    limit_mb = job.get("memory_limit_mb")
-    if limit_mb:
-        limit = int(limit_mb) * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # crashes are expected; no core files
-
-
 def main():
-    job = json.loads(sys.stdin.readline())
-    apply_limits(job)
+    job = _SANDBOX.read_job()
+    # The parent bounds resident memory from outside (an address-space cap would refuse
+    # libraries that reserve more than they use); crashes are expected, core files are not.
+    _SANDBOX.no_core_dumps()
     mode = job["mode"]
     if mode == "probe":
         run_probe(job)

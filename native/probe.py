@@ -1,8 +1,8 @@
 """Sandboxed probe of one module under the namespaces backend.
 
-``probe_module(name, ...)`` starts a child process (its own process group, a timeout, an
-address-space limit, no core dump) that runs ``python -m interpkit.native.probe --child``. The child
-starts N namespaced interpreters and, in order:
+``probe_module(name, ...)`` runs ``python -m interpkit.native.probe --child`` in the sandbox
+(``interpkit.native.sandbox``: its own process group, a timeout, a resident-memory limit, no
+core dump). The child starts N namespaced interpreters and, in order:
 
 ``create``            start the interpreters (``count`` = how many)
 ``preimport``         import each ``preimport`` module in every interpreter (optional; also
@@ -16,10 +16,10 @@ starts N namespaced interpreters and, in order:
 ``use_after_destroy`` smoke the module again in interpreter 1
 ``close``             finalize the rest
 
-Each step is sent to the parent as it starts, so a crash or hang is pinned on a step. The
-parent turns a negative return code into ``crash`` (signal name) and a timeout into
-``hang``, killing the whole process group so nothing is left behind. The result is a
-``ProbeOutcome`` (``interpkit.native.outcome``), the same shape the subinterpreters backend produces.
+Each step is streamed to the parent when it starts and again when it completes, so a crash or
+hang is pinned on a step and everything completed before it is kept; ``destroy`` and ``close``
+are teardown steps (``ProbeOutcome.teardown``). The result is a ``ProbeOutcome``
+(``interpkit.native.outcome``), the same shape every backend produces.
 
 Command line (prints one JSON object)::
 
@@ -31,19 +31,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from interpkit.native.outcome import ProbeOutcome, out_of_memory
+from interpkit.native import sandbox
+from interpkit.native.outcome import ProbeOutcome, merge_steps, outcome_from_records
 
 DEFAULT_TIMEOUT_S = 60.0
-# Address space, not resident memory: each namespace maps its own libpython, libc and every
-# extension again (measured: 4 interpreters with torch imported take 3.1 GiB of address
-# space). "auto" allows a base plus a share per interpreter, enough for torch everywhere
-# while a runaway allocation still ends well short of the machine's memory.
+# Resident memory (Pss of the child's process group), not address space: each namespace maps
+# its own libpython, libc and every extension again, and a CUDA build of torch reserves tens
+# of GiB it never touches. "auto" allows a base plus a share per interpreter, enough for torch
+# everywhere while a runaway allocation still ends well short of the machine's memory.
 AUTO = "auto"
 BASE_MEMORY_MB = 2048
 PER_INTERPRETER_MEMORY_MB = 1024
@@ -51,8 +49,10 @@ PER_INTERPRETER_MEMORY_MB = 1024
 
 def default_memory_limit_mb(interpreters: int) -> int:
     return BASE_MEMORY_MB + PER_INTERPRETER_MEMORY_MB * interpreters
+
+
 # The child is a fresh process, so it can always have glibc's largest namespace budget
-# (DESIGN.md fact 5); an existing setting is kept.
+# (docs: namespace limits); an existing setting is kept.
 NAMESPACE_TUNABLE = "glibc.rtld.nns=16"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,31 +60,35 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 # --------------------------------------------------------------------------- child side
 
 class _Reporter:
-    """Writes JSON lines on the fd that was stdout at start; the module's prints go to stderr."""
+    """Streams each step when it starts and when it completes, then the result."""
 
     def __init__(self) -> None:
-        self._stream = os.fdopen(os.dup(1), "w", buffering=1)
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
+        self._channel = sandbox.Channel()
         self.steps: list[dict] = []
+        self._open: dict | None = None
 
     def step(self, name: str, interpreter: int | None = None, **extra) -> dict:
+        self.done()
         record = {"step": name}
         if interpreter is not None:
             record["interpreter"] = interpreter
         record.update(extra)
         self.steps.append(record)
-        self._emit({"event": "step", **record})
+        self._channel.emit("step", seq=len(self.steps), **record)
+        self._open = record
         return record
 
-    def finish(self, status: str, message: str = "", shared: list[str] = ()) -> int:
-        outcome = ProbeOutcome(status, message, None, tuple(self.steps), tuple(sorted(shared)))
-        self._emit({"event": "result", "outcome": outcome.to_json()})
-        return 0
+    def done(self) -> None:
+        """Stream the open step as completed (with what it recorded: ok, error, ...)."""
+        if self._open is not None and "ok" in self._open:
+            self._channel.emit("step_done", seq=len(self.steps), **self._open)
+            self._open = None
 
-    def _emit(self, record: dict) -> None:
-        self._stream.write(json.dumps(record) + "\n")
-        self._stream.flush()
+    def finish(self, status: str, message: str = "", shared: list[str] = ()) -> int:
+        self.done()
+        outcome = ProbeOutcome(status, message, None, tuple(self.steps), tuple(sorted(shared)))
+        self._channel.emit("result", outcome=outcome.to_json())
+        return 0
 
 
 # An op library's DT_NEEDED on torch's own libraries resolves only once torch is loaded in
@@ -116,7 +120,25 @@ def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...]) 
     try:
         return _probe(report, name, path, n, preimport)
     except Exception as exc:  # noqa: BLE001 - the runtime itself failed (timeout, closed)
+        if report.steps and "ok" not in report.steps[-1]:
+            report.steps[-1].update(ok=False, error=_remote(exc))
         return report.finish("error", f"{_last_step(report.steps)} failed: {_remote(exc)}")
+
+
+def _teardown_facts(runtime) -> dict:
+    """What the runtime says about its own teardown (interpreters retired, not finalised)."""
+    records = getattr(runtime, "teardown_records", None)
+    if callable(records):
+        records = records()
+    if not records:
+        return {}
+    facts: dict = {"teardown": [dict(getattr(r, "__dict__", None) or r) if not isinstance(r, dict)
+                                else dict(r) for r in records]}
+    retired = [r.get("index", r.get("interpreter")) for r in facts["teardown"]
+               if r.get("retired") or r.get("outcome") == "retired"]
+    if retired:
+        facts["retired"] = retired
+    return facts
 
 
 def _probe(report: _Reporter, name: str, path: str | None, n: int,
@@ -206,21 +228,14 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
                                               f"failed: {record['error']}", shared)
             record["ok"] = True
         record = report.step("close")
-    record["ok"] = True
+    record.update(ok=True, **_teardown_facts(runtime))
     return report.finish("ok", "", shared)
 
 
 # --------------------------------------------------------------------------- parent side
 
-def _limit_resources(memory_limit_mb: int | None) -> None:
-    # Runs first thing in the child, before any namespace or module is loaded.
-    if memory_limit_mb:
-        limit = memory_limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """The environment of a namespaces child: the namespace budget, interpkit importable."""
     env = dict(os.environ)
     tunables = env.get("GLIBC_TUNABLES", "")
     if "glibc.rtld.nns=" not in tunables:
@@ -228,21 +243,6 @@ def _child_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
     env.pop("PYTHONSTARTUP", None)
     return env
-
-
-def _parse(stdout: str) -> tuple[list[dict], dict | None]:
-    steps: list[dict] = []
-    result = None
-    for line in stdout.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("event") == "step":
-            steps.append({k: v for k, v in record.items() if k != "event"})
-        elif record.get("event") == "result":
-            result = record["outcome"]
-    return steps, result
 
 
 def _last_step(steps: list[dict]) -> str:
@@ -262,60 +262,24 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
     ``path`` is put in front of ``sys.path`` in the child and its interpreters;
     ``preimport`` modules are imported in each interpreter first (e.g. ``("torch",)`` for
     an op library whose DT_NEEDED libc10.so only resolves once torch is loaded).
-    ``memory_limit_mb`` caps the child's address space (``"auto"``: see
-    ``default_memory_limit_mb``; None: no cap). Never raises for anything the probed
+    ``memory_limit_mb`` bounds the child's resident memory (``"auto"``: see
+    ``default_memory_limit_mb``; None: no limit). Never raises for anything the probed
     module does; a problem starting the child itself comes back as status ``error``.
     """
     if memory_limit_mb == AUTO:
         memory_limit_mb = default_memory_limit_mb(interpreters)
-    command = [sys.executable, "-m", "interpkit.native.probe", "--child", "--module", name,
-               "--interpreters", str(interpreters)]
-    if memory_limit_mb:
-        # The child limits itself before loading anything: no preexec_fn, which is unsafe
-        # in a threaded parent (pytest, the runtime's own threads).
-        command += ["--memory-limit-mb", str(memory_limit_mb)]
+    command = [sys.executable, "-X", "faulthandler", "-m", "interpkit.native.probe", "--child",
+               "--module", name, "--interpreters", str(interpreters)]
     if path is not None:
         command += ["--path", str(path)]
     for module in preimport:
         command += ["--preimport", module]
-    try:
-        proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, errors="replace", env=_child_env(), start_new_session=True)
-    except OSError as exc:
-        return ProbeOutcome("error", f"cannot start probe child ({exc})")
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        memory = out_of_memory(proc.pid, memory_limit_mb)
-        # Its own process group: kill it and anything it started.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        stdout, stderr = proc.communicate()
-        steps, _ = _parse(stdout)
-        if memory is not None:
-            # Reported as the kernel's OOM killer would end it: a crash by SIGKILL.
-            return ProbeOutcome("crash", f"{memory}; killed after {timeout:g} s ({_last_step(steps)})",
-                                "SIGKILL", tuple(steps))
-        return ProbeOutcome("hang", f"no result after {timeout:g} s ({_last_step(steps)})",
-                            None, tuple(steps))
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)   # stragglers the child may have forked
-        except (ProcessLookupError, PermissionError):
-            pass
-    steps, result = _parse(stdout)
-    if proc.returncode < 0:
-        signame = signal.Signals(-proc.returncode).name
-        return ProbeOutcome("crash", f"killed by {signame} ({_last_step(steps)})", signame,
-                            tuple(steps))
-    if result is not None:
-        return ProbeOutcome.from_json(result)
-    tail = " | ".join(stderr.strip().splitlines()[-3:])[:500]
-    return ProbeOutcome("error", f"probe child exited with {proc.returncode} without a "
-                                 f"result ({_last_step(steps)}): {tail}", None, tuple(steps))
+    run = sandbox.run(command, limits=sandbox.Limits(timeout_s=timeout,
+                                                     memory_limit_mb=memory_limit_mb or None),
+                      env=child_env())
+    result = run.last("result")
+    return outcome_from_records(merge_steps(run.records), result["outcome"] if result else None,
+                                run.ending)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     parser.add_argument("--memory-limit-mb", type=int, default=None,
-                        help="address-space cap in MiB (default: 2048 + 1024 per interpreter; "
+                        help="resident-memory limit in MiB (default: 2048 + 1024 per interpreter; "
                              "0: none)")
     parser.add_argument("--preimport", action="append", default=[],
                         help="module to import in each interpreter first (repeatable)")
@@ -336,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.interpreters < 1:
         parser.error("--interpreters must be at least 1")
     if args.child:
-        _limit_resources(args.memory_limit_mb)
+        sandbox.no_core_dumps()
         return _run_child(args.module, args.path, args.interpreters, tuple(args.preimport))
     limit = AUTO if args.memory_limit_mb is None else (args.memory_limit_mb or None)
     outcome = probe_module(args.module, args.path, interpreters=args.interpreters,

@@ -5,8 +5,9 @@ the driver script ``_subinterp_driver.py``, run by path: that child creates N su
 with the ``isolated`` (own GIL, own obmalloc, multi-phase extensions only) or ``legacy``
 (shared GIL, main-interpreter rules) configuration, imports each module in all of them, uses
 it, checks whether objects are shared, destroys one interpreter and uses the module in
-another. The child gets its own process group, a timeout and an address-space limit; a
-crash, hang or runaway allocation of a probed module never reaches interpkit.
+another. The child runs in the sandbox (``interpkit.native.sandbox``: its own process group,
+a timeout, a resident-memory limit); a crash, hang or runaway allocation of a probed module
+never reaches interpkit.
 
 What each Python offers (checked by running it, see ``configuration_unavailable``):
 3.13 has ``_interpreters.create('isolated' | 'legacy')``; 3.12 has
@@ -19,27 +20,21 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
-import os
 import pickle
 import queue
-import signal
-import subprocess
-import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from interpkit.core.errors import InterpkitError, RuntimeUnavailable
-from interpkit.native.outcome import ProbeOutcome, out_of_memory
+from interpkit.native import sandbox
+from interpkit.native.outcome import ProbeOutcome, merge_steps, outcome_from_records
 from interpkit.native.pythons import PythonInfo, find_python
 
 DRIVER = Path(__file__).with_name("_subinterp_driver.py")
 CONFIGURATIONS = ("isolated", "legacy")
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_LIMIT_MB = 4096
-_STDERR_TAIL = 2000
 
 
 @dataclass(frozen=True)
@@ -65,93 +60,20 @@ def configuration_unavailable(python: PythonInfo, config: str) -> str | None:
 
 # --------------------------------------------------------------------------- child processes
 
-class _Child:
-    """One driver process: JSON job in, JSON-line events out, stderr kept in a temp file."""
-
-    def __init__(self, python: PythonInfo, job: dict, memory_limit_mb: int | None,
-                 keep_stdin_open: bool = False) -> None:
-        self.stderr_file = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [str(python.executable), "-I", "-X", "faulthandler", str(DRIVER)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
-            start_new_session=True,  # its own process group: a timeout kills everything it forked
-        )
-        self.events: queue.Queue = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        # The driver applies the address-space limit to itself before loading anything
-        # (no preexec_fn: it is unsafe in a threaded parent such as pytest or the runtime).
-        self.send({**job, "memory_limit_mb": memory_limit_mb})
-        if not keep_stdin_open:
-            self.proc.stdin.close()
-
-    def send(self, message: dict) -> None:
-        self.proc.stdin.write((json.dumps(message) + "\n").encode())
-        self.proc.stdin.flush()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                continue
-        self.events.put(None)   # end of stream
-
-    def next_event(self, timeout: float | None) -> dict | None:
-        """The next event; None at end of stream; raises queue.Empty on timeout."""
-        return self.events.get(timeout=timeout)
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def wait(self, timeout: float = 10.0) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return self.proc.wait()
-
-    def stderr_tail(self) -> str:
-        self.stderr_file.seek(0, os.SEEK_END)
-        size = self.stderr_file.tell()
-        self.stderr_file.seek(max(0, size - _STDERR_TAIL))
-        return self.stderr_file.read().decode(errors="replace").strip()
-
-    def close(self) -> None:
-        self.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-        self.stderr_file.close()
-
-
-def _signal_name(returncode: int) -> str | None:
-    if returncode >= 0:
-        return None
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
+def _driver(python: PythonInfo, job: dict, memory_limit_mb: int | None,
+            timeout_s: float | None = None, *, keep_stdin_open: bool = False,
+            progress_events: tuple[str, ...] = ()) -> sandbox.Child:
+    """The driver script under ``python`` in the sandbox (own process group, resident-memory
+    limit, timeout), with ``job`` on its stdin."""
+    return sandbox.Child([str(python.executable), "-I", "-X", "faulthandler", str(DRIVER)], job,
+                         limits=sandbox.Limits(timeout_s=timeout_s, memory_limit_mb=memory_limit_mb,
+                                               progress_events=progress_events),
+                         keep_stdin_open=keep_stdin_open)
 
 
 def _first_fatal_line(stderr: str) -> str:
     """The line of a faulthandler/fatal-error dump that names the cause."""
-    for line in stderr.splitlines():
-        if line.startswith(("Fatal Python error", "Segmentation fault", "Aborted")):
-            return line.strip()
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def _where(step: dict | None) -> str:
-    if not step:
-        return "before the first step"
-    where = f"during {step['step']}"
-    if "interpreter" in step:
-        where += f" in interpreter {step['interpreter']}"
-    return where
+    return sandbox.Ending(1, stderr_tail=stderr).cause()
 
 
 @dataclass
@@ -163,75 +85,24 @@ class _BatchRun:
 def _run_batch(python: PythonInfo, job: dict, names: list[str], timeout_s: float,
                memory_limit_mb: int | None) -> _BatchRun:
     """Run one child over ``names``; modules it never answered for get crash/hang/error
-    outcomes describing how the child ended."""
-    child = _Child(python, job, memory_limit_mb)
+    outcomes describing how the child ended. The timeout bounds each module: every result
+    restarts it."""
+    with _driver(python, job, memory_limit_mb, timeout_s, progress_events=("result",)) as child:
+        ending = child.wait()
+        records = list(child.records)
+    done = any(record.get("event") == "done" for record in records)
+    died = not ending.clean or not done
     outcomes: dict[str, ProbeOutcome] = {}
-    steps: dict[str, list[dict]] = {name: [] for name in names}
-    timed_out = False
-    memory = None   # why a hung child counts as out of memory
-    done = False
-    try:
-        deadline = time.monotonic() + timeout_s   # per module: reset by every result
-        while True:
-            try:
-                event = child.next_event(max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                timed_out = True
-                memory = out_of_memory(child.proc.pid, memory_limit_mb)
-                child.kill()
-                break
-            if event is None:
-                break
-            kind = event.get("event")
-            if kind == "step":
-                record = {k: v for k, v in event.items() if k not in ("event", "module")}
-                steps.setdefault(event["module"], []).append(record)
-            elif kind == "result":
-                outcomes[event["module"]] = ProbeOutcome.from_json(event["outcome"])
-                deadline = time.monotonic() + timeout_s
-            elif kind == "done":
-                done = True
-        returncode = child.wait()
-        stderr = child.stderr_tail()
-    finally:
-        child.close()
-
-    died = timed_out or returncode != 0 or not done
-    if died:
-        if memory is not None:
-            status, sig = "crash", "SIGKILL"   # as the kernel's OOM killer would end it
-        elif timed_out:
-            status, sig = "hang", None
-        elif returncode < 0:
-            status, sig = "crash", _signal_name(returncode)
-        else:
-            status, sig = "error", None
-        how = f"{memory} and was killed" if memory is not None else _death(timed_out, returncode, timeout_s)
-        cause = _first_fatal_line(stderr)
-        for name in names:
-            taken = steps.get(name, [])
-            answered = outcomes.get(name)
-            if answered is None:
-                where = _where(taken[-1] if taken else None)
-                outcomes[name] = ProbeOutcome(
-                    status=status, signal=sig, steps=tuple(taken),
-                    message=f"the probe process {how} {where}" + (f": {cause}" if cause else ""))
-            elif answered.ok and len(names) == 1:
-                # It answered, then the process died on its way out (interpreter shutdown).
-                outcomes[name] = ProbeOutcome(
-                    status=status, signal=sig, steps=answered.steps,
-                    shared_state=answered.shared_state,
-                    message=f"the probe finished, then the process {how} at shutdown"
-                            + (f": {cause}" if cause else ""))
+    for name in names:
+        mine = [record for record in records if record.get("module") == name]
+        results = [record for record in mine if record.get("event") == "result"]
+        reported = results[-1]["outcome"] if results else None
+        if reported is not None and (not died or len(names) > 1):
+            # Answered; in a batch that died, it is probed again alone anyway.
+            outcomes[name] = ProbeOutcome.from_json(reported)
+        elif died:
+            outcomes[name] = outcome_from_records(merge_steps(mine), reported, ending)
     return _BatchRun(outcomes=outcomes, complete=not died)
-
-
-def _death(timed_out: bool, returncode: int, timeout_s: float) -> str:
-    if timed_out:
-        return f"hung for {timeout_s:g} s"
-    if returncode < 0:
-        return f"died by {_signal_name(returncode)}"
-    return f"exited {returncode}"
 
 
 def _run_modules(mode: str, targets: list[ModuleTarget], *, python: PythonInfo, extra: dict,
@@ -362,24 +233,14 @@ def parallel_speedup(python: str | PythonInfo = "3.13", n: int = 2, loops: int =
     reason = configuration_unavailable(info, "isolated")
     if reason:
         raise RuntimeUnavailable(f"cannot run own-GIL interpreters ({reason})")
-    child = _Child(info, {"mode": "bench", "n": n, "loops": loops, "repeat": repeat}, None)
-    result = None
-    try:
-        while True:
-            event = child.next_event(timeout_s)
-            if event is None:
-                break
-            if event.get("event") == "result":
-                result = event
-        returncode = child.wait()
-        stderr = child.stderr_tail()
-    except queue.Empty:
-        raise InterpkitError(f"cannot finish the parallel benchmark (no answer in {timeout_s:g} s)") from None
-    finally:
-        child.close()
-    if result is None:
-        raise InterpkitError(f"cannot finish the parallel benchmark (child exited {returncode}: "
-                             f"{_first_fatal_line(stderr)})")
+    with _driver(info, {"mode": "bench", "n": n, "loops": loops, "repeat": repeat}, None,
+                 timeout_s) as child:
+        ending = child.wait()
+        results = [record for record in child.records if record.get("event") == "result"]
+    if not results:
+        raise InterpkitError(f"cannot finish the parallel benchmark (the child {ending.describe()}"
+                             + (f": {ending.cause()})" if ending.cause() else ")"))
+    result = results[-1]
     one, many, threads = (result["one_interpreter_s"], result["n_interpreters_s"],
                           result["n_threads_one_interpreter_s"])
     return {
@@ -414,21 +275,26 @@ class SubinterpreterRuntime:
         self._ids = itertools.count()
         self._pending: dict[int, queue.Queue] = {}
         self._lock = threading.Lock()
-        self._child = _Child(self.python, {"mode": "serve", "n": n, "config": config,
-                                           "sys_path": list(sys_path)},
-                             memory_limit_mb, keep_stdin_open=True)
-        ready = self._child.next_event(timeout_s)
+        # No sandbox timeout: a server is idle between requests; each request has its own.
+        self._child = _driver(self.python, {"mode": "serve", "n": n, "config": config,
+                                            "sys_path": list(sys_path)},
+                              memory_limit_mb, None, keep_stdin_open=True)
+        try:
+            ready = self._child.next_record(timeout_s)
+        except queue.Empty:
+            ready = None
         if not ready or ready.get("event") != "ready":
-            stderr = self._child.stderr_tail()
+            self._child.kill()
+            ending = self._child.wait()
             self._child.close()
             raise InterpkitError(f"cannot start {n} {config} subinterpreters "
-                                 f"({_first_fatal_line(stderr) or 'child ended'})")
+                                 f"({ending.cause() or 'child ended'})")
         self._dispatcher = threading.Thread(target=self._dispatch, daemon=True)
         self._dispatcher.start()
 
     def _dispatch(self) -> None:
         while True:
-            event = self._child.next_event(None)
+            event = self._child.next_record(None)
             if event is None or event.get("event") == "closed":
                 with self._lock:
                     for waiter in self._pending.values():
@@ -487,13 +353,13 @@ class SubinterpreterRuntime:
         return [pickle.loads(base64.b64decode(r["value"])) for r in results]
 
     def close(self) -> None:
-        if self._child.proc.poll() is None:
+        if self._child.alive():
             try:
                 self._child.send({"op": "close"})
                 self._child.proc.stdin.close()
             except (BrokenPipeError, ValueError):
                 pass
-            self._child.wait(timeout=self.timeout_s)
+        self.ending = self._child.wait(timeout=self.timeout_s)
         self._dispatcher.join(timeout=5)
         self._child.close()
 

@@ -52,13 +52,13 @@ def test_crash_is_a_signal_pinned_on_its_step(modules):
     outcome = probe_module("ik_crashy", modules, interpreters=2, timeout=120)
     assert outcome.status == "crash"
     assert outcome.signal == "SIGSEGV"
-    assert "step import in interpreter 0" in outcome.message
+    assert "during import in interpreter 0" in outcome.message
 
 
 def test_hang_is_killed_with_its_process_group(modules):
     outcome = probe_module("ik_hangy", modules, interpreters=2, timeout=8)
     assert outcome.status == "hang"
-    assert "step import" in outcome.message
+    assert "during import" in outcome.message
     leftover = subprocess.run(["pgrep", "-f", "interpkit.native.probe --child --module ik_hangy"],
                               capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
