@@ -34,6 +34,16 @@ setup(
             extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wextra",
                                 "-Wno-unused-parameter", "-Wno-missing-field-initializers",
                                 "-Wno-cast-function-type"],
-        )
+        ),
+        # The copies runtime (native/copies.c): one interpreter per renamed libpython copy.
+        Extension(
+            "interpkit.native._copies",
+            sources=["native/copies.c"],
+            define_macros=[("_GNU_SOURCE", None)],
+            libraries=["dl", "pthread"],
+            extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wextra",
+                                "-Wno-unused-parameter", "-Wno-missing-field-initializers",
+                                "-Wno-cast-function-type"],
+        ),
     ]
 )

@@ -1,0 +1,386 @@
+"""The copies runtime: N interpreters in one process, each from its own renamed libpython copy.
+
+torch::deploy's mechanism, in the base link-map namespace (no dlmopen, so no glibc namespace
+ceiling): interpreter k runs from ``<soname>.ik000k``, a relinked copy of the running
+libpython loaded ``RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND`` (native/copies.c), on one dedicated
+OS thread for its whole life. Every extension it imports is loaded from interpreter k's own
+relinked copy (native/copies_loader.py, templates from native/copies_build.py), so ``Py*``
+binds to copy k although the host's libpython is in the global scope, and C statics are per
+interpreter. The API is the namespaces runtime's (``interpkit.native.Runtime``).
+
+Example::
+
+    from interpkit.native.copies import CopiesRuntime
+
+    with CopiesRuntime(32) as rt:
+        rt.call_all("os:getpid")                 # 32 x the same pid
+        rt.map("math:factorial", range(64))
+
+The limit it has (measured, native/README.md "copies"): memory (each interpreter maps its own
+libpython and extension copies), and the static TLS that extensions built with initial-exec
+TLS take per copy; such an extension's import fails in the interpreter that ran out (a
+per-module ImportError naming the cause) and the others go on.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import selectors
+import shutil
+import sys
+import sysconfig
+import tempfile
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from interpkit.native import limits
+from interpkit.native.copies_build import PLACEHOLDER, CopyRefused, TemplateMaker, copy_soname_stem
+from interpkit.native.errors import InterpreterClosed, InterpreterTimeout, RemoteError, RuntimeStartError
+from interpkit.native.runtime import LoadedObject
+
+_LOADER = Path(__file__).with_name("copies_loader.py")
+
+# Run in each interpreter's __main__. The loader goes in first, by file path and before any
+# package import, since importing a package may already load an extension (e.g. _opcode
+# through dataclasses -> inspect -> dis). site runs after it (the C side turned it off).
+_BOOTSTRAP = """\
+import sys as _ik_sys
+import importlib.util as _ik_util
+_ik_spec = _ik_util.spec_from_file_location("_interpkit_copies_loader", {loader!r})
+_ik_loader = _ik_util.module_from_spec(_ik_spec)
+_ik_sys.modules["_interpkit_copies_loader"] = _ik_loader
+_ik_spec.loader.exec_module(_ik_loader)
+_ik_loader.install({index}, {directory!r}, ({request_fd}, {answer_fd}), {stdlib!r}, {only!r})
+import site as _ik_site
+_ik_site.main()
+_ik_sys.path[:] = {sys_path!r} + [p for p in _ik_sys.path if p not in {sys_path!r}]
+from interpkit.native.interp_server import handle as _ik_handle
+"""
+
+
+def _stdlib_extensions() -> Path:
+    return Path(sysconfig.get_config_var("DESTSHARED") or sysconfig.get_paths()["platstdlib"])
+
+
+class _TemplateService:
+    """The host side of the loaders' pipes: one request line (an extension's path) in, one
+    answer line (template paths, or ``!reason``) out, served by one host thread."""
+
+    def __init__(self, maker: TemplateMaker, n: int) -> None:
+        self.maker = maker
+        self.selector = selectors.DefaultSelector()
+        self.pipes: list[tuple[int, int]] = []       # what interpreter k holds: (request_w, answer_r)
+        self._host: list[tuple[int, int]] = []
+        for index in range(n):
+            request_r, request_w = os.pipe()
+            answer_r, answer_w = os.pipe()
+            self.pipes.append((request_w, answer_r))
+            self._host.append((request_r, answer_w))
+            self.selector.register(request_r, selectors.EVENT_READ, (index, answer_w))
+        self._wake_r, self._wake_w = os.pipe()
+        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._buffers: dict[int, bytes] = {}
+        self.refused: dict[str, str] = {}
+        self._thread = threading.Thread(target=self._serve, name="interpkit-copies-templates", daemon=True)
+        self._thread.start()
+
+    def _answer(self, source: str) -> str:
+        try:
+            return self.maker.extension(Path(source)).wire()
+        except CopyRefused as exc:
+            self.refused[source] = str(exc)
+            return "!" + str(exc)
+        except Exception as exc:  # noqa: BLE001 - a relink failure is that module's outcome
+            reason = f"cannot copy {Path(source).name} ({type(exc).__name__}: {exc})".replace("\n", " ")
+            self.refused[source] = reason
+            return "!" + reason
+
+    def _serve(self) -> None:
+        while True:
+            for key, _ in self.selector.select():
+                if key.data is None:
+                    return
+                index, answer_w = key.data
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    self.selector.unregister(key.fd)
+                    continue
+                buffer = self._buffers.get(key.fd, b"") + chunk
+                *lines, rest = buffer.split(b"\n")
+                self._buffers[key.fd] = rest
+                for line in lines:
+                    os.write(answer_w, (self._answer(line.decode()) + "\n").encode())
+
+    def close(self) -> None:
+        os.write(self._wake_w, b"x")
+        self._thread.join(timeout=10)
+        for fd in [self._wake_r, self._wake_w, *(fd for pair in self.pipes + self._host for fd in pair)]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class CopiesRuntime:
+    """``n`` interpreters in this process, each running from its own renamed libpython copy.
+
+    ``copy_extensions``: which extensions outside the standard library load from per-interpreter
+    relinked copies: None (default) every one; a list of paths only those (e.g. an ``interpkit
+    patch`` output's manifest); ``[]`` none, so the others load as built (what the copies
+    backend does to an unpatched extension). ``prepare``: extension files to relink ahead of
+    time. ``timeout`` bounds every request; ``sys_path`` defaults to the host's.
+    """
+
+    backend = "copies"
+
+    def __init__(self, n: int, *, libpython: str | os.PathLike | None = None, timeout: float | None = None,
+                 sys_path: Iterable[str] | None = None, start_timeout: float = 300.0,
+                 copy_extensions: Iterable[str | os.PathLike] | None = None,
+                 prepare: Iterable[str | os.PathLike] = (), cache: str | os.PathLike | None = None) -> None:
+        from interpkit.native import _copies
+
+        if n < 1:
+            raise ValueError(f"cannot start {n} interpreters (need at least 1)")
+        path = Path(libpython) if libpython is not None else limits.find_libpython()
+        reason = limits.check_libpython(path)
+        if reason:
+            raise RuntimeStartError(f"cannot use {path} as libpython ({reason})")
+        self.n = n
+        self.timeout = timeout
+        self.libpython = path
+        self._module = _copies
+        soname = copy_soname_stem(sysconfig.get_config_var("INSTSONAME") or path.name)
+        self.maker = TemplateMaker(soname, Path(cache) if cache else None)
+        self.workdir = Path(tempfile.mkdtemp(prefix="interpkit-copies-"))
+        self._interpreters: list[Any] = []
+        self._service: _TemplateService | None = None
+        try:
+            template = self.maker.libpython(path)
+            for source in prepare:
+                self.maker.extension(Path(source))
+            self.libpython_copies = [self._libpython_instance(template.path, k) for k in range(n)]
+            self._service = _TemplateService(self.maker, n)
+            entries = [str(p) for p in (sys.path if sys_path is None else sys_path)]
+            only = None if copy_extensions is None else [str(Path(p).resolve()) for p in copy_extensions]
+            for k in range(n):
+                bootstrap = _BOOTSTRAP.format(loader=str(_LOADER), index=k, directory=str(self.workdir / str(k)),
+                                              request_fd=self._service.pipes[k][0],
+                                              answer_fd=self._service.pipes[k][1],
+                                              stdlib=str(_stdlib_extensions()), only=only, sys_path=entries)
+                try:
+                    self._interpreters.append(_copies.Interpreter(str(self.libpython_copies[k]), sys.executable,
+                                                                  bootstrap, k))
+                except _copies.NativeError as exc:
+                    raise RuntimeStartError(f"cannot load interpreter {k} ({exc.args[2]})") from None
+            for interpreter in self._interpreters:   # they initialize in parallel
+                try:
+                    interpreter.wait_ready(start_timeout)
+                except _copies.NativeError as exc:
+                    raise RuntimeStartError(exc.args[2]) from None
+        except BaseException:
+            self._shutdown(timeout=start_timeout)
+            raise
+        self._closed = False
+        self._stopped: set[int] = set()
+        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(n):
+            self._free.put(index)
+        self._pool: ThreadPoolExecutor | None = None
+        self._broadcast: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _libpython_instance(self, template: Path, index: int) -> Path:
+        folder = self.workdir / str(index)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = template.read_bytes().replace(PLACEHOLDER.encode() + b"\0", b".ik%04d\0" % index)
+        target = folder / (template.name[: -len(PLACEHOLDER)] + ".ik%04d" % index)
+        target.write_bytes(data)
+        os.chmod(target, 0o755)
+        return target
+
+    # ------------------------------------------------------------------ requests
+
+    def _request(self, index: int, *message: Any, timeout: float | None = None) -> Any:
+        if self._closed:
+            raise InterpreterClosed("cannot use runtime (closed)")
+        if not 0 <= index < self.n:
+            raise IndexError(f"no interpreter {index} (runtime has {self.n})")
+        limit = self.timeout if timeout is None else timeout
+        try:
+            answer = self._interpreters[index].submit(pickle.dumps(message), limit or 0.0)
+        except self._module.NativeError as exc:
+            status, _, text = exc.args
+            if status == self._module.ERR_TIMEOUT:
+                raise InterpreterTimeout(text) from None
+            if status == self._module.ERR_CLOSED:
+                raise InterpreterClosed(text) from None
+            raise RemoteError(index, "InternalError", text, "") from None
+        except ValueError:
+            raise InterpreterClosed(f"interpreter {index} is closed") from None
+        ok, value = pickle.loads(answer)
+        if not ok:
+            raise RemoteError(index, *value)
+        return value
+
+    def run(self, index: int, source: str, *, timeout: float | None = None) -> None:
+        """Execute ``source`` in interpreter ``index``'s ``__main__``."""
+        self._request(index, "run", source, timeout=timeout)
+
+    def eval(self, index: int, expression: str, *, timeout: float | None = None) -> Any:
+        """Evaluate ``expression`` in interpreter ``index``'s ``__main__``; return its value."""
+        return self._request(index, "eval", expression, timeout=timeout)
+
+    def call(self, index: int, target: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``target`` ("pkg.mod:func") in interpreter ``index``; return the result."""
+        return self._request(index, "call", target, args, kwargs)
+
+    def info(self, index: int) -> dict:
+        return self._request(index, "info")
+
+    def _executor(self, broadcast: bool) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if broadcast:
+                if self._broadcast is None:
+                    self._broadcast = ThreadPoolExecutor(self.n, "interpkit-copies-broadcast")
+                return self._broadcast
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.n, "interpkit-copies-submit")
+            return self._pool
+
+    def call_all(self, target: str, /, *args: Any, **kwargs: Any) -> list[Any]:
+        """Call ``target`` in every live interpreter in parallel; results in index order."""
+        pool = self._executor(broadcast=True)
+        futures = [pool.submit(self.call, i, target, *args, **kwargs) for i in self.live_indices()]
+        return [future.result() for future in futures]
+
+    def run_all(self, source: str) -> None:
+        pool = self._executor(broadcast=True)
+        for future in [pool.submit(self.run, i, source) for i in self.live_indices()]:
+            future.result()
+
+    def _call_any(self, target: str, args: tuple, kwargs: dict) -> Any:
+        while True:
+            if not self.live_indices():
+                raise InterpreterClosed("cannot run request (no live interpreter)")
+            try:
+                index = self._free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if not self.alive(index):
+                continue
+            try:
+                return self.call(index, target, *args, **kwargs)
+            finally:
+                self._free.put(index)
+
+    def submit(self, target: str, /, *args: Any, **kwargs: Any) -> Future:
+        """Queue a call of ``target`` on whichever interpreter is free next."""
+        return self._executor(broadcast=False).submit(self._call_any, target, args, kwargs)
+
+    def map(self, target: str, iterable: Iterable[Any], *, star: bool = False) -> list[Any]:
+        futures = [self.submit(target, *(item if star else (item,))) for item in iterable]
+        return [future.result() for future in futures]
+
+    def add_sys_path(self, *directories: str | os.PathLike, first: bool = True) -> None:
+        entries = [str(Path(d)) for d in directories]
+        pool = self._executor(broadcast=True)
+        for future in [pool.submit(self._request, i, "sys_path", entries, first) for i in self.live_indices()]:
+            future.result()
+
+    # ------------------------------------------------------------------ introspection
+
+    def alive(self, index: int) -> bool:
+        return not self._closed and self._interpreters[index].alive()
+
+    def live_indices(self) -> list[int]:
+        return [index for index in range(self.n) if self.alive(index)]
+
+    def copies(self, index: int) -> dict[str, str]:
+        """Extension file -> the copy interpreter ``index`` loaded it from."""
+        return self.call(index, "_interpkit_copies_loader:loaded")
+
+    def refused(self) -> dict[str, str]:
+        """Extension files that could not be copied, with the one-line reason."""
+        return dict(self._service.refused) if self._service else {}
+
+    def native_thread(self, index: int) -> int:
+        return self._interpreters[index].native_thread()
+
+    def namespace_libs(self, index: int) -> list[LoadedObject]:
+        """The objects that belong to interpreter ``index`` alone: its libpython copy and its
+        extension copies, as mapped now (path, lowest mapping address, namespace 0).
+
+        Everything else mapped in the process (libc, dependencies without Py* symbols) is
+        shared by all interpreters.
+        """
+        prefix = str(self.workdir / str(index)) + os.sep
+        seen: dict[str, int] = {}
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith(prefix):
+                start = int(parts[0].split("-")[0], 16) - int(parts[2], 16)
+                seen[parts[5]] = min(seen.get(parts[5], start), start)
+        return [LoadedObject(path, base, 0) for path, base in seen.items()]
+
+    # ------------------------------------------------------------------ teardown
+
+    def stop(self, index: int, timeout: float | None = None) -> None:
+        """Finalize interpreter ``index`` on its own thread; the others keep running."""
+        if self._closed or index in self._stopped:
+            return
+        self._stopped.add(index)
+        try:
+            self._interpreters[index].stop(timeout or 0.0)
+        except self._module.NativeError as exc:
+            raise InterpreterClosed(exc.args[2]) from None
+
+    def _shutdown(self, timeout: float | None) -> list[str]:
+        stuck: list[str] = []
+
+        def stop(interpreter) -> None:
+            try:
+                interpreter.stop(timeout or 0.0)
+            except self._module.NativeError as exc:
+                stuck.append(exc.args[2])
+
+        threads = [threading.Thread(target=stop, args=(i,)) for i in self._interpreters]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self._service is not None:
+            self._service.close()
+            self._service = None
+        # Mapped copies stay valid after unlink; the folder goes with the runtime.
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return stuck
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finalize every interpreter (in parallel, each on its own thread), then remove the
+        copies. Raises InterpreterClosed when some worker could not be joined."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        for pool in (self._pool, self._broadcast):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        stuck = self._shutdown(timeout)
+        if stuck:
+            raise InterpreterClosed(f"cannot close {len(stuck)} interpreter(s) ({stuck[0]})")
+
+    def __enter__(self) -> CopiesRuntime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        state = "closed" if getattr(self, "_closed", True) else f"{len(self.live_indices())} live"
+        return f"<CopiesRuntime n={self.n} {state} libpython={self.libpython.name}>"
