@@ -8,7 +8,7 @@ from typing import Callable
 
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.elf.closure import SYSTEM_LIBRARIES, is_libpython, resolve_closure
-from interpkit.analyzer.elf.facts import ElfFacts, facts_for
+from interpkit.analyzer.elf.facts import ClosureFacts, ElfFacts, facts_for
 from interpkit.analyzer.elf.image import is_elf
 from interpkit.analyzer.elf.modinit import InitKind, infer_from_delegate
 from interpkit.core.findings import FileKind, FileResult
@@ -83,10 +83,12 @@ def _result_for(path: Path, facts: ElfFacts, kind: FileKind) -> FileResult:
     return FileResult(path, kind, module=module, facts=facts.summary())
 
 
-def _infer_delegated_inits(facts: ElfFacts, dependencies) -> None:
-    """PyInit_ functions that only call into a dependency take the kind that dependency shows."""
+def _closure_facts(facts: ElfFacts, dependencies) -> ClosureFacts:
+    """The closure as this scan resolved it, and PyInit_ functions that only call into a
+    dependency given the kind that dependency shows. Built fresh per scan: never stored on facts."""
+    libraries = tuple((d.soname, str(d.path) if d.path else None) for d in dependencies)
     if not any(i.kind is InitKind.UNKNOWN and i.calls for i in facts.init.inits):
-        return
+        return ClosureFacts(libraries)
     providers = []
     for dependency in dependencies:
         if dependency.path is None or dependency.soname in SYSTEM_LIBRARIES or is_libpython(dependency.soname):
@@ -96,7 +98,7 @@ def _infer_delegated_inits(facts: ElfFacts, dependencies) -> None:
         except Exception:  # noqa: BLE001 - reported on the dependency's own entry
             continue
         providers.append((dependency.soname, dep.exports, dep.imports))
-    facts.init.inits = [infer_from_delegate(i, providers) for i in facts.init.inits]
+    return ClosureFacts(libraries, tuple(infer_from_delegate(i, providers) for i in facts.init.inits))
 
 
 def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable | None = None,
@@ -121,14 +123,15 @@ def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable |
             progress(path)
 
     if closure:
-        for result, facts in list(scanned):
+        for position, (result, facts) in enumerate(list(scanned)):
             try:
                 dependencies = resolve_closure(result.path, facts_for)
             except Exception as exc:  # noqa: BLE001 - closure trouble must not cost the file its findings
                 log.debug("closure of %s failed: %s", result.path, exc)
                 continue
-            facts.closure = {d.soname: (str(d.path) if d.path else None) for d in dependencies}
-            _infer_delegated_inits(facts, dependencies)
+            # This scan's view of the file: the cached facts stay as the file shows them alone.
+            facts = facts.with_closure(_closure_facts(facts, dependencies))
+            scanned[position] = (result, facts)
             result.facts = facts.summary()
             for dependency in dependencies:
                 if dependency.path is None or dependency.soname in SYSTEM_LIBRARIES or is_libpython(dependency.soname):

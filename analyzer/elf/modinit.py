@@ -99,9 +99,11 @@ class ModuleInit:
         return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class InitInfo:
-    inits: list[ModuleInit] = field(default_factory=list)
+    """The PyInit_ functions of one file, as the file itself shows them (immutable: cached facts)."""
+
+    inits: tuple[ModuleInit, ...] = ()
     imports_single_phase: bool = False
     imports_multi_phase: bool = False
 
@@ -238,11 +240,11 @@ def _decode_init_body(image: ElfImage, symbols: Symbols, start: int, size: int,
 
 # ---------------------------------------------------------------------------- the chain
 def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> InitInfo:
-    info = InitInfo(imports_single_phase=any(n in imports for n in SINGLE_PHASE_CREATORS),
-                    imports_multi_phase=MULTI_PHASE_INIT in imports)
+    info = _InitsBeingRead(imports_single_phase=any(n in imports for n in SINGLE_PHASE_CREATORS),
+                           imports_multi_phase=MULTI_PHASE_INIT in imports)
     init_symbols = symbols.defined_dynamic_with_prefix("PyInit_")
     if not init_symbols:
-        return info
+        return info.frozen()
     x86 = image.machine == EM_X86_64 and image.little_endian
     plt = _plt_targets(image, symbols) if x86 else {}
     def_candidates: list[int] | None = None
@@ -296,7 +298,19 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
             info.inits.append(ModuleInit(sym.name, module, InitKind.UNKNOWN, False, reason))
         if len(info.inits) > first:
             info.inits[-1] = replace(info.inits[-1], calls=tuple(sorted(called)))
-    return info
+    return info.frozen()
+
+
+@dataclass
+class _InitsBeingRead:
+    """The mutable list read_module_inits fills in; what leaves the function is a frozen InitInfo."""
+
+    imports_single_phase: bool
+    imports_multi_phase: bool
+    inits: list[ModuleInit] = field(default_factory=list)
+
+    def frozen(self) -> InitInfo:
+        return InitInfo(tuple(self.inits), self.imports_single_phase, self.imports_multi_phase)
 
 
 def infer_from_delegate(init: ModuleInit, providers) -> ModuleInit:
