@@ -115,10 +115,11 @@ def _remote(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...]) -> int:
+def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...],
+               backend: str = "namespaces") -> int:
     report = _Reporter()
     try:
-        return _probe(report, name, path, n, preimport)
+        return _probe(report, name, path, n, preimport, backend)
     except Exception as exc:  # noqa: BLE001 - the runtime itself failed (timeout, closed)
         if report.steps and "ok" not in report.steps[-1]:
             report.steps[-1].update(ok=False, error=_remote(exc))
@@ -142,9 +143,12 @@ def _teardown_facts(runtime) -> dict:
 
 
 def _probe(report: _Reporter, name: str, path: str | None, n: int,
-           preimport: tuple[str, ...]) -> int:
+           preimport: tuple[str, ...], backend: str = "namespaces") -> int:
     from interpkit.native.errors import InterpkitError, RemoteError
     from interpkit.native.runtime import Runtime
+
+    if backend == "copies":   # the same steps in the copies runtime (native/copies.py)
+        from interpkit.native.copies import CopiesRuntime as Runtime
 
     sys_path = ([path] if path else []) + sys.path
     record = report.step("create", count=n)
@@ -256,7 +260,7 @@ def _last_step(steps: list[dict]) -> str:
 def probe_module(name: str, path: str | os.PathLike | None = None, *, interpreters: int = 2,
                  timeout: float = DEFAULT_TIMEOUT_S,
                  memory_limit_mb: int | str | None = AUTO,
-                 preimport: tuple[str, ...] = ()) -> ProbeOutcome:
+                 preimport: tuple[str, ...] = (), backend: str = "namespaces") -> ProbeOutcome:
     """Import and use ``name`` in ``interpreters`` namespaced interpreters, in a sandbox.
 
     ``path`` is put in front of ``sys.path`` in the child and its interpreters;
@@ -269,7 +273,7 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
     if memory_limit_mb == AUTO:
         memory_limit_mb = default_memory_limit_mb(interpreters)
     command = [sys.executable, "-X", "faulthandler", "-m", "interpkit.native.probe", "--child",
-               "--module", name, "--interpreters", str(interpreters)]
+               "--module", name, "--interpreters", str(interpreters), "--backend", backend]
     if path is not None:
         command += ["--path", str(path)]
     for module in preimport:
@@ -285,7 +289,7 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m interpkit.native.probe",
                                      description="Probe one module in N namespaced interpreters.")
-    parser.add_argument("--backend", choices=["namespaces"], default="namespaces")
+    parser.add_argument("--backend", choices=["namespaces", "copies"], default="namespaces")
     parser.add_argument("--interpreters", type=int, default=2)
     parser.add_argument("--module", required=True)
     parser.add_argument("--path")
@@ -301,11 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--interpreters must be at least 1")
     if args.child:
         sandbox.no_core_dumps()
-        return _run_child(args.module, args.path, args.interpreters, tuple(args.preimport))
+        return _run_child(args.module, args.path, args.interpreters, tuple(args.preimport), args.backend)
     limit = AUTO if args.memory_limit_mb is None else (args.memory_limit_mb or None)
     outcome = probe_module(args.module, args.path, interpreters=args.interpreters,
                            timeout=args.timeout, memory_limit_mb=limit,
-                           preimport=tuple(args.preimport))
+                           preimport=tuple(args.preimport), backend=args.backend)
     print(json.dumps(outcome.to_json()))
     return 0
 
