@@ -81,10 +81,15 @@ def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, t
         # Load the binary by file: the answer is about it, not its package's __init__.
         outcome = probe_subinterpreters(module, path=sys_path, file=binary, interpreters=interpreters,
                                         timeout=timeout, python=python, config=config_name)
+    elif backend is Backend.COPIES:
+        from interpkit.native.probe import probe_module
+
+        # The namespaces probe's steps, run in the copies runtime (native/copies.py).
+        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout, backend="copies")
     else:
         from interpkit.core.errors import RuntimeUnavailable
 
-        raise RuntimeUnavailable(f"cannot verify with the {backend.value} backend (not implemented; use namespaces or subinterpreters)")
+        raise RuntimeUnavailable(f"cannot verify with the {backend.value} backend (not implemented)")
     return outcome.to_json()
 
 
