@@ -5,11 +5,15 @@ duplicate names, and members whose real size exceeds what they declare or the bu
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
+import tempfile
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 from interpkit.core.errors import ArchiveError
 
@@ -107,3 +111,89 @@ def safe_extract(path: Path, dest: Path) -> list[Path]:
             shutil.rmtree(dest, ignore_errors=True)
             raise ArchiveError(f"cannot extract {path} ({exc.strerror or exc})") from None
     return written
+
+
+# -- what a .pt file is ----------------------------------------------------------------------------
+
+TORCHSCRIPT = "TorchScript module (torch.jit.save)"
+TORCH_SAVE = "torch.save file (a state_dict or other pickled objects)"
+TORCH_SAVE_LEGACY = "torch.save file in the legacy pickle format"
+# torch.save's legacy (non-zip) format starts with a pickled long: this magic number.
+_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def serialized_torch_format(path: Path) -> str | None:
+    """What a `.pt` file is when PyTorch wrote it but not as a torch.package archive, else None.
+
+    Read from the member names only (nothing is unpickled): torch.package archives have
+    `<top>/.data/version`; TorchScript has `<top>/constants.pkl` and `<top>/code/`; a zip
+    torch.save has `<top>/data.pkl` and neither.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2 + len(_LEGACY_MAGIC))
+    except OSError:
+        return None
+    if head[:1] == b"\x80" and head[2:] == _LEGACY_MAGIC:
+        return TORCH_SAVE_LEGACY
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+    inside = {PurePosixPath(n).parts[1] for n in names if len(PurePosixPath(n).parts) > 1}
+    if ".data" in inside and any(n.endswith("/.data/version") for n in names):
+        return None  # a torch.package archive
+    if "constants.pkl" in inside and "code" in inside:
+        return TORCHSCRIPT
+    if "data.pkl" in inside:
+        return TORCH_SAVE
+    return None
+
+
+# -- wheels unpacked for the duration of a command ---------------------------------------------------
+
+@dataclass
+class Unpacked:
+    """Command-line paths with each wheel replaced by the folder it was unpacked into."""
+
+    paths: list[Path]
+    errors: list[tuple[Path, str]]                     # wheels that could not be unpacked, and why
+    roots: dict[str, Path] = field(default_factory=dict)  # temp folder -> wheel
+
+    def display(self, path) -> str:
+        """A path inside an unpacked wheel as `wheel!member` (what scan prints); others unchanged."""
+        text = str(path)
+        for root, wheel in self.roots.items():
+            if text == root or text.startswith(root + os.sep):
+                return f"{wheel}!{os.path.relpath(text, root)}" if text != root else str(wheel)
+        return text
+
+    def display_text(self, text: str) -> str:
+        """A message that names files inside unpacked wheels, with those named as `wheel!member`."""
+        for root, wheel in self.roots.items():
+            text = text.replace(root + os.sep, f"{wheel}!").replace(root, str(wheel))
+        return text
+
+
+@contextlib.contextmanager
+def unpacked_wheels(paths) -> Iterator[Unpacked]:
+    """Unpack every `.whl` among paths safely (checked before the first byte is written) into
+    a temporary folder that lives as long as the `with` block, so its extensions can be loaded."""
+    with contextlib.ExitStack() as stack:
+        result = Unpacked(paths=[], errors=[])
+        for path in map(Path, paths):
+            if path.suffix.lower() != ".whl" or not path.is_file():
+                result.paths.append(path)
+                continue
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interpkit-wheel-")))
+            try:
+                safe_extract(path, folder)
+            except ArchiveError as exc:
+                result.errors.append((path, str(exc)))
+                continue
+            result.roots[str(folder)] = path
+            result.paths.append(folder)
+        yield result

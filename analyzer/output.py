@@ -76,6 +76,13 @@ def check_namespace_count(count: int, option: str = "--interpreters") -> None:
                          f"{NAMESPACE_CEILING} namespaced interpreters per process)")
 
 
+def require_paths(paths, verb: str) -> None:
+    """A path that does not exist is a bad command line (exit 2), named with the command's verb."""
+    for path in paths:
+        if not os.path.lexists(path):
+            raise InputError(f"cannot {verb} {path} (no such file or directory)")
+
+
 def unknown_rule_codes(codes) -> list[str]:
     """The codes or prefixes that select no rule at all (ALL, IK, IK2, IK203 are fine)."""
     from interpkit.analyzer.registry import REMOVED_CODES, all_rules

@@ -151,3 +151,89 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
         if progress:
             progress()
     return rows
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """One `interpkit verify` run: the ``interpkit-verify/1`` JSON, a rich table, one line per module.
+
+    ``data`` is the JSON document itself (paths already as the user named them), so the
+    three renderings cannot drift apart.
+    """
+
+    data: dict
+
+    @classmethod
+    def from_rows(cls, rows: list[Verification], errors: list[tuple[str, str]], backend: Backend,
+                  interpreters: int, *, display=str) -> "VerifyReport":
+        results = []
+        for row in rows:
+            entry = row.to_json()
+            entry["path"] = display(row.path)
+            results.append(entry)
+        return cls({"schema": "interpkit-verify/1", "backend": backend.value, "interpreters": interpreters,
+                    "results": results, "errors": [{"path": path, "error": error} for path, error in errors],
+                    "summary": confusion(rows)})
+
+    @property
+    def summary(self) -> dict:
+        return self.data["summary"]
+
+    @property
+    def failed(self) -> bool:
+        """A disagreement, a crash predicted safe, or an input that could not be read."""
+        s = self.summary
+        return s["agreed"] < s["decided"] or bool(s["crashes_predicted_safe"]) or bool(self.data.get("errors"))
+
+    def to_json(self) -> dict:
+        return self.data
+
+    def concise_lines(self) -> list[str]:
+        out = []
+        for r in self.data["results"]:
+            agree = {True: "agrees", False: "DISAGREES", None: "undecided"}[r["agrees"]]
+            detail = (r.get("message") or "").splitlines()[0][:200] if r.get("message") else ""
+            out.append(f"{r['path']}: {r['module']} predicted {r['predicted']}, observed {r['observed']} "
+                       f"({r['status']}, {agree})" + (f": {detail}" if detail else ""))
+        out.extend(f"{e['path']}: error: {e['error']}" for e in self.data["errors"])
+        return out
+
+    def summary_text(self) -> str:
+        s = self.summary
+        rate = s["agreement"]
+        return (f"agreement: {s['agreed']}/{s['decided']} decided" + (f" ({rate:.0%})" if rate is not None else "")
+                + f", {s['undecided']} undecided; crashes predicted safe: {len(s['crashes_predicted_safe'])}")
+
+    def __rich_console__(self, console, options):
+        yield from self.renderables(console)
+
+    def renderables(self, console, *, quiet: bool = False):
+        """The results table, then (unless quiet) unreadable inputs, the agreement line and the matrix."""
+        from rich.table import Table
+        from rich.text import Text
+
+        style = {"ok": "green", "fail": "red", "unknown": "yellow"}
+        fold = "fold" if console.is_terminal else "ignore"  # off a terminal the width is unbounded anyway
+        table = Table(title=f"verify: {self.data['backend']}, {self.data['interpreters']} interpreters",
+                      title_justify="left")
+        for column in ("module", "predicted", "observed", "status", "agree", "findings", "detail"):
+            table.add_column(column, overflow=fold, no_wrap=column in ("module", "findings") and not console.is_terminal)
+        for r in self.data["results"]:
+            agree = {True: Text("yes", "green"), False: Text("NO", "bold red"), None: Text("-", "dim")}[r["agrees"]]
+            detail = (r.get("message") or "").splitlines()[0][:120] if r.get("message") else ""
+            table.add_row(r["module"], Text(r["predicted"], style[r["predicted"]]),
+                          Text(r["observed"], style[r["observed"]]), r["status"], agree, ",".join(r["codes"]), detail)
+        yield table
+        for error in self.data["errors"]:
+            yield Text.assemble(("error ", "bold red"), error["path"], f": {error['error']}")
+        if quiet:
+            return
+        yield Text(self.summary_text())
+        yield Text("predicted (rows) × observed (columns)", style="italic")
+        matrix = Table()
+        matrix.add_column("")
+        for o in ("ok", "fail", "unknown"):
+            matrix.add_column(o, justify="right")
+        for p in ("ok", "fail", "unknown"):
+            matrix.add_row(p, *(str(self.summary["matrix"][p][o]) for o in ("ok", "fail", "unknown")))
+        yield matrix

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from interpkit.analyzer.archive import check_archive, open_archive, read_member
+from interpkit.analyzer.archive import check_archive, open_archive, read_member, serialized_torch_format
 from interpkit.analyzer.config import Config
 from interpkit.core.errors import ArchiveError
 from interpkit.core.findings import FileKind, FileResult
@@ -172,6 +172,14 @@ def scan_package_archive(archive: Path, config: Config) -> tuple[list[FileResult
     from interpkit.analyzer.source.walk import scan_source_bytes, source_rules
 
     archive = Path(archive)
+    other = serialized_torch_format(archive)
+    if other is not None:  # TorchScript or torch.save data: reported as what it is, not as unreadable
+        from interpkit.analyzer.rules.inputs import serialized_model_not_package as rule
+
+        head = FileResult(archive, FileKind.ARCHIVE, facts={"format": other},
+                          findings=[f for f in rule.check(archive, other) if config.keep(f)])
+        head.compute_verdicts()
+        return [head], {"format": other}
     try:
         with open_archive(archive) as zf:
             members = check_archive(zf, archive)

@@ -5,73 +5,82 @@ import sys
 from pathlib import Path
 
 from interpkit.core.errors import InputError
-from interpkit.analyzer.output import add_output_arguments, positive_int
+from interpkit.analyzer.output import (CONCISE, add_exit_zero_argument, add_output_arguments, positive_int,
+                                       positive_seconds)
 
 
 def configure_parser(sub) -> None:
     parser = sub.add_parser(
         "verify",
         help="load extensions in N real interpreters and compare with the prediction",
-        description="For each extension module found under the paths: import it in N interpreters of the chosen "
-        "runtime inside a sandboxed child process, use it, tear one interpreter down, use it in another, and "
-        "record ok / import error / crash / hang beside the analyzer's prediction.",
+        description="For each extension module found under the paths (files, folders, site-packages, wheels): "
+        "import it in N interpreters of the chosen runtime inside a sandboxed child process, use it, tear one "
+        "interpreter down, use it in another, and record ok / import error / crash / hang beside the "
+        "analyzer's prediction. Wheels are unpacked safely into a temporary folder first.",
     )
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     parser.add_argument("--site-packages", type=Path, metavar="DIR", help="verify every extension of an environment")
-    parser.add_argument("--interpreters", "-n", type=positive_int, default=2, metavar="N", help="interpreters per probe (default: 2)")
+    parser.add_argument("--interpreters", "-n", type=positive_int, default=2, metavar="N",
+                        help="interpreters per probe (default: 2; at most 15 with namespaces)")
     parser.add_argument("--backend", choices=("namespaces", "subinterpreters"), default="namespaces")
     parser.add_argument("--python", metavar="VERSION", help="Python for the subinterpreters backend (default: 3.13)")
     parser.add_argument("--subinterpreter-config", choices=("isolated", "legacy"), default="isolated",
                         help="own-GIL isolated (default) or legacy shared-GIL subinterpreters")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="per-probe time limit (default: 60)")
-    add_output_arguments(parser, formats=("table", "json"))
+    parser.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
+                        help="per-probe time limit (default: 60)")
+    add_output_arguments(parser, formats=("table", CONCISE, "json"))
+    add_exit_zero_argument(parser, "disagreements")
     parser.set_defaults(func=run)
-
-
 
 
 def run(args) -> int:
     from interpkit.core.findings import Backend
-    from interpkit.analyzer.output import emit
+    from interpkit.analyzer.output import check_namespace_count, require_paths
 
     paths = list(args.paths) + ([args.site_packages] if args.site_packages else [])
     if not paths:
         raise InputError("cannot verify (give at least one PATH or --site-packages DIR)")
+    require_paths(paths, "verify")
     if args.python and args.backend != "subinterpreters":
         args.backend = "subinterpreters"
     backend = Backend(args.backend)
+    if backend is Backend.NAMESPACES:
+        check_namespace_count(args.interpreters)
     if args.site_packages and backend is Backend.SUBINTERPRETERS and not args.paths:
-        data = _verify_environment(args)
+        report = _verify_environment(args)
     else:
-        data = _verify_paths(paths, backend, args)
-    summary = data["summary"]
-    if args.format == "json":
-        import json
-
-        emit(json.dumps(data, indent=2) + "\n", args.output)
-    else:
-        render_table(data, args)
-    return 1 if summary["agreed"] < summary["decided"] or summary["crashes_predicted_safe"] else 0
+        report = _verify_paths(paths, backend, args)
+    render(report, args)
+    return 0 if args.exit_zero else int(report.failed)
 
 
-def _verify_paths(paths, backend, args) -> dict:
-    """Scan the paths' ELF files, probe each extension module by its import name."""
+def _verify_paths(paths, backend, args):
+    """Scan the paths' ELF files (wheels unpacked for the duration), probe each extension module by its import name."""
+    from interpkit.analyzer.archive import unpacked_wheels
     from interpkit.analyzer.config import Config
     from interpkit.analyzer.scan import scan_paths
-    from interpkit.analyzer.verify import confusion, verify_results
+    from interpkit.analyzer.verify import VerifyReport, verify_results
+    from interpkit.core.findings import FileKind
 
-    report = scan_paths(paths, Config(follow_imports=False), only="elf", progress=sys.stderr.isatty())
-    rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
-                          python=args.python, config_name=args.subinterpreter_config)
-    return {"schema": "interpkit-verify/1", "backend": backend.value, "interpreters": args.interpreters,
-            "results": [r.to_json() for r in rows],
-            "errors": [{"path": str(fr.path), "error": fr.error} for fr in report.files if fr.error],
-            "summary": confusion(rows)}
+    with unpacked_wheels(paths) as unpacked:
+        report = scan_paths(unpacked.paths, Config(follow_imports=False), only="elf",
+                            progress=sys.stderr.isatty() and not args.quiet)
+        errors = [(str(path), error) for path, error in unpacked.errors]
+        errors += [(unpacked.display(fr.path), unpacked.display_text(fr.error)) for fr in report.files if fr.error]
+        if not any(fr.kind is FileKind.EXTENSION for fr in report.files):
+            # Nothing to load is an unusable input (exit 2), not a clean result.
+            if errors:
+                raise InputError(errors[0][1])
+            raise InputError(f"cannot verify {', '.join(str(p) for p in paths)} (no extension modules found)")
+        rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
+                              python=args.python, config_name=args.subinterpreter_config)
+        return VerifyReport.from_rows(rows, errors, backend, args.interpreters, display=unpacked.display)
 
 
-def _verify_environment(args) -> dict:
+def _verify_environment(args):
     """A whole site-packages under CPython subinterpreters: every PyInit_* of every binary,
     one child per module, crashes blamed on a compiled dependency when it crashes alone too."""
+    from interpkit.analyzer.verify import VerifyReport
     from interpkit.analyzer.verify_corpus import verify_site_packages
 
     if not args.site_packages.is_dir():
@@ -79,39 +88,33 @@ def _verify_environment(args) -> dict:
     corpus = verify_site_packages(args.site_packages, args.python or "3.13", args.interpreters,
                                   configuration=args.subinterpreter_config, timeout_s=args.timeout)
     rows = corpus.pop("rows")
-    return {"schema": "interpkit-verify/1", **corpus, "results": rows, "errors": []}
+    if not rows:
+        raise InputError(f"cannot verify {args.site_packages} (no extension modules found)")
+    return VerifyReport({"schema": "interpkit-verify/1", **corpus, "results": rows, "errors": []})
 
 
-def render_table(data: dict, args) -> None:
-    from rich.table import Table
-    from rich.text import Text
+def render(report, args) -> None:
+    import json
 
     from interpkit.analyzer.console import out_console
+    from interpkit.analyzer.output import emit
 
-    style = {"ok": "green", "fail": "red", "unknown": "yellow"}
-    summary = data["summary"]
-    table = Table(title=f"verify: {data['backend']}, {data['interpreters']} interpreters", title_justify="left")
-    for column in ("module", "predicted", "observed", "status", "agree", "findings", "detail"):
-        table.add_column(column, overflow="fold")
-    for r in data["results"]:
-        agree = {True: Text("yes", "green"), False: Text("NO", "bold red"), None: Text("-", "dim")}[r["agrees"]]
-        detail = (r.get("message") or "").splitlines()[0][:120] if r.get("message") else ""
-        table.add_row(r["module"], Text(r["predicted"], style[r["predicted"]]), Text(r["observed"], style[r["observed"]]),
-                      r["status"], agree, ",".join(r["codes"]), detail)
-    console = out_console()
-    console.print(table)
-    for error in data["errors"]:
-        console.print(Text.assemble(("error ", "bold red"), error["path"], f": {error['error']}"))
-    rate = summary["agreement"]
-    console.print(
-        f"agreement: {summary['agreed']}/{summary['decided']} decided"
-        + (f" ({rate:.0%})" if rate is not None else "")
-        + f", {summary['undecided']} undecided; crashes predicted safe: {len(summary['crashes_predicted_safe'])}"
-    )
-    matrix = Table(title="predicted (rows) × observed (columns)", title_justify="left")
-    matrix.add_column("")
-    for o in ("ok", "fail", "unknown"):
-        matrix.add_column(o, justify="right")
-    for p in ("ok", "fail", "unknown"):
-        matrix.add_row(p, *(str(summary["matrix"][p][o]) for o in ("ok", "fail", "unknown")))
-    console.print(matrix)
+    if args.format == "json":
+        emit(json.dumps(report.to_json(), indent=2) + "\n", args.output)
+    elif args.format == CONCISE:
+        lines = report.concise_lines() + ([] if args.quiet else [report.summary_text()])
+        emit("".join(line + "\n" for line in lines), args.output)
+    elif args.output:
+        from io import StringIO
+
+        from interpkit.analyzer.console import file_console
+
+        buffer = StringIO()
+        console = file_console(buffer)
+        for part in report.renderables(console, quiet=args.quiet):
+            console.print(part)
+        emit(buffer.getvalue(), args.output)
+    else:
+        console = out_console()
+        for part in report.renderables(console, quiet=args.quiet):
+            console.print(part)
