@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
+from interpkit.core.findings import ALL_BACKENDS, Backend, DataValue, Finding, Severity, Verdict, findings_data
 
 
 class Fixable(str, enum.Enum):
@@ -62,6 +62,7 @@ class Rule:
         fix: str | None = None,
         backends: frozenset[Backend] | None = None,
         verdicts: dict[Backend, Verdict] | None = None,
+        data: dict[str, DataValue | list[str] | None] | None = None,
     ) -> Finding:
         used_verdicts = self.verdicts if verdicts is None else verdicts
         return Finding(
@@ -75,6 +76,7 @@ class Rule:
             backends=self.backends if backends is None else backends,
             fix=fix if fix is not None else self.fix,
             verdicts=tuple(sorted(used_verdicts.items())),
+            data=findings_data(data),
         )
 
 

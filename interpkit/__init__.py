@@ -21,7 +21,7 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(_os.path.abspath(__file__))
         _os.path.isfile(_os.path.join(_checkout, folder, "__init__.py")) for folder in ("analyzer", "native", "shims")):
     __path__.append(_checkout)  # noqa: F821 (a package's own __path__)
 
-__version__ = "0.1.0"
+from interpkit.core.version import VERSION as __version__  # noqa: E402
 
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Report, Severity, Verdict  # noqa: E402
 

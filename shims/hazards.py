@@ -56,6 +56,7 @@ def hazard_of(finding: Finding) -> Hazard:
         return Hazard.OTHER
     name = registered.rule.name
     if name == "binding-generator":
-        # One rule names every generator; of them only PyO3 decides what can be fixed.
-        return Hazard.PYO3 if "pyo3" in finding.message.lower() else Hazard.OTHER
+        # One rule names every generator (in the finding's data); of them only PyO3 decides
+        # what can be fixed.
+        return Hazard.PYO3 if finding.datum("generator") == "pyo3" else Hazard.OTHER
     return HAZARD_OF_RULE.get(name, Hazard.OTHER)

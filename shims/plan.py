@@ -57,9 +57,16 @@ class Edit:
 
 @dataclass(frozen=True)
 class Unfixable:
-    code: str
-    symbol: str | None
+    finding: Finding     # the finding itself, not fields copied out of it
     reason: str
+
+    @property
+    def code(self) -> str:
+        return self.finding.code
+
+    @property
+    def symbol(self) -> str | None:
+        return self.finding.symbol
 
     def to_json(self) -> dict:
         return {"code": self.code, "symbol": self.symbol, "reason": self.reason}
@@ -125,9 +132,9 @@ class PatchPlan:
 
     def unfixable(self, path: Path, finding: Finding, reason: str) -> None:
         plan = self.for_file(path)
-        item = Unfixable(finding.code, finding.symbol, reason)
-        if item not in plan.unfixable:
-            plan.unfixable.append(item)
+        # One line per (code, symbol, reason): two findings that say the same thing are one item.
+        if not any((u.code, u.symbol, u.reason) == (finding.code, finding.symbol, reason) for u in plan.unfixable):
+            plan.unfixable.append(Unfixable(finding, reason))
 
     @property
     def is_empty(self) -> bool:

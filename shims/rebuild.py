@@ -28,6 +28,7 @@ from pathlib import Path
 
 from interpkit.core.errors import InputError
 from interpkit.core.findings import FileKind
+from interpkit.shims import wheel as wheel_shim
 
 HARDENING_CFLAGS = ("-fno-gnu-unique", "-fvisibility=hidden", "-ftls-model=global-dynamic")
 HARDENING_LDFLAGS = ("-Wl,--exclude-libs,ALL",)
@@ -94,8 +95,6 @@ def _scan_wheel_findings(wheel: Path, options) -> dict[str, set[tuple[str, str |
 
 def rebuild(path: Path, staging: Path, options, outcome) -> Path:
     """Build plain and hardened wheels, record the difference, repair the hardened wheel."""
-    from interpkit.shims import wheel as wheel_shim
-
     work = staging / "rebuild"
     work.mkdir()
     if Path(path).is_dir():

@@ -32,10 +32,24 @@ class Context:
     search_dirs: tuple[Path, ...] = ()           # where vendored dependencies may be found
     clashes: dict[Path, set[str]] = field(default_factory=dict)   # file -> its clashing exports
     roots: tuple[Path, ...] = ()                  # files outside these are not ours to patch
-    # id(finding) -> backends for which the finding is handled at load time (copies, guard),
-    # even when it stays unfixable for another backend.
-    load_time: dict[int, frozenset[Backend]] = field(default_factory=dict)
     states: dict[Path, ElfState] = field(default_factory=dict)   # read once per file per plan
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the plan does about one finding: its Handling, why it stays unfixable (for some
+    backend), and the backends for which it is handled at load time (copies, guard), even when
+    it stays unfixable for another backend. Returned per finding, so nothing is keyed by id()."""
+
+    handling: str
+    reason: str = ""
+    load_time: frozenset[Backend] = frozenset()
+
+
+def _unfixable(plan: PatchPlan, path: Path, finding: Finding, reason: str,
+               load_time: frozenset[Backend] = frozenset()) -> Decision:
+    plan.unfixable(path, finding, reason)
+    return Decision(Handling.UNFIXABLE, reason, load_time)
 
 
 def needs_attention(finding: Finding, backends: frozenset[Backend]) -> bool:
@@ -73,28 +87,27 @@ def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
     return any(resolved == r or r in resolved.parents for r in (Path(r).resolve() for r in roots))
 
 
-def plan_finding(plan: PatchPlan, fr: FileResult, finding: Finding, ctx: Context) -> str:
-    """Add the edits for one finding; returns its Handling."""
+def plan_finding(plan: PatchPlan, fr: FileResult, finding: Finding, ctx: Context) -> Decision:
+    """Add the edits for one finding; returns what was decided for it."""
     path = Path(fr.path)
     hazard = hazard_of(finding)
     # A search path is cheap and safe to repair whatever its severity; the rest only when it matters.
     cheap = hazard is Hazard.UNRESOLVED_DEPENDENCY and bool(finding.backends & ctx.backends)
     if not (cheap or needs_attention(finding, ctx.backends)):
-        return Handling.NOT_NEEDED
+        return Decision(Handling.NOT_NEEDED)
     if ctx.roots and not _inside(path, ctx.roots):
-        plan.unfixable(path, finding, "outside the input (a system library); patch or vendor it separately")
-        return Handling.UNFIXABLE
+        return _unfixable(plan, path, finding, "outside the input (a system library); patch or vendor it separately")
     if path not in ctx.states:
         ctx.states[path] = read_state(path)
     state = ctx.states[path]
     if hazard is Hazard.GNU_UNIQUE:
         for edit in plan_unique(path, state, None, finding.code):
             plan.add(path, edit)
-        return Handling.RELINK
+        return Decision(Handling.RELINK)
     if hazard is Hazard.SYMBOL_CLASH:
         names = sorted(ctx.clashes.get(path, set()))
         if not names:
-            names = [finding.symbol] if finding.symbol else []
+            names = list(finding.datum("symbols") or ([finding.symbol] if finding.symbol else []))
         edits, reason = [], None
         for name in names:
             more, reason = plan_hide(path, state, name, finding.code)
@@ -102,11 +115,10 @@ def plan_finding(plan: PatchPlan, fr: FileResult, finding: Finding, ctx: Context
                 break
             edits += more
         if reason:
-            plan.unfixable(path, finding, reason)
-            return Handling.UNFIXABLE
+            return _unfixable(plan, path, finding, reason)
         for edit in edits:
             plan.add(path, edit)
-        return Handling.RELINK
+        return Decision(Handling.RELINK)
     if hazard is Hazard.LIBPYTHON_LINK:
         return _plan_libpython(plan, path, state, finding, ctx)
     if hazard is Hazard.UNRESOLVED_DEPENDENCY:
@@ -114,50 +126,42 @@ def plan_finding(plan: PatchPlan, fr: FileResult, finding: Finding, ctx: Context
         for edit in edits:
             plan.add(path, edit)
         if reason:
-            plan.unfixable(path, finding, reason)
-            return Handling.UNFIXABLE
-        return Handling.RELINK
+            return _unfixable(plan, path, finding, reason)
+        return Decision(Handling.RELINK)
     if hazard in (Hazard.SINGLE_PHASE, Hazard.STATIC_STATE):
         return _plan_copies(plan, path, fr, finding, ctx)
     if hazard is Hazard.RTLD_GLOBAL and Backend.NAMESPACES in ctx.backends:
-        ctx.load_time[id(finding)] = frozenset({Backend.NAMESPACES})
-        return Handling.GUARD
-    plan.unfixable(path, finding, unfixable_reason(hazard))
-    return Handling.UNFIXABLE
+        return Decision(Handling.GUARD, load_time=frozenset({Backend.NAMESPACES}))
+    return _unfixable(plan, path, finding, unfixable_reason(hazard))
 
 
-def _plan_libpython(plan: PatchPlan, path: Path, state: ElfState, finding: Finding, ctx: Context) -> str:
+def _plan_libpython(plan: PatchPlan, path: Path, state: ElfState, finding: Finding, ctx: Context) -> Decision:
     """Under copies the right libpython differs per interpreter, so no single file can name it:
     each interpreter's private copy is relinked to that interpreter's libpython when it is made
     (interpkit.shims.copies.make_private_copy). A binary built for another Python cannot be relinked."""
     if finding.severity is Severity.ERROR and state.libpython:
-        plan.unfixable(path, finding, f"built against {', '.join(state.libpython)} for another Python; "
-                                      "relinking cannot change the C API it was compiled for (rebuild it)")
-        return Handling.UNFIXABLE
+        return _unfixable(plan, path, finding, f"built against {', '.join(state.libpython)} for another Python; "
+                                               "relinking cannot change the C API it was compiled for (rebuild it)")
     if not any(name.startswith("PyInit_") for name in state.exports):
-        plan.unfixable(path, finding, "a library that needs libpython is loaded by its dependents, not by an "
-                                      "import hook, so it cannot get a copy per interpreter")
-        return Handling.UNFIXABLE
+        return _unfixable(plan, path, finding, "a library that needs libpython is loaded by its dependents, not "
+                                               "by an import hook, so it cannot get a copy per interpreter")
     plan.add(path, Edit(EditKind.PER_INTERPRETER_COPY, fr_module(path), code=finding.code))
-    ctx.load_time[id(finding)] = frozenset({Backend.COPIES})
-    return Handling.COPIES
+    return Decision(Handling.COPIES, load_time=frozenset({Backend.COPIES}))
 
 
-def _plan_copies(plan: PatchPlan, path: Path, fr: FileResult, finding: Finding, ctx: Context) -> str:
+def _plan_copies(plan: PatchPlan, path: Path, fr: FileResult, finding: Finding, ctx: Context) -> Decision:
     """Copies give each interpreter fresh C statics where CPython would share one image's; they
     cannot help own-GIL subinterpreters, which refuse single-phase modules outright."""
     failing = {b for b, v in finding.verdicts if v is not Verdict.OK and b in ctx.backends} or set(finding.backends & ctx.backends)
     if fr.kind is not FileKind.EXTENSION:
-        plan.unfixable(path, finding, "not an extension module: nothing imports it through a finder")
-        return Handling.UNFIXABLE
+        return _unfixable(plan, path, finding, "not an extension module: nothing imports it through a finder")
     plan.add(path, Edit(EditKind.PER_INTERPRETER_COPY, fr.module or fr_module(path), code=finding.code))
-    ctx.load_time[id(finding)] = frozenset({Backend.COPIES})
+    copies = frozenset({Backend.COPIES})
     if Backend.SUBINTERPRETERS in failing:
-        plan.unfixable(path, finding, "own-GIL subinterpreters refuse this module before any import hook runs "
-                                      "(port it to multi-phase init with module state); per-interpreter copies "
-                                      "fix legacy subinterpreters and the copies backend only")
-        return Handling.UNFIXABLE
-    return Handling.COPIES
+        return _unfixable(plan, path, finding, "own-GIL subinterpreters refuse this module before any import hook "
+                                               "runs (port it to multi-phase init with module state); per-interpreter "
+                                               "copies fix legacy subinterpreters and the copies backend only", copies)
+    return Decision(Handling.COPIES, load_time=copies)
 
 
 def fr_module(path: Path) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from interpkit.analyzer.archive import check_archive, open_archive, safe_extract
 from interpkit.core.errors import ArchiveError
+from interpkit.shims.tree import COPIES_MANIFEST, patch_tree
 
 RECORD_SUFFIX = ".dist-info/RECORD"
 
@@ -81,8 +82,6 @@ def record_problem(tree: Path, members: list[zipfile.ZipInfo], dist_info: str) -
 
 def repair_wheel(wheel: Path, staging: Path, options, outcome) -> Path:
     """Patch the wheel's tree in staging; returns the staged wheel to rename into place."""
-    from interpkit.shims.apply import COPIES_MANIFEST, patch_tree
-
     wheel = Path(wheel)
     with open_archive(wheel) as zf:
         members = check_archive(zf, wheel)

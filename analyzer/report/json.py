@@ -10,7 +10,7 @@ SCHEMA_ID = "interpkit-report/1"
 
 
 def report_to_dict(report: Report) -> dict:
-    from interpkit import __version__
+    from interpkit.core.version import VERSION as __version__
 
     out = {
         "schema": SCHEMA_ID,

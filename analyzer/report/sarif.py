@@ -42,7 +42,7 @@ def _location(finding) -> dict:
 
 
 def report_to_sarif(report: Report) -> dict:
-    from interpkit import __version__
+    from interpkit.core.version import VERSION as __version__
 
     codes = sorted({f.code for f in report.findings})
     index = {code: i for i, code in enumerate(codes)}

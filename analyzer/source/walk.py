@@ -162,10 +162,11 @@ class SourceRule(cst.BatchableCSTVisitor):
         fix: str | None = None,
         severity: Severity | None = None,
         verdicts: dict[Backend, Verdict] | None = None,
+        data: dict[str, str] | None = None,
     ) -> None:
         line, column = self.line_of(node)
         self.findings.append(self.RULE.finding(self.path, message, line=line, column=column,
-                                               fix=fix, severity=severity, verdicts=verdicts))
+                                               fix=fix, severity=severity, verdicts=verdicts, data=data))
 
 
 def _names_and_attributes(node: cst.CSTNode) -> Iterable[cst.CSTNode]:
@@ -338,7 +339,7 @@ def _result_to_cache(fr: FileResult) -> dict:
         "findings": [
             {"code": f.code, "severity": int(f.severity), "message": f.message, "line": f.line,
              "column": f.column, "backends": sorted(b.value for b in f.backends), "fix": f.fix,
-             "verdicts": [[b.value, v.value] for b, v in f.verdicts]}
+             "verdicts": [[b.value, v.value] for b, v in f.verdicts], "data": [list(pair) for pair in f.data]}
             for f in fr.findings
         ],
     }
@@ -348,7 +349,8 @@ def _result_from_cache(path: Path, data: dict, module: str | None) -> FileResult
     findings = [
         Finding(code=d["code"], severity=Severity(d["severity"]), message=d["message"], path=path,
                 line=d["line"], column=d["column"], backends=frozenset(Backend(b) for b in d["backends"]),
-                fix=d["fix"], verdicts=tuple((Backend(b), Verdict(v)) for b, v in d["verdicts"]))
+                fix=d["fix"], verdicts=tuple((Backend(b), Verdict(v)) for b, v in d["verdicts"]),
+                data=tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in d.get("data", ())))
         for d in data["findings"]
     ]
     fr = FileResult(path, FileKind(data["kind"]), module=module, error=data["error"], findings=findings)

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# One datum of a finding: a name, or several (the clashing symbols, a RUNPATH's entries).
+DataValue = str | tuple[str, ...]
 
 
 class Severity(enum.IntEnum):
@@ -71,6 +75,17 @@ class Finding:
     verdicts: tuple[tuple[Backend, Verdict], ...] = ()
     # Import chain from a model entry point to the file (pre-packaging scan only).
     chain: tuple[str, ...] = ()
+    # What the rule knew, by name (generator, symbols, library, section, init, call ...), sorted
+    # by key: shims and verify read these instead of parsing the message, which is for people.
+    # A tuple of pairs keeps the finding frozen and hashable; see findings_data() to build one.
+    data: tuple[tuple[str, DataValue], ...] = ()
+
+    def datum(self, key: str) -> DataValue | None:
+        """One structured datum the rule recorded, or None."""
+        for name, value in self.data:
+            if name == key:
+                return value
+        return None
 
     def to_json(self) -> dict:
         out: dict = {"code": self.code, "severity": self.severity.label, "message": self.message}
@@ -85,7 +100,17 @@ class Finding:
             out["fix"] = self.fix
         if self.chain:
             out["chain"] = list(self.chain)
+        if self.data:
+            out["data"] = {name: list(value) if isinstance(value, tuple) else value for name, value in self.data}
         return out
+
+
+def findings_data(data: Mapping[str, DataValue | list[str] | None] | None) -> tuple[tuple[str, DataValue], ...]:
+    """A Finding's data field from a mapping: sorted pairs, lists frozen to tuples, None dropped."""
+    if not data:
+        return ()
+    return tuple(sorted((str(k), tuple(v) if isinstance(v, (list, tuple)) else str(v))
+                        for k, v in data.items() if v is not None))
 
 
 @dataclass(slots=True)

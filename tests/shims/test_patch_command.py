@@ -117,10 +117,11 @@ def test_pyo3_module_is_unfixable(fixture_copy):
     finding the binding-generator rule emits for one, against a real binary."""
     ext = fixture_copy("clean")
     finding = Finding("IK307", Severity.ERROR, "built with pyo3: PyO3 refuses to initialise in a second interpreter",
-                      ext, backends=frozenset(Backend), verdicts=((Backend.SUBINTERPRETERS, Verdict.FAIL),))
+                      ext, backends=frozenset(Backend), verdicts=((Backend.SUBINTERPRETERS, Verdict.FAIL),),
+                      data=(("generator", "pyo3"),))
     plan = PatchPlan()
     handling = plan_finding(plan, FileResult(ext, FileKind.EXTENSION, module="clean"), finding,
-                            Context(backends=frozenset(Backend)))
+                            Context(backends=frozenset(Backend))).handling
     assert handling == Handling.UNFIXABLE
     assert "PyO3" in plan.files[ext].unfixable[0].reason and plan.is_empty
 

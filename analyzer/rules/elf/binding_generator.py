@@ -78,4 +78,4 @@ def check(facts) -> Iterator[Finding]:
         return
     status, verdicts = _status(facts.generator, facts.generator_version)
     yield RULE.finding(facts.path, f"built with {facts.generator}: {status}", symbol=facts.generator,
-                       verdicts=verdicts)
+                       verdicts=verdicts, data={"generator": facts.generator, "generator_version": facts.generator_version})

@@ -34,7 +34,7 @@ from typing import Iterable, Iterator
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Fixable, Rule
 
-from interpkit.analyzer.rules.elf._text import examples, plural
+from interpkit.analyzer.rules.elf._text import examples, plural, symbols_data
 
 RULE = Rule(
     code="IK304",
@@ -75,4 +75,4 @@ def check_set(all_facts: Iterable) -> Iterator[Finding]:
         other = all_facts[b].path
         yield RULE.finding(all_facts[a].path,
                            f"exports {plural(len(names), 'symbol')} also exported by `{other.name}`: {examples(names)}",
-                           symbol=names[0])
+                           symbol=names[0], data={**symbols_data(names), "library": other.name})

@@ -35,7 +35,7 @@ from typing import Iterator
 from interpkit.core.findings import Finding, Severity
 from interpkit.analyzer.registry import Fixable, Rule
 
-from interpkit.analyzer.rules.elf._text import examples, plural
+from interpkit.analyzer.rules.elf._text import examples, plural, symbols_data
 
 RULE = Rule(
     code="IK303",
@@ -55,4 +55,4 @@ def check(facts) -> Iterator[Finding]:
     extra = [n for n in facts.exports if not n.startswith("PyInit_")]
     if extra:
         yield RULE.finding(facts.path, f"exports {plural(len(extra), 'symbol')} besides PyInit_*: {examples(extra)}",
-                           symbol=extra[0])
+                           symbol=extra[0], data=symbols_data(extra))

@@ -37,7 +37,7 @@ from typing import Iterator
 from interpkit.core.findings import Backend, Finding, Severity
 from interpkit.analyzer.registry import Fixable, Rule
 
-from interpkit.analyzer.rules.elf._text import examples
+from interpkit.analyzer.rules.elf._text import examples, symbols_data
 
 RULE = Rule(
     code="IK203",
@@ -58,4 +58,4 @@ def check(facts) -> Iterator[Finding]:
     used = sorted(n for n in facts.imports if n.startswith("PyGILState_"))
     if used:
         yield RULE.finding(facts.path, f"calls {examples(used, 4)}, which bind to the main interpreter",
-                           symbol=used[0])
+                           symbol=used[0], data=symbols_data(used))

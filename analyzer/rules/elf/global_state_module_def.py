@@ -49,4 +49,4 @@ def check(facts) -> Iterator[Finding]:
     for init in facts.init.inits:
         if init.m_size == -1:
             yield RULE.finding(facts.path, f"the PyModuleDef of `{init.symbol}` has m_size -1 (state kept in C globals)",
-                               symbol=init.symbol)
+                               symbol=init.symbol, data={"init": init.symbol})

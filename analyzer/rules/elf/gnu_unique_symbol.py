@@ -32,7 +32,7 @@ from typing import Iterator
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Fixable, Rule
 
-from interpkit.analyzer.rules.elf._text import examples, plural
+from interpkit.analyzer.rules.elf._text import examples, plural, symbols_data
 
 RULE = Rule(
     code="IK206",
@@ -51,4 +51,4 @@ def check(facts) -> Iterator[Finding]:
     if facts.gnu_unique:
         yield RULE.finding(facts.path,
                            f"defines {plural(len(facts.gnu_unique), 'STB_GNU_UNIQUE symbol')}: {examples(facts.gnu_unique)}",
-                           symbol=facts.gnu_unique[0])
+                           symbol=facts.gnu_unique[0], data=symbols_data(facts.gnu_unique))

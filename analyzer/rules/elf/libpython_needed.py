@@ -56,7 +56,8 @@ def check(facts) -> Iterator[Finding]:
         if tag and linked and tag != linked:
             yield RULE.finding(facts.path, f"is built for Python {tag[0]}.{tag[1]} but needs `{soname}`",
                                symbol=soname, severity=Severity.ERROR, backends=ALL_BACKENDS,
-                               verdicts={b: Verdict.FAIL for b in Backend})
+                               verdicts={b: Verdict.FAIL for b in Backend},
+                               data={"library": soname, "built_for": f"{tag[0]}.{tag[1]}"})
         else:
             yield RULE.finding(facts.path, f"needs `{soname}` by name, so it binds to that library rather than "
-                               "an interpreter's copy", symbol=soname)
+                               "an interpreter's copy", symbol=soname, data={"library": soname})

@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
+from interpkit.analyzer.rules.elf._text import symbols_data
 from interpkit.analyzer.registry import Fixable, Rule
 
 RULE = Rule(
@@ -52,4 +53,4 @@ def check(facts) -> Iterator[Finding]:
     python_imports = sorted(n for n in facts.imports if n.startswith(("Py", "_Py")))
     if python_imports:
         yield RULE.finding(facts.path, f"imports {len(python_imports)} Py* symbols without a DT_NEEDED on libpython",
-                           symbol=python_imports[0])
+                           symbol=python_imports[0], data=symbols_data(python_imports))

@@ -69,7 +69,7 @@ def check(facts) -> Iterator[Finding]:
         declared = init.multiple_interpreters
         if declared in _WHY:
             yield RULE.finding(facts.path, f"`{init.symbol}` cannot load in an own-GIL subinterpreter ({_WHY[declared]})",
-                               symbol=init.symbol)
+                               symbol=init.symbol, data={"init": init.symbol, "declared": declared})
         elif declared is not None and declared.startswith("unknown("):
             yield RULE.finding(facts.path, f"`{init.symbol}` declares an unknown Py_mod_multiple_interpreters value {declared[8:-1]}",
-                               symbol=init.symbol)
+                               symbol=init.symbol, data={"init": init.symbol, "declared": declared})

@@ -46,6 +46,8 @@ def check(facts) -> Iterator[Finding]:
     if not facts.init.inits:
         return
     if len(kinds) > 1:
-        yield RULE.finding(facts.path, "the binary's `PyInit_*` functions use both single-phase and multi-phase init")
+        yield RULE.finding(facts.path, "the binary's `PyInit_*` functions use both single-phase and multi-phase init",
+                           data={"init_kinds": sorted(kinds)})
     elif facts.init.imports_single_phase and facts.init.imports_multi_phase:
-        yield RULE.finding(facts.path, "the binary imports both `PyModule_Create2` and `PyModuleDef_Init`")
+        yield RULE.finding(facts.path, "the binary imports both `PyModule_Create2` and `PyModuleDef_Init`",
+                           data={"symbols": ["PyModuleDef_Init", "PyModule_Create2"]})

@@ -29,7 +29,7 @@ from typing import Iterator
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Fixable, Rule
 
-from interpkit.analyzer.rules.elf._text import examples
+from interpkit.analyzer.rules.elf._text import examples, symbols_data
 
 RULE = Rule(
     code="IK204",
@@ -47,4 +47,4 @@ RULE = Rule(
 def check(facts) -> Iterator[Finding]:
     used = sorted(n for n in facts.imports if n in ("PyState_FindModule", "PyState_AddModule", "PyState_RemoveModule"))
     if used:
-        yield RULE.finding(facts.path, f"calls {examples(used)}", symbol=used[0])
+        yield RULE.finding(facts.path, f"calls {examples(used)}", symbol=used[0], data=symbols_data(used))

@@ -29,7 +29,7 @@ from typing import Iterator
 from interpkit.core.findings import Finding, Severity
 from interpkit.analyzer.registry import Fixable, Rule
 
-from interpkit.analyzer.rules.elf._text import examples, plural
+from interpkit.analyzer.rules.elf._text import examples, plural, symbols_data
 
 RULE = Rule(
     code="IK205",
@@ -57,4 +57,4 @@ def check(facts) -> Iterator[Finding]:
     used = sorted(n for n in facts.imports if n.startswith("_Py") and n not in MACRO_EXPANSIONS)
     if used:
         yield RULE.finding(facts.path, f"calls {plural(len(used), 'private function')}: {examples(used)}",
-                           symbol=used[0])
+                           symbol=used[0], data=symbols_data(used))

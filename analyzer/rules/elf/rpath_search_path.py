@@ -50,8 +50,9 @@ def _outside(entry: str) -> bool:
 def check(facts) -> Iterator[Finding]:
     if facts.rpath:
         yield RULE.finding(facts.path, f"has DT_RPATH `{':'.join(facts.rpath)}`, searched before LD_LIBRARY_PATH "
-                           "and inherited by its dependencies", symbol="DT_RPATH")
+                           "and inherited by its dependencies", symbol="DT_RPATH",
+                           data={"section": ".dynamic", "tag": "DT_RPATH", "entries": list(facts.rpath)})
     outside = [e for e in facts.runpath if _outside(e)]
     if outside:
         yield RULE.finding(facts.path, f"has DT_RUNPATH entries outside the package: `{':'.join(outside)}`",
-                           symbol="DT_RUNPATH")
+                           symbol="DT_RUNPATH", data={"section": ".dynamic", "tag": "DT_RUNPATH", "entries": outside})

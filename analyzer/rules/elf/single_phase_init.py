@@ -59,4 +59,4 @@ def check(facts) -> Iterator[Finding]:
         if init.kind.value == "single-phase":
             basis = init.how if init.proved else f"inferred: {init.how}"
             yield RULE.finding(facts.path, f"`{init.symbol}` uses single-phase init ({basis})",
-                               symbol=init.symbol)
+                               symbol=init.symbol, data={"init": init.symbol, "proved": "yes" if init.proved else "no"})

@@ -49,4 +49,4 @@ def check(facts) -> Iterator[Finding]:
         yield RULE.finding(facts.path,
                            f"uses initial-exec TLS (DF_STATIC_TLS, PT_TLS {facts.tls_memsz} bytes per thread) "
                            "from the static TLS block each namespace shares",
-                           symbol="PT_TLS")
+                           symbol="PT_TLS", data={"segment": "PT_TLS", "tls_bytes": str(facts.tls_memsz)})

@@ -40,7 +40,7 @@ from typing import Iterator
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Fixable, Rule
 
-from interpkit.analyzer.rules.elf._text import examples
+from interpkit.analyzer.rules.elf._text import examples, symbols_data
 
 RULE = Rule(
     code="IK201",
@@ -65,4 +65,5 @@ def check(facts) -> Iterator[Finding]:
         return
     named = f": {examples(facts.static_type_objects)}" if facts.static_type_objects else ""
     yield RULE.finding(facts.path, f"readies static type objects with `PyType_Ready` and creates no heap types{named}",
-                       symbol=facts.static_type_objects[0] if facts.static_type_objects else "PyType_Ready")
+                       symbol=facts.static_type_objects[0] if facts.static_type_objects else "PyType_Ready",
+                       data=symbols_data(list(facts.static_type_objects) or ["PyType_Ready"]))

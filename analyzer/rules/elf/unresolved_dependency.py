@@ -51,4 +51,4 @@ def check(facts) -> Iterator[Finding]:
         # libpython is whatever interpreter loads the extension: it is already in the process.
         if path is None and not soname.startswith("libpython"):
             yield RULE.finding(facts.path, f"cannot find `{soname}` (not on its RPATH/RUNPATH or the system paths)",
-                               symbol=soname)
+                               symbol=soname, data={"library": soname})

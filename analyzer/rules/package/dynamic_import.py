@@ -62,7 +62,7 @@ class DynamicImport(SourceRule):
             return
         target = call_argument(node, 0, "name")
         if target is not None and not is_literal_string(target):
-            self.report(node, f"`{name.removeprefix('builtins.')}` imports a computed name the packager cannot see")
+            self.report(node, f"`{name.removeprefix('builtins.')}` imports a computed name the packager cannot see", data={"call": name})
 
 
 VISITOR = DynamicImport

@@ -104,7 +104,7 @@ class FileRelativeResource(SourceRule):
             return
         name = self._is_path_call(node)
         if name and _mentions_file(node):
-            self.report(node, f"`{name.removeprefix('builtins.')}` builds a path from `__file__`, which does not exist inside a torch.package archive")
+            self.report(node, f"`{name.removeprefix('builtins.')}` builds a path from `__file__`, which does not exist inside a torch.package archive", data={"call": name})
             self.reported_depth = 1
 
     def leave_Call(self, original_node: cst.Call) -> None:

@@ -70,7 +70,7 @@ class PackageResourceApi(SourceRule):
     def visit_Call(self, node: cst.Call) -> None:
         name = self.matched_name(node.func, LOOKUPS)
         if name:
-            self.report(node, f"`{name}` cannot find data or metadata for a module loaded from a torch.package archive")
+            self.report(node, f"`{name}` cannot find data or metadata for a module loaded from a torch.package archive", data={"call": name})
 
 
 VISITOR = PackageResourceApi

@@ -131,7 +131,7 @@ class ModuleLevelRegistry(SourceRule):
         for name, node in self.containers.items():
             if name in mutated:
                 self.report(node, f"`{name}` is a module-level registry filled from functions; "
-                                  "each interpreter gets its own copy")
+                                  "each interpreter gets its own copy", data={"name": name})
 
 
 VISITOR = ModuleLevelRegistry

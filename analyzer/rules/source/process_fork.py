@@ -67,11 +67,11 @@ class ProcessFork(SourceRule):
     def visit_Call(self, node: cst.Call) -> None:
         name = self.matched_name(node.func, FORKS)
         if name:
-            self.report(node, f"`{name}` forks the whole multi-interpreter process")
+            self.report(node, f"`{name}` forks the whole multi-interpreter process", data={"call": name})
             return
         name = self.matched_name(node.func, MP_CONSTRUCTORS)
         if name:
-            self.report(node, f"`{name}` starts a process with the default start method (fork on Linux)")
+            self.report(node, f"`{name}` starts a process with the default start method (fork on Linux)", data={"call": name})
             return
         name = self.matched_name(node.func, MP_CHOOSERS)
         if name:
@@ -82,7 +82,7 @@ class ProcessFork(SourceRule):
             return
         name = self.matched_name(node.func, PROCESS_POOL)
         if name and call_argument(node, 1, "mp_context") is None:
-            self.report(node, f"`{name}` without mp_context forks worker processes on Linux")
+            self.report(node, f"`{name}` without mp_context forks worker processes on Linux", data={"call": name})
 
 
 VISITOR = ProcessFork

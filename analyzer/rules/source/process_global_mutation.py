@@ -115,7 +115,7 @@ class ProcessGlobalMutation(SourceRule):
         name = self.matched_name(func, CALLS)
         if name:
             what, severity, verdicts = CALLS[name]
-            self.report(node, f"`{name}` changes {what}", severity=severity, verdicts=verdicts)
+            self.report(node, f"`{name}` changes {what}", severity=severity, verdicts=verdicts, data={"call": name})
 
 
 VISITOR = ProcessGlobalMutation

@@ -81,7 +81,7 @@ class RtldGlobalLoad(SourceRule):
     def visit_Call(self, node: cst.Call) -> None:
         loader = self.matched_name(node.func, LOADERS)
         if loader and self._has_rtld_global(call_argument(node, 1, "mode")):
-            self.report(node, f"`{loader}` loads a library with RTLD_GLOBAL (crashes inside a dlmopen namespace)")
+            self.report(node, f"`{loader}` loads a library with RTLD_GLOBAL (crashes inside a dlmopen namespace)", data={"call": loader})
             return
         if self.matched_name(node.func, {"sys.setdlopenflags"}) and self._has_rtld_global(call_argument(node, 0, "flags")):
             self.report(node, "`sys.setdlopenflags` adds RTLD_GLOBAL to every later extension import")

@@ -64,18 +64,18 @@ class RuntimeOpLibraryLoad(SourceRule):
     def visit_Call(self, node: cst.Call) -> None:
         name = self.matched_name(node.func, LOADS)
         if name:
-            self.report(node, f"`{name}` registers operators in libtorch's process-wide registry")
+            self.report(node, f"`{name}` registers operators in libtorch's process-wide registry", data={"call": name})
             return
         name = self.matched_name(node.func, REGISTRATIONS)
         if name:
-            self.report(node, f"`{name}` registers a Python kernel in libtorch's process-wide dispatcher")
+            self.report(node, f"`{name}` registers a Python kernel in libtorch's process-wide dispatcher", data={"call": name})
 
     def visit_Decorator(self, node: cst.Decorator) -> None:
         target = node.decorator.func if isinstance(node.decorator, cst.Call) else node.decorator
         name = self.matched_name(target, REGISTRATIONS)
         # a decorator call is also visited by visit_Call; report bare decorators only here
         if name and not isinstance(node.decorator, cst.Call):
-            self.report(node, f"`@{name}` registers a Python kernel in libtorch's process-wide dispatcher")
+            self.report(node, f"`@{name}` registers a Python kernel in libtorch's process-wide dispatcher", data={"call": name})
 
 
 VISITOR = RuntimeOpLibraryLoad

@@ -59,7 +59,7 @@ class SignalHandler(SourceRule):
     def visit_Call(self, node: cst.Call) -> None:
         name = self.matched_name(node.func, SIGNAL_CALLS)
         if name:
-            self.report(node, f"`{name}` changes process-wide signal handling (main interpreter's main thread only)")
+            self.report(node, f"`{name}` changes process-wide signal handling (main interpreter's main thread only)", data={"call": name})
 
 
 VISITOR = SignalHandler

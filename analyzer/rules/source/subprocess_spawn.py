@@ -66,7 +66,7 @@ class SubprocessSpawn(SourceRule):
     def visit_Call(self, node: cst.Call) -> None:
         name = self.matched_name(node.func, SPAWNS)
         if name:
-            self.report(node, f"`{name}` starts a child program (exec is refused in isolated subinterpreters)")
+            self.report(node, f"`{name}` starts a child program (exec is refused in isolated subinterpreters)", data={"call": name})
 
 
 VISITOR = SubprocessSpawn
