@@ -22,7 +22,7 @@ def configure_parser(sub) -> None:
     parser.add_argument("--site-packages", type=Path, metavar="DIR", help="verify every extension of an environment")
     parser.add_argument("--interpreters", "-n", type=positive_int, default=2, metavar="N",
                         help="interpreters per probe (default: 2; at most 15 with namespaces)")
-    parser.add_argument("--backend", choices=("namespaces", "subinterpreters"), default="namespaces")
+    parser.add_argument("--backend", choices=("namespaces", "subinterpreters", "copies"), default="namespaces")
     parser.add_argument("--python", metavar="VERSION", help="Python for the subinterpreters backend (default: 3.13)")
     parser.add_argument("--subinterpreter-config", choices=("isolated", "legacy"), default="isolated",
                         help="own-GIL isolated (default) or legacy shared-GIL subinterpreters")
