@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from interpkit.analyzer.config import Config
-from interpkit.core.findings import FileResult
+from interpkit.core.findings import FileKind, FileResult
 from interpkit.analyzer.source.imports import ModuleKind, build_import_graph, module_name_for
 from interpkit.analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
 from interpkit.analyzer.source.walk import analyze_source_files
@@ -53,16 +53,27 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
             _attach_chain(fr, graph.chain_to(fr.module))
     results.extend(python_results)
 
+    _report_missing_op_libraries(graph, results, config)
     extensions = [n for n in graph.of_kind(ModuleKind.EXTENSION) if n.path is not None]
-    if extensions and elf_analyzer is not None:
+    # Op libraries (no PyInit_) reach the process through torch.ops.load_library, not import:
+    # scanned like extensions, reached through the module that loads them.
+    op_libraries = {str(load.path.resolve()): load for load in graph.op_libraries if load.path is not None and load.exists}
+    elf_inputs = [n.path for n in extensions] + [Path(p) for p in op_libraries
+                                                  if p not in {str(n.path.resolve()) for n in extensions}]
+    if elf_inputs and elf_analyzer is not None:
         by_path = {str(n.path.resolve()): n for n in extensions}
-        elf_results = elf_analyzer([n.path for n in extensions], config, closure=config.follow_closure)
+        elf_results = elf_analyzer(elf_inputs, config, closure=config.follow_closure)
         chains: dict[str, tuple[str, ...]] = {}
         for fr in elf_results:
-            node = by_path.get(str(Path(fr.path).resolve()))
+            key = str(Path(fr.path).resolve())
+            node = by_path.get(key)
             if node is not None:
                 fr.module = fr.module or node.name
-                chains[str(Path(fr.path).resolve())] = graph.chain_to(node.name)
+                chains[key] = graph.chain_to(node.name)
+            elif key in op_libraries:
+                load = op_libraries[key]
+                fr.facts["loaded_by"] = {"module": load.module, "line": load.line, "call": load.call}
+                chains[key] = graph.chain_to(load.module) + (Path(fr.path).name,)
         # libraries of the DT_NEEDED closure: the chain of whoever needed them, then their name
         pending = [fr for fr in elf_results if str(Path(fr.path).resolve()) not in chains and fr.facts.get("needed_by")]
         while pending:
@@ -90,6 +101,32 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     extras["imports"] = graph.to_json()
     extras["packaging_plan"] = plan_json
     return results, extras
+
+
+def _report_missing_op_libraries(graph, results: list[FileResult], config: Config) -> None:
+    """IK410 for each load_library path that names no file, on the loading module's entry.
+
+    The rule pass finds what one file shows on its own; this adds what only the graph shows
+    (helpers in other modules, installed packages), each (file, line) once."""
+    from interpkit.analyzer.rules.source import missing_op_library as rule
+
+    if not config.enabled(rule.RULE.code):
+        return
+    by_path = {str(Path(fr.path).resolve()): fr for fr in results}
+    for load in graph.op_libraries:
+        if load.path is None or load.exists:
+            continue
+        key = str(Path(load.source).resolve())
+        fr = by_path.get(key)
+        if fr is None:
+            fr = by_path[key] = FileResult(Path(load.source), FileKind.PYTHON, module=load.module)
+            _attach_chain(fr, graph.chain_to(load.module))
+            results.append(fr)
+        if any(f.code == rule.RULE.code and f.line == load.line for f in fr.findings):
+            continue
+        fr.findings.append(replace(rule.RULE.finding(Path(load.source), rule.message_for(load), line=load.line, column=1),
+                                   chain=graph.chain_to(load.module)))
+        fr.compute_verdicts()
 
 
 def _attach_chain(fr: FileResult, chain: tuple[str, ...]) -> None:

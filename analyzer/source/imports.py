@@ -66,6 +66,9 @@ class ImportGraph:
     # first importer that reached each module: a BFS tree, so chains are shortest
     parent: dict[str, str] = field(default_factory=dict)
     search_path: list[str] = field(default_factory=list)
+    # torch.ops/torch.classes.load_library calls and where they point (op_loads.OpLibraryLoad):
+    # op libraries have no PyInit_, so no import statement reaches them.
+    op_libraries: list = field(default_factory=list)
 
     def chain_to(self, name: str) -> tuple[str, ...]:
         """Shortest import chain from an entry module to `name` (entry first)."""
@@ -88,6 +91,7 @@ class ImportGraph:
             "modules": [self.nodes[n].to_json() for n in sorted(self.nodes)],
             "edges": {k: sorted(v) for k, v in sorted(self.edges.items()) if v},
             "counts": {k.value: len(self.of_kind(k)) for k in ModuleKind},
+            "op_libraries": [load.to_json() for load in self.op_libraries],
         }
 
 
@@ -350,6 +354,9 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
             for target in targets:
                 _ensure(graph, resolver, target, name, is_local, queue,
                         conditional=ref.conditional, type_checking=ref.type_checking)
+    from interpkit.analyzer.source.op_loads import find_op_library_loads
+
+    graph.op_libraries = find_op_library_loads(graph)
     return graph
 
 
