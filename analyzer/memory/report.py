@@ -190,7 +190,8 @@ class MemoryReport:
                     ("Δ Pss/interp", "right"), ("files priv.", "right"), ("heap", "right"),
                     ("estimate low–high", "right"), ("err files", "right"), ("err total", "right"), ("RSS", "right"))
         for heading, justify in headings:
-            table.add_column(heading, justify=justify, style="dim" if heading == "RSS" else None, no_wrap=True)
+            # headings may wrap at spaces to fit the console's width; numbers have none to wrap at
+            table.add_column(heading, justify=justify, style="dim" if heading == "RSS" else None)
         for row in self.rows:
             if row.error:
                 state = "skipped" if row.error.startswith("skipped") else "[red]failed[/red]"

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from interpkit.core.errors import InputError
+from interpkit.analyzer.output import add_exit_zero_argument, add_output_arguments, positive_seconds
 
 _BACKEND_CHOICES = ("namespaces", "subinterpreters", "processes", "threads", "all")
 
@@ -37,12 +38,12 @@ def configure_parser(sub) -> None:
     parser.add_argument("--no-follow-imports", action="store_true",
                         help="estimate from the named modules' own extension files, not everything they import")
     parser.add_argument("--estimate-only", action="store_true", help="print the static estimate; start nothing")
-    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_seconds, default=600.0, metavar="SECONDS",
                         help="limit per measurement (default: %(default)g)")
-    parser.add_argument("--memory-limit", type=int, default=8192, metavar="MIB",
+    parser.add_argument("--memory-limit", type=_mebibytes, default=8192, metavar="MIB",
                         help="kill a measurement whose processes hold more resident memory (default: %(default)d)")
-    parser.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+    add_output_arguments(parser, formats=("table", "json"))
+    add_exit_zero_argument(parser, "measurements that failed")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="also draw memory vs N per backend (needs matplotlib)")
     parser.set_defaults(func=run)
 
@@ -54,6 +55,16 @@ def _backends(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"cannot measure {', '.join(unknown) or text!r} "
                                          f"(choose from {', '.join(_BACKEND_CHOICES)})")
     return list(_BACKEND_CHOICES[:-1]) if "all" in names else list(dict.fromkeys(names))
+
+
+def _mebibytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of MiB: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 MiB, got {text!r}")
+    return value
 
 
 def _counts(text: str) -> list[int]:
@@ -73,8 +84,16 @@ def run(args) -> int:
     from interpkit.analyzer.memory.report import MemoryReport
     from interpkit.analyzer.output import emit
 
+    from interpkit.analyzer.output import check_namespace_count, require_paths
+
     if not args.paths and not args.modules:
         raise InputError("cannot measure nothing (give extension PATHs or --import MOD)")
+    require_paths(args.paths, "measure")
+    for path in args.paths:
+        if path.is_dir() and not any(path.rglob("*.so")):
+            raise InputError(f"cannot measure {path} (no extension modules in it)")
+    if "namespaces" in args.backend and not args.estimate_only:
+        check_namespace_count(max(args.interpreters))
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401 - fail before minutes of measuring, not after
@@ -87,7 +106,8 @@ def run(args) -> int:
     if not args.estimate_only:
         backends = args.backend
         console = err_console()
-        with console.status("measuring", spinner="dots") if sys.stderr.isatty() else _Quiet() as status:
+        show = sys.stderr.isatty() and not args.quiet
+        with console.status("measuring", spinner="dots") if show else _Quiet() as status:
             def progress(message: str) -> None:
                 if status is not None:
                     status.update(message)
@@ -103,7 +123,8 @@ def run(args) -> int:
     if args.plot is not None:
         report.plot(args.plot)
     # A backend that was asked for and could not be measured is a failed check.
-    return 1 if any(row.error and not row.error.startswith("skipped") for row in report.rows) else 0
+    failed = any(row.error and not row.error.startswith("skipped") for row in report.rows)
+    return 0 if args.exit_zero else int(failed)
 
 
 class _Quiet:
@@ -115,21 +136,14 @@ class _Quiet:
 
 
 def _print_table(report, output: Path | None) -> None:
-    from interpkit.analyzer.console import out_console
-    from interpkit.analyzer.output import emit
-
     from io import StringIO
 
-    from rich.console import Console
+    from interpkit.analyzer.console import file_console, out_console
+    from interpkit.analyzer.output import emit
 
     if output is None:
-        console = out_console()
-        if not console.is_terminal:
-            # Piped output would get rich's 80 columns, too narrow for eleven.
-            console = Console(width=150, highlight=False, soft_wrap=False)
-        console.print(report)
+        out_console().print(report)  # the terminal's width, or unbounded off a terminal
         return
-
     buffer = StringIO()
-    Console(file=buffer, width=160, no_color=True, highlight=False).print(report)
+    file_console(buffer).print(report)
     emit(buffer.getvalue(), output)
