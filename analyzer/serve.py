@@ -200,6 +200,42 @@ class ServeResult:
             "check": self.check.as_dict(),
         }
 
+    def to_json(self) -> dict:
+        """The ``interpkit-run/1`` report (the same document as ``as_dict``)."""
+        return self.as_dict()
+
+    def __rich_console__(self, console, options):
+        from rich.table import Table
+
+        data = self.as_dict()
+        latency, memory, check = data["latency_ms"], data["memory"], data["check"]
+        table = Table(title=f"interpkit run {Path(self.archive).name}", show_header=True, title_justify="left")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_row("model", data["model"]["model_type"])
+        table.add_row("interpreters", str(self.interpreters))
+        table.add_row("requests (batch)", f"{self.requests} ({self.batch})")
+        table.add_row("requests per interpreter", " / ".join(str(n) for n in self.per_interpreter_requests))
+        table.add_row("model load (all interpreters)", f"{self.load_seconds:.2f} s")
+        table.add_row("wall time", f"{self.wall_seconds:.3f} s")
+        table.add_row("throughput", f"{data['throughput_rps']:,.1f} requests/s")
+        for name in ("p50", "p90", "p99"):
+            table.add_row(f"latency {name}", f"{latency[name]:.2f} ms")
+        table.add_row("memory Pss (process)", _mib(memory["pss_bytes"]))
+        table.add_row("memory Pss per interpreter", _mib(memory["pss_per_interpreter_bytes"]))
+        table.add_row("memory Rss (over-counts shared pages)", _mib(memory["rss_bytes"]))
+        if check["performed"]:
+            verdict = ("equal" if check["equal"]
+                       else f"{check['mismatches']} differ (first: request {check['first_mismatch']})")
+            table.add_row("answers vs 1 interpreter", f"{verdict} ({check['compared']} compared)")
+        else:
+            table.add_row("answers vs 1 interpreter", "not checked (--no-check)")
+        yield table
+
+
+def _mib(value: int) -> str:
+    return f"{value / (1 << 20):,.1f} MiB"
+
 
 # ---------------------------------------------------------------------------- serving
 

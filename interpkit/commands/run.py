@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from interpkit.core.errors import InputError
-from interpkit.analyzer.output import positive_int
+from interpkit.analyzer.output import add_exit_zero_argument, add_output_arguments, positive_int, positive_seconds
 
 _PROTOCOL = """\
 serving protocol: the archive holds the model as resource interpkit/model.pkl (called as
@@ -30,7 +30,7 @@ def configure_parser(sub) -> None:
     )
     parser.add_argument("archive", type=Path, metavar="MODEL.pt", help="torch.package archive to serve")
     parser.add_argument("--interpreters", "-n", type=positive_int, default=2, metavar="N",
-                        help="interpreters to serve from (default: %(default)s)")
+                        help="interpreters to serve from (default: %(default)s; at most 15)")
     parser.add_argument("--requests", "-k", type=positive_int, default=200, metavar="K",
                         help="requests to serve (default: %(default)s)")
     parser.add_argument("--batch", "-b", type=positive_int, default=1, metavar="B",
@@ -39,34 +39,45 @@ def configure_parser(sub) -> None:
                         help="intra-op threads per interpreter; 0 keeps torch's default (default: %(default)s)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip replaying the requests in one interpreter to compare the answers")
-    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_seconds, default=600.0, metavar="SECONDS",
                         help="limit per call into an interpreter (default: %(default)g)")
-    parser.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+    add_output_arguments(parser, formats=("table", "json"))
+    add_exit_zero_argument(parser, "answers that differ")
     parser.set_defaults(func=run)
 
 
 
 
 def run(args) -> int:
-    from interpkit.analyzer.console import err_console
-    from interpkit.analyzer.output import emit
+    from interpkit.analyzer.console import err_console, is_quiet
+    from interpkit.analyzer.output import check_namespace_count, emit
     from interpkit.analyzer.serve import serve_package
 
+    check_namespace_count(args.interpreters)
     if args.torch_threads < 0:
         raise InputError(f"cannot use --torch-threads {args.torch_threads} (must be 0 or more)")
     if args.output is not None and not (args.output.parent.is_dir() or str(args.output.parent) == ""):
         raise InputError(f"cannot write {args.output} (no such directory {args.output.parent})")
     console = err_console()
-    with _progress_bar(console) as progress:
+    with _progress_bar(console, enabled=not is_quiet()) as progress:
         result = serve_package(args.archive, interpreters=args.interpreters, requests=args.requests,
                                batch=args.batch, check=not args.no_check, torch_threads=args.torch_threads,
                                timeout=args.timeout, progress=progress)
     if args.format == "json":
-        emit(json.dumps(result.as_dict(), indent=2) + "\n", args.output)
+        emit(json.dumps(result.to_json(), indent=2) + "\n", args.output)
+    elif args.output:
+        from io import StringIO
+
+        from interpkit.analyzer.console import file_console
+
+        buffer = StringIO()
+        file_console(buffer).print(result)
+        emit(buffer.getvalue(), args.output)
     else:
-        emit(_table(result), args.output)
-    return 1 if result.check.equal is False else 0
+        from interpkit.analyzer.console import out_console
+
+        out_console().print(result)
+    return 0 if args.exit_zero or result.check.equal is not False else 1
 
 
 class _progress_bar:
@@ -74,13 +85,14 @@ class _progress_bar:
 
     _LABELS = {"load": "loading model", "serve": "serving", "check": "checking answers"}
 
-    def __init__(self, console) -> None:
+    def __init__(self, console, *, enabled: bool = True) -> None:
         self.console = console
+        self.enabled = enabled
         self.progress = None
         self.tasks: dict[str, int] = {}
 
     def __enter__(self):
-        if not self.console.is_terminal:
+        if not self.console.is_terminal or not self.enabled:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -97,42 +109,3 @@ class _progress_bar:
     def __exit__(self, *exc_info) -> None:
         if self.progress is not None:
             self.progress.stop()
-
-
-def _mib(value: int) -> str:
-    return f"{value / (1 << 20):,.1f} MiB"
-
-
-def _table(result) -> str:
-    from io import StringIO
-
-    from rich.console import Console
-    from rich.table import Table
-
-    data = result.as_dict()
-    latency = data["latency_ms"]
-    memory = data["memory"]
-    check = data["check"]
-    table = Table(title=f"interpkit run {Path(result.archive).name}", show_header=True, title_justify="left")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("model", data["model"]["model_type"])
-    table.add_row("interpreters", str(result.interpreters))
-    table.add_row("requests (batch)", f"{result.requests} ({result.batch})")
-    table.add_row("requests per interpreter", " / ".join(str(n) for n in result.per_interpreter_requests))
-    table.add_row("model load (all interpreters)", f"{result.load_seconds:.2f} s")
-    table.add_row("wall time", f"{result.wall_seconds:.3f} s")
-    table.add_row("throughput", f"{data['throughput_rps']:,.1f} requests/s")
-    for name in ("p50", "p90", "p99"):
-        table.add_row(f"latency {name}", f"{latency[name]:.2f} ms")
-    table.add_row("memory Pss (process)", _mib(memory["pss_bytes"]))
-    table.add_row("memory Pss per interpreter", _mib(memory["pss_per_interpreter_bytes"]))
-    table.add_row("memory Rss (over-counts shared pages)", _mib(memory["rss_bytes"]))
-    if check["performed"]:
-        verdict = "equal" if check["equal"] else f"{check['mismatches']} differ (first: request {check['first_mismatch']})"
-        table.add_row("answers vs 1 interpreter", f"{verdict} ({check['compared']} compared)")
-    else:
-        table.add_row("answers vs 1 interpreter", "not checked (--no-check)")
-    buffer = StringIO()
-    Console(file=buffer, width=100, highlight=False, soft_wrap=False, color_system=None).print(table)
-    return buffer.getvalue()
