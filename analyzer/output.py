@@ -135,4 +135,12 @@ def exit_status(report: Report, fail_on: Severity) -> int:
         return 1
     if any(fr.error for fr in report.files):
         return 1
+    if export_check_failed(report):
+        return 1
     return 0
+
+
+def export_check_failed(report: Report) -> bool:
+    """The packaging plan's real export ran and did not export, or did not import back."""
+    check = (report.extras.get("packaging_plan") or {}).get("export_check") or {}
+    return bool(check.get("ran")) and not (check.get("ok") and check.get("loads"))

@@ -117,6 +117,10 @@ def summary_line(report: Report) -> Text:
     )
     if s["errors"]:
         text.append(f", {s['errors']} unreadable", style="bold red")
+    from interpkit.analyzer.output import export_check_failed
+
+    if export_check_failed(report):
+        text.append(", export check failed", style="bold red")
     exts = s["kinds"].get("extension", 0)
     if exts:
         ok = {b: s["extension_verdicts"][b]["ok"] for b in s["extension_verdicts"]}

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path, PurePosixPath
 
 from interpkit.analyzer.archive import check_archive, open_archive, read_member, serialized_torch_format
@@ -89,6 +90,18 @@ def plan_packaging(graph: ImportGraph) -> PackagingPlan:
             plan.mock += _patterns(top, is_package)
             plan.reasons[top] = "imported only for type checking"
             continue
+        loader = next((load for load in graph.op_libraries if load.module.partition(".")[0] == top and load.exists), None)
+        if loader is not None and not any(n.local for n in nodes):
+            plan.extern += _patterns(top, is_package)
+            plan.reasons[top] = f"loads an op library ({Path(loader.path).name})"
+            continue
+        installed = _installed_distribution(head.path) if not any(n.local for n in nodes) else None
+        if installed is not None:
+            # Interning an installed package copies its source into every archive and makes
+            # the exporter import all of it; the serving host has it installed anyway.
+            plan.extern += _patterns(top, is_package)
+            plan.reasons[top] = f"installed distribution {installed}"
+            continue
         if not any(n.local for n in nodes) and head.path is not None and head.is_package \
                 and package_has_extension(head.path.parent):
             # imports were not followed this deep, but the folder carries compiled code
@@ -99,6 +112,39 @@ def plan_packaging(graph: ImportGraph) -> PackagingPlan:
         plan.reasons[top] = "the model's own code" if any(n.local for n in nodes) else "pure Python"
     plan.save_modules = list(graph.roots)
     return plan
+
+
+def _installed_distribution(path: Path | None) -> str | None:
+    """`name version` of the distribution that installed the module at path, or None when it
+    is not under a site-packages folder (the model's own code, a --python-path folder)."""
+    if path is None:
+        return None
+    for parent in Path(path).parents:
+        if parent.name in ("site-packages", "dist-packages"):
+            top = Path(path).relative_to(parent).parts[0]
+            top = top.split(".", 1)[0] if top.endswith((".py", ".so")) else top
+            return _distributions_in(parent).get(top, "(no metadata)")
+    return None
+
+
+@cache
+def _distributions_in(site_packages: Path) -> dict[str, str]:
+    """Top-level import name -> `name version`, from each .dist-info in one site-packages."""
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for dist in metadata.distributions(path=[str(site_packages)]):
+        try:
+            label = f"{dist.metadata['Name']} {dist.version}"
+            tops = (dist.read_text("top_level.txt") or "").split()
+            if not tops:
+                tops = sorted({PurePosixPath(str(f)).parts[0].split(".")[0] for f in (dist.files or [])
+                               if not str(f).startswith(("..", "/")) and ".dist-info" not in str(f)})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for name in tops:
+            out.setdefault(name, label)
+    return out
 
 
 def _check_script(plan: PackagingPlan) -> str:
@@ -158,10 +204,15 @@ def _last_error_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     if not lines:
         return "export failed (no error output)"
-    # PackagingError lists every broken module after its first line; keep the exception line
-    for line in reversed(lines):
-        if "Error" in line.split(":")[0]:
-            return line[:300]
+    for index in range(len(lines) - 1, -1, -1):
+        head, colon, message = lines[index].partition(":")
+        if "Error" in head and colon:
+            if message.strip():
+                return lines[index][:300]
+            # PackagingError prints an empty first line and lists what is wrong after it
+            # ("* Module did not match against any action pattern ...", then the modules).
+            details = "; ".join(lines[index + 1:index + 7])
+            return f"{head.rpartition('.')[2]}: {details}"[:300] if details else lines[index][:300]
     return lines[-1][:300]
 
 
@@ -174,7 +225,9 @@ def scan_package_archive(archive: Path, config: Config) -> tuple[list[FileResult
     archive = Path(archive)
     other = serialized_torch_format(archive)
     if other is not None:  # TorchScript or torch.save data: reported as what it is, not as unreadable
-        from interpkit.analyzer.rules.inputs import serialized_model_not_package as rule
+        from interpkit.analyzer.registry import rule_named
+
+        rule = rule_named("inputs", "serialized-model-not-package").module
 
         head = FileResult(archive, FileKind.ARCHIVE, facts={"format": other},
                           findings=[f for f in rule.check(archive, other) if config.keep(f)])
