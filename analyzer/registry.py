@@ -141,6 +141,16 @@ def all_rules() -> dict[str, RegisteredRule]:
     return dict(sorted(table.items()))
 
 
+def rule_named(kind: str, name: str) -> RegisteredRule:
+    """One rule of a scan kind by its stable name ("python-syntax-error"), for the engines that
+    call a rule's helpers themselves: they ask here instead of importing the rule module, so
+    rules may import the engines (walk.py, elf facts) without a cycle."""
+    for registered in rules_for(kind):
+        if registered.rule.name == name:
+            return registered
+    raise KeyError(f"no {kind} rule named {name!r}")
+
+
 def rules_of(package_name: str) -> list[RegisteredRule]:
     """The rules of one family package, e.g. "interpkit.analyzer.rules.elf"."""
     return list(_family(package_name))

@@ -108,7 +108,9 @@ def _report_missing_op_libraries(graph, results: list[FileResult], config: Confi
 
     The rule pass finds what one file shows on its own; this adds what only the graph shows
     (helpers in other modules, installed packages), each (file, line) once."""
-    from interpkit.analyzer.rules.source import missing_op_library as rule
+    from interpkit.analyzer.registry import rule_named
+
+    rule = rule_named("source", "missing-op-library").module
 
     if not config.enabled(rule.RULE.code):
         return

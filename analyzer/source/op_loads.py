@@ -484,11 +484,11 @@ def _as_load(module: _Module, line: int, call: str, expression: str, value, at_i
 
 def find_op_library_loads(graph) -> list[OpLibraryLoad]:
     """Loads in every Python module of an import graph (interpkit.analyzer.source.imports.ImportGraph)."""
-    from interpkit.analyzer.source.imports import ModuleKind
-
     def source_of(name: str):
         node = graph.nodes.get(name)
-        if node is None or node.kind is not ModuleKind.PYTHON or node.path is None or node.path.suffix != ".py":
+        # ModuleKind is a str enum; comparing with its value keeps imports.py (which calls this
+        # module) out of this module's imports: no cycle.
+        if node is None or node.kind != "python" or node.path is None or node.path.suffix != ".py":
             return None
         return node.path, node.is_package
 

@@ -35,7 +35,7 @@ from libcst.metadata import (
 
 from interpkit.analyzer.config import Config, is_suppressed
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
-from interpkit.analyzer.registry import RegisteredRule, Rule, rules_for
+from interpkit.analyzer.registry import RegisteredRule, Rule, rule_named, rules_for
 
 
 class FileContext:
@@ -239,7 +239,7 @@ def decode_source(data: bytes) -> str:
 
 def _syntax_error_finding(path: Path, exc: SyntaxError, config: Config) -> list[Finding]:
     # The IK9xx rule comes from the registry like every rule: the engine never imports a rule module.
-    (syntax_error,) = (r for r in rules_for("inputs") if r.rule.name == "python-syntax-error")
+    syntax_error = rule_named("inputs", "python-syntax-error")
     return [syntax_error.module.finding_for(path, exc)] if config.enabled(syntax_error.rule.code) else []
 
 
