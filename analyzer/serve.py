@@ -13,9 +13,9 @@ example model. Answers cross interpreters as pickles of plain Python (tensors be
 inside the interpreter, analyzer/serve_worker.py), so the host process never imports torch.
 
 ``serve_package`` loads the archive once per interpreter (``PackageImporter(path).load_pickle``),
-feeds the requests from a thread pool (one client thread per interpreter, DESIGN.md fact 4),
+feeds the requests from a thread pool (one client thread per interpreter, docs/facts.md fact 4),
 times each call, reads the process's Pss from smaps (RSS counts the namespaces' shared file
-pages N times, DESIGN.md fact 6), then replays the same batches in interpreter 0 alone and
+pages N times, docs/facts.md fact 6), then replays the same batches in interpreter 0 alone and
 checks that every answer is equal.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
     python bench/elf_speed.py [LIBRARY.so]     (default: torch's libtorch_cpu.so)
 
 Prints wall time of each way of listing the dynamic symbol names, their ratios, and whether
-the names agree. Speed is reported, never asserted (STYLE.md convention 10).
+the names agree. Speed is reported, never asserted (docs/conventions.md convention 10).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ post-processing, loaded by analyzer/serve_worker.py), ``--requests`` requests in
 * 2 threads, 1 interpreter: two threads inside interpreter 0 (timed there);
 * 2 processes: a ``multiprocessing`` spawn pool of two, fed by two client threads.
 
-Memory (Pss, not Rss: DESIGN.md fact 6) of the same model loaded and serving is measured by
+Memory (Pss, not Rss: docs/facts.md fact 6) of the same model loaded and serving is measured by
 analyzer/memory in bounded child processes: namespaces with 1 and 2 interpreters, 2 threads,
 2 processes (the sum of their Pss). Targets: 2 interpreters >= 1.8x the throughput of one and
 >= 1.6x that of 2 threads, and less memory than 2 processes. The last line sums everything up.

@@ -3,7 +3,7 @@
 Interpreter k is started while interpreters 1..k-1 stay alive (each a ``native.Runtime(1)`` of
 its own, so the k-th costs one more ``dlmopen`` namespace): its start (dlmopen of libpython,
 initialization, bootstrap) and its ``import torch`` are timed separately, and the process's
-Pss after each step shows what one more interpreter costs (DESIGN.md fact 6: Pss, not Rss).
+Pss after each step shows what one more interpreter costs (docs/facts.md fact 6: Pss, not Rss).
 The reference is a fresh ``python -c "import torch"`` process, timed from this one, repeated
 as often as there are interpreters and interleaved with them, best of all. Nothing asserted.
 

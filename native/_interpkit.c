@@ -304,7 +304,7 @@ Runtime_dealloc(RuntimeObject *self)
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     if (self->runtime != NULL) {
-        /* Never leave worker threads holding their GILs (DESIGN.md fact 7). */
+        /* Never leave worker threads holding their GILs (docs/facts.md fact 7). */
         ik_runtime *runtime = self->runtime;
         self->runtime = NULL;
         Py_BEGIN_ALLOW_THREADS

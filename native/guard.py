@@ -3,7 +3,7 @@
 Run first in every namespaced interpreter (the runtime's bootstrap calls ``install()``).
 
 Why: ``dlopen(..., RTLD_GLOBAL)`` from code in a namespace other than the base one crashes
-glibc 2.36 in ``add_to_global_resize`` (DESIGN.md fact 3), and ``import torch`` does exactly
+glibc 2.36 in ``add_to_global_resize`` (docs/facts.md fact 3), and ``import torch`` does exactly
 that (``ctypes.CDLL(libtorch_global_deps.so, mode=RTLD_GLOBAL)``). Inside a namespace,
 RTLD_GLOBAL buys nothing anyway: every object the interpreter loads already lands in its own
 namespace, and dependencies are resolved through DT_NEEDED. So the guard turns RTLD_GLOBAL

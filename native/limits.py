@@ -1,6 +1,6 @@
 """Where the namespaces runtime hits glibc's limits, and the errors that name them.
 
-DESIGN.md fact 5: glibc 2.36 has 16 link-map namespaces, the base one included, so at most
+docs/facts.md fact 5: glibc 2.36 has 16 link-map namespaces, the base one included, so at most
 ``NAMESPACE_CEILING`` = 15 interpreters, and only when ``GLIBC_TUNABLES=glibc.rtld.nns=16``
 was set before the process started (the tunable sizes the static TLS reserve that every
 namespace's libc takes a bite of). With the default tunables the 12th ``dlmopen`` fails with

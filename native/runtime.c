@@ -1,6 +1,6 @@
 /* runtime.c -- N CPython interpreters in one process, one link-map namespace
  * and one OS thread each.  See include/interpkit.h for the contract and
- * /work/shared/DESIGN.md for the measured facts cited below.
+ * docs/facts.md for the measured facts cited below.
  *
  * Nothing in this file calls the host's Python C API: every Py* call goes
  * through a function pointer looked up with dlsym on the namespace's own
@@ -30,7 +30,7 @@
 
 /* Functions (and one data symbol) used inside a namespace, resolved with
  * dlsym on that namespace's handle.  ik_ctype_init belongs to the
- * namespace's own libc (DESIGN.md fact 2). */
+ * namespace's own libc (docs/facts.md fact 2). */
 typedef struct ik_api {
     void (*ik_ctype_init)(void);
     void (*PyConfig_InitPythonConfig)(PyConfig *);
@@ -359,7 +359,7 @@ static void *
 ik_worker_main(void *arg)
 {
     ik_worker *w = arg;
-    /* DESIGN.md fact 2: this thread was created by the base namespace's libc;
+    /* docs/facts.md fact 2: this thread was created by the base namespace's libc;
      * the namespace's libc never set up its per-thread ctype tables. */
     w->api.ik_ctype_init();
 
@@ -419,7 +419,7 @@ ik_worker_main(void *arg)
         pthread_mutex_unlock(&w->lock);
     }
 
-    /* DESIGN.md fact 7: never let this thread end holding the GIL (torch's
+    /* docs/facts.md fact 7: never let this thread end holding the GIL (torch's
      * static destructors would hang process exit in gil_scoped_acquire);
      * finalize on the thread that owns the interpreter. */
     w->api.PyEval_RestoreThread(w->tstate);
@@ -618,7 +618,7 @@ ik_runtime_start(const ik_options *opts, ik_error *err)
     }
     for (int i = 0; i < rt->count; i++) {
         ik_worker *w = &rt->workers[i];
-        /* DESIGN.md fact 5: this is where the namespace and static TLS
+        /* docs/facts.md fact 5: this is where the namespace and static TLS
          * limits show up; the caller classifies dlerror()'s text. */
         w->handle = dlmopen(LM_ID_NEWLM, opts->libpython, RTLD_NOW | RTLD_LOCAL);
         if (w->handle == NULL) {
@@ -629,7 +629,7 @@ ik_runtime_start(const ik_options *opts, ik_error *err)
         if (ik_load_symbols(w, err) < 0) {
             goto error;
         }
-        /* DESIGN.md fact 4: every namespace's libc numbers its TSS keys from
+        /* docs/facts.md fact 4: every namespace's libc numbers its TSS keys from
          * scratch, so a thread that entered two interpreters would find one's
          * thread state in the other's slot.  This thread is the only one that
          * ever runs interpreter i, from Py_InitializeFromConfig to Py_FinalizeEx. */

@@ -39,7 +39,7 @@ from interpkit.native.errors import (
 )
 
 # Run in each interpreter's __main__ before anything else. The guard goes first: nothing may
-# dlopen with RTLD_GLOBAL before it is installed (DESIGN.md fact 3). ``_ik_index`` is set by
+# dlopen with RTLD_GLOBAL before it is installed (docs/facts.md fact 3). ``_ik_index`` is set by
 # the C worker.
 _BOOTSTRAP = """\
 import sys as _ik_sys
@@ -53,7 +53,7 @@ _live_lock = threading.Lock()
 _live_interpreters = 0          # namespaced interpreters running in this process
 # Namespaces dlmopen'd by this process so far. glibc 2.36 neither reuses a namespace id nor
 # gives back its static TLS after dlclose (measured: ids keep rising across start/close
-# cycles), so the limits of DESIGN.md fact 5 are a budget for the whole process lifetime.
+# cycles), so the limits of docs/facts.md fact 5 are a budget for the whole process lifetime.
 _opened_namespaces = 0
 
 
@@ -314,7 +314,7 @@ class Runtime:
             _live(-1)
 
     def close(self, timeout: float | None = None) -> None:
-        """Finalize every interpreter and join its thread (DESIGN.md fact 7).
+        """Finalize every interpreter and join its thread (docs/facts.md fact 7).
 
         Raises InterpreterClosed when some worker could not be joined (a request stuck in C
         code); its thread is left running, without the GIL of any other interpreter.

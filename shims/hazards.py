@@ -1,7 +1,7 @@
 """Which hazard a finding names, so the shims can pick a strategy without hard-wiring rule codes.
 
 Rule codes belong to the analyzer's registry; the shims map each rule's stable name (the
-rule module is named after the hazard, STYLE.md convention 1) to a hazard here, in one table.
+rule module is named after the hazard, docs/conventions.md convention 1) to a hazard here, in one table.
 """
 from __future__ import annotations
 

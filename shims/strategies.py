@@ -1,6 +1,6 @@
 """From findings to a PatchPlan: which strategy fixes each hazard, and why the rest cannot be fixed.
 
-One function per decision, each returning edits or a reason (STYLE.md convention 4). The
+One function per decision, each returning edits or a reason (docs/conventions.md convention 4). The
 relink strategy rewrites binaries; the copies strategy changes how a module is loaded
 (``interpkit.shims.copies``); the namespace guard (``interpkit.native.guard``) is applied by the namespaces
 runtime itself; rebuilding from source is ``interpkit.shims.rebuild`` and only applies to source input.

@@ -7,7 +7,7 @@ killed when it runs past the timeout or its process tree's resident memory passe
 limit; that row then carries the reason instead of numbers.
 
 The headline is Pss: a file page mapped by k mappings counts 1/k in each, so Pss sums to
-what the machine really spends. Rss is kept as a secondary column only (DESIGN.md fact 6).
+what the machine really spends. Rss is kept as a secondary column only (docs/facts.md fact 6).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ MEASURED_BACKENDS = ("namespaces", "subinterpreters", "processes", "threads")
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_LIMIT_MB = 8192
 _POLL_S = 0.25
-# glibc gives 11 namespaces by default, 15 with this tunable set before the process starts (DESIGN.md fact 5).
+# glibc gives 11 namespaces by default, 15 with this tunable set before the process starts (docs/facts.md fact 5).
 _MANY_NAMESPACES = 11
 _NNS_TUNABLE = "glibc.rtld.nns=16"
 

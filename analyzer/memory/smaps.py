@@ -1,7 +1,7 @@
 """Read /proc/<pid>/smaps and smaps_rollup, and attribute each mapping to the interpreter that owns it.
 
 RSS counts a file page once per mapping, so one file mapped in N namespaces counts N times
-(DESIGN.md fact 6); Pss divides each page among its mappers and is what adds up. Here every
+(docs/facts.md fact 6); Pss divides each page among its mappers and is what adds up. Here every
 mapping keeps its Rss, Pss, Private_Clean, Private_Dirty, Shared_* and Anonymous, and an
 attribution splits the process into: the objects loaded by each interpreter (each namespace
 maps its own copy of a file at its own address, so a file mapped N times in N namespaces

@@ -1,4 +1,4 @@
-"""The `interpkit-report/1` JSON contract (see shared DESIGN.md); other tools read it."""
+"""The `interpkit-report/1` JSON contract (docs/report-contract.md); other tools read it."""
 from __future__ import annotations
 
 import json

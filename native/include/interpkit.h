@@ -2,7 +2,7 @@
  *
  * Each interpreter is the running Python's shared libpython loaded again with
  * dlmopen(LM_ID_NEWLM), so it has its own copy of every global, and is served
- * by one dedicated OS thread for its whole life (DESIGN.md fact 4).  Traffic
+ * by one dedicated OS thread for its whole life (docs/facts.md fact 4).  Traffic
  * between the host and an interpreter is opaque bytes: the interpreter's
  * bootstrap code defines `_ik_handle(request: bytes) -> bytes`.
  *

@@ -1,5 +1,5 @@
 /* rawns.c -- a bare dlmopen host WITHOUT the runtime's workarounds, for reproducing the
- * failures of DESIGN.md (facts 2, 4, 7) in a child process.  Built by the tests with gcc.
+ * failures of docs/facts.md (facts 2, 4, 7) in a child process.  Built by the tests with gcc.
  *
  *   rawns LIBPYTHON ctype   0|1   new thread enters a namespace without/with __ctype_init
  *   rawns LIBPYTHON tss     0|1   one thread enters two interpreters (0) / one each (1),

@@ -1,4 +1,4 @@
-"""DESIGN.md fact 2: a thread entering a namespace needs that namespace's __ctype_init."""
+"""docs/facts.md fact 2: a thread entering a namespace needs that namespace's __ctype_init."""
 from __future__ import annotations
 
 from runtime_helpers import run_isolated

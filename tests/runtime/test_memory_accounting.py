@@ -1,4 +1,4 @@
-"""DESIGN.md fact 6: RSS counts a file's pages once per namespace; Pss and attribution do not."""
+"""docs/facts.md fact 6: RSS counts a file's pages once per namespace; Pss and attribution do not."""
 from __future__ import annotations
 
 import ctypes

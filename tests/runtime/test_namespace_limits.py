@@ -1,4 +1,4 @@
-"""DESIGN.md fact 5: namespace and static TLS limits give errors that name the cause."""
+"""docs/facts.md fact 5: namespace and static TLS limits give errors that name the cause."""
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,4 @@
-"""DESIGN.md fact 3: RTLD_GLOBAL inside a namespace crashes glibc; the guard strips it."""
+"""docs/facts.md fact 3: RTLD_GLOBAL inside a namespace crashes glibc; the guard strips it."""
 from __future__ import annotations
 
 import os

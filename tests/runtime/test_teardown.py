@@ -1,4 +1,4 @@
-"""DESIGN.md fact 7: never end an interpreter's thread holding its GIL; close joins cleanly."""
+"""docs/facts.md fact 7: never end an interpreter's thread holding its GIL; close joins cleanly."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""DESIGN.md fact 4: TSS keys collide across namespaces; one OS thread per interpreter."""
+"""docs/facts.md fact 4: TSS keys collide across namespaces; one OS thread per interpreter."""
 from __future__ import annotations
 
 import threading

@@ -7,7 +7,7 @@ tag (`cpython-311`) names a different version, the finding is an error.
 ## Why is this bad?
 The loader binds the binary's `Py*` references to the library of that exact soname. The
 copies runtime loads a renamed libpython per interpreter, so such an extension binds to the
-original libpython instead of its interpreter's copy (DESIGN.md, "mismatches in the
+original libpython instead of its interpreter's copy (docs/design.md, "mismatches in the
 tables") until it is relinked. Namespaces load that soname inside each namespace, which is
 the right copy. A version that does not match the ABI tag loads a second runtime everywhere.
 

@@ -24,7 +24,7 @@ Nothing for namespaces or subinterpreters. For copies, let `interpkit patch` add
 `DT_NEEDED` on the interpreter's libpython copy.
 
 ## References
-- DESIGN.md ("copies" runtime)
+- docs/design.md (the copies runtime)
 """
 from __future__ import annotations
 

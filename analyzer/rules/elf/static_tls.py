@@ -21,7 +21,7 @@ Build with the default global-dynamic model (`-ftls-model=global-dynamic`), or r
 `GLIBC_TUNABLES=glibc.rtld.optional_static_tls=...` for the process.
 
 ## References
-- DESIGN.md fact 5 (namespace limits)
+- docs/facts.md fact 5 (namespace limits)
 - https://www.akkadia.org/drepper/tls.pdf
 """
 from __future__ import annotations

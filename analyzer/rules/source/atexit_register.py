@@ -8,7 +8,7 @@ Finds `atexit.register(...)` calls and `@atexit.register` decorators, under any 
 interpreter is finalized, not when the process exits. A namespaces runtime may never
 finalize an interpreter, or finalize it while other interpreters still use the files,
 sockets or native handles the callback closes; with torch loaded, teardown ordering already
-decides whether the process exits at all (DESIGN.md fact 7).
+decides whether the process exits at all (docs/facts.md fact 7).
 
 ## Example
 ```python

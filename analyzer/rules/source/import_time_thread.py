@@ -9,9 +9,9 @@ module-level name, and `_thread.start_new_thread(...)`.
 Importing a module should not leave work running. Each interpreter that imports the model
 starts its own copy of the thread; a daemon thread is refused outright by isolated
 subinterpreters (`RuntimeError`), and a thread still running when its interpreter is
-finalized keeps the process from exiting or crashes in teardown (DESIGN.md fact 7). Under a
+finalized keeps the process from exiting or crashes in teardown (docs/facts.md fact 7). Under a
 namespaces runtime the thread also belongs to one namespace's libc, which matters once it
-calls into another interpreter (DESIGN.md facts 2 and 4).
+calls into another interpreter (docs/facts.md facts 2 and 4).
 
 ## Example
 ```python

@@ -7,7 +7,7 @@ Finds `ctypes.CDLL`, `ctypes.PyDLL` and `LoadLibrary` calls whose `mode` include
 
 ## Why is this bad?
 Inside a `dlmopen` namespace, `dlopen(..., RTLD_GLOBAL)` crashes glibc
-(`add_to_global_resize`, measured: DESIGN.md fact 3); `import torch` itself does this for
+(`add_to_global_resize`, measured: docs/facts.md fact 3); `import torch` itself does this for
 `libtorch_global_deps.so`. In one shared namespace (subinterpreters, copies) the symbols
 become visible to every later load, so two interpreters' libraries bind to each other's
 globals.
