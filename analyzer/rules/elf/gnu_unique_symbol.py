@@ -8,9 +8,11 @@ functions and templates in C++).
 ## Why is this bad?
 glibc keeps one definition of each unique symbol per link-map namespace, whichever library
 loaded it first, and marks the library un-unloadable. Two copies of the same library in the
-base namespace (the copies runtime loads a renamed copy per interpreter) therefore share
-these objects: state meant to be per copy is shared. Each dlmopen namespace has its own
-unique-symbol table, so namespaces are unaffected; subinterpreters share the library anyway.
+base namespace therefore share these objects: state meant to be per copy is shared. The
+copies runtime's loader makes each interpreter's copy with these symbols turned `STB_WEAK`
+(native/copies_build.py; measured: gnu_unique_cpp counts per interpreter), so its verdict is
+ok; a copy made any other way shares them. Each dlmopen namespace has its own unique-symbol
+table, so namespaces are unaffected; subinterpreters share the library anyway.
 
 ## Example
 ```cpp
@@ -40,7 +42,7 @@ RULE = Rule(
     title="STB_GNU_UNIQUE symbols are shared by every copy in one namespace",
     severity=Severity.WARNING,
     backends=frozenset({Backend.COPIES}),
-    verdicts={Backend.COPIES: Verdict.FAIL},
+    verdicts={Backend.COPIES: Verdict.OK},   # the copies loader weakens them per copy
     fix="rebuild with -fno-gnu-unique or hidden visibility",
     fixable=Fixable.SOMETIMES,
     doc=__doc__,

@@ -8,7 +8,9 @@ tag (`cpython-311`) names a different version, the finding is an error.
 The loader binds the binary's `Py*` references to the library of that exact soname. The
 copies runtime loads a renamed libpython per interpreter, so such an extension binds to the
 original libpython instead of its interpreter's copy (docs/design.md, "mismatches in the
-tables") until it is relinked. Namespaces load that soname inside each namespace, which is
+tables") until it is relinked; the copies runtime's loader relinks each interpreter's copy to
+that interpreter's libpython (native/copies_build.py), so the same-version case is ok there.
+Namespaces load that soname inside each namespace, which is
 the right copy. A version that does not match the ABI tag loads a second runtime everywhere.
 
 ## Example
@@ -39,7 +41,7 @@ RULE = Rule(
     title="binary binds to one specific libpython by DT_NEEDED",
     severity=Severity.WARNING,
     backends=frozenset({Backend.COPIES}),
-    verdicts={Backend.COPIES: Verdict.FAIL},
+    verdicts={Backend.COPIES: Verdict.OK},   # the copies loader replaces the DT_NEEDED
     fix="drop the libpython DT_NEEDED, or relink to the interpreter's copy (`interpkit patch`)",
     fixable=Fixable.ALWAYS,
     doc=__doc__,
