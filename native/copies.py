@@ -62,6 +62,18 @@ from interpkit.native.interp_server import handle as _ik_handle
 """
 
 
+def manifest_extensions(manifest: Path) -> list[Path]:
+    """The extension files an ``interpkit-copies.json`` lists (paths relative to its folder)."""
+    import json
+
+    try:
+        data = json.loads(Path(manifest).read_text())
+        modules = data["modules"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RuntimeStartError(f"cannot read copies manifest {manifest} ({exc})") from None
+    return [(Path(manifest).parent / rel).resolve() for rel in modules.values()]
+
+
 def _stdlib_extensions() -> Path:
     return Path(sysconfig.get_config_var("DESTSHARED") or sysconfig.get_paths()["platstdlib"])
 
@@ -140,7 +152,8 @@ class CopiesRuntime:
     def __init__(self, n: int, *, libpython: str | os.PathLike | None = None, timeout: float | None = None,
                  sys_path: Iterable[str] | None = None, start_timeout: float = 300.0,
                  copy_extensions: Iterable[str | os.PathLike] | None = None,
-                 prepare: Iterable[str | os.PathLike] = (), cache: str | os.PathLike | None = None) -> None:
+                 prepare: Iterable[str | os.PathLike] = (), cache: str | os.PathLike | None = None,
+                 manifest: str | os.PathLike | None = None, weaken_unique: bool = True) -> None:
         from interpkit.native import _copies
 
         if n < 1:
@@ -154,16 +167,22 @@ class CopiesRuntime:
         self.libpython = path
         self._module = _copies
         soname = copy_soname_stem(sysconfig.get_config_var("INSTSONAME") or path.name)
-        self.maker = TemplateMaker(soname, Path(cache) if cache else None)
+        self.maker = TemplateMaker(soname, Path(cache) if cache else None, weaken_unique=weaken_unique)
+        if manifest is not None:
+            # An `interpkit patch --backend copies` output: its extensions load from copies
+            # (relinked ahead of time, here), anything else as built.
+            listed = manifest_extensions(Path(manifest))
+            copy_extensions = [*(copy_extensions or ()), *listed]
+            prepare = [*prepare, *listed]
         self.workdir = Path(tempfile.mkdtemp(prefix="interpkit-copies-"))
         self._interpreters: list[Any] = []
         self._service: _TemplateService | None = None
         try:
             template = self.maker.libpython(path)
-            for source in prepare:
-                self.maker.extension(Path(source))
             self.libpython_copies = [self._libpython_instance(template.path, k) for k in range(n)]
             self._service = _TemplateService(self.maker, n)
+            for source in prepare:      # ahead of time; a refusal is that module's outcome
+                self._service._answer(str(Path(source).resolve()))
             entries = [str(p) for p in (sys.path if sys_path is None else sys_path)]
             only = None if copy_extensions is None else [str(Path(p).resolve()) for p in copy_extensions]
             for k in range(n):

@@ -134,8 +134,10 @@ def _search_dirs(binary, origin: Path) -> list[str]:
 class TemplateMaker:
     """Makes and caches templates; thread-safe (the runtime's host side serves requests)."""
 
-    def __init__(self, libpython_soname: str, root: Path | None = None) -> None:
+    def __init__(self, libpython_soname: str, root: Path | None = None, *, weaken_unique: bool = True) -> None:
         self.libpython_soname = libpython_soname
+        # Off only to show what the edit is for (tests): copies then share GNU_UNIQUE objects.
+        self.weaken_unique = weaken_unique
         self.root = Path(root) if root else cache_root()
         self._lock = threading.Lock()
 
@@ -175,7 +177,8 @@ class TemplateMaker:
             return self._extension(source, seen=())
 
     def _extension(self, source: Path, seen: tuple[Path, ...]) -> Template:
-        folder = self.root / _digest(source, "extension", str(source.parent), self.libpython_soname)
+        folder = self.root / _digest(source, "extension", str(source.parent), self.libpython_soname,
+                                     "weak" if self.weaken_unique else "unique")
         manifest = folder / "template.json"
         if manifest.is_file():
             data = json.loads(manifest.read_text())
@@ -230,7 +233,7 @@ class TemplateMaker:
         weak = lief.ELF.Symbol.BINDING.WEAK
         unique = lief.ELF.Symbol.BINDING.GNU_UNIQUE
         weakened = 0
-        for table in (binary.dynamic_symbols, binary.symtab_symbols):
+        for table in (binary.dynamic_symbols, binary.symtab_symbols) if self.weaken_unique else ():
             for symbol in table:
                 if symbol.binding == unique:
                     symbol.binding = weak

@@ -158,7 +158,7 @@ def patch_tree(root: Path, options: Options, *, display_root: Path | None = None
             if edits:
                 outcome.applied = apply_binary_edits(path, edits)
                 changed = changed or bool(outcome.applied)
-        _write_copies_manifest(root, outcomes)
+        _write_copies_manifest(root, outcomes, every_extension=Backend.COPIES in options.backends)
     after = _scan(root, options.config) if changed else before
     after_by_path = {Path(fr.path).resolve(): fr for fr in after}
     for fr in ours:
@@ -252,10 +252,14 @@ def _check_converged(root: Path, options: Options) -> None:
         raise PatchError(f"cannot patch {root.name} (a second pass would still change {left})")
 
 
-def _write_copies_manifest(root: Path, outcomes: dict[Path, FileOutcome]) -> None:
-    """Modules that need a private copy per interpreter, for interpkit.shims.copies.install_from_manifest."""
+def _write_copies_manifest(root: Path, outcomes: dict[Path, FileOutcome], every_extension: bool = False) -> None:
+    """Modules that need a private copy per interpreter, for interpkit.shims.copies.install_from_manifest
+    and the copies runtime (``CopiesRuntime(manifest=...)``), which needs every extension relinked
+    to its interpreter's libpython copy (`every_extension`)."""
     modules = {}
     for path, outcome in outcomes.items():
+        if every_extension and outcome.kind == FileKind.EXTENSION.value:
+            modules[outcome.module or path.name.split(".", 1)[0]] = outcome.relative
         for edit in outcome.plan.edits:
             if edit.kind is EditKind.PER_INTERPRETER_COPY:
                 modules[outcome.module or edit.target] = outcome.relative
