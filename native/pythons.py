@@ -2,8 +2,9 @@
 
 The tool itself runs on 3.11 (torch), so own-GIL subinterpreters live in a child process of
 another Python. Candidates come from, in order: ``INTERPKIT_PYTHONS`` (``os.pathsep``-separated
-paths or command names), ``[tool.interpkit] interpreters``, the pyenv builds this project is
-developed against, and ``python3.13`` / ``python3.12`` on ``PATH``. Each candidate is *run*
+paths or command names), ``[tool.interpkit] interpreters`` (passed in by the caller, which
+reads the configuration), the CPython builds under ``pyenv root`` (the command is run; no
+path is assumed), and ``python3.13`` / ``python3.12`` on ``PATH``. Each candidate is *run*
 once to learn what it really is; nothing is trusted from its file name.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -19,12 +21,12 @@ from pathlib import Path
 from interpkit.core.errors import RuntimeUnavailable
 
 ENV_VAR = "INTERPKIT_PYTHONS"
-DEFAULT_CANDIDATES: tuple[str, ...] = (
-    "/root/.pyenv/versions/3.12.1/bin/python3.12",
-    "/root/.pyenv/versions/3.13.0/bin/python3.13",
-    "python3.13",
-    "python3.12",
-)
+# Commands looked up on PATH last, newest first: pyenv's shims on PATH can name a version that
+# is not selected (the shim then fails when run), so pyenv's own builds are tried before them.
+PATH_MINORS: tuple[int, ...] = (13, 12, 11)
+# The oldest CPython with own-GIL subinterpreters; older pyenv builds are not candidates.
+OLDEST_SUBINTERPRETERS = (3, 12)
+_CPYTHON_BUILD = re.compile(r"(\d+)\.(\d+)\.(\d+)")   # pyenv's names for plain CPython builds
 _PROBE_TIMEOUT_S = 20
 
 # Runs inside the candidate: its identity and which subinterpreter API it offers.
@@ -81,10 +83,44 @@ def _split_env(value: str | None) -> list[str]:
     return [part for part in (value or "").split(os.pathsep) if part.strip()]
 
 
-def candidate_list(configured: tuple[str, ...] | list[str] = ()) -> list[str]:
+@functools.cache
+def pyenv_root() -> Path | None:
+    """What `pyenv root` prints, when pyenv is on PATH and answers; else None."""
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        return None
+    try:
+        done = subprocess.run([pyenv, "root"], capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = done.stdout.strip().splitlines()
+    return Path(lines[-1]) if done.returncode == 0 and lines else None
+
+
+def pyenv_pythons(oldest: tuple[int, int] = OLDEST_SUBINTERPRETERS) -> list[str]:
+    """pythonX.Y of every CPython build under `pyenv root`/versions at or above `oldest`, newest first."""
+    root = pyenv_root()
+    versions = root / "versions" if root is not None else None
+    if versions is None or not versions.is_dir():
+        return []
+    found = []
+    for folder in versions.iterdir():
+        match = _CPYTHON_BUILD.fullmatch(folder.name)
+        if match is None:
+            continue  # virtualenvs, free-threaded "3.13.0t", other implementations
+        version = tuple(int(part) for part in match.groups())
+        executable = folder / "bin" / f"python{version[0]}.{version[1]}"
+        if version[:2] >= oldest and executable.is_file():
+            found.append((version, str(executable)))
+    return [executable for _, executable in sorted(found, reverse=True)]
+
+
+def candidate_list(configured: tuple[str, ...] | list[str] = (), *,
+                   oldest: tuple[int, int] = OLDEST_SUBINTERPRETERS) -> list[str]:
     """Every candidate in search order, duplicates removed."""
+    names = [f"python3.{minor}" for minor in PATH_MINORS if (3, minor) >= oldest]
     seen: list[str] = []
-    for item in [*_split_env(os.environ.get(ENV_VAR)), *configured, *DEFAULT_CANDIDATES]:
+    for item in [*_split_env(os.environ.get(ENV_VAR)), *configured, *pyenv_pythons(oldest), *names]:
         if item not in seen:
             seen.append(item)
     return seen
@@ -143,6 +179,17 @@ def discover_pythons(configured: tuple[str, ...] | list[str] = ()) -> tuple[list
         elif all(info.executable.resolve() != f.executable.resolve() for f in found):
             found.append(info)
     return found, rejected
+
+
+def python_for_version(version: str, configured: tuple[str, ...] | list[str] = ()) -> PythonInfo | None:
+    """The first candidate that is CPython `version` ("3.12"), subinterpreter support or not
+    (fixture builds need any 3.11+ interpreter); None when none is."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    for candidate in candidate_list(configured, oldest=(major, minor)):
+        info = inspect_python(candidate)
+        if not isinstance(info, str) and info.implementation == "cpython" and info.short_version == version:
+            return info
+    return None
 
 
 def find_python(wanted: str, configured: tuple[str, ...] | list[str] = ()) -> PythonInfo:
