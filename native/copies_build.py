@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PLACEHOLDER = ".ik____"
-RECIPE = "copies-template/1"     # bump when what a template contains changes
+RECIPE = "copies-template/2"     # bump when what a template contains changes
 ENV_CACHE = "INTERPKIT_COPIES_CACHE"
 _SYSTEM_DIRS = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/local/lib/")
 
@@ -114,7 +114,9 @@ def _lief():
 
 
 def _python_imports(binary) -> bool:
-    return any(s.name.startswith(("Py", "_Py")) for s in binary.imported_symbols)
+    # Undefined .dynsym entries (st_shndx == SHN_UNDEF); LIEF's imported_symbols misses some
+    # (measured: none of libtorch_python.so's Py* references are in it).
+    return any(s.shndx == 0 and s.name.startswith(("Py", "_Py")) for s in binary.dynamic_symbols)
 
 
 def _is_libpython(name: str) -> bool:
