@@ -75,9 +75,39 @@ def build_wheel(source: Path, dest: Path, *, hardened: bool, python: str = sys.e
         raise InputError(f"cannot rebuild {source.name} (the build ran past {BUILD_TIMEOUT_S}s)") from None
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
-        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
-        raise InputError(f"cannot rebuild {source.name} (pip wheel failed: {last[:300]})")
+        raise InputError(f"cannot rebuild {source.name} (pip wheel failed: {pip_error(proc.stderr, proc.stdout)[:300]})")
     return wheels[0]
+
+
+_PIP_CHATTER = ("hint:", "note:", "error: subprocess-exited-with-error", "error: failed-wheel-build",
+                "[end of output]", "ERROR: Failed building wheel", "ERROR: Failed to build")
+
+
+def pip_error(stderr: str, stdout: str = "") -> str:
+    """The line of a failed `pip wheel` that says what went wrong.
+
+    pip ends with "hint: See above for details."; the cause is in the build backend's output
+    that pip quotes between "╰─>" and "[end of output]" (e.g. "error: invalid command
+    'bdist_wheel'" when the wheel package is missing), so that block's last error line wins.
+    """
+    lines = [line.strip().lstrip("│").strip() for line in (stderr + "\n" + stdout).splitlines()]
+    lines = [line for line in lines if line]
+    quoted: list[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith("╰─>"):
+            inside = True
+            continue
+        if line.startswith("[end of output]"):
+            inside = False
+        elif inside:
+            quoted.append(line)
+    for pool in (quoted, lines):
+        useful = [line for line in pool if not line.startswith(_PIP_CHATTER) and not line.startswith("×")]
+        errors = [line for line in useful if "error" in line.lower()]
+        if errors or useful:
+            return (errors or useful)[-1]
+    return "no output"
 
 
 def _scan_wheel_findings(wheel: Path, options) -> dict[str, set[tuple[str, str | None]]]:

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -91,8 +92,9 @@ def test_repaired_wheel_installs_with_pip_and_verifies(capsys, tmp_path, built_f
 
     # Install into a fresh venv with pip (offline, no deps) and use it there.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
+    _see_this_environment(python)
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "--no-deps",
                     "--disable-pip-version-check", "-q", str(repaired)], check=True)
     site = Path(subprocess.run([str(python), "-c", "import ikfix, os; print(os.path.dirname(os.path.dirname(ikfix.__file__)))"],
@@ -117,10 +119,27 @@ def test_repaired_wheel_installs_with_pip_and_verifies(capsys, tmp_path, built_f
                         python=str(python))["status"] == "ok"
 
 
+def _see_this_environment(python: Path) -> None:
+    """Let a new venv import what this environment has (interpkit, pyelftools ...) after its own packages.
+
+    `--system-site-packages` would add the *base* Python's site-packages, which lacks them when
+    the tests themselves run from a venv; a .pth that runs site.addsitedir also processes this
+    environment's own .pth files (an editable interpkit install).
+    """
+    import site
+
+    dirs = [d for d in [*site.getsitepackages(), site.getusersitepackages()] if os.path.isdir(d)]
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib).mkdir(parents=True, exist_ok=True)
+    (Path(purelib) / "_interpkit_tests_outer.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs) + "\n")
+
+
 def test_bad_wheel_is_one_line_error(capsys, tmp_path):
     bad = tmp_path / "broken-0.1-py3-none-any.whl"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     code = main(["patch", str(bad), "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and "not a valid zip archive" in err
+    assert code == 2 and err.count("\n") == 1 and "not a valid zip archive" in err  # unusable input
     assert not any((tmp_path / "out").iterdir())
