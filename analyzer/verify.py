@@ -107,6 +107,38 @@ def _other_inits(fr: FileResult, module: str) -> list[str]:
     return names
 
 
+def is_op_library(fr: FileResult) -> bool:
+    """A library named on the command line (not reached through a closure) that registers
+    operators with torch's dispatcher: loaded through torch.ops.load_library, not imported."""
+    return (fr.kind is FileKind.LIBRARY and not fr.facts.get("needed_by")
+            and bool((fr.facts.get("op_library") or {}).get("registrations")))
+
+
+def verifiable(fr: FileResult) -> bool:
+    return fr.kind is FileKind.EXTENSION or is_op_library(fr)
+
+
+def _verify_op_library(fr: FileResult, backend: Backend, *, interpreters: int, timeout: float) -> Verification:
+    """Load the op library as torch does (import torch, torch.ops.load_library, call one of its
+    operators) in each interpreter; torch comes from the library's own environment."""
+    from interpkit.analyzer.elf.closure import site_packages_of
+
+    codes = tuple(sorted({f.code for f in fr.findings if backend in f.backends}))
+    predicted = fr.verdicts.get(backend, Verdict.UNKNOWN)
+    namespaces = ", ".join((fr.facts.get("op_library") or {}).get("namespaces", [])) or "?"
+    label = f"{Path(fr.path).name} (op library: {namespaces})"
+    if backend is not Backend.NAMESPACES:
+        return Verification(Path(fr.path), label, backend, predicted, "skipped",
+                            f"op libraries load through torch; the {backend.value} probe cannot load torch", codes)
+    from interpkit.native.probe import probe_module
+
+    environment = site_packages_of(Path(fr.path))
+    outcome = probe_module(str(Path(fr.path).resolve()), path=environment, interpreters=interpreters,
+                           timeout=timeout, preimport=("torch",), op_library=True).to_json()
+    return Verification(Path(fr.path), label, backend, predicted, outcome["status"],
+                        outcome.get("message", ""), codes, outcome)
+
+
 def target_soabi(backend: Backend, python: str | None) -> str:
     if backend is Backend.SUBINTERPRETERS:
         from interpkit.native.pythons import find_python
@@ -120,6 +152,11 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
     soabi = target_soabi(backend, python)
     rows: list[Verification] = []
     for fr in files:
+        if is_op_library(fr):
+            rows.append(_verify_op_library(fr, backend, interpreters=interpreters, timeout=timeout))
+            if progress:
+                progress()
+            continue
         if fr.kind is not FileKind.EXTENSION:
             continue
         location = module_location(Path(fr.path))

@@ -116,10 +116,10 @@ def _remote(exc: BaseException) -> str:
 
 
 def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...],
-               backend: str = "namespaces") -> int:
+               backend: str = "namespaces", op_library: bool = False) -> int:
     report = _Reporter()
     try:
-        return _probe(report, name, path, n, preimport, backend)
+        return _probe(report, name, path, n, preimport, backend, op_library)
     except Exception as exc:  # noqa: BLE001 - the runtime itself failed (timeout, closed)
         if report.steps and "ok" not in report.steps[-1]:
             report.steps[-1].update(ok=False, error=_remote(exc))
@@ -143,7 +143,7 @@ def _teardown_facts(runtime) -> dict:
 
 
 def _probe(report: _Reporter, name: str, path: str | None, n: int,
-           preimport: tuple[str, ...], backend: str = "namespaces") -> int:
+           preimport: tuple[str, ...], backend: str = "namespaces", op_library: bool = False) -> int:
     from interpkit.native.errors import InterpkitError, RemoteError
     from interpkit.native.runtime import Runtime
 
@@ -180,7 +180,10 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
         while index < n:
             record = report.step("import", index)
             try:
-                record["file"] = runtime.call(index, "interpkit.native.probe_steps:import_module", name)
+                if op_library:   # name is the library's path: loaded through torch (probe_steps)
+                    record["op_library"] = runtime.call(index, "interpkit.native.probe_steps:load_op_library", name)
+                else:
+                    record["file"] = runtime.call(index, "interpkit.native.probe_steps:import_module", name)
             except RemoteError as exc:
                 # Whatever the import raised, the module did not load here.
                 record["ok"] = False
@@ -260,7 +263,8 @@ def _last_step(steps: list[dict]) -> str:
 def probe_module(name: str, path: str | os.PathLike | None = None, *, interpreters: int = 2,
                  timeout: float = DEFAULT_TIMEOUT_S,
                  memory_limit_mb: int | str | None = AUTO,
-                 preimport: tuple[str, ...] = (), backend: str = "namespaces") -> ProbeOutcome:
+                 preimport: tuple[str, ...] = (), backend: str = "namespaces",
+                 op_library: bool = False) -> ProbeOutcome:
     """Import and use ``name`` in ``interpreters`` namespaced interpreters, in a sandbox.
 
     ``path`` is put in front of ``sys.path`` in the child and its interpreters;
@@ -278,6 +282,8 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
         command += ["--path", str(path)]
     for module in preimport:
         command += ["--preimport", module]
+    if op_library:
+        command += ["--op-library"]
     run = sandbox.run(command, limits=sandbox.Limits(timeout_s=timeout,
                                                      memory_limit_mb=memory_limit_mb or None),
                       env=child_env())
@@ -314,17 +320,21 @@ def main(argv: list[str] | None = None) -> int:
                              "0: none)")
     parser.add_argument("--preimport", action="append", default=[],
                         help="module to import in each interpreter first (repeatable)")
+    parser.add_argument("--op-library", action="store_true",
+                        help="--module is the path of an op library: load it with torch.ops.load_library")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.interpreters < 1:
         parser.error("--interpreters must be at least 1")
     if args.child:
         sandbox.no_core_dumps()
-        return _run_child(args.module, args.path, args.interpreters, tuple(args.preimport), args.backend)
+        return _run_child(args.module, args.path, args.interpreters, tuple(args.preimport), args.backend,
+                          args.op_library)
     limit = AUTO if args.memory_limit_mb is None else (args.memory_limit_mb or None)
     outcome = probe_module(args.module, args.path, interpreters=args.interpreters,
                            timeout=args.timeout, memory_limit_mb=limit,
-                           preimport=tuple(args.preimport), backend=args.backend)
+                           preimport=tuple(args.preimport), backend=args.backend,
+                           op_library=args.op_library)
     print(json.dumps(outcome.to_json()))
     return 0
 

@@ -59,19 +59,18 @@ def _verify_paths(paths, backend, args):
     from interpkit.analyzer.archive import unpacked_wheels
     from interpkit.analyzer.config import Config
     from interpkit.analyzer.scan import scan_paths
-    from interpkit.analyzer.verify import VerifyReport, verify_results
-    from interpkit.core.findings import FileKind
+    from interpkit.analyzer.verify import VerifyReport, verifiable, verify_results
 
     with unpacked_wheels(paths) as unpacked:
         report = scan_paths(unpacked.paths, Config(follow_imports=False), only="elf",
                             progress=sys.stderr.isatty() and not args.quiet)
         errors = [(str(path), error) for path, error in unpacked.errors]
         errors += [(unpacked.display(fr.path), unpacked.display_text(fr.error)) for fr in report.files if fr.error]
-        if not any(fr.kind is FileKind.EXTENSION for fr in report.files):
+        if not any(verifiable(fr) for fr in report.files):
             # Nothing to load is an unusable input (exit 2), not a clean result.
             if errors:
                 raise InputError(errors[0][1])
-            raise InputError(f"cannot verify {', '.join(str(p) for p in paths)} (no extension modules found)")
+            raise InputError(f"cannot verify {', '.join(str(p) for p in paths)} (no extension modules or op libraries found)")
         rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
                               python=args.python, config_name=args.subinterpreter_config)
         return VerifyReport.from_rows(rows, errors, backend, args.interpreters, display=unpacked.display)
