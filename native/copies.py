@@ -54,12 +54,33 @@ _ik_spec = _ik_util.spec_from_file_location("_interpkit_copies_loader", {loader!
 _ik_loader = _ik_util.module_from_spec(_ik_spec)
 _ik_sys.modules["_interpkit_copies_loader"] = _ik_loader
 _ik_spec.loader.exec_module(_ik_loader)
-_ik_loader.install({index}, {directory!r}, ({request_fd}, {answer_fd}), {stdlib!r}, {only!r})
+_ik_loader.install({copy_id}, {directory!r}, ({request_fd}, {answer_fd}), {stdlib!r}, {only!r})
 import site as _ik_site
 _ik_site.main()
 _ik_sys.path[:] = {sys_path!r} + [p for p in _ik_sys.path if p not in {sys_path!r}]
 from interpkit.native.interp_server import handle as _ik_handle
 """
+
+
+# Copy ids are unique in the process for its whole life: an extension copy finds its libpython
+# copy by soname among *all* loaded objects, so two runtimes (or a closed one whose copy glibc
+# kept) using the same number would bind one runtime's extensions to the other's libpython
+# (measured: free(): invalid pointer from the other copy's _PyObject_Free).
+_ids_lock = threading.Lock()
+_next_id = 0
+MAX_COPY_ID = 9999            # four digits fill the placeholder's width
+
+
+def _take_copy_ids(n: int) -> list[int]:
+    global _next_id
+    with _ids_lock:
+        if _next_id + n > MAX_COPY_ID + 1:
+            raise RuntimeStartError(f"cannot start {n} more interpreters (this process has used "
+                                    f"{_next_id} of its {MAX_COPY_ID + 1} libpython copy names; "
+                                    "run further runtimes in a child process)")
+        ids = list(range(_next_id, _next_id + n))
+        _next_id += n
+        return ids
 
 
 def manifest_extensions(manifest: Path) -> list[Path]:
@@ -179,6 +200,7 @@ class CopiesRuntime:
         self._service: _TemplateService | None = None
         try:
             template = self.maker.libpython(path)
+            self.copy_ids = _take_copy_ids(n)
             self.libpython_copies = [self._libpython_instance(template.path, k) for k in range(n)]
             self._service = _TemplateService(self.maker, n)
             for source in prepare:      # ahead of time; a refusal is that module's outcome
@@ -186,7 +208,8 @@ class CopiesRuntime:
             entries = [str(p) for p in (sys.path if sys_path is None else sys_path)]
             only = None if copy_extensions is None else [str(Path(p).resolve()) for p in copy_extensions]
             for k in range(n):
-                bootstrap = _BOOTSTRAP.format(loader=str(_LOADER), index=k, directory=str(self.workdir / str(k)),
+                bootstrap = _BOOTSTRAP.format(loader=str(_LOADER), copy_id=self.copy_ids[k],
+                                              directory=str(self.workdir / str(k)),
                                               request_fd=self._service.pipes[k][0],
                                               answer_fd=self._service.pipes[k][1],
                                               stdlib=str(_stdlib_extensions()), only=only, sys_path=entries)
@@ -215,8 +238,9 @@ class CopiesRuntime:
     def _libpython_instance(self, template: Path, index: int) -> Path:
         folder = self.workdir / str(index)
         folder.mkdir(parents=True, exist_ok=True)
-        data = template.read_bytes().replace(PLACEHOLDER.encode() + b"\0", b".ik%04d\0" % index)
-        target = folder / (template.name[: -len(PLACEHOLDER)] + ".ik%04d" % index)
+        copy_id = self.copy_ids[index]
+        data = template.read_bytes().replace(PLACEHOLDER.encode() + b"\0", b".ik%04d\0" % copy_id)
+        target = folder / (template.name[: -len(PLACEHOLDER)] + ".ik%04d" % copy_id)
         target.write_bytes(data)
         os.chmod(target, 0o755)
         return target

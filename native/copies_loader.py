@@ -83,7 +83,7 @@ def copy_for(source: str) -> str:
     template, companions = _ask_host(source)
     digest = os.path.basename(os.path.dirname(template))
     directory = os.path.join(_state["directory"], digest)
-    copy = make_instance(template, companions, directory, _state["index"])
+    copy = make_instance(template, companions, directory, _state["copy_id"])
     _state["copies"][source] = copy
     return copy
 
@@ -120,15 +120,16 @@ def _wanted(source: str) -> bool:
     return only is None or source in only
 
 
-def install(index: int, directory: str, pipes: tuple[int, int], stdlib: str,
+def install(copy_id: int, directory: str, pipes: tuple[int, int], stdlib: str,
             only: list[str] | None = None) -> None:
     """Install once, before anything imports an extension (the bootstrap's first lines).
 
-    `only`: real paths of the extensions outside `stdlib` to load from copies (None: all of
+    `copy_id` is this interpreter's number in the process (unique for the process's life; it
+    names its libpython copy). `only`: real paths of the extensions outside `stdlib` to load from copies (None: all of
     them; []: none, every other extension loads as built)."""
     if _state:
         return
-    _state.update(index=index, directory=directory, pipes=pipes, copies={}, stdlib=stdlib.rstrip("/") + "/",
+    _state.update(copy_id=copy_id, directory=directory, pipes=pipes, copies={}, stdlib=stdlib.rstrip("/") + "/",
                   only=None if only is None else {os.path.realpath(p) for p in only},
                   create_dynamic=_imp.create_dynamic)
     # The import system's dlopen flags for extensions in this interpreter.

@@ -1,0 +1,58 @@
+"""Fixtures for the copies runtime tests: compiled fixtures, a shared runtime, isolated children.
+
+The copies runtime uses no glibc namespace, so one pytest process may start many of them;
+anything expected to crash (an extension loaded as built, torch) runs in a child process of
+its own process group.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The fixtures whose C statics the tests count: each has bump() -> calls so far.
+COUNTING = ("single_phase_static", "gnu_unique_cpp", "clash_a", "clash_b")
+
+
+@dataclass(frozen=True)
+class Child:
+    returncode: int | None       # None: killed at the timeout
+    stdout: str
+    stderr: str
+
+
+def run_child(code: str, *, timeout: float = 300, env: dict[str, str] | None = None) -> Child:
+    """Run ``python -c code`` in its own process group; the group is killed at the timeout."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, errors="replace", env=full_env,
+                            start_new_session=True, cwd=REPO_ROOT)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return Child(proc.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return Child(None, out, err)
+
+
+@pytest.fixture(scope="session")
+def fixture_dirs(built_fixtures) -> dict[str, Path]:
+    """Fixture name -> folder of its compiled extension (for sys.path)."""
+    return {name: built_fixtures(name).parent for name in (*COUNTING, "libpython_linked", "bigstate",
+                                                           "initial_exec_tls", "static_type")}
+
+
+@pytest.fixture(scope="module")
+def copies4(fixture_dirs):
+    from interpkit.native.copies import CopiesRuntime
+
+    with CopiesRuntime(4, timeout=120, sys_path=[*map(str, fixture_dirs.values()), *sys.path]) as runtime:
+        yield runtime
