@@ -80,7 +80,8 @@ class ProbeOutcome:
         if not torn:
             return None
         last = self.steps[-1]
-        if self.status not in _PASSED and last.get("step") in TEARDOWN_STEPS:
+        if self.status not in _PASSED and last.get("step") in TEARDOWN_STEPS \
+                and last.get("ok") is not True:
             return {"status": self.status, "step": last["step"], "message": self.message,
                     "signal": self.signal, **({"interpreter": last["interpreter"]}
                                               if "interpreter" in last else {})}

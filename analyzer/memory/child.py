@@ -1,8 +1,12 @@
 """The measuring child: start one backend with N interpreters, run the workload, read smaps.
 
-Run as ``python -m interpkit.analyzer.memory.child RESULT_FILE`` with a JSON job on stdin; writes one
-JSON object to RESULT_FILE. The parent (measure.py) bounds it with a timeout and a memory
-limit, so a module that crashes, hangs or balloons costs one row, not the report.
+Run in the sandbox (``interpkit.native.sandbox``) as ``python -m interpkit.analyzer.memory.child``
+with a JSON job on stdin. It streams, in order: the ``measure`` step, the ``sample`` record
+(the numbers, written as soon as they are measured), the ``close`` step (the backend torn
+down: interpreters finalised, the server child ended) and a ``result``. The parent
+(measure.py) bounds it with a timeout and a resident-memory limit, so a module that crashes,
+hangs or balloons costs one row, not the report, and a crash or hang at teardown leaves the
+measured sample in place, with the teardown failure beside it.
 
 Every backend is measured the same way: a snapshot before anything starts (the baseline),
 one after the interpreters start, and one after each interpreter has imported the modules
@@ -10,6 +14,7 @@ and run the call, taken in turn so that each interpreter's own heap shows up as 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,7 +22,6 @@ import sys
 import tempfile
 import threading
 import traceback
-from pathlib import Path
 
 from interpkit.analyzer.memory.smaps import (
     LoadedObject,
@@ -71,7 +75,7 @@ def _unattributed_anonymous(objects: list[LoadedObject]) -> int:
 # ---------------------------------------------------------------------------- namespaces
 
 
-def measure_namespaces(job: dict) -> dict:
+def measure_namespaces(job: dict, teardown: contextlib.ExitStack) -> dict:
     from interpkit.native.runtime import Runtime
 
     n = job["interpreters"]
@@ -79,9 +83,9 @@ def measure_namespaces(job: dict) -> dict:
     anon_before = _unattributed_anonymous([])
     sys_path = [*job["sys_path"], *sys.path]
     per_interpreter: list[dict] = []
-    # Never closed: main() ends the process with os._exit once the result is written, so a
-    # module's static destructors cannot hang the measurement (DESIGN.md fact 7).
-    rt = Runtime(n, sys_path=sys_path, timeout=job.get("timeout"))
+    # Kept open until the sample is out: main() closes it afterwards as the observed teardown
+    # step, so a crash or hang while finalising cannot take the measured numbers with it.
+    rt = teardown.enter_context(Runtime(n, sys_path=sys_path, timeout=job.get("timeout")))
     started = read_rollup()
 
     def listing() -> list[LoadedObject]:
@@ -121,7 +125,7 @@ def measure_namespaces(job: dict) -> dict:
 # ---------------------------------------------------------------------------- threads
 
 
-def measure_threads(job: dict) -> dict:
+def measure_threads(job: dict, teardown: contextlib.ExitStack) -> dict:
     """One interpreter, N threads: each thread runs the call and then waits."""
     import importlib
 
@@ -205,7 +209,7 @@ class _Worker:
         self.stderr.close()
 
 
-def measure_processes(job: dict) -> dict:
+def measure_processes(job: dict, teardown: contextlib.ExitStack) -> dict:
     """N separate processes: the sum of their Pss is what they cost together."""
     n = job["interpreters"]
     # The same search path the namespaces see (the host's), so both import the same files.
@@ -239,7 +243,7 @@ def measure_processes(job: dict) -> dict:
 # ---------------------------------------------------------------------------- subinterpreters
 
 
-def measure_subinterpreters(job: dict) -> dict:
+def measure_subinterpreters(job: dict, teardown: contextlib.ExitStack) -> dict:
     """N own-GIL subinterpreters in one child of a 3.12+/3.13 Python (interpkit.native.subinterp)."""
     from interpkit.native.subinterp import SubinterpreterRuntime, resolve_python
 
@@ -253,22 +257,23 @@ def measure_subinterpreters(job: dict) -> dict:
     finally:
         bare.stop()
     per_interpreter: list[dict] = []
-    with SubinterpreterRuntime(n, python=python, sys_path=tuple(job["sys_path"]),
-                               timeout_s=job.get("timeout") or 300, memory_limit_mb=None) as rt:
-        pid = rt.call(0, "os:getpid")
-        started = read_rollup(pid)
-        start_share = (attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty - baseline_anonymous) // n
-        source = _workload_source(job)
-        for index in range(n):
-            anon_prev = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
-            rt.run(index, source)
-            anon_now = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
-            per_interpreter.append({"heap_bytes": start_share + anon_now - anon_prev})
-        mappings = read_smaps(pid)
-        split = attribute(mappings, [], pid=pid)
-        return {"baseline": baseline.as_dict(), "started": started.as_dict(), "total": total_of(mappings).as_dict(),
-                "attribution": split.as_dict(), "per_interpreter": per_interpreter,
-                "loaded": _mapped_objects(mappings), "python": str(python.executable)}
+    # The outer sandbox bounds memory and time for the whole group; the server child is in it.
+    rt = teardown.enter_context(SubinterpreterRuntime(n, python=python, sys_path=tuple(job["sys_path"]),
+                                                      timeout_s=job.get("timeout") or 300, memory_limit_mb=None))
+    pid = rt.call(0, "os:getpid")
+    started = read_rollup(pid)
+    start_share = (attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty - baseline_anonymous) // n
+    source = _workload_source(job)
+    for index in range(n):
+        anon_prev = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
+        rt.run(index, source)
+        anon_now = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
+        per_interpreter.append({"heap_bytes": start_share + anon_now - anon_prev})
+    mappings = read_smaps(pid)
+    split = attribute(mappings, [], pid=pid)
+    return {"baseline": baseline.as_dict(), "started": started.as_dict(), "total": total_of(mappings).as_dict(),
+            "attribution": split.as_dict(), "per_interpreter": per_interpreter,
+            "loaded": _mapped_objects(mappings), "python": str(python.executable)}
 
 
 def one_line(exc: BaseException) -> str:
@@ -288,22 +293,50 @@ MEASURERS = {
 
 
 def main(argv: list[str]) -> int:
-    result_file = Path(argv[1])
-    job = json.loads(sys.stdin.read())
-    # The workload may print; keep this process's stdout for nothing but that.
+    from interpkit.native import sandbox
+
+    channel = sandbox.Channel()   # the workload may print: fd 1 goes to stderr from here on
+    job = sandbox.read_job()
+    sandbox.no_core_dumps()
+    steps: list[dict] = []
+
+    def step(name: str, **fields) -> dict:
+        record = {"step": name, **fields}
+        steps.append(record)
+        channel.emit("step", seq=len(steps), **record)
+        return record
+
+    def done(record: dict, **fields) -> None:
+        record.update(fields)
+        channel.emit("step_done", seq=len(steps), **record)
+
+    teardown = contextlib.ExitStack()
+    record = step("measure", backend=job["backend"], count=job["interpreters"])
     try:
-        result = MEASURERS[job["backend"]](job)
+        result = MEASURERS[job["backend"]](job, teardown)
         result["error"] = None
-    except BaseException as exc:  # one row's error, written for the parent to show
+        done(record, ok=True)
+    except BaseException as exc:  # one row's error, shown by the parent
         if os.environ.get("INTERPKIT_DEBUG"):
             traceback.print_exc()
         result = {"error": one_line(exc)}
+        done(record, ok=False, error=result["error"])
     result["backend"] = job["backend"]
     result["interpreters"] = job["interpreters"]
-    result_file.write_text(json.dumps(result))
+    channel.emit("sample", sample=result)
+    # Teardown is its own step: a crash or hang here is pinned on "close", after the sample.
+    record = step("close")
+    status, message = ("ok", "") if result["error"] is None else ("error", result["error"])
+    try:
+        teardown.close()
+        done(record, ok=True)
+    except BaseException as exc:
+        done(record, ok=False, error=one_line(exc))
+        status, message = "error", f"teardown failed: {one_line(exc)}"
+    channel.emit("result", outcome={"status": status, "message": message, "signal": None,
+                                    "steps": steps, "shared_state": []})
     sys.stdout.flush()
-    # Skip interpreter teardown: a namespace's static destructors can hang (DESIGN.md fact 7);
-    # everything worth keeping is already in the result file.
+    # The host's own finalisation is not what is measured; everything is already streamed.
     os._exit(0)
 
 

@@ -2,9 +2,11 @@
 
 Backends measured: ``namespaces`` (native.Runtime, one process), ``subinterpreters`` (own-GIL
 subinterpreters in a 3.12+/3.13 child, where one is installed), ``processes`` (N separate
-processes; their Pss adds up) and ``threads`` (one interpreter, N threads). Each child is
-killed when it runs past the timeout or its process tree's resident memory passes the
-limit; that row then carries the reason instead of numbers.
+processes; their Pss adds up) and ``threads`` (one interpreter, N threads). Each child runs
+in the sandbox (``interpkit.native.sandbox``) and is killed when it runs past the timeout or
+its process group's resident memory passes the limit; that row then carries the reason
+instead of numbers. The numbers are streamed before the backend is torn down, so a crash or
+hang at teardown keeps them and is reported beside them (``Sample.teardown``).
 
 The headline is Pss: a file page mapped by k mappings counts 1/k in each, so Pss sums to
 what the machine really spends. Rss is kept as a secondary column only (docs/facts.md fact 6).
@@ -13,11 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from interpkit.analyzer.memory.smaps import MemoryTotals
 MEASURED_BACKENDS = ("namespaces", "subinterpreters", "processes", "threads")
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_LIMIT_MB = 8192
-_POLL_S = 0.25
 # glibc gives 11 namespaces by default, 15 with this tunable set before the process starts (docs/facts.md fact 5).
 _MANY_NAMESPACES = 11
 _NNS_TUNABLE = "glibc.rtld.nns=16"
@@ -86,6 +84,7 @@ class Sample:
     per_interpreter: list[dict] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
+    teardown: dict | None = None    # how tearing the backend down failed, after it was measured
 
     @classmethod
     def from_child(cls, data: dict) -> "Sample":
@@ -102,89 +101,35 @@ class Sample:
 # ---------------------------------------------------------------------------- one child
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (a safety limit: over-counting is fine here)."""
-    total, stack, seen = 0, [pid], set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            with open(f"/proc/{current}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as fh:
-                    stack.extend(int(c) for c in fh.read().split())
-        except (OSError, ValueError):
-            continue
-    return total
-
-
 def run_child(job: dict, *, timeout_s: float = DEFAULT_TIMEOUT_S,
               memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB) -> Sample:
-    """Run interpkit.analyzer.memory.child on one job; never raises for what happens inside it."""
+    """Run interpkit.analyzer.memory.child on one job in the sandbox; never raises for what
+    happens inside it. A sample measured before the child died at teardown is kept, with
+    ``teardown`` saying what went wrong."""
+    from interpkit.native import sandbox
+    from interpkit.native.outcome import merge_steps, outcome_from_records
+
     env = dict(os.environ)
     if job["backend"] == "namespaces" and job["interpreters"] >= _MANY_NAMESPACES:
         env["GLIBC_TUNABLES"] = ":".join(filter(None, [env.get("GLIBC_TUNABLES"), _NNS_TUNABLE]))
-    with tempfile.TemporaryDirectory(prefix="interpkit-memory-") as folder:
-        result_file = Path(folder) / "result.json"
-        stderr_file = Path(folder) / "stderr"
-        with open(stderr_file, "wb") as stderr:
-            proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "interpkit.analyzer.memory.child", str(result_file)],
-                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
-                                    start_new_session=True)  # its own group: a kill reaches its workers too
-            proc.stdin.write(json.dumps({**job, "timeout": timeout_s}).encode())
-            proc.stdin.close()
-            reason = _watch(proc, timeout_s, memory_limit_mb)
-        if result_file.is_file():
-            try:
-                return Sample.from_child(json.loads(result_file.read_text()))
-            except (ValueError, KeyError):
-                reason = reason or "the measuring child wrote an unreadable result"
-        if reason is None:
-            tail = stderr_file.read_text(errors="replace").strip().splitlines()
-            fatal = next((line for line in tail if "Fatal Python error" in line or "Error" in line), None)
-            reason = _death(proc.returncode) + (f": {fatal.strip()}" if fatal else "")
-        return Sample(job["backend"], job["interpreters"], error=reason)
-
-
-def _watch(proc: subprocess.Popen, timeout_s: float, memory_limit_mb: int | None) -> str | None:
-    deadline = time.monotonic() + timeout_s
-    limit = memory_limit_mb * 1024 * 1024 if memory_limit_mb else None
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            _kill_group(proc)
-            return f"timed out after {timeout_s:g} s"
-        if limit is not None:
-            rss = _tree_rss(proc.pid)
-            if rss > limit:
-                _kill_group(proc)
-                return f"killed at {rss / 2**20:.0f} MiB resident (memory limit {memory_limit_mb} MiB)"
-        time.sleep(_POLL_S)
-    # The child ends itself with os._exit; anything it started is ended with it.
-    _kill_group(proc)
-    return None
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
+    run = sandbox.run([sys.executable, "-X", "faulthandler", "-m", "interpkit.analyzer.memory.child"],
+                      {**job, "timeout": timeout_s},
+                      limits=sandbox.Limits(timeout_s=timeout_s, memory_limit_mb=memory_limit_mb),
+                      env=env)
+    result = run.last("result")
+    outcome = outcome_from_records(merge_steps(run.records), result["outcome"] if result else None,
+                                   run.ending, what="measuring")
+    streamed = run.last("sample")
+    if streamed is None:
+        return Sample(job["backend"], job["interpreters"], error=outcome.message.splitlines()[0])
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
-def _death(returncode: int | None) -> str:
-    if returncode is not None and returncode < 0:
-        try:
-            return f"the measuring child was killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"the measuring child was killed by signal {-returncode}"
-    return f"the measuring child exited {returncode} without a result"
+        sample = Sample.from_child(streamed["sample"])
+    except (TypeError, KeyError):
+        return Sample(job["backend"], job["interpreters"], error="the measuring child wrote an unreadable sample")
+    if outcome.failed_at_teardown:
+        sample.teardown = outcome.teardown
+        sample.raw["teardown"] = outcome.teardown
+    return sample
 
 
 # ---------------------------------------------------------------------------- all of them
