@@ -15,6 +15,30 @@ if str(REPO_ROOT) not in sys.path:  # `fixtures.build` lives beside the package,
 
 from fixtures.build import FixtureUnavailable, build_fixture, find_python  # noqa: E402
 
+# -- unit / integration ----------------------------------------------------------------------
+# A test is an integration test when it compiles or runs something real: a compiled fixture,
+# another interpreter, a runtime, a child `python -m interpkit`, pip, torch. Those folders are
+# integration as a whole; elsewhere a test is integration when it asks for one of these
+# fixtures or carries one of these marks. Everything else is a unit test:
+# `pytest -m "not integration"` runs those in seconds.
+INTEGRATION_FOLDERS = frozenset({"cli", "copies", "hardening", "memory", "realstack", "runtime", "serve", "shims",
+                                 "subinterp"})
+INTEGRATION_FIXTURES = frozenset({"built_fixtures", "fixture_copy", "python_for", "python312", "python313",
+                                  "runtime2", "torch_dir", "realstack_python"})
+INTEGRATION_MARKS = frozenset({"torch", "slow", "realstack"})
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            folder = Path(item.fspath).resolve().relative_to(tests_dir).parts[0]
+        except ValueError:
+            continue
+        if (folder in INTEGRATION_FOLDERS or INTEGRATION_FIXTURES.intersection(item.fixturenames)
+                or any(item.get_closest_marker(name) for name in INTEGRATION_MARKS)):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def python_for():

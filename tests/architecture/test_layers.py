@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.architecture.imports import (FOLDERS, ROOT, import_edges, layer_violations, module_cycles, module_files,
                                         package_cycles)
 
@@ -18,8 +20,14 @@ def _graph(root: Path = ROOT):
     return modules, import_edges(modules)
 
 
-def test_every_package_folder_is_read():
-    modules, edges = _graph()
+@pytest.fixture(scope="module")
+def graph():
+    """The checkout's modules and import edges, read once for the checks below."""
+    return _graph()
+
+
+def test_every_package_folder_is_read(graph):
+    modules, edges = graph
     for package in FOLDERS:
         assert package in modules, f"{package} has no __init__.py under {FOLDERS[package]}/"
     # The known spine of a scan: if these edges vanished the parser stopped seeing imports.
@@ -28,18 +36,18 @@ def test_every_package_folder_is_read():
     assert ("interpkit.analyzer.registry", "interpkit.core.findings") in pairs
 
 
-def test_no_layer_violations():
-    _, edges = _graph()
+def test_no_layer_violations(graph):
+    _, edges = graph
     assert layer_violations(edges) == []
 
 
-def test_no_module_cycles():
-    modules, edges = _graph()
+def test_no_module_cycles(graph):
+    modules, edges = graph
     assert module_cycles(modules, edges) == []
 
 
-def test_no_package_cycles():
-    modules, edges = _graph()
+def test_no_package_cycles(graph):
+    modules, edges = graph
     assert package_cycles(modules, edges) == []
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.elf.analyze import analyze_elf_files, dotted_module_name
 from interpkit.analyzer.elf.closure import ld_so_conf_dirs
@@ -28,6 +30,7 @@ def test_ld_so_conf_follows_includes(tmp_path):
     assert ld_so_conf_dirs(str(conf)) == ("/opt/first", "/opt/a/lib", "/opt/b/lib")
 
 
+@pytest.mark.integration  # compiles libraries with gcc
 def test_wheel_libs_folder_is_searched_and_scanned_once(tmp_path):
     """auditwheel layout: site/pkg/_ext.so needs libvendored-1a2b.so.1 from site/pkg.libs/."""
     site = tmp_path / "site"
@@ -48,6 +51,7 @@ def test_wheel_libs_folder_is_searched_and_scanned_once(tmp_path):
     assert all(not r.findings for r in results[:2])
 
 
+@pytest.mark.integration  # compiles libraries with gcc
 def test_no_closure_when_asked(tmp_path):
     lib = gcc_shared("int base(void) { return 1; }\n", tmp_path / "libbase.so")
     user = gcc_shared("int base(void);\nint user(void) { return base(); }\n", tmp_path / "libuser.so",

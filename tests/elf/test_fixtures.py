@@ -170,6 +170,7 @@ def test_init_verdict_matches_cpython_313_isolated_import(built_fixtures, python
     path = built_fixtures(name, python)
     result, _ = codes_of(path)
     refused_by_rules = {f.symbol for f in result.findings if f.code in ("IK101", "IK102")}
+    assert result.facts["init"], "every fixture here is an extension with a PyInit_"
     for init in result.facts["init"]:
         proc = subprocess.run([python, "-c", _IMPORT_IN_ISOLATED, str(path), init["module"]],
                               capture_output=True, text=True, timeout=60)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hardening_hostile import (  # noqa: E402
+from tests.hardening.hardening_hostile import (  # noqa: E402
     DIST,
     WHEEL_NAME,
     assert_no_traceback,

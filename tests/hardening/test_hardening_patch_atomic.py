@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hardening_hostile import WHEEL_NAME, assert_no_traceback, run_cli, wheel_members, zip_with_members  # noqa: E402
+from tests.hardening.hardening_hostile import WHEEL_NAME, assert_no_traceback, run_cli, wheel_members, zip_with_members  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREVIOUS = b"a previous, complete output that must survive a failed run\n"

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hardening_hostile import assert_no_traceback, run_cli  # noqa: E402
+from tests.hardening.hardening_hostile import assert_no_traceback, run_cli  # noqa: E402
 
 pytestmark = pytest.mark.slow  # each probe starts interpreters; the hang cases wait out their timeout
 

@@ -36,7 +36,9 @@ def test_rule_metadata_is_consistent(registered):
     module_file = registered.module.__name__.rsplit(".", 1)[1]
     assert module_file == rule.name.replace("-", "_"), "module is named after the hazard"
     for backend, verdict in rule.verdicts.items():
-        assert isinstance(backend, Backend) and verdict in (Verdict.FAIL, Verdict.UNKNOWN)
+        # fail/unknown is what the hazard forces on a backend; ok says the backend handles the
+        # hazard by design (the copies runtime relinks each interpreter's copy).
+        assert isinstance(backend, Backend) and isinstance(verdict, Verdict)
         assert backend in rule.backends or rule.backends == frozenset(Backend)
     assert callable(registered.check)
 

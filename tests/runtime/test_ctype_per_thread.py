@@ -1,7 +1,7 @@
 """docs/facts.md fact 2: a thread entering a namespace needs that namespace's __ctype_init."""
 from __future__ import annotations
 
-from runtime_helpers import run_isolated
+from tests.runtime.runtime_helpers import run_isolated
 
 
 def test_bare_host_thread_without_ctype_init_crashes(rawns, rawns_env, libpython):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from interpkit.native import limits
-from runtime_helpers import REPO_ROOT, run_python
+from tests.runtime.runtime_helpers import REPO_ROOT, run_python
 
 TWELVE = """
 from interpkit.native import Runtime, StaticTLSExhausted

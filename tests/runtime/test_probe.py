@@ -10,7 +10,7 @@ import pytest
 
 from interpkit.native.outcome import STATUSES
 from interpkit.native.probe import probe_module
-from runtime_helpers import REPO_ROOT
+from tests.runtime.runtime_helpers import REPO_ROOT
 
 STEPS_OK = ["create", "import", "import", "smoke", "smoke", "shared_state", "destroy",
             "use_after_destroy", "close"]

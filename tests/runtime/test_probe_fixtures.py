@@ -15,7 +15,7 @@ import pytest
 from interpkit.analyzer.modules import module_location
 from fixtures.build import FixtureUnavailable, build_fixture
 from interpkit.native.probe import probe_module
-from runtime_helpers import REPO_ROOT, run_python
+from tests.runtime.runtime_helpers import REPO_ROOT, run_python
 
 FIXTURES = sorted(p.name for p in (REPO_ROOT / "fixtures" / "ext").iterdir()
                   if (p / "fixture.toml").is_file())

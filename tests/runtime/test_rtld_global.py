@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from interpkit.native.guard import RTLD_GLOBAL, RTLD_LOCAL, strip_global
-from runtime_helpers import run_python
+from tests.runtime.runtime_helpers import run_python
 
 
 def test_raw_rtld_global_dlopen_in_a_namespace_crashes():

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from interpkit.native import Runtime
-from runtime_helpers import REPO_ROOT, requires_torch, run_isolated, run_python
+from tests.runtime.runtime_helpers import REPO_ROOT, requires_torch, run_isolated, run_python
 
 IMPORT_TORCH = (f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n"
                 "import interpkit.native.guard\ninterpkit.native.guard.install()\nimport torch\n")

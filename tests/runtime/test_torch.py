@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from runtime_helpers import requires_torch, run_python
+from tests.runtime.runtime_helpers import requires_torch, run_python
 
 pytestmark = [pytest.mark.torch, requires_torch]
 

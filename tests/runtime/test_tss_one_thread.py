@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from runtime_helpers import run_isolated
+from tests.runtime.runtime_helpers import run_isolated
 
 
 def test_one_thread_entering_two_interpreters_deadlocks(rawns, rawns_env, libpython):

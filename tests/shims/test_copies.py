@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from shim_helpers import run_in_legacy_subinterpreters
+from tests.shims.shim_helpers import run_in_legacy_subinterpreters
 from interpkit.shims.copies import copy_path, make_private_copy, probe_legacy
 from interpkit.shims.relink import read_state
 

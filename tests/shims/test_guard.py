@@ -2,7 +2,7 @@
 findings: the shims report those as handled at load time, so the guard must really handle them."""
 from __future__ import annotations
 
-from shim_helpers import CSRC, compile_shared, run_child
+from tests.shims.shim_helpers import CSRC, compile_shared, run_child
 
 
 def test_guard_turns_rtld_global_into_local(tmp_path):

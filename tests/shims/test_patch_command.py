@@ -8,7 +8,7 @@ from pathlib import Path
 
 from interpkit.cli import main
 from interpkit.core.findings import Backend, Finding, FileKind, FileResult, Severity, Verdict
-from shim_helpers import run_child
+from tests.shims.shim_helpers import run_child
 from interpkit.shims.plan import PatchPlan
 from interpkit.shims.relink import read_state
 from interpkit.shims.strategies import Context, Handling, plan_finding

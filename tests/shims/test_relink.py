@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shim_helpers import CSRC, compile_shared, run_child
+from tests.shims.shim_helpers import CSRC, compile_shared, run_child
 from interpkit.shims.plan import Edit, EditKind, FilePlan, PlanConflict
 from interpkit.shims.relink import apply_binary_edits, plan_hide, plan_runpath, plan_unique, read_state
 

@@ -1,0 +1,1 @@
+"""Import layers and cycles of the source tree (unit)."""

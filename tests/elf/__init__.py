@@ -1,0 +1,1 @@
+"""ELF facts, closure and the ELF scan against compiled fixtures."""

@@ -1,0 +1,1 @@
+"""Hostile and corrupt inputs against the real CLI and probes (integration)."""

@@ -1,0 +1,1 @@
+"""The pinned real-stack venv (default CUDA torch build, torchvision, transformers) (integration)."""

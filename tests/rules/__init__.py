@@ -1,0 +1,1 @@
+"""The rule registry: every rule's record, docs and purity (unit)."""

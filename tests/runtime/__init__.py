@@ -1,0 +1,1 @@
+"""The namespaces runtime in real interpreters, in child processes (integration)."""

@@ -1,0 +1,1 @@
+"""interpkit run and the bench scripts on real torch.package archives (integration)."""

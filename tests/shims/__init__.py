@@ -1,0 +1,1 @@
+"""interpkit patch on compiled fixtures: relink, copies, rebuild, wheel repair (integration)."""

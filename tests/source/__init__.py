@@ -1,0 +1,1 @@
+"""Source rules and the model-source scan."""
