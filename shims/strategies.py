@@ -139,7 +139,7 @@ def _plan_libpython(plan: PatchPlan, path: Path, state: ElfState, finding: Findi
     """Under copies the right libpython differs per interpreter, so no single file can name it:
     each interpreter's private copy is relinked to that interpreter's libpython when it is made
     (interpkit.shims.copies.make_private_copy). A binary built for another Python cannot be relinked."""
-    if finding.severity is Severity.ERROR and state.libpython:
+    if finding.datum("built_for") and state.libpython:   # IK301 found a Python-version mismatch
         return _unfixable(plan, path, finding, f"built against {', '.join(state.libpython)} for another Python; "
                                                "relinking cannot change the C API it was compiled for (rebuild it)")
     if not any(name.startswith("PyInit_") for name in state.exports):

@@ -207,3 +207,15 @@ def test_isolated_subinterpreters_refusal_stays_and_is_observed(capsys, tmp_path
     assert file["verify"]["subinterpreters"] == {"before": "import_error", "after": "import_error"}
     assert file["verdicts"]["subinterpreters"] == {"before": "fail", "after": "fail"}
     assert findings_of(data)["IK101"]["after"] == "unfixable"
+
+
+def test_binary_for_another_python_is_unfixable_by_its_data(capsys, tmp_path, fixture_copy):
+    """IK301 records the Python a binary was built for (`built_for`) when its libpython DT_NEEDED
+    names another one; the plan reads that datum, not the message, and refuses to relink."""
+    built = fixture_copy("libpython_linked")          # built for, and linked to, the running 3.11
+    renamed = built.with_name(built.name.replace("cpython-311", "cpython-312"))  # now tagged 3.12
+    built.rename(renamed)
+    code, data = patch_json(capsys, renamed, "-o", tmp_path / "out", "--backend", "copies", "--no-verify")
+    assert code == 1
+    found = findings_of(data)["IK301"]
+    assert found["after"] == "unfixable" and "for another Python" in found["reason"], found

@@ -70,6 +70,7 @@ def test_results_are_cached_by_path_size_and_mtime(tmp_path):
     assert [(f.code, f.line) for f in changed.findings] == [("IK403", 3)]
 
 
+@pytest.mark.integration  # starts a process pool
 def test_process_pool_gives_the_same_answers(tmp_path):
     paths = []
     for i in range(30):
