@@ -173,6 +173,9 @@ class Ending:
 
     @property
     def signal(self) -> str | None:
+        """The signal that ended it; None for a timeout (the kill is ours, not the cause)."""
+        if self.timed_out:
+            return None
         return "SIGKILL" if self.memory else signal_name(self.returncode)
 
     @property
