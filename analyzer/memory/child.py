@@ -75,8 +75,10 @@ def _unattributed_anonymous(objects: list[LoadedObject]) -> int:
 # ---------------------------------------------------------------------------- namespaces
 
 
-def measure_namespaces(job: dict, teardown: contextlib.ExitStack) -> dict:
+def measure_namespaces(job: dict, teardown: contextlib.ExitStack, runtime_class=None) -> dict:
     from interpkit.native.runtime import Runtime
+
+    Runtime = runtime_class or Runtime  # noqa: N806 - the copies runtime has the same API
 
     n = job["interpreters"]
     baseline = read_rollup()
@@ -284,8 +286,17 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+def measure_copies(job: dict, teardown: contextlib.ExitStack) -> dict:
+    """As namespaces, in the copies runtime: namespace_libs(i) lists interpreter i's own
+    libpython copy and extension copies; libc and Py*-free dependencies are shared."""
+    from interpkit.native.copies import CopiesRuntime
+
+    return measure_namespaces(job, teardown, runtime_class=CopiesRuntime)
+
+
 MEASURERS = {
     "namespaces": measure_namespaces,
+    "copies": measure_copies,
     "threads": measure_threads,
     "processes": measure_processes,
     "subinterpreters": measure_subinterpreters,

@@ -23,7 +23,7 @@ from pathlib import Path
 from interpkit.core.errors import InputError
 from interpkit.analyzer.memory.smaps import MemoryTotals
 
-MEASURED_BACKENDS = ("namespaces", "subinterpreters", "processes", "threads")
+MEASURED_BACKENDS = ("namespaces", "subinterpreters", "copies", "processes", "threads")
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_LIMIT_MB = 8192
 # glibc gives 11 namespaces by default, 15 with this tunable set before the process starts (docs/facts.md fact 5).
@@ -137,13 +137,13 @@ def run_child(job: dict, *, timeout_s: float = DEFAULT_TIMEOUT_S,
 
 def backend_unavailable(backend: str, python: str | None = None) -> str | None:
     """None when ``backend`` can be measured here, else why not."""
-    if backend == "namespaces":
+    if backend in ("namespaces", "copies"):
         try:
             from interpkit.native import limits
 
             return limits.check_libpython(limits.find_libpython())
         except Exception as exc:  # an unbuilt native extension, a static libpython
-            return f"the namespaces runtime is not available ({exc})"
+            return f"the {backend} runtime is not available ({exc})"
     if backend == "subinterpreters":
         try:
             from interpkit.native.subinterp import resolve_python

@@ -55,7 +55,7 @@ JSON_SCHEMA = {
                          "marginal_private_dirty_bytes", "files_private_bytes", "heap_bytes", "estimate_bytes", "estimate_low_bytes",
                          "estimate_error", "estimate_error_total", "total_rss_bytes", "error"],
             "properties": {
-                "backend": {"enum": ["namespaces", "subinterpreters", "processes", "threads"]},
+                "backend": {"enum": ["namespaces", "subinterpreters", "copies", "processes", "threads"]},
                 "interpreters": {"type": "integer", "minimum": 1},
                 "total_pss_bytes": _NULLABLE_INT, "marginal_pss_bytes": _NULLABLE_INT,
                 "marginal_private_dirty_bytes": _NULLABLE_INT, "files_private_bytes": _NULLABLE_INT,

@@ -8,7 +8,7 @@ from pathlib import Path
 from interpkit.core.errors import InputError
 from interpkit.analyzer.output import add_exit_zero_argument, add_output_arguments, positive_seconds
 
-_BACKEND_CHOICES = ("namespaces", "subinterpreters", "processes", "threads", "all")
+_BACKEND_CHOICES = ("namespaces", "subinterpreters", "copies", "processes", "threads", "all")
 
 
 def configure_parser(sub) -> None:

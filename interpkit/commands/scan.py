@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from interpkit.analyzer.output import CONCISE, add_exit_zero_argument, add_output_arguments, add_rule_arguments
+from interpkit.analyzer.output import CONCISE, add_exit_zero_argument, add_output_arguments, add_rule_arguments, positive_seconds
 
 
 def configure_parser(sub) -> None:
@@ -25,6 +25,11 @@ def configure_parser(sub) -> None:
     parser.add_argument("--no-follow-imports", action="store_true", help="scan the named Python files only, not what they import")
     parser.add_argument("--third-party-source", action="store_true",
                         help="also rule-scan the Python source of installed packages the model imports (slow on a cold cache)")
+    parser.add_argument("--trace", nargs="?", const=True, default=None, metavar="MODEL.py[:CALLABLE]",
+                        help="also import the model (and call CALLABLE) in a sandboxed child and scan every extension "
+                        "and shared object it really loaded (lazy imports, dlopen); bare --trace traces the .py paths")
+    parser.add_argument("--trace-timeout", type=positive_seconds, default=300.0, metavar="S",
+                        help="seconds the traced model may take (default: 300)")
     parser.add_argument("--show-clean", action="store_true", help="list files without findings in the table too")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar (default: when stderr is a terminal)")
@@ -72,6 +77,10 @@ def run(args) -> int:
         config = replace(config, third_party_source=True)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only)
+    if args.trace is not None:
+        from interpkit.analyzer.trace import apply_trace, targets_for
+
+        apply_trace(report, targets_for(args.trace, args.paths), config, timeout=args.trace_timeout)
     render(report, args)
     return 0 if args.exit_zero else exit_status(report, config.fail_on)
 
