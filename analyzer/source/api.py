@@ -126,7 +126,8 @@ def _report_missing_op_libraries(graph, results: list[FileResult], config: Confi
             results.append(fr)
         if any(f.code == rule.RULE.code and f.line == load.line for f in fr.findings):
             continue
-        fr.findings.append(replace(rule.RULE.finding(Path(load.source), rule.message_for(load), line=load.line, column=1),
+        fr.findings.append(replace(rule.RULE.finding(Path(load.source), rule.message_for(load), line=load.line, column=1,
+                                                     data=rule.data_for(load)),
                                    chain=graph.chain_to(load.module)))
         fr.compute_verdicts()
 

@@ -7,7 +7,7 @@ import pytest
 
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.elf.analyze import analyze_elf_files, is_elf
-from interpkit.core.findings import Backend, FileKind, Verdict
+from interpkit.core.findings import Backend, FileKind, Severity, Verdict
 
 
 def only_result(path: Path):
@@ -88,7 +88,8 @@ def test_bad_file_does_not_cost_the_others(built_fixtures, tmp_path):
 
 
 def test_unresolved_dependency(built_fixtures, tmp_path):
-    """A DT_NEEDED that nothing provides: IK306 and unknown verdicts (built here with a fake library)."""
+    """A DT_NEEDED that nothing provides: IK306, an error, and fail in every backend (ld.so refuses
+    the library), built here with a fake library."""
     import subprocess
 
     lib_src = tmp_path / "dep.c"
@@ -103,9 +104,9 @@ def test_unresolved_dependency(built_fixtures, tmp_path):
                     "-o", str(user)], check=True)
     [result] = analyze_elf_files([user], Config())
     assert result.kind is FileKind.LIBRARY
-    assert [f.code for f in result.findings] == ["IK306"]
+    assert [(f.code, f.severity) for f in result.findings] == [("IK306", Severity.ERROR)]
     assert result.facts["closure"]["libinterpkitdep.so"] is None
-    assert set(result.verdicts.values()) == {Verdict.UNKNOWN}
+    assert set(result.verdicts.values()) == {Verdict.FAIL}
 
     # With a $ORIGIN RUNPATH the loader (and the closure) finds it, and it is scanned once as a library.
     found = tmp_path / "libuser2.so"

@@ -59,4 +59,4 @@ def check(facts) -> Iterator[Finding]:
             facts.path,
             f"registers into {examples(registries)} at load time: a second copy against one libc10 aborts "
             f"(\"Key already registered with the same priority\")",
-            symbol=short[0])
+            symbol=short[0], data={"registries": list(registries)})

@@ -64,17 +64,19 @@ def check(facts) -> Iterator[Finding]:
         return
     namespaces = ops.namespaces
     where = f"namespace{'s' if len(namespaces) != 1 else ''} {examples(namespaces)}" if namespaces else "an unnamed namespace"
+    data = {"namespaces": list(namespaces), "kinds": sorted({r.kind for r in ops.registrations}),
+            "dispatch_keys": sorted({r.dispatch_key for r in ops.registrations if r.dispatch_key})}
     if ops.defines_operators:
         defined = ops.defined_namespaces or namespaces
         yield RULE.finding(
             facts.path,
             f"defines operators in {where} at load time: a second copy against one libtorch aborts "
             f"(\"Only a single TORCH_LIBRARY can be used to register the namespace {defined[0] if defined else '...'}\")",
-            symbol=defined[0] if defined else None)
+            symbol=defined[0] if defined else None, data=data)
     else:
         # Kernels only: a second registration overrides the first with a warning, it does not abort.
         yield RULE.finding(
             facts.path,
             f"adds kernels to operators of {where} in libtorch's shared dispatcher: a second copy overrides them",
             symbol=namespaces[0] if namespaces else None, severity=Severity.INFO,
-            verdicts={Backend.COPIES: Verdict.UNKNOWN, Backend.SUBINTERPRETERS: Verdict.UNKNOWN})
+            verdicts={Backend.COPIES: Verdict.UNKNOWN, Backend.SUBINTERPRETERS: Verdict.UNKNOWN}, data=data)

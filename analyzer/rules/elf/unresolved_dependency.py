@@ -6,9 +6,13 @@ LD_LIBRARY_PATH, RUNPATH with `$ORIGIN`, the wheel's `.libs` folder, ld.so.conf,
 directories, then installed packages' `lib/` folders) and flags names that are not found.
 
 ## Why is this bad?
-The binary either fails to load or loads only because another module loaded that library
-earlier, and the analyzer cannot see the missing library's own hazards (unique symbols,
-static TLS). Every backend's verdict is therefore `unknown`.
+ld.so refuses to load a binary whose DT_NEEDED it cannot find ("cannot open shared object
+file"), in every backend alike: the extension cannot be imported and an op library cannot
+be loaded with `torch.ops.load_library`. (torchvision's `_C.so` built for CUDA, installed
+next to a CPU-only torch, needs `libtorch_cuda.so`, which is not there.) The verdict is
+therefore `fail` everywhere, and the finding is an error. The search follows the binary's
+own RPATH/RUNPATH (with `$ORIGIN`) and its package's bundled copies first, as the loader
+does for it.
 
 ## Example
 ```
@@ -38,8 +42,8 @@ RULE = Rule(
     code="IK306",
     name="unresolved-dependency",
     title="a DT_NEEDED library is not found on the loader's search path",
-    severity=Severity.WARNING,
-    verdicts={b: Verdict.UNKNOWN for b in Backend},
+    severity=Severity.ERROR,
+    verdicts={b: Verdict.FAIL for b in Backend},
     fix="vendor the library (auditwheel repair) or add a $ORIGIN RUNPATH",
     fixable=Fixable.NONE,
     doc=__doc__,
@@ -50,5 +54,5 @@ def check(facts) -> Iterator[Finding]:
     for soname, path in facts.closure.items():
         # libpython is whatever interpreter loads the extension: it is already in the process.
         if path is None and not soname.startswith("libpython"):
-            yield RULE.finding(facts.path, f"cannot find `{soname}` (not on its RPATH/RUNPATH or the system paths)",
+            yield RULE.finding(facts.path, f"cannot load: `{soname}` is not found (not on its RPATH/RUNPATH, in its package or on the system paths)",
                                symbol=soname, data={"library": soname})

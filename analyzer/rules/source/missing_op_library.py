@@ -56,6 +56,10 @@ def message_for(load) -> str:
     return f"`{load.call}` loads `{load.path}`, which does not exist (the load raises OSError in every backend)"
 
 
+def data_for(load) -> dict:
+    return {"call": load.call, "library": str(load.path)}
+
+
 class MissingOpLibrary(SourceRule):
     RULE = RULE
 
@@ -69,7 +73,8 @@ class MissingOpLibrary(SourceRule):
         for load in loads_in_source(self.path, tree):
             if load.path is not None and not load.exists:
                 column = _column(node.code, load.line)
-                self.findings.append(RULE.finding(self.path, message_for(load), line=load.line, column=column))
+                self.findings.append(RULE.finding(self.path, message_for(load), line=load.line, column=column,
+                                                  data=data_for(load)))
 
 
 def _column(code: str, line: int) -> int:
