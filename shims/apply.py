@@ -21,7 +21,7 @@ from interpkit.shims import rebuild, wheel
 from interpkit.shims.tree import COPIES_MANIFEST, FileOutcome, FindingOutcome, Options, PatchError, patch_tree
 
 __all__ = ["COPIES_MANIFEST", "FileOutcome", "FindingOutcome", "Options", "PatchError", "PatchOutcome",
-           "patch_input", "patch_tree", "tree_sha256"]
+           "PatchReport", "patch_input", "patch_tree", "tree_sha256"]
 
 
 # --------------------------------------------------------------------------- results
@@ -46,6 +46,90 @@ class PatchOutcome:
                 "input_sha256": self.input_sha256, "output_sha256": self.output_sha256,
                 "changed": self.changed, "files": [f.to_json() for f in self.files], "notes": self.notes,
                 **({"rebuild": self.rebuild} if self.rebuild else {})}
+
+
+@dataclass(frozen=True)
+class PatchReport:
+    """One `interpkit patch` run over its inputs: the ``interpkit-patch/1`` JSON and a rich rendering."""
+
+    outcomes: tuple[PatchOutcome, ...]
+    backends: frozenset
+    interpreters: int
+    mode: str                                   # "patch", "check" or "dry-run"
+
+    @property
+    def unfixed(self) -> int:
+        return sum(len(o.unfixed) for o in self.outcomes)
+
+    @property
+    def would_change(self) -> int:
+        return sum(len(f.plan.binary_edits) for o in self.outcomes for f in o.files)
+
+    @property
+    def failed(self) -> bool:
+        """Something stays unfixed, or (--check) a patch would change something."""
+        return bool(self.unfixed) or (self.mode == "check" and bool(self.would_change))
+
+    def summary(self) -> dict:
+        return {"inputs": len(self.outcomes), "files": sum(len(o.files) for o in self.outcomes),
+                "edits": self.would_change, "unfixed": self.unfixed,
+                "fixed": sum(1 for o in self.outcomes for f in o.files for x in f.findings if x.after == "fixed")}
+
+    def to_json(self) -> dict:
+        return {"schema": "interpkit-patch/1", "backends": sorted(b.value for b in self.backends),
+                "interpreters": self.interpreters, "mode": self.mode,
+                "results": [o.to_json() for o in self.outcomes], "summary": self.summary()}
+
+    def __rich_console__(self, console, options):
+        yield from self.renderables(console)
+
+    def renderables(self, console, *, quiet: bool = False):
+        """Per input and file: each finding's handling and result, applied edits, verdicts and
+        re-verification; the plan when nothing is written; then (unless quiet) the summary line."""
+        from rich.table import Table
+        from rich.text import Text
+
+        style = {"fixed": "green", "would be fixed": "green", "handled at load time": "cyan", "not needed": "dim",
+                 "unfixable": "red", "remaining": "bold red"}
+        for outcome in self.outcomes:
+            yield Text(f"{outcome.input} -> {outcome.output}" if outcome.output
+                       else f"{outcome.input} (nothing written)", style="bold")
+            for note in outcome.notes:
+                yield Text(f"  {note}")
+            for file in outcome.files:
+                if not file.findings and not file.plan.edits:
+                    continue
+                table = Table(title=file.relative, title_justify="left", show_edge=False)
+                for column in ("code", "symbol", "handling", "after", "reason"):
+                    # off a terminal the width is unbounded: a symbol is never broken
+                    table.add_column(column, overflow="fold", no_wrap=column == "symbol" and not console.is_terminal)
+                for item in file.findings:
+                    table.add_row(item.code, item.symbol or "", item.handling,
+                                  Text(item.after, style.get(item.after, "")), item.reason)
+                yield table
+                for line in file.applied:
+                    yield Text(f"  applied: {line}")
+                verdicts = ", ".join(f"{b} {file.verdicts_before.get(b)} -> {file.verdicts_after.get(b)}"
+                                     for b in sorted(file.verdicts_before))
+                yield Text(f"  verdicts: {verdicts}")
+                for backend, entry in sorted(file.verify.items()):
+                    yield Text(f"  verify {backend} (N={self.interpreters}): "
+                               f"{entry.get('before', '-')} -> {entry.get('after', '-')}")
+        if self.mode != "patch":
+            from interpkit.shims.plan import PatchPlan
+
+            plan = PatchPlan({Path(f.relative): f.plan for o in self.outcomes for f in o.files})
+            yield Text("plan (nothing written):")
+            yield Text(plan.render().rstrip("\n"))
+        if not quiet:
+            s = self.summary()
+            yield Text(f"{_plural(s['inputs'], 'input')}, {_plural(s['files'], 'file')}: "
+                       f"{_plural(s['fixed'], 'finding')} fixed, {s['unfixed']} unfixed, "
+                       f"{_plural(s['edits'], 'edit')} planned")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun if count == 1 else noun + 's'}"
 
 
 # --------------------------------------------------------------------------- hashing

@@ -44,14 +44,12 @@ def configure_parser(sub) -> None:
     parser.set_defaults(func=run)
 
 
-
-
 def run(args) -> int:
     import json
 
     from interpkit.core.findings import Backend
     from interpkit.analyzer.output import check_namespace_count, emit, require_paths, write_atomic
-    from interpkit.shims.apply import Options, patch_input
+    from interpkit.shims.apply import Options, PatchReport, patch_input
 
     if not (args.outdir or args.check or args.dry_run):
         raise InputError("cannot patch without -o OUTDIR (or use --dry-run / --check)")
@@ -79,69 +77,16 @@ def run(args) -> int:
     for path, outcome in zip(args.paths, outcomes):
         if not outcome.files and not outcome.rebuild:
             raise InputError(f"cannot patch {path} (nothing to patch: no ELF files, wheels or buildable sources)")
-    unfixed = sum(len(o.unfixed) for o in outcomes)
-    would_change = sum(len(f.plan.binary_edits) for o in outcomes for f in o.files)
-    summary = {"inputs": len(outcomes), "files": sum(len(o.files) for o in outcomes),
-               "edits": would_change, "unfixed": unfixed,
-               "fixed": sum(1 for o in outcomes for f in o.files for x in f.findings if x.after == "fixed")}
-    data = {"schema": "interpkit-patch/1", "backends": sorted(b.value for b in backends),
-            "interpreters": args.interpreters, "mode": "check" if args.check else "dry-run" if args.dry_run else "patch",
-            "results": [o.to_json() for o in outcomes], "summary": summary}
+    mode = "check" if args.check else "dry-run" if args.dry_run else "patch"
+    report = PatchReport(tuple(outcomes), backends, args.interpreters, mode)
     if args.report:
-        write_atomic(args.report, json.dumps(data, indent=2) + "\n")
+        write_atomic(args.report, json.dumps(report.to_json(), indent=2) + "\n")
     if args.format == "json":
-        emit(json.dumps(data, indent=2) + "\n", None)
+        emit(json.dumps(report.to_json(), indent=2) + "\n", None)
     else:
-        _render(outcomes, summary, args)
-    if args.exit_zero:
-        return 0
-    if unfixed:
-        return 1
-    if args.check and would_change:
-        return 1
-    return 0
+        from interpkit.analyzer.console import out_console
 
-
-def _render(outcomes, summary, args) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from interpkit.analyzer.console import out_console
-    from interpkit.analyzer.report.table import plural
-
-    console = out_console()
-    style = {"fixed": "green", "would be fixed": "green", "handled at load time": "cyan", "not needed": "dim",
-             "unfixable": "red", "remaining": "bold red"}
-    for outcome in outcomes:
-        title = f"{outcome.input} -> {outcome.output}" if outcome.output else f"{outcome.input} (nothing written)"
-        console.print(Text(title, style="bold"))
-        for note in outcome.notes:
-            console.print(f"  {note}")
-        for file in outcome.files:
-            if not file.findings and not file.plan.edits:
-                continue
-            table = Table(title=file.relative, title_justify="left", show_edge=False)
-            for column in ("code", "symbol", "handling", "after", "reason"):
-                # off a terminal the width is unbounded: a symbol is never broken
-                table.add_column(column, overflow="fold", no_wrap=column == "symbol" and not console.is_terminal)
-            for item in file.findings:
-                table.add_row(item.code, item.symbol or "", item.handling, Text(item.after, style.get(item.after, "")),
-                              item.reason)
-            console.print(table)
-            for line in file.applied:
-                console.print(f"  applied: {line}")
-            verdicts = ", ".join(f"{b} {file.verdicts_before.get(b)} -> {file.verdicts_after.get(b)}"
-                                 for b in sorted(file.verdicts_before))
-            console.print(f"  verdicts: {verdicts}")
-            for backend, entry in sorted(file.verify.items()):
-                console.print(f"  verify {backend} (N={args.interpreters}): {entry.get('before', '-')} -> {entry.get('after', '-')}")
-    if args.dry_run or args.check:
-        from interpkit.shims.plan import PatchPlan
-
-        plan = PatchPlan({Path(f.relative): f.plan for o in outcomes for f in o.files})
-        console.print("plan (nothing written):", markup=False)
-        console.print(plan.render(), markup=False, end="")
-    if not args.quiet:
-        console.print(f"{plural(summary['inputs'], 'input')}, {plural(summary['files'], 'file')}: "
-                      f"{plural(summary['fixed'], 'finding')} fixed, {summary['unfixed']} unfixed, "
-                      f"{plural(summary['edits'], 'edit')} planned")
+        console = out_console()
+        for part in report.renderables(console, quiet=args.quiet):
+            console.print(part)
+    return 0 if args.exit_zero else int(report.failed)
