@@ -68,3 +68,24 @@ def test_dotted_module_name(tmp_path):
     path = package / "_speedups.cpython-311-x86_64-linux-gnu.so"
     assert dotted_module_name(path, "_speedups") == "outer.inner._speedups"
     assert dotted_module_name(tmp_path / "top.so", None) == "top"
+
+
+@pytest.mark.integration  # compiles libraries with gcc
+def test_a_copy_the_package_points_at_wins_over_one_found_elsewhere(tmp_path):
+    """ld.so loads a soname once and reuses it: the copy a package's own library finds through its
+    RUNPATH (nvidia-* wheels' libcudart next to torch) is the one the package gets, not another
+    site-packages copy the first needer would have found; the other copy is never scanned."""
+    site = tmp_path / "site-packages"
+    (site / "other" / "__init__.py").parent.mkdir(parents=True)
+    (site / "other" / "__init__.py").write_text("")
+    elsewhere = gcc_shared("int dep(void) { return 1; }\n", site / "other" / "lib" / "libdep.so", "-Wl,-soname,libdep.so")
+    bundled = gcc_shared("int dep(void) { return 2; }\n", site / "app" / "vendor" / "libdep.so", "-Wl,-soname,libdep.so")
+    gcc_shared("int dep(void);\nint b(void) { return dep(); }\n", site / "app" / "libb.so",
+               "-Wl,-soname,libb.so", f"-L{bundled.parent}", "-ldep", "-Wl,--enable-new-dtags,-rpath,$ORIGIN/vendor")
+    root = gcc_shared("int dep(void);\nint b(void);\nint a(void) { return dep() + b(); }\n", site / "app" / "liba.so",
+                      f"-L{bundled.parent}", "-ldep", f"-L{site / 'app'}", "-lb", "-Wl,--enable-new-dtags,-rpath,$ORIGIN")
+    results = analyze_elf_files([root], Config())
+    assert results[0].facts["closure"]["libdep.so"] == str(bundled)
+    scanned = [r.path for r in results]
+    assert bundled in scanned and elsewhere not in scanned
+    assert len(scanned) == len(set(scanned))
