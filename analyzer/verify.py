@@ -1,7 +1,11 @@
 """Prediction vs reality: load each extension in the real runtime and compare with the analyzer.
 
-Every probe runs in a sandboxed child (timeout, memory limit, own process group), so a
-crashing extension is an observation, never a crash of interpkit.
+Every probe runs in a sandboxed child (interpkit.native.sandbox: timeout, resident-memory
+limit, own process group), so a crashing extension is an observation, never a crash of
+interpkit. Teardown (destroying one interpreter while others live, closing the rest, the
+child's exit) is observed as its own step: a row's ``status`` says what import and use showed,
+its ``teardown`` what tearing down showed, and a failed teardown fails the run (exit 1) with
+the reason, beside everything observed before it.
 """
 from __future__ import annotations
 
@@ -26,6 +30,31 @@ class Verification:
     codes: tuple[str, ...] = ()        # the findings behind the prediction
     outcome: dict = field(default_factory=dict)
 
+    @classmethod
+    def observed_row(cls, path: Path, module: str, backend: Backend, predicted: Verdict,
+                     codes: tuple[str, ...], outcome: dict) -> "Verification":
+        """A probed row: ``status`` from import and use; a teardown failure stays in ``teardown``."""
+        from interpkit.native.outcome import ProbeOutcome
+
+        observed = ProbeOutcome.from_json(outcome)
+        message = outcome.get("message", "")
+        if observed.failed_at_teardown and observed.use_status != observed.status:
+            message = ""
+        return cls(path, module, backend, predicted, observed.use_status, message, codes, outcome)
+
+    @property
+    def teardown(self) -> dict | None:
+        """What tearing the interpreters down showed (``ProbeOutcome.teardown``); None if not reached."""
+        if not self.outcome or self.status == "skipped":
+            return None
+        from interpkit.native.outcome import ProbeOutcome
+
+        return ProbeOutcome.from_json(self.outcome).teardown
+
+    @property
+    def teardown_failed(self) -> bool:
+        return self.teardown is not None and self.teardown["status"] not in ("ok", "shared_state")
+
     @property
     def observed(self) -> Verdict:
         if self.status == "ok" and not self.outcome.get("shared_state"):
@@ -46,7 +75,7 @@ class Verification:
             "path": str(self.path), "module": self.module, "backend": self.backend.value,
             "predicted": self.predicted.value, "observed": self.observed.value, "status": self.status,
             "message": self.message, "agrees": self.agrees, "codes": list(self.codes),
-            "outcome": self.outcome,
+            "outcome": self.outcome, "teardown": self.teardown,
         }
 
 
@@ -65,7 +94,19 @@ def confusion(rows: list[Verification]) -> dict:
         "agreement": round(agreed / len(decided), 4) if decided else None,
         "undecided": len(rows) - len(decided),
         "crashes_predicted_safe": unsafe,
+        "teardown_failures": [r.module for r in rows if r.teardown_failed],
     }
+
+
+def teardown_line(row: dict) -> str | None:
+    """"module: teardown crash (SIGABRT) during destroy in interpreter 0: ..." for a JSON row
+    whose teardown failed, else None."""
+    teardown = row.get("teardown") or {}
+    if teardown.get("status") in (None, "ok", "shared_state"):
+        return None
+    signal = f" ({teardown['signal']})" if teardown.get("signal") else ""
+    message = (teardown.get("message") or "").splitlines()[0][:200] if teardown.get("message") else ""
+    return f"{row['module']}: teardown {teardown['status']}{signal}" + (f": {message}" if message else "")
 
 
 def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, timeout: float,
@@ -135,8 +176,7 @@ def _verify_op_library(fr: FileResult, backend: Backend, *, interpreters: int, t
     environment = site_packages_of(Path(fr.path))
     outcome = probe_module(str(Path(fr.path).resolve()), path=environment, interpreters=interpreters,
                            timeout=timeout, preimport=("torch",), op_library=True).to_json()
-    return Verification(Path(fr.path), label, backend, predicted, outcome["status"],
-                        outcome.get("message", ""), codes, outcome)
+    return Verification.observed_row(Path(fr.path), label, backend, predicted, codes, outcome)
 
 
 def target_soabi(backend: Backend, python: str | None) -> str:
@@ -183,8 +223,7 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
                               python=python, config_name=config_name, binary=Path(fr.path))
                 if _STATUS_RANK[extra["status"]] > _STATUS_RANK[outcome["status"]]:
                     outcome = {**extra, "message": f"{dotted}: {extra.get('message', '')}"}
-        rows.append(Verification(Path(fr.path), module, backend, predicted, outcome["status"],
-                                 outcome.get("message", ""), codes, outcome))
+        rows.append(Verification.observed_row(Path(fr.path), module, backend, predicted, codes, outcome))
         if progress:
             progress()
     return rows
@@ -218,9 +257,10 @@ class VerifyReport:
 
     @property
     def failed(self) -> bool:
-        """A disagreement, a crash predicted safe, or an input that could not be read."""
+        """A disagreement, a crash predicted safe, a failed teardown, or an unreadable input."""
         s = self.summary
-        return s["agreed"] < s["decided"] or bool(s["crashes_predicted_safe"]) or bool(self.data.get("errors"))
+        return (s["agreed"] < s["decided"] or bool(s["crashes_predicted_safe"])
+                or bool(s.get("teardown_failures")) or bool(self.data.get("errors")))
 
     def to_json(self) -> dict:
         return self.data
@@ -232,6 +272,7 @@ class VerifyReport:
             detail = (r.get("message") or "").splitlines()[0][:200] if r.get("message") else ""
             out.append(f"{r['path']}: {r['module']} predicted {r['predicted']}, observed {r['observed']} "
                        f"({r['status']}, {agree})" + (f": {detail}" if detail else ""))
+        out.extend(f"{r['path']}: {line}" for r in self.data["results"] if (line := teardown_line(r)))
         out.extend(f"{e['path']}: error: {e['error']}" for e in self.data["errors"])
         return out
 
@@ -239,7 +280,8 @@ class VerifyReport:
         s = self.summary
         rate = s["agreement"]
         return (f"agreement: {s['agreed']}/{s['decided']} decided" + (f" ({rate:.0%})" if rate is not None else "")
-                + f", {s['undecided']} undecided; crashes predicted safe: {len(s['crashes_predicted_safe'])}")
+                + f", {s['undecided']} undecided; crashes predicted safe: {len(s['crashes_predicted_safe'])}"
+                + (f"; teardown failed: {len(s['teardown_failures'])}" if s.get("teardown_failures") else ""))
 
     def __rich_console__(self, console, options):
         yield from self.renderables(console)
@@ -261,6 +303,9 @@ class VerifyReport:
             table.add_row(r["module"], Text(r["predicted"], style[r["predicted"]]),
                           Text(r["observed"], style[r["observed"]]), r["status"], agree, ",".join(r["codes"]), detail)
         yield table
+        for r in self.data["results"]:
+            if line := teardown_line(r):
+                yield Text.assemble(("teardown failed ", "bold red"), line)
         for error in self.data["errors"]:
             yield Text.assemble(("error ", "bold red"), error["path"], f": {error['error']}")
         if quiet:

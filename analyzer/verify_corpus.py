@@ -96,12 +96,14 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
                              timeout_s=timeout_s, batch_size=batch_size)
     for row, target in targets:
         outcome = outcomes[target.name]
-        row.status, row.message, row.outcome = outcome.status, outcome.message, outcome.to_json()
+        # Import and use decide the row; a teardown failure stays in row.teardown (verify.py).
+        row.status, row.outcome = outcome.use_status, outcome.to_json()
+        row.message = outcome.message if outcome.use_status == outcome.status else ""
     for row, target in extra_inits:
         outcome = outcomes[target.name]
         row.outcome.setdefault("other_inits", {})[target.name] = outcome.to_json()
-        if row.status == "ok" and (not outcome.ok or outcome.shared_state):
-            row.status = outcome.status
+        if row.status == "ok" and (outcome.use_status != "ok" or outcome.shared_state):
+            row.status = outcome.use_status
             row.message = f"{target.name} (another init in this binary): {outcome.message}"
             if outcome.shared_state:
                 row.outcome["shared_state"] = list(outcome.shared_state)
@@ -147,6 +149,7 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
         "agreement_all": round(agreed_all / len(observed_decided), 4) if observed_decided else None,
         "status_matrix": status_matrix,
         "crashes_predicted_safe": summary["crashes_predicted_safe"],
+        "teardown_failures": summary["teardown_failures"],
         "disagreements": [row.to_json() for row in compared if row.agrees is not True],
     }
 
@@ -159,7 +162,7 @@ def _blame_dependencies(targets, info, configuration: str, n: int, site_dir: Pat
     from interpkit.native.subinterp import blame_dependencies
 
     outcomes = {row.module: ProbeOutcome.from_json(row.outcome) for row, _ in targets
-                if row.status in ("crash", "hang")}
+                if row.outcome.get("status") in ("crash", "hang")}
     blamed = blame_dependencies(outcomes, python=info, config=configuration, n=n,
                                 sys_path=(str(site_dir),), timeout_s=timeout_s)
     for row, _ in targets:

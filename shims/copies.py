@@ -157,9 +157,16 @@ def install_from_manifest(manifest: str | os.PathLike, directory: str | None = N
 # (counters, caches, static types, GNU_UNIQUE objects) are shared, whatever the module's
 # __dict__ looks like; a private copy per interpreter shows one address each.
 _LEGACY_PROBE = r"""
-import json, os, sys, tempfile
-module, source, n, with_copies, repo, copies_dir, root = sys.argv[1:8]
-n, with_copies = int(n), with_copies == "1"
+import importlib.util, json, os, sys, tempfile
+job = json.loads(sys.stdin.readline())
+# The sandbox's child side (the record channel), loaded by path: this may be another Python.
+spec = importlib.util.spec_from_file_location("_interpkit_sandbox", job["sandbox"])
+sandbox = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = sandbox
+spec.loader.exec_module(sandbox)
+channel = sandbox.Channel()
+sandbox.no_core_dumps()
+module, source, n, with_copies = job["module"], job["source"], job["n"], job["with_copies"]
 try:
     import _interpreters as api
     create = lambda: api.create("legacy")
@@ -194,66 +201,80 @@ address = ctypes.cast(getattr(image, "PyInit_" + MODULE.rpartition(".")[2]), cty
 with open(OUT, "w") as fh:
     json.dump({"image": address, "file": mod.__file__}, fh)
 '''
-results = []
+steps, results = [], []
+
+def step(record):
+    steps.append(record)
+    channel.emit("step", seq=len(steps), **record)
+
+def done(**fields):
+    steps[-1].update(fields)
+    channel.emit("step_done", seq=len(steps), **steps[-1])
+
+def finish(status, message="", shared=()):
+    channel.emit("result", outcome={"status": status, "message": message, "signal": None,
+                                    "steps": steps, "shared_state": list(shared)},
+                 files=[r["file"] for r in results], images=len({r["image"] for r in results}))
+
 with tempfile.TemporaryDirectory() as tmp:
     for index in range(n):
         out = os.path.join(tmp, f"{index}.json")
-        code = (f"REPO={repo!r}; MODULE={module!r}; SOURCE={source!r}; WITH_COPIES={with_copies!r}; "
-                f"COPIES_DIR={copies_dir!r}; OUT={out!r}; ROOT={root!r}\n" + body)
+        code = (f"REPO={job['repo']!r}; MODULE={module!r}; SOURCE={source!r}; WITH_COPIES={with_copies!r}; "
+                f"COPIES_DIR={job['copies_dir']!r}; OUT={out!r}; ROOT={job['root']!r}\n" + body)
+        step({"step": "create", "interpreter": index})
         iid = create()
+        done(ok=True)
+        step({"step": "import", "interpreter": index})
         try:
             run(iid, code)
         except Exception as exc:
-            print(json.dumps({"status": "import_error", "message": f"interpreter {index}: {exc}"[:500]}))
+            done(ok=False, error=f"interpreter {index}: {exc}"[:500])
+            finish("import_error", steps[-1]["error"])
             sys.exit(0)
         with open(out) as fh:
             results.append(json.load(fh))
+        done(ok=True, file=results[-1]["file"])
 images = {r["image"] for r in results}
-files = [r["file"] for r in results]
 shared = len(images) < len(results)
-print(json.dumps({"status": "shared_state" if shared else "ok", "files": files, "images": len(images),
-                  "message": f"{len(results)} interpreters ran {len(images)} loaded image(s) of the module" if shared else ""}))
+step({"step": "shared_state", "images": len(images)})
+done(ok=not shared)
+finish("ok", f"{len(results)} interpreters ran {len(images)} loaded image(s) of the module" if shared else "",
+       ["loaded image"] if shared else [])
 """
+
+#: Resident memory the legacy probe may hold (the sandbox kills it past this).
+LEGACY_PROBE_MEMORY_MB = 4096
 
 
 def probe_legacy(source: Path, module: str, interpreters: int = 2, *, with_copies: bool, timeout: float = 60.0,
-                 python: str | None = None) -> dict:
-    """Import `module` from `source` in N legacy subinterpreters of one child process, with or
-    without private copies; {"status": ok | shared_state | import_error | crash | hang | skipped}."""
-    import json
-    import signal
-    import subprocess
+                 python: str | None = None, memory_limit_mb: int | None = LEGACY_PROBE_MEMORY_MB) -> dict:
+    """Import `module` from `source` in N legacy subinterpreters of one sandboxed child, with or
+    without private copies.
+
+    Returns the ``ProbeOutcome`` JSON (interpkit.native.outcome) with ``status`` as its one-word
+    ``summary`` (ok | shared_state | import_error | crash | hang | error | skipped) and
+    ``files``/``images``: the file each interpreter loaded and how many images served them.
+    """
+    import sysconfig
+
+    from interpkit.analyzer.modules import abi_matches, module_location
+    from interpkit.native import sandbox
+    from interpkit.native.outcome import ProbeOutcome, merge_steps, outcome_from_records
 
     python = python or sys.executable
-    try:
-        from interpkit.analyzer.modules import abi_matches
-        import sysconfig
-
-        if not abi_matches(Path(source), sysconfig.get_config_var("SOABI")):
-            return {"status": "skipped", "message": "built for another Python"}
-    except ImportError:
-        pass
+    if not abi_matches(Path(source), sysconfig.get_config_var("SOABI")):
+        skipped = ProbeOutcome("skipped", "built for another Python")
+        return {**skipped.to_json(), "status": skipped.summary}
     repo = str(Path(__file__).resolve().parent.parent)
-    try:
-        from interpkit.analyzer.modules import module_location
-
-        root = str((module_location(Path(source)) or (None, Path(source).parent))[1])
-    except ImportError:
-        root = str(Path(source).parent)
+    root = str((module_location(Path(source)) or (None, Path(source).parent))[1])
     with tempfile.TemporaryDirectory(prefix="interpkit-copies-probe-") as copies_dir:
-        command = [python, "-c", _LEGACY_PROBE, module, str(Path(source).resolve()), str(interpreters),
-                   "1" if with_copies else "0", repo, copies_dir, root]
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True, stdin=subprocess.DEVNULL)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return {"status": "hang", "message": f"no answer in {timeout:g}s"}
-    if proc.returncode < 0:
-        return {"status": "crash", "message": signal.Signals(-proc.returncode).name}
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return {"status": "error", "message": (err.strip().splitlines() or ["no answer"])[-1][:300]}
-    return json.loads(lines[-1])
+        job = {"sandbox": sandbox.__file__, "module": module, "source": str(Path(source).resolve()),
+               "n": interpreters, "with_copies": with_copies, "repo": repo, "copies_dir": copies_dir,
+               "root": root}
+        run = sandbox.run([python, "-X", "faulthandler", "-c", _LEGACY_PROBE], job,
+                          limits=sandbox.Limits(timeout_s=timeout, memory_limit_mb=memory_limit_mb))
+    result = run.last("result")
+    outcome = outcome_from_records(merge_steps(run.records), result["outcome"] if result else None,
+                                   run.ending)
+    extra = {"files": result.get("files", []), "images": result.get("images", 0)} if result else {}
+    return {**outcome.to_json(), "status": outcome.summary, **extra}

@@ -205,6 +205,11 @@ class MemoryReport:
         for row in self.rows:
             if row.error:
                 yield f"  {row.backend} × {row.interpreters}: {row.error}"
+        for sample in self.samples:
+            if getattr(sample, "teardown", None):
+                # Measured, then tearing the backend down failed: the numbers stand, the run fails.
+                yield (f"  [red]{sample.backend} × {sample.interpreters}: measured, then teardown failed: "
+                       f"{sample.teardown.get('message') or sample.teardown.get('status')}[/red]")
         yield self._estimate_table()
         if self.estimate.missing:
             yield f"[yellow]not found (counted as nothing): {', '.join(self.estimate.missing)}[/yellow]"

@@ -124,6 +124,8 @@ def run(args) -> int:
         report.plot(args.plot)
     # A backend that was asked for and could not be measured is a failed check.
     failed = any(row.error and not row.error.startswith("skipped") for row in report.rows)
+    # So is one measured but not torn down cleanly: its numbers are in the report, beside why.
+    failed = failed or any(sample.teardown for sample in samples)
     return 0 if args.exit_zero else int(failed)
 
 
