@@ -10,7 +10,7 @@ import enum
 from interpkit.core.findings import Finding
 
 
-class Hazard(str, enum.Enum):
+class Hazard(enum.StrEnum):
     GNU_UNIQUE = "gnu-unique"
     SYMBOL_CLASH = "symbol-clash"
     LIBPYTHON_LINK = "libpython-link"
@@ -23,9 +23,6 @@ class Hazard(str, enum.Enum):
     STATIC_TLS = "static-tls"
     PYO3 = "pyo3"
     OTHER = "other"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Each rule's hazard, by the rule's stable name (a code and its name never change meaning).

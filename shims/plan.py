@@ -16,16 +16,13 @@ from interpkit.core.errors import InterpkitError
 from interpkit.core.findings import Finding
 
 
-class EditKind(str, enum.Enum):
+class EditKind(enum.StrEnum):
     UNIQUE_TO_WEAK = "unique-to-weak"        # st_info binding STB_GNU_UNIQUE -> STB_WEAK
     HIDE_SYMBOL = "hide-symbol"              # exported symbol -> STB_LOCAL + STV_HIDDEN
     SET_LIBPYTHON = "set-libpython"          # DT_NEEDED on libpython: replace or add
     SET_RUNPATH = "set-runpath"              # DT_RUNPATH (DT_RPATH removed)
     SET_SONAME = "set-soname"                # DT_SONAME (private copies must not share one)
     PER_INTERPRETER_COPY = "per-interpreter-copy"  # load a private renamed copy per interpreter
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Edits that rewrite the ELF file itself; the others change how the file is loaded.
@@ -55,10 +52,11 @@ class Edit:
         return f"{self.target}: {self.old or '(none)'} -> {self.value or '(none)'}"
 
 
-@dataclass(frozen=True)
-class Unfixable:
-    finding: Finding     # the finding itself, not fields copied out of it
-    reason: str
+class AboutFinding:
+    """A patch record about one scan finding: it holds the finding itself (``self.finding``)
+    and reads code, symbol and message from it rather than keeping copies."""
+
+    finding: Finding
 
     @property
     def code(self) -> str:
@@ -67,6 +65,16 @@ class Unfixable:
     @property
     def symbol(self) -> str | None:
         return self.finding.symbol
+
+    @property
+    def message(self) -> str:
+        return self.finding.message
+
+
+@dataclass(frozen=True)
+class Unfixable(AboutFinding):
+    finding: Finding
+    reason: str
 
     def to_json(self) -> dict:
         return {"code": self.code, "symbol": self.symbol, "reason": self.reason}

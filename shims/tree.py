@@ -15,7 +15,7 @@ from pathlib import Path
 from interpkit.analyzer.config import Config
 from interpkit.core.errors import InputError, InterpkitError
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
-from interpkit.shims.plan import EditKind, FilePlan, PatchPlan
+from interpkit.shims.plan import AboutFinding, EditKind, FilePlan, PatchPlan
 from interpkit.shims.strategies import Context, Decision, Handling, clash_names, needs_attention, plan_finding
 
 log = logging.getLogger(__name__)
@@ -30,24 +30,12 @@ class PatchError(InterpkitError):
 # --------------------------------------------------------------------------- results
 
 @dataclass
-class FindingOutcome:
+class FindingOutcome(AboutFinding):
     finding: Finding      # the scan's finding itself; code, symbol and message are read from it
     handling: str
     after: str            # "fixed", "remaining", "handled at load time", "unfixable", "not needed"
     reason: str = ""
     handled_for: tuple[str, ...] = ()     # backends for which it is handled at load time
-
-    @property
-    def code(self) -> str:
-        return self.finding.code
-
-    @property
-    def symbol(self) -> str | None:
-        return self.finding.symbol
-
-    @property
-    def message(self) -> str:
-        return self.finding.message
 
     def to_json(self) -> dict:
         out = {"code": self.code, "symbol": self.symbol, "message": self.message,

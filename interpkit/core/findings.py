@@ -27,36 +27,27 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {text!r} (use error, warning or info)") from None
 
 
-class Backend(str, enum.Enum):
+class Backend(enum.StrEnum):
     NAMESPACES = "namespaces"        # one libpython per glibc link-map namespace (dlmopen)
     SUBINTERPRETERS = "subinterpreters"  # CPython 3.12+/3.13 own-GIL isolated subinterpreters
     COPIES = "copies"                # renamed libpython copies in the base namespace
-
-    def __str__(self) -> str:
-        return self.value
 
 
 ALL_BACKENDS = frozenset(Backend)
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     OK = "ok"
     FAIL = "fail"
     UNKNOWN = "unknown"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class FileKind(str, enum.Enum):
+class FileKind(enum.StrEnum):
     EXTENSION = "extension"
     LIBRARY = "library"
     PYTHON = "python"
     ARCHIVE = "archive"
     ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)
