@@ -126,19 +126,22 @@ def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...],
         return report.finish("error", f"{_last_step(report.steps)} failed: {_remote(exc)}")
 
 
-def _teardown_facts(runtime) -> dict:
-    """What the runtime says about its own teardown (interpreters retired, not finalised)."""
-    records = getattr(runtime, "teardown_records", None)
-    if callable(records):
-        records = records()
-    if not records:
+def _teardown_facts(records) -> dict:
+    """What the runtime says it did at teardown (``Runtime.teardown`` records: finalized,
+    retired and why, or lost), for the step's record; {} from a runtime that keeps none."""
+    rows = [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in records or () if r is not None]
+    if not rows:
         return {}
-    facts: dict = {"teardown": [dict(getattr(r, "__dict__", None) or r) if not isinstance(r, dict)
-                                else dict(r) for r in records]}
-    retired = [r.get("index", r.get("interpreter")) for r in facts["teardown"]
-               if r.get("retired") or r.get("outcome") == "retired"]
+    facts: dict = {"teardown": rows}
+    retired = [r["index"] for r in rows if r.get("outcome") == "retired"]
     if retired:
         facts["retired"] = retired
+    lost = [r for r in rows if r.get("outcome") == "lost"]
+    if lost:
+        # Finalisation never finished: the interpreter's thread is left running (a hang).
+        facts.update(ok=False, error="; ".join(f"interpreter {r['index']} lost at teardown"
+                                               + (f" ({r['reason']})" if r.get("reason") else "")
+                                               for r in lost))
     return facts
 
 
@@ -223,8 +226,9 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
         report.step("shared_state", shared=sorted(shared), ok=not shared)
         if n >= 2:
             record = report.step("destroy", 0)
-            runtime.stop(0)
-            record["ok"] = True
+            record.update(ok=True, **_teardown_facts([runtime.stop(0)]))
+            if record["ok"] is False:
+                return report.finish("hang", record["error"], shared)
             record = report.step("use_after_destroy", 1)
             try:
                 runtime.call(1, "interpkit.native.probe_steps:smoke", name)
@@ -235,7 +239,9 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
                                               f"failed: {record['error']}", shared)
             record["ok"] = True
         record = report.step("close")
-    record.update(ok=True, **_teardown_facts(runtime))
+    record.update(ok=True, **_teardown_facts(getattr(runtime, "teardown", ())))
+    if record["ok"] is False:
+        return report.finish("hang", record["error"], shared)
     return report.finish("ok", "", shared)
 
 
