@@ -8,7 +8,6 @@ A patch is planned from what the files *are*, so a patched tree plans nothing th
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from interpkit.core.errors import InputError, InterpkitError
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
 from interpkit.shims.plan import AboutFinding, EditKind, FilePlan, PatchPlan
 from interpkit.shims.strategies import Context, Decision, Handling, clash_names, needs_attention, plan_finding
-
-log = logging.getLogger(__name__)
 
 COPIES_MANIFEST = "interpkit-copies.json"
 
