@@ -12,7 +12,11 @@ The serving protocol (what an archive must hold):
 example model. Answers cross interpreters as pickles of plain Python (tensors become lists
 inside the interpreter, analyzer/serve_worker.py), so the host process never imports torch.
 
-``serve_package`` loads the archive once per interpreter (``PackageImporter(path).load_pickle``),
+``serve_package`` runs all of it in a sandboxed child (interpkit.native.sandbox; this process
+never hosts a runtime): the child streams progress, then the result, then tears the
+interpreters down as its own reported step, so a crash or hang at teardown keeps the report
+(``ServeResult.teardown`` says what failed). In the child, the archive is loaded once per
+interpreter (``PackageImporter(path).load_pickle``),
 feeds the requests from a thread pool (one client thread per interpreter, docs/facts.md fact 4),
 times each call, reads the process's Pss from smaps (RSS counts the namespaces' shared file
 pages N times, docs/facts.md fact 6), then replays the same batches in interpreter 0 alone and
@@ -20,6 +24,7 @@ checks that every answer is equal.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -172,6 +177,12 @@ class ServeResult:
     memory: dict
     check: Check
     answers: list[Any] = field(default_factory=list, repr=False)
+    threads_per_interpreter: int | None = None  # each interpreter's intra-op pool size
+    teardown: dict | None = None               # ProbeOutcome.teardown of the serving child
+
+    @property
+    def teardown_failed(self) -> bool:
+        return self.teardown is not None and self.teardown.get("status") not in ("ok", "shared_state")
 
     @property
     def throughput(self) -> float:
@@ -198,6 +209,8 @@ class ServeResult:
             "memory": self.memory,
             "per_interpreter": [{"index": i, "requests": n} for i, n in enumerate(self.per_interpreter_requests)],
             "check": self.check.as_dict(),
+            "threads_per_interpreter": self.threads_per_interpreter,
+            "teardown": self.teardown,
         }
 
     def to_json(self) -> dict:
@@ -230,7 +243,21 @@ class ServeResult:
             table.add_row("answers vs 1 interpreter", f"{verdict} ({check['compared']} compared)")
         else:
             table.add_row("answers vs 1 interpreter", "not checked (--no-check)")
+        if self.threads_per_interpreter is not None:
+            table.add_row("threads per interpreter",
+                          f"{self.threads_per_interpreter} (torch: {data['model'].get('torch_threads', '?')})")
+        table.add_row("teardown", _teardown_text(self.teardown))
         yield table
+
+
+def _teardown_text(teardown: dict | None) -> str:
+    if not teardown:
+        return "not observed"
+    if teardown.get("status") in ("ok", "shared_state"):
+        retired = teardown.get("retired")
+        return f"ok (retired, not finalised: interpreter {', '.join(map(str, retired))})" if retired else "ok"
+    signal = f" ({teardown['signal']})" if teardown.get("signal") else ""
+    return f"FAILED: {teardown['status']}{signal}: {(teardown.get('message') or '').splitlines()[0][:160]}"
 
 
 def _mib(value: int) -> str:
@@ -271,18 +298,164 @@ def _remote_line(exc: Exception) -> str:
     return f"{type_name}: {first}" if type_name else first
 
 
+def _serve_here(runtime, path: Path, *, requests: int, batch: int, check: bool, torch_threads: int,
+                package: str, resource: str, requests_resource: str, keep_answers: bool,
+                report: Progress, baseline) -> ServeResult:
+    """Serve from ``runtime``'s interpreters in this process (the sandboxed child's side)."""
+    from interpkit.native import RemoteError
+
+    interpreters = runtime.n
+    batches = _batches(requests, batch)
+    report("load", 0, interpreters)
+    started = time.perf_counter()
+    try:
+        loaded = runtime.call_all(f"{_WORKER}:load", str(path.resolve()), package, resource,
+                                  requests_resource, torch_threads)
+    except RemoteError as exc:
+        raise InputError(f"cannot load {path} in interpreter {exc.interpreter} ({_remote_line(exc)})") from None
+    load_seconds = time.perf_counter() - started
+    report("load", interpreters, interpreters)
+
+    answers: list[Any] = [None] * requests
+    latencies: list[float] = [0.0] * requests
+    served = [0] * interpreters
+    next_batch = iter(range(len(batches)))
+    lock = threading.Lock()
+    done = [0]
+    failure: list[BaseException] = []
+
+    def client(index: int) -> None:
+        # One client thread per interpreter: a thread only ever enters its own interpreter.
+        while not failure:
+            with lock:
+                position = next(next_batch, None)
+            if position is None:
+                return
+            indices = batches[position]
+            began = time.perf_counter()
+            try:
+                values = runtime.call(index, f"{_WORKER}:serve", indices)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+                failure.append(exc)
+                return
+            elapsed_ms = (time.perf_counter() - began) * 1000.0
+            for request, value in zip(indices, values):
+                answers[request] = value
+                latencies[request] = elapsed_ms
+            with lock:
+                served[index] += len(indices)
+                done[0] += len(indices)
+                report("serve", done[0], requests)
+
+    report("serve", 0, requests)
+    started = time.perf_counter()
+    clients = [threading.Thread(target=client, args=(i,), name=f"interpkit-client-{i}")
+               for i in range(interpreters)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    wall = time.perf_counter() - started
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, RemoteError):
+            raise InputError(f"cannot serve {path} (interpreter {exc.interpreter} raised "
+                             f"{_remote_line(exc)})") from None
+        raise exc
+    memory = _memory(runtime, baseline)
+
+    outcome = Check(performed=check)
+    if check:
+        report("check", 0, requests)
+        for indices in batches:
+            reference = runtime.call(0, f"{_WORKER}:serve", indices)
+            for request, value in zip(indices, reference):
+                outcome.compared += 1
+                if value != answers[request]:
+                    outcome.mismatches += 1
+                    if outcome.first_mismatch is None:
+                        outcome.first_mismatch = request
+            report("check", outcome.compared, requests)
+
+    model = dict(loaded[0])
+    return ServeResult(str(path), interpreters, requests, batch, model, load_seconds, wall, latencies, served,
+                       memory, outcome, answers if keep_answers else [],
+                       threads_per_interpreter=getattr(runtime, "threads_per_interpreter", torch_threads))
+
+
+# ---------------------------------------------------------------------------- the sandboxed child
+
+#: How long closing the interpreters may take before an interpreter counts as lost (a hang).
+TEARDOWN_TIMEOUT_S = 60.0
+_FAILURE_KINDS = {"input": InputError}
+
+
+def _child_main() -> None:
+    """``python -m interpkit.analyzer.serve``: serve one job (sandbox protocol), stream the
+    result before tearing the interpreters down, then report the teardown as its own step."""
+    from interpkit.analyzer.memory.smaps import read_rollup
+    from interpkit.native import Runtime, sandbox
+    from interpkit.native.probe import _teardown_facts
+
+    channel = sandbox.Channel()
+    job = sandbox.read_job()
+    sandbox.no_core_dumps()
+    steps: list[dict] = []
+    baseline = read_rollup()
+    try:
+        runtime = Runtime(job["interpreters"], sys_path=[str(_REPO_ROOT), *sys.path], timeout=job["timeout"],
+                          threads_per_interpreter=job["threads_per_interpreter"])
+        try:
+            result = _serve_here(runtime, Path(job["archive"]), requests=job["requests"], batch=job["batch"],
+                                 check=job["check"], torch_threads=job["torch_threads"], package=job["package"],
+                                 resource=job["resource"], requests_resource=job["requests_resource"],
+                                 keep_answers=job["keep_answers"], baseline=baseline,
+                                 report=lambda phase, done, total: channel.emit(
+                                     "progress", phase=phase, done=done, total=total))
+            channel.emit("served", result={**dataclasses.asdict(result), "check": result.check.as_dict()})
+        except Exception as exc:  # noqa: BLE001 - one line for the parent to raise
+            channel.emit("failure", kind="input" if isinstance(exc, InputError) else "runtime",
+                         message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        # Teardown is its own step, after everything measured is out.
+        steps.append({"step": "close"})
+        channel.emit("step", seq=1, step="close")
+        try:
+            records = runtime.close(timeout=TEARDOWN_TIMEOUT_S)
+            steps[-1].update(ok=True, **_teardown_facts(records))
+        except Exception as exc:  # noqa: BLE001 - a teardown failure is reported, never raised
+            steps[-1].update(ok=False, error=f"{type(exc).__name__}: {exc}")
+        channel.emit("step_done", seq=1, **steps[-1])
+    except Exception as exc:  # noqa: BLE001 - the runtime did not start
+        channel.emit("failure", kind="runtime", message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    ok = all(step.get("ok") for step in steps)
+    channel.emit("result", outcome={"status": "ok" if ok else "hang" if any("lost" in str(s.get("error", ""))
+                                                                         for s in steps) else "error",
+                                    "message": "" if ok else steps[-1].get("error", ""), "signal": None,
+                                    "steps": steps, "shared_state": []})
+    # Lost interpreters' threads may still run: end without waiting for them.
+    os._exit(0)
+
+
 def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: int, batch: int = 1,
-                  check: bool = True, torch_threads: int = 1, timeout: float | None = 600.0,
+                  check: bool = True, torch_threads: int | None = None, timeout: float | None = 600.0,
                   package: str = MODEL_PACKAGE, resource: str = MODEL_RESOURCE,
                   requests_resource: str = REQUESTS_RESOURCE, keep_answers: bool = False,
+                  threads_per_interpreter: int | None = None,
                   progress: Progress | None = None) -> ServeResult:
     """Serve ``requests`` requests of the archive's model from ``interpreters`` interpreters; see the module doc.
 
-    Raises InputError for an archive that does not follow the protocol or a model that fails
-    to load or answer (one line, the remote exception's type and message).
+    The interpreters run in a sandboxed child process (never in this one); its result is
+    streamed before they are torn down, so a crash or hang at teardown keeps the report and
+    sets ``ServeResult.teardown``. ``threads_per_interpreter`` sizes each interpreter's
+    intra-op pools (None: cores ÷ N; 0: the libraries' defaults); ``torch_threads`` (default:
+    the same) is what torch.set_num_threads gets in each. Raises InputError for an archive
+    that does not follow the protocol or a model that fails to load or answer (one line, the
+    remote exception's type and message).
     """
-    from interpkit.analyzer.memory.smaps import read_rollup
-    from interpkit.native import RemoteError, Runtime
+    from interpkit.core.errors import InterpkitError
+    from interpkit.native import sandbox
+    from interpkit.native.outcome import merge_steps, outcome_from_records
+    from interpkit.native.runtime import default_threads_per_interpreter
 
     path = Path(archive)
     if interpreters < 1 or requests < 1 or batch < 1:
@@ -290,82 +463,39 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
     problem = archive_problem(path, package, resource, requests_resource)
     if problem:
         raise InputError(f"cannot serve {path} ({problem})")
-    report = progress or (lambda phase, done, total: None)
-    batches = _batches(requests, batch)
-    baseline = read_rollup()
-    sys_path = [str(_REPO_ROOT), *sys.path]
-    with Runtime(interpreters, sys_path=sys_path, timeout=timeout) as runtime:
-        report("load", 0, interpreters)
-        started = time.perf_counter()
-        try:
-            loaded = runtime.call_all(f"{_WORKER}:load", str(path.resolve()), package, resource,
-                                      requests_resource, torch_threads)
-        except RemoteError as exc:
-            raise InputError(f"cannot load {path} in interpreter {exc.interpreter} ({_remote_line(exc)})") from None
-        load_seconds = time.perf_counter() - started
-        report("load", interpreters, interpreters)
+    threads = default_threads_per_interpreter(interpreters) if threads_per_interpreter is None \
+        else threads_per_interpreter
+    job = {"archive": str(path), "interpreters": interpreters, "requests": requests, "batch": batch,
+           "check": check, "torch_threads": threads if torch_threads is None else torch_threads,
+           "threads_per_interpreter": threads, "timeout": timeout, "package": package, "resource": resource,
+           "requests_resource": requests_resource, "keep_answers": keep_answers}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
+    # A backstop for a child stuck where no request timeout reaches (C code, a hung teardown):
+    # every streamed record restarts it.
+    limits = sandbox.Limits(timeout_s=None if timeout is None else timeout + TEARDOWN_TIMEOUT_S + 60,
+                            progress_events=("progress", "served", "step", "step_done"))
+    with sandbox.Child([sys.executable, "-X", "faulthandler", "-m", "interpkit.analyzer.serve"], job,
+                       limits=limits, env=env) as child:
+        for record in child:
+            if record.get("event") == "progress" and progress is not None:
+                progress(record["phase"], record["done"], record["total"])
+        ending = child.wait()
+        records = list(child.records)
+    served = next((r["result"] for r in records if r.get("event") == "served"), None)
+    failure = next((r for r in records if r.get("event") == "failure"), None)
+    results = [r for r in records if r.get("event") == "result"]
+    outcome = outcome_from_records(merge_steps(records), results[-1]["outcome"] if results else None,
+                                   ending, what="serving")
+    if served is None:
+        if failure is not None:
+            raise _FAILURE_KINDS.get(failure["kind"], InterpkitError)(failure["message"])
+        raise InterpkitError(f"cannot serve {path} ({outcome.message})")
+    served["check"] = Check(**{k: v for k, v in served["check"].items() if k != "equal"})
+    result = ServeResult(**served)
+    result.teardown = outcome.teardown
+    return result
 
-        answers: list[Any] = [None] * requests
-        latencies: list[float] = [0.0] * requests
-        served = [0] * interpreters
-        next_batch = iter(range(len(batches)))
-        lock = threading.Lock()
-        done = [0]
-        failure: list[BaseException] = []
 
-        def client(index: int) -> None:
-            # One client thread per interpreter: a thread only ever enters its own interpreter.
-            while not failure:
-                with lock:
-                    position = next(next_batch, None)
-                if position is None:
-                    return
-                indices = batches[position]
-                began = time.perf_counter()
-                try:
-                    values = runtime.call(index, f"{_WORKER}:serve", indices)
-                except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
-                    failure.append(exc)
-                    return
-                elapsed_ms = (time.perf_counter() - began) * 1000.0
-                for request, value in zip(indices, values):
-                    answers[request] = value
-                    latencies[request] = elapsed_ms
-                with lock:
-                    served[index] += len(indices)
-                    done[0] += len(indices)
-                    report("serve", done[0], requests)
-
-        report("serve", 0, requests)
-        started = time.perf_counter()
-        clients = [threading.Thread(target=client, args=(i,), name=f"interpkit-client-{i}")
-                   for i in range(interpreters)]
-        for thread in clients:
-            thread.start()
-        for thread in clients:
-            thread.join()
-        wall = time.perf_counter() - started
-        if failure:
-            exc = failure[0]
-            if isinstance(exc, RemoteError):
-                raise InputError(f"cannot serve {path} (interpreter {exc.interpreter} raised "
-                                 f"{_remote_line(exc)})") from None
-            raise exc
-        memory = _memory(runtime, baseline)
-
-        outcome = Check(performed=check)
-        if check:
-            report("check", 0, requests)
-            for indices in batches:
-                reference = runtime.call(0, f"{_WORKER}:serve", indices)
-                for request, value in zip(indices, reference):
-                    outcome.compared += 1
-                    if value != answers[request]:
-                        outcome.mismatches += 1
-                        if outcome.first_mismatch is None:
-                            outcome.first_mismatch = request
-                report("check", outcome.compared, requests)
-
-    model = dict(loaded[0])
-    return ServeResult(str(path), interpreters, requests, batch, model, load_seconds, wall, latencies, served,
-                       memory, outcome, answers if keep_answers else [])
+if __name__ == "__main__":
+    _child_main()

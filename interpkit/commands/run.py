@@ -35,8 +35,10 @@ def configure_parser(sub) -> None:
                         help="requests to serve (default: %(default)s)")
     parser.add_argument("--batch", "-b", type=positive_int, default=1, metavar="B",
                         help="requests per call into an interpreter (default: %(default)s)")
-    parser.add_argument("--torch-threads", type=int, default=1, metavar="T",
-                        help="intra-op threads per interpreter; 0 keeps torch's default (default: %(default)s)")
+    parser.add_argument("--threads-per-interpreter", "--torch-threads", dest="threads_per_interpreter", type=int,
+                        default=None, metavar="T",
+                        help="intra-op threads (torch, OpenMP, MKL) per interpreter; 0 keeps the libraries' "
+                        "defaults (default: cores ÷ N)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip replaying the requests in one interpreter to compare the answers")
     parser.add_argument("--timeout", type=positive_seconds, default=600.0, metavar="SECONDS",
@@ -54,14 +56,15 @@ def run(args) -> int:
     from interpkit.analyzer.serve import serve_package
 
     check_namespace_count(args.interpreters)
-    if args.torch_threads < 0:
-        raise InputError(f"cannot use --torch-threads {args.torch_threads} (must be 0 or more)")
+    if args.threads_per_interpreter is not None and args.threads_per_interpreter < 0:
+        raise InputError(f"cannot use --threads-per-interpreter {args.threads_per_interpreter} (must be 0 or more)")
     if args.output is not None and not (args.output.parent.is_dir() or str(args.output.parent) == ""):
         raise InputError(f"cannot write {args.output} (no such directory {args.output.parent})")
     console = err_console()
     with _progress_bar(console, enabled=not is_quiet()) as progress:
         result = serve_package(args.archive, interpreters=args.interpreters, requests=args.requests,
-                               batch=args.batch, check=not args.no_check, torch_threads=args.torch_threads,
+                               batch=args.batch, check=not args.no_check,
+                               threads_per_interpreter=args.threads_per_interpreter,
                                timeout=args.timeout, progress=progress)
     if args.format == "json":
         emit(json.dumps(result.to_json(), indent=2) + "\n", args.output)
@@ -77,7 +80,12 @@ def run(args) -> int:
         from interpkit.analyzer.console import out_console
 
         out_console().print(result)
-    return 0 if args.exit_zero or result.check.equal is not False else 1
+    if result.teardown_failed:
+        # The report above is complete; tearing the interpreters down is what failed.
+        err_console().print(f"interpkit: teardown failed: {result.teardown['status']}: "
+                            f"{(result.teardown.get('message') or '').splitlines()[0]}", markup=False, highlight=False)
+    failed = result.check.equal is False or result.teardown_failed
+    return 0 if args.exit_zero or not failed else 1
 
 
 class _progress_bar:
