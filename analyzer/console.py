@@ -31,9 +31,11 @@ def make_console(stream=None, *, stderr: bool = False, width: int | None = None)
     target = stream if stream is not None else (sys.stderr if stderr else sys.stdout)
     chosen = width if width is not None else _width_for(target)
     if chosen == UNBOUNDED_WIDTH:
-        # rich pads every table cell to its column's width; in a file that is trailing blanks
-        target = _TrailingBlankStripper(target)
-        return Console(file=target, highlight=False, soft_wrap=False, width=chosen)
+        # rich pads every table cell to its column's width; in a file that is trailing blanks.
+        # The default stream is looked up at each write: the cached consoles outlive a
+        # redirected sys.stdout/sys.stderr (pytest's capture, contextlib.redirect_stdout).
+        current = stream if stream is not None else (lambda: sys.stderr if stderr else sys.stdout)
+        return Console(file=_TrailingBlankStripper(current), highlight=False, soft_wrap=False, width=chosen)
     return Console(file=stream, stderr=stderr, highlight=False, soft_wrap=False, width=chosen)
 
 
@@ -41,8 +43,12 @@ class _TrailingBlankStripper:
     """A text stream that drops the blanks at the end of each complete line it passes on."""
 
     def __init__(self, stream) -> None:
-        self._stream = stream
+        self._given = stream      # a text stream, or a function that returns the current one
         self._pending = ""
+
+    @property
+    def _stream(self):
+        return self._given() if callable(self._given) else self._given
 
     def write(self, text: str) -> int:
         lines = (self._pending + text).split("\n")
