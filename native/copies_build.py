@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PLACEHOLDER = ".ik____"
-RECIPE = "copies-template/2"     # bump when what a template contains changes
+RECIPE = "copies-template/4"     # bump when what a template contains changes
 ENV_CACHE = "INTERPKIT_COPIES_CACHE"
 _SYSTEM_DIRS = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/local/lib/")
 
@@ -89,6 +89,21 @@ def rename_soname_in_place(path: Path, new: str) -> None:
     with open(path, "r+b") as fh:
         fh.seek(offset)
         fh.write(new.encode() + b"\0" * (len(old) - len(new) + 1))
+
+
+def hash_misses(path: Path) -> list[str]:
+    """Defined .dynsym symbols that a lookup through the file's own hash table (.gnu.hash,
+    else .hash) cannot find: what the dynamic loader would call "undefined symbol"."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as fh:
+        elf = ELFFile(fh)
+        table = elf.get_section_by_name(".gnu.hash") or elf.get_section_by_name(".hash")
+        dynsym = elf.get_section_by_name(".dynsym")
+        if table is None or dynsym is None:
+            return []
+        return [s.name for s in dynsym.iter_symbols()
+                if s.name and s["st_shndx"] != "SHN_UNDEF" and table.get_symbol(s.name) is None]
 
 
 def cache_root() -> Path:
@@ -217,21 +232,29 @@ class TemplateMaker:
         # keeps its file name, which is what the import system loads it by.
         file_name = (str(soname.name) + PLACEHOLDER) if seen and soname else \
             (source.name + PLACEHOLDER if seen else source.name)
-        for old in [str(e) for e in binary.libraries if _is_libpython(str(e))]:
+        # DT_NEEDED: the original order, dependency copies renamed, libpython replaced by this
+        # interpreter's copy, which goes last. With RTLD_DEEPBIND the lookup scope is [this
+        # object, its DT_NEEDED breadth-first] and the copy is the only entry there that
+        # defines Py*, so its place does not matter for Py*; last keeps every other lookup
+        # in the order the library was built with.
+        names = [renames.get(str(e), str(e)) for e in binary.libraries if not _is_libpython(str(e))]
+        names.append(self.libpython_soname + PLACEHOLDER)
+        for old in [str(e) for e in binary.libraries]:
             binary.remove_library(old)
-        for old, new in renames.items():
-            binary.get_library(old).name = new
-        # With RTLD_DEEPBIND the lookup scope is [this object, its DT_NEEDED breadth-first]:
-        # the libpython copy is the only entry there that defines Py*, wherever it stands.
-        binary.add_library(self.libpython_soname + PLACEHOLDER)
+        for name in reversed(names):        # add_library inserts at the front
+            binary.add_library(name)
         if soname is not None:
             new_soname = str(soname.name) + PLACEHOLDER
             binary.remove(lief.ELF.DynamicEntry.TAG.SONAME)
             binary.add(lief.ELF.DynamicSharedObject(new_soname))
-        runpath = ["$ORIGIN"] + [d for d in search if d != "$ORIGIN"] + [str(origin)]
+        # Only the folders that hold a dependency, after $ORIGIN (the instance folder): LIEF
+        # grows .dynstr for every byte, and some growths leave .gnu.hash out of step with
+        # .dynsym (checked below; measured on numpy 2.1.3's _multiarray_umath).
+        needed_dirs = [d for d in search if any((Path(d) / n).is_file() for n in names)]
+        runpath = ":".join(dict.fromkeys(["$ORIGIN", *needed_dirs]))
         binary.remove(lief.ELF.DynamicEntry.TAG.RPATH)
         binary.remove(lief.ELF.DynamicEntry.TAG.RUNPATH)
-        binary.add(lief.ELF.DynamicEntryRunPath(":".join(dict.fromkeys(runpath))))
+        binary.add(lief.ELF.DynamicEntryRunPath(runpath))
         weak = lief.ELF.Symbol.BINDING.WEAK
         unique = lief.ELF.Symbol.BINDING.GNU_UNIQUE
         weakened = 0
@@ -243,6 +266,10 @@ class TemplateMaker:
         tmp = Path(tempfile.mkstemp(prefix=".tpl-", dir=folder)[1])
         try:
             binary.write(str(tmp))
+            unreachable = hash_misses(tmp)
+            if unreachable:
+                raise CopyRefused(f"cannot relink {source.name} (the rewritten file's symbol hash table "
+                                  f"misses {len(unreachable)} of its own symbols, e.g. {unreachable[0]})")
             os.chmod(tmp, 0o755)
             os.replace(tmp, folder / file_name)
         finally:
