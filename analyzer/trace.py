@@ -129,6 +129,7 @@ def apply_trace(report: Report, targets: list[TraceTarget], config: Config, *,
                 python: str = sys.executable, timeout: float = DEFAULT_TIMEOUT_S) -> None:
     """Run each trace and union what it loaded with the report (in place)."""
     from interpkit.analyzer.elf.analyze import analyze_elf_files
+    from interpkit.analyzer.elf.closure import is_libpython
 
     static = {_real(fr.path) for fr in report.files if fr.kind in (FileKind.EXTENSION, FileKind.LIBRARY)}
     summaries = []
@@ -140,7 +141,8 @@ def apply_trace(report: Report, targets: list[TraceTarget], config: Config, *,
         extensions = sorted(path for path in by_file if path not in static)
         libraries = sorted({_real(p) for p in trace.shared_objects} - static - set(by_file)
                            - {p for p in map(_real, trace.shared_objects)
-                              if p.startswith(_SYSTEM_PREFIXES) or trace.in_stdlib(p)})
+                              if p.startswith(_SYSTEM_PREFIXES) or trace.in_stdlib(p)
+                              or is_libpython(os.path.basename(p))})   # the interpreter itself
         new = [Path(p) for p in extensions + libraries]
         added: list[FileResult] = []
         if new:
