@@ -18,3 +18,21 @@ class FailingModel:
 
     def __call__(self, request: int) -> int:
         raise ValueError(f"cannot answer request {request} (always fails)")
+
+
+class AbortsAtExitModel:
+    """Answers like a plain function, but its interpreter aborts while it is finalised: loading
+    it registers os.abort with atexit, which runs when the interpreter is torn down."""
+
+    def __init__(self) -> None:
+        self.factor = 2   # a non-empty state, so unpickling calls __setstate__
+
+    def __setstate__(self, state: dict) -> None:
+        import atexit
+        import os
+
+        atexit.register(os.abort)
+        self.__dict__.update(state)
+
+    def __call__(self, request: int) -> int:
+        return request * self.factor

@@ -178,3 +178,33 @@ def test_bad_archive_is_one_line_exit_2(tmp_path, capsys, make, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"interpkit: error: cannot serve {path} ") and message in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.torch
+@requires_torch
+def test_teardown_crash_keeps_the_report(tmp_path):
+    """The interpreters abort while they are torn down, after serving: the report is written
+    in full, its teardown entry says what happened, and the run fails (exit 1)."""
+    archive = _export(tmp_path / "aborts.pt", "AbortsAtExitModel", [1, 2, 3])
+    done = _interpkit(str(archive), "-n", "2", "-k", "6", "--format", "json")
+    assert done.returncode == 1, done.stderr
+    data = json.loads(done.stdout)
+    assert data["check"]["equal"] is True and sum(e["requests"] for e in data["per_interpreter"]) == 6
+    teardown = data["teardown"]
+    assert teardown["status"] == "crash" and teardown["signal"] == "SIGABRT", teardown
+    assert teardown["step"] == "close"
+    assert "interpkit: teardown failed: crash" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.torch
+@requires_torch
+def test_threads_per_interpreter_is_used_and_shown(example_archive):
+    done = _interpkit(str(example_archive), "-n", "2", "-k", "4", "--threads-per-interpreter", "1",
+                      "--format", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["threads_per_interpreter"] == 1 and data["model"]["torch_threads"] == 1
+    assert data["teardown"]["status"] == "ok"
+    table = _interpkit(str(example_archive), "-n", "2", "-k", "4", "--no-check")
+    assert "threads per interpreter" in table.stdout and "teardown" in table.stdout
