@@ -403,6 +403,8 @@ def _child_main() -> None:
     steps: list[dict] = []
     baseline = read_rollup()
     try:
+        if job.get("backend") == "copies":   # the same serving in the copies runtime
+            from interpkit.native.copies import CopiesRuntime as Runtime  # noqa: N814
         runtime = Runtime(job["interpreters"], sys_path=[str(_REPO_ROOT), *sys.path], timeout=job["timeout"],
                           threads_per_interpreter=job["threads_per_interpreter"])
         try:
@@ -440,7 +442,7 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
                   check: bool = True, torch_threads: int | None = None, timeout: float | None = 600.0,
                   package: str = MODEL_PACKAGE, resource: str = MODEL_RESOURCE,
                   requests_resource: str = REQUESTS_RESOURCE, keep_answers: bool = False,
-                  threads_per_interpreter: int | None = None,
+                  threads_per_interpreter: int | None = None, backend: str = "namespaces",
                   progress: Progress | None = None) -> ServeResult:
     """Serve ``requests`` requests of the archive's model from ``interpreters`` interpreters; see the module doc.
 
@@ -468,7 +470,7 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
     job = {"archive": str(path), "interpreters": interpreters, "requests": requests, "batch": batch,
            "check": check, "torch_threads": threads if torch_threads is None else torch_threads,
            "threads_per_interpreter": threads, "timeout": timeout, "package": package, "resource": resource,
-           "requests_resource": requests_resource, "keep_answers": keep_answers}
+           "requests_resource": requests_resource, "keep_answers": keep_answers, "backend": backend}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
     # A backstop for a child stuck where no request timeout reaches (C code, a hung teardown):

@@ -39,6 +39,8 @@ def configure_parser(sub) -> None:
                         default=None, metavar="T",
                         help="intra-op threads (torch, OpenMP, MKL) per interpreter; 0 keeps the libraries' "
                         "defaults (default: cores ÷ N)")
+    parser.add_argument("--backend", choices=("namespaces", "copies"), default="namespaces",
+                        help="runtime to serve from (default: namespaces)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip replaying the requests in one interpreter to compare the answers")
     parser.add_argument("--timeout", type=positive_seconds, default=600.0, metavar="SECONDS",
@@ -55,7 +57,8 @@ def run(args) -> int:
     from interpkit.analyzer.output import check_namespace_count, emit
     from interpkit.analyzer.serve import serve_package
 
-    check_namespace_count(args.interpreters)
+    if args.backend == "namespaces":
+        check_namespace_count(args.interpreters)
     if args.threads_per_interpreter is not None and args.threads_per_interpreter < 0:
         raise InputError(f"cannot use --threads-per-interpreter {args.threads_per_interpreter} (must be 0 or more)")
     if args.output is not None and not (args.output.parent.is_dir() or str(args.output.parent) == ""):
@@ -65,7 +68,7 @@ def run(args) -> int:
         result = serve_package(args.archive, interpreters=args.interpreters, requests=args.requests,
                                batch=args.batch, check=not args.no_check,
                                threads_per_interpreter=args.threads_per_interpreter,
-                               timeout=args.timeout, progress=progress)
+                               timeout=args.timeout, backend=args.backend, progress=progress)
     if args.format == "json":
         emit(json.dumps(result.to_json(), indent=2) + "\n", args.output)
     elif args.output:
