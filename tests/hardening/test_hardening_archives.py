@@ -186,7 +186,7 @@ def test_patch_refuses_hostile_wheel(tmp_path, escape, kind):
     outside = str(Path(tmp_path.name) / "out")  # only this folder may change (staging comes and goes)
     around = {k: v for k, v in snapshot(tmp_path.parent).items() if k != outside}
     proc = patch(wheel, out)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # unusable input
     assert proc.stderr.startswith("interpkit: error: cannot ") and EXPECTED_REASON[kind] in proc.stderr
     assert proc.stderr.count("\n") == 1
     assert list(out.iterdir()) == []  # no wheel, no staging folder left behind
@@ -228,7 +228,7 @@ def test_patch_refuses_bad_record(tmp_path, problem, built_fixtures):
     wheel = zip_with_members(tmp_path / WHEEL_NAME, wheel_members([extension], record=record_for(problem, base)))
     out = tmp_path / "out"
     proc = patch(wheel, out)
-    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert proc.returncode == 2, proc.stdout[-2000:]  # unusable input
     assert proc.stderr.startswith(f"interpkit: error: cannot repair {wheel}")
     assert RECORD_PROBLEMS[problem][1] in proc.stderr and proc.stderr.count("\n") == 1
     assert list(out.iterdir()) == []

@@ -131,7 +131,7 @@ def test_failed_patch_keeps_previous_output(tmp_path, wheel_input, reference):
                                wheel_members([("evil/../../interpkit-hardening-escape", b"x")]))
     digest = sha256(hostile)
     proc = patch(hostile, out)
-    assert proc.returncode == 1 and "escapes the archive" in proc.stderr
+    assert proc.returncode == 2 and "escapes the archive" in proc.stderr  # unusable input
     assert (out / WHEEL_NAME).read_bytes() == complete
     assert sha256(hostile) == digest
     assert sorted(p.name for p in out.iterdir()) == [WHEEL_NAME]  # and no staging folder left behind
@@ -142,7 +142,7 @@ def test_failed_patch_with_nothing_before_leaves_nothing(tmp_path):
     broken = tmp_path / WHEEL_NAME
     broken.write_bytes(b"PK\x03\x04 truncated")
     proc = patch(broken, out)
-    assert proc.returncode == 1 and "not a valid zip archive" in proc.stderr
+    assert proc.returncode == 2 and "not a valid zip archive" in proc.stderr  # unusable input
     assert not out.exists() or list(out.iterdir()) == []
 
 
@@ -155,7 +155,7 @@ def test_corrupt_extension_is_refused_and_nothing_written(built_fixtures, tmp_pa
     source.write_bytes(bytes(data))
     out = tmp_path / "out"
     proc = patch(source, out)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # unusable input
     assert proc.stderr.startswith(f"interpkit: error: cannot patch {source.name}") and proc.stderr.count("\n") == 1
     assert list(out.iterdir()) == []
     assert source.read_bytes() == bytes(data)
