@@ -174,7 +174,8 @@ class CopiesRuntime:
                  sys_path: Iterable[str] | None = None, start_timeout: float = 300.0,
                  copy_extensions: Iterable[str | os.PathLike] | None = None,
                  prepare: Iterable[str | os.PathLike] = (), cache: str | os.PathLike | None = None,
-                 manifest: str | os.PathLike | None = None, weaken_unique: bool = True) -> None:
+                 manifest: str | os.PathLike | None = None, weaken_unique: bool = True,
+                 threads_per_interpreter: int | None = None) -> None:
         from interpkit.native import _copies
 
         if n < 1:
@@ -185,6 +186,10 @@ class CopiesRuntime:
             raise RuntimeStartError(f"cannot use {path} as libpython ({reason})")
         self.n = n
         self.timeout = timeout
+        # Accepted for the namespaces runtime's signature, not applied: the libraries that own
+        # intra-op pools (libgomp, MKL, libtorch_cpu) have no Py* symbols, so every copy shares
+        # them and their pools are process-wide here.
+        self.threads_per_interpreter = threads_per_interpreter
         self.libpython = path
         self._module = _copies
         soname = copy_soname_stem(sysconfig.get_config_var("INSTSONAME") or path.name)
