@@ -83,6 +83,21 @@ def _take_copy_ids(n: int) -> list[int]:
         return ids
 
 
+def _keys_hint() -> str:
+    """Why an interpreter may fail to initialize here: each libpython copy takes one pthread
+    key (its GIL-state TSS key) from the process's PTHREAD_KEYS_MAX (1024), and CPython reports
+    running out as "_PyGILState_Init: memory allocation failed"."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    key = ctypes.c_uint()
+    if libc.pthread_key_create(ctypes.byref(key), None) != 0:
+        return ("; the process has no pthread keys left: each interpreter takes one, and glibc "
+                "allows 1024 per process (PTHREAD_KEYS_MAX), so about 1,000 interpreters is the ceiling")
+    libc.pthread_key_delete(key)
+    return ""
+
+
 def manifest_extensions(manifest: Path) -> list[Path]:
     """The extension files an ``interpkit-copies.json`` lists (paths relative to its folder)."""
     import json
@@ -227,7 +242,7 @@ class CopiesRuntime:
                 try:
                     interpreter.wait_ready(start_timeout)
                 except _copies.NativeError as exc:
-                    raise RuntimeStartError(exc.args[2]) from None
+                    raise RuntimeStartError(exc.args[2] + _keys_hint()) from None
         except BaseException:
             self._shutdown(timeout=start_timeout)
             raise

@@ -129,3 +129,31 @@ def test_templates_are_cached_by_content_and_copies_removed_on_close(fixture_dir
         assert not workdir.exists()
     assert templates[0] == templates[1]
     assert (tmp_path / templates[0]).is_dir()
+
+
+def test_the_ceiling_is_named_when_pthread_keys_run_out():
+    """Each interpreter takes one pthread key; with two left, a third interpreter cannot start
+    and the error says why (measured in a child: the keys are a per-process budget)."""
+    from .conftest import run_child
+
+    child = run_child(r"""
+import ctypes
+libc = ctypes.CDLL(None)
+keys = []
+while True:
+    key = ctypes.c_uint()
+    if libc.pthread_key_create(ctypes.byref(key), None) != 0:
+        break
+    keys.append(key.value)
+for value in keys[-2:]:
+    libc.pthread_key_delete(ctypes.c_uint(value))
+from interpkit.native.copies import CopiesRuntime
+from interpkit.native.errors import RuntimeStartError
+try:
+    CopiesRuntime(4, timeout=60).close()
+    print("STARTED")
+except RuntimeStartError as exc:
+    print("REFUSED", exc)
+""", timeout=300)
+    assert child.returncode == 0, child.stderr[-1000:]
+    assert "REFUSED" in child.stdout and "no pthread keys left" in child.stdout
