@@ -89,3 +89,21 @@ def test_corpus_of_real_wheels_agrees_at_least_95_percent():
     assert summary["decided"] >= 40
     assert summary["agreement"] >= 0.95, disagreements
     assert not summary["crashes_predicted_safe"]
+
+
+@pytest.mark.slow
+def test_dependencies_without_python_symbols_are_loaded_once():
+    """numpy's vendored OpenBLAS has no Py* references: both interpreters share one mapping of
+    it, while each has its own copy of the extension that needs it."""
+    from interpkit.native.copies import CopiesRuntime
+
+    site = _corpus()
+    with CopiesRuntime(2, timeout=300, sys_path=[str(site), *sys.path]) as runtime:
+        assert runtime.call_all("interpkit.native.probe_steps:import_module", "numpy")
+        assert runtime.eval(1, "int(__import__('numpy').arange(10).sum())") == 45
+        mapped = {line.split(None, 5)[5] for line in Path("/proc/self/maps").read_text().splitlines()
+                  if len(line.split(None, 5)) == 6}
+    blas = {path for path in mapped if "libscipy_openblas" in path}
+    umath = {path for path in mapped if Path(path).name.startswith("_multiarray_umath.")}
+    assert len(blas) == 1 and str(site) in next(iter(blas))
+    assert len(umath) == 2 and not any(str(site) in path for path in umath)
