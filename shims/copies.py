@@ -15,6 +15,10 @@ Known problems: isolated (own-GIL) subinterpreters refuse single-phase modules b
 finder runs; copies do not change that. State the module keeps outside its own image
 (``PyGILState_*``, a shared library it links) is not copied.
 
+The copies runtime (``interpkit.native.copies``) makes its own per-interpreter copies, of every
+extension, with ``interpkit.native.copies_build`` (a lower layer: native must not import shims);
+the copies made here serve legacy subinterpreters and ``interpkit patch``'s re-verification.
+
 The import hook itself (``PrivateCopyFinder``, ``install``) uses the standard library only and
 runs in every interpreter; making a copy relinks it, which needs interpkit's ELF code, so
 copies are made by ``make_private_copy`` (callable ahead of time) and found by path.

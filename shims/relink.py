@@ -233,6 +233,15 @@ def _patch_dynamic_tags(path: Path, edits: list[Edit]) -> list[str]:
             done.append(f"DT_SONAME: {state.soname or '(none)'} -> {edit.value}")
     tmp = path.with_name(path.name + ".lief")
     binary.write(str(tmp))
+    # LIEF can leave .gnu.hash out of step with .dynsym when .dynstr grows (measured on numpy
+    # 2.1.3's _multiarray_umath: "undefined symbol" for its own functions); never ship that.
+    from interpkit.native.copies_build import hash_misses
+
+    broken = sorted(set(hash_misses(tmp)) - set(hash_misses(path)))
+    if broken:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"cannot relink {path.name} (the rewrite's symbol hash table misses {len(broken)} "
+                         f"of its own symbols, e.g. {broken[0]})")
     os.chmod(tmp, os.stat(path).st_mode & 0o777)
     os.replace(tmp, path)
     return done
