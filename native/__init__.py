@@ -8,6 +8,7 @@ from __future__ import annotations
 _EXPORTS = {
     "Runtime": "interpkit.native.runtime",
     "LoadedObject": "interpkit.native.runtime",
+    "TeardownRecord": "interpkit.native.runtime",
     "RemoteError": "interpkit.native.errors",
     "InterpreterClosed": "interpkit.native.errors",
     "InterpreterTimeout": "interpkit.native.errors",

@@ -178,6 +178,86 @@ Runtime_stop(RuntimeObject *self, PyObject *args, PyObject *kwargs)
     return PyLong_FromLong(rc);
 }
 
+PyDoc_STRVAR(Runtime_retire_doc,
+"retire($self, index, /, timeout=0.0)\n--\n\n"
+"Stop interpreter index without finalizing it: its thread parks for the life\n"
+"of the process, holding no GIL, and its namespace stays loaded.");
+
+static PyObject *
+Runtime_retire(RuntimeObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"", "timeout", NULL};
+    int index;
+    double timeout = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|d:retire", kwlist, &index,
+                                     &timeout)) {
+        return NULL;
+    }
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    ik_error err = {0};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = ik_runtime_retire(self->runtime, index, timeout, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < -1) {
+        return raise_native(self->native_error, &err);
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Runtime_teardown_doc,
+"teardown($self, index, /)\n--\n\n"
+"(state, finalize_rc, finalize_seconds) of interpreter index; state is one\n"
+"of the TEARDOWN_* constants.");
+
+static PyObject *
+Runtime_teardown(RuntimeObject *self, PyObject *arg)
+{
+    int index;
+    if (!PyArg_Parse(arg, "i", &index) || check_open(self) < 0) {
+        return NULL;
+    }
+    ik_teardown record = {0};
+    if (ik_runtime_teardown(self->runtime, index, &record) < 0) {
+        PyErr_Format(PyExc_IndexError, "no interpreter %d", index);
+        return NULL;
+    }
+    return Py_BuildValue("(iid)", record.state, record.finalize_rc,
+                         record.finalize_seconds);
+}
+
+PyDoc_STRVAR(Runtime_shutdown_doc,
+"shutdown($self, /, timeout=0.0)\n--\n\n"
+"Finalize every interpreter still running (in parallel) but keep the runtime,\n"
+"so teardown() can still be asked.  Returns the number of worker threads\n"
+"that could not be joined (retired ones excluded).");
+
+static PyObject *
+Runtime_shutdown(RuntimeObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    double timeout = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|d:shutdown", kwlist, &timeout)) {
+        return NULL;
+    }
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    if (self->active_calls > 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "cannot shut runtime down (%d requests in flight)",
+                     self->active_calls);
+        return NULL;
+    }
+    int leaked;
+    Py_BEGIN_ALLOW_THREADS
+    leaked = ik_runtime_shutdown(self->runtime, timeout);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(leaked);
+}
+
 PyDoc_STRVAR(Runtime_close_doc,
 "close($self, /, timeout=0.0)\n--\n\n"
 "Finalize every interpreter still running and join its thread.  Returns\n"
@@ -323,6 +403,11 @@ static PyMethodDef Runtime_methods[] = {
      METH_VARARGS | METH_KEYWORDS, Runtime_stop_doc},
     {"close", (PyCFunction)(void (*)(void))Runtime_close,
      METH_VARARGS | METH_KEYWORDS, Runtime_close_doc},
+    {"retire", (PyCFunction)(void (*)(void))Runtime_retire,
+     METH_VARARGS | METH_KEYWORDS, Runtime_retire_doc},
+    {"teardown", (PyCFunction)Runtime_teardown, METH_O, Runtime_teardown_doc},
+    {"shutdown", (PyCFunction)(void (*)(void))Runtime_shutdown,
+     METH_VARARGS | METH_KEYWORDS, Runtime_shutdown_doc},
     {"abandon", (PyCFunction)Runtime_abandon, METH_NOARGS, Runtime_abandon_doc},
     {"linkmap", (PyCFunction)Runtime_linkmap, METH_O, Runtime_linkmap_doc},
     {"namespace", (PyCFunction)Runtime_namespace, METH_O, Runtime_namespace_doc},
@@ -383,6 +468,12 @@ ik_module_exec(PyObject *module)
         {"ERR_THREAD", IK_ERR_THREAD}, {"ERR_TIMEOUT", IK_ERR_TIMEOUT},
         {"ERR_CLOSED", IK_ERR_CLOSED}, {"ERR_REMOTE", IK_ERR_REMOTE},
         {"ERR_MEMORY", IK_ERR_MEMORY}, {"ERR_ARGUMENT", IK_ERR_ARGUMENT},
+        {"TEARDOWN_RUNNING", IK_TEARDOWN_RUNNING},
+        {"TEARDOWN_FINALIZED", IK_TEARDOWN_FINALIZED},
+        {"TEARDOWN_RETIRED", IK_TEARDOWN_RETIRED},
+        {"TEARDOWN_LOST", IK_TEARDOWN_LOST},
+        {"TEARDOWN_FINALIZING", IK_TEARDOWN_FINALIZING},
+        {"TEARDOWN_FAILED", IK_TEARDOWN_FAILED},
     };
     for (size_t k = 0; k < sizeof(statuses) / sizeof(statuses[0]); k++) {
         if (PyModule_AddIntConstant(module, statuses[k].name, statuses[k].value) < 0) {

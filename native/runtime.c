@@ -18,11 +18,13 @@
 #include <errno.h>
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "interpkit.h"
 
@@ -33,6 +35,12 @@
  * namespace's own libc (docs/facts.md fact 2). */
 typedef struct ik_api {
     void (*ik_ctype_init)(void);
+    /* The namespace libc's own thread functions: the worker thread is created
+     * and joined by the libc whose malloc and pthread keys its interpreter
+     * uses (see ik_runtime_start and native/README.md, "Teardown"). */
+    int (*ns_pthread_create)(pthread_t *, const pthread_attr_t *,
+                             void *(*)(void *), void *);
+    int (*ns_pthread_join)(pthread_t, void **);
     void (*PyConfig_InitPythonConfig)(PyConfig *);
     PyStatus (*PyConfig_SetBytesString)(PyConfig *, wchar_t **, const char *);
     PyStatus (*Py_InitializeFromConfig)(const PyConfig *);
@@ -73,6 +81,8 @@ typedef struct ik_symbol {
 #define IK_SYM(field) {#field, offsetof(ik_api, field)}
 static const ik_symbol ik_symbols[] = {
     {"__ctype_init", offsetof(ik_api, ik_ctype_init)},
+    {"pthread_create", offsetof(ik_api, ns_pthread_create)},
+    {"pthread_join", offsetof(ik_api, ns_pthread_join)},
     IK_SYM(PyConfig_InitPythonConfig),
     IK_SYM(PyConfig_SetBytesString),
     IK_SYM(Py_InitializeFromConfig),
@@ -105,6 +115,29 @@ static const ik_symbol ik_symbols[] = {
 };
 #undef IK_SYM
 
+/* The base namespace's __ctype_init (GLIBC_PRIVATE, like the namespace's). */
+static void (*ik_base_ctype_init)(void);
+
+static void *
+ik_noop_thread(void *arg)
+{
+    return arg;
+}
+
+/* The workers are created by the namespaces' libcs, so the base libc may never
+ * have seen a second thread: its __libc_single_threaded stays true and its
+ * mutexes take the single-thread shortcut (a plain store instead of an atomic
+ * and no futex wake): host and worker deadlock in the mailbox (measured:
+ * both threads in futex_wait on the worker's lock).  One thread created and
+ * joined by the base libc clears the flag for good (glibc never sets it back). */
+static int
+ik_mark_base_multithreaded(void)
+{
+    pthread_t thread;
+    int rc = pthread_create(&thread, NULL, ik_noop_thread, NULL);
+    return rc == 0 ? pthread_join(thread, NULL) : rc;
+}
+
 /* Seconds a timed-out request gets to honour the interrupt before its
  * interpreter is declared lost. */
 #define IK_INTERRUPT_GRACE 2.0
@@ -117,6 +150,7 @@ typedef enum ik_worker_state {
     IK_WORKER_FAILED,   /* initialization failed; thread has exited */
     IK_WORKER_STOPPED,  /* finalized; thread has exited */
     IK_WORKER_LOST,     /* a request never came back; thread left running */
+    IK_WORKER_RETIRED,  /* not finalized on purpose; thread parked for good */
 } ik_worker_state;
 
 typedef struct ik_worker {
@@ -134,6 +168,7 @@ typedef struct ik_worker {
     pthread_cond_t cond;        /* CLOCK_MONOTONIC; one condition, broadcast */
     ik_worker_state state;
     int stop_requested;
+    int retire_requested;       /* with stop_requested: park, do not finalize */
     int in_use;                 /* a host thread owns the mailbox */
 
     /* mailbox, guarded by lock */
@@ -150,6 +185,7 @@ typedef struct ik_worker {
 
     ik_error start_error;
     int finalize_rc;
+    double finalize_seconds;    /* how long Py_FinalizeEx took */
 
     /* touched only by the worker thread (and interp by the interrupt) */
     unsigned long thread_ident;  /* what PyThread_get_thread_ident() gives it */
@@ -355,13 +391,38 @@ ik_worker_serve(ik_worker *w, const char *request, size_t request_len,
     if (result) api->Py_DecRef(result);
 }
 
+/* Retire: leave the interpreter initialized, its GIL released (the caller
+ * saved its thread state), and never end this thread: nothing of the
+ * interpreter's libraries is finalized, no thread-exit handler of its libc
+ * runs, and its namespace stays loaded until the process exits.  After the
+ * state is published this thread touches no runtime memory, so the runtime
+ * may be freed under it.  Every signal is blocked so that none is ever
+ * delivered here (glibc keeps its own internal ones deliverable). */
+static void
+ik_worker_park(ik_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->state = IK_WORKER_RETIRED;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    for (;;) {
+        pause();
+    }
+}
+
 static void *
 ik_worker_main(void *arg)
 {
     ik_worker *w = arg;
-    /* docs/facts.md fact 2: this thread was created by the base namespace's libc;
-     * the namespace's libc never set up its per-thread ctype tables. */
-    w->api.ik_ctype_init();
+    /* docs/facts.md fact 2, the other way round: the namespace's libc created this
+     * thread and set up its own per-thread ctype tables; the base libc, whose
+     * code (this file) also runs here, did not. */
+    if (ik_base_ctype_init != NULL) {
+        ik_base_ctype_init();
+    }
 
     int failed = ik_worker_initialize(w) < 0;
     if (failed && w->interp != NULL) {
@@ -419,15 +480,27 @@ ik_worker_main(void *arg)
         pthread_mutex_unlock(&w->lock);
     }
 
+    pthread_mutex_lock(&w->lock);
+    int retire = w->retire_requested;
+    pthread_mutex_unlock(&w->lock);
+    if (retire) {
+        ik_worker_park(w);      /* never returns */
+    }
+
     /* docs/facts.md fact 7: never let this thread end holding the GIL (torch's
      * static destructors would hang process exit in gil_scoped_acquire);
      * finalize on the thread that owns the interpreter. */
+    struct timespec started, finished;
+    clock_gettime(CLOCK_MONOTONIC, &started);
     w->api.PyEval_RestoreThread(w->tstate);
     w->api.Py_DecRef(w->handler);
     w->handler = NULL;
     int rc = w->api.Py_FinalizeEx();
+    clock_gettime(CLOCK_MONOTONIC, &finished);
     pthread_mutex_lock(&w->lock);
     w->finalize_rc = rc;
+    w->finalize_seconds = (double)(finished.tv_sec - started.tv_sec)
+                          + (double)(finished.tv_nsec - started.tv_nsec) / 1e9;
     w->state = IK_WORKER_STOPPED;
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->lock);
@@ -481,14 +554,20 @@ ik_worker_reap(ik_worker *w, const struct timespec *deadline)
         }
     }
     int finished = w->state == IK_WORKER_STOPPED || w->state == IK_WORKER_FAILED;
-    int unload = w->state == IK_WORKER_FAILED || w->finalize_rc == 0;
+    int retired = w->state == IK_WORKER_RETIRED;
+    int unload = w->state == IK_WORKER_FAILED
+                 || (w->state == IK_WORKER_STOPPED && w->finalize_rc == 0);
     pthread_mutex_unlock(&w->lock);
+    if (retired) {
+        return 0;               /* parked for good: never joined, never unloaded */
+    }
     if (!finished) {
         return -1;
     }
     if (w->thread_started && !w->thread_joined) {
-        /* The state changes just before the thread returns. */
-        pthread_join(w->thread, NULL);
+        /* The state changes just before the thread returns.  Joined by the
+         * libc that created it, which frees its stack and TLS. */
+        w->api.ns_pthread_join(w->thread, NULL);
         w->thread_joined = 1;
     }
     if (unload && w->handle != NULL) {
@@ -500,8 +579,8 @@ ik_worker_reap(ik_worker *w, const struct timespec *deadline)
     return status;
 }
 
-int
-ik_runtime_stop(ik_runtime *rt, int index, double timeout, ik_error *err)
+static int
+ik_worker_end(ik_runtime *rt, int index, double timeout, int retire, ik_error *err)
 {
     ik_worker *w = ik_get_worker(rt, index, err);
     if (w == NULL) {
@@ -525,6 +604,9 @@ ik_runtime_stop(ik_runtime *rt, int index, double timeout, ik_error *err)
             break;
         }
     }
+    if (!w->stop_requested) {   /* the first request decides finalize or retire */
+        w->retire_requested = retire;
+    }
     w->stop_requested = 1;
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->lock);
@@ -541,7 +623,51 @@ ik_runtime_stop(ik_runtime *rt, int index, double timeout, ik_error *err)
 }
 
 int
-ik_runtime_close(ik_runtime *rt, double timeout)
+ik_runtime_stop(ik_runtime *rt, int index, double timeout, ik_error *err)
+{
+    return ik_worker_end(rt, index, timeout, 0, err);
+}
+
+int
+ik_runtime_retire(ik_runtime *rt, int index, double timeout, ik_error *err)
+{
+    return ik_worker_end(rt, index, timeout, 1, err);
+}
+
+int
+ik_runtime_teardown(ik_runtime *rt, int index, ik_teardown *out)
+{
+    ik_worker *w = ik_get_worker(rt, index, NULL);
+    if (w == NULL || out == NULL) {
+        return IK_ERR_ARGUMENT;
+    }
+    pthread_mutex_lock(&w->lock);
+    switch (w->state) {
+    case IK_WORKER_STOPPED:
+        out->state = IK_TEARDOWN_FINALIZED;
+        break;
+    case IK_WORKER_RETIRED:
+        out->state = IK_TEARDOWN_RETIRED;
+        break;
+    case IK_WORKER_LOST:
+        out->state = IK_TEARDOWN_LOST;
+        break;
+    case IK_WORKER_FAILED:
+        out->state = IK_TEARDOWN_FAILED;
+        break;
+    default:
+        out->state = w->stop_requested && w->thread_started
+                     ? IK_TEARDOWN_FINALIZING : IK_TEARDOWN_RUNNING;
+        break;
+    }
+    out->finalize_rc = w->finalize_rc;
+    out->finalize_seconds = w->finalize_seconds;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+int
+ik_runtime_shutdown(ik_runtime *rt, double timeout)
 {
     if (rt == NULL) {
         return 0;
@@ -570,13 +696,26 @@ ik_runtime_close(ik_runtime *rt, double timeout)
         if (w->state != IK_WORKER_LOST) {
             ik_runtime_stop(rt, i, timeout, NULL);
         }
-        if (!w->thread_joined) {
-            /* A worker stuck in user code: its memory must stay valid, so
-             * the runtime is leaked rather than freed under it. */
+        pthread_mutex_lock(&w->lock);
+        int retired = w->state == IK_WORKER_RETIRED;
+        pthread_mutex_unlock(&w->lock);
+        if (!w->thread_joined && !retired) {
             leaked++;
         }
     }
+    return leaked;
+}
+
+int
+ik_runtime_close(ik_runtime *rt, double timeout)
+{
+    if (rt == NULL) {
+        return 0;
+    }
+    int leaked = ik_runtime_shutdown(rt, timeout);
     if (leaked) {
+        /* A worker stuck in user code: its memory must stay valid, so
+         * the runtime is leaked rather than freed under it. */
         return leaked;
     }
     for (int i = 0; i < rt->count; i++) {
@@ -610,11 +749,18 @@ ik_runtime_start(const ik_options *opts, ik_error *err)
         return NULL;
     }
     rt->count = opts->count;
+    if (ik_base_ctype_init == NULL) {
+        *(void **)&ik_base_ctype_init = dlsym(RTLD_DEFAULT, "__ctype_init");
+    }
     for (int i = 0; i < rt->count; i++) {
         if (ik_worker_setup(&rt->workers[i], i, opts) < 0) {
             ik_set_error(err, IK_ERR_MEMORY, i, "cannot start runtime (out of memory)");
             goto error;
         }
+    }
+    if (ik_mark_base_multithreaded() != 0) {
+        ik_set_error(err, IK_ERR_THREAD, -1, "cannot start runtime (pthread_create failed)");
+        goto error;
     }
     for (int i = 0; i < rt->count; i++) {
         ik_worker *w = &rt->workers[i];
@@ -633,7 +779,16 @@ ik_runtime_start(const ik_options *opts, ik_error *err)
          * scratch, so a thread that entered two interpreters would find one's
          * thread state in the other's slot.  This thread is the only one that
          * ever runs interpreter i, from Py_InitializeFromConfig to Py_FinalizeEx. */
-        int rc = pthread_create(&w->thread, NULL, ik_worker_main, w);
+        /* Created by the namespace's own libc, not the base one: thread-local
+         * state that the interpreter's libc keeps in the thread descriptor
+         * (pthread_setspecific's second-level arrays, calloc'd by that libc)
+         * is then freed at thread exit by that libc's __nptl_deallocate_tsd,
+         * with that libc's free and key table.  A base-created worker has it
+         * freed by the base libc: "double free or corruption (out)" in
+         * tcache_thread_shutdown, or the base's key destructors (a host's
+         * own torch) run on the namespace's values.  native/README.md,
+         * "Teardown", has the measurements. */
+        int rc = w->api.ns_pthread_create(&w->thread, NULL, ik_worker_main, w);
         if (rc != 0) {
             ik_set_error(err, IK_ERR_THREAD, i,
                          "cannot start interpreter %d (pthread_create: %s)", i,

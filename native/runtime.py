@@ -15,6 +15,8 @@ Example::
         rt.call(1, "math:factorial", 5)          # 120
         rt.call_all("os:getpid")                 # [pid, pid]: one process
         rt.map("math:sqrt", [1, 4, 9])           # spread over free interpreters
+        rt.stop(0)                               # finalized; interpreter 1 serves on
+    rt.teardown                                  # (TeardownRecord(0, "finalized", ...), ...)
 """
 from __future__ import annotations
 
@@ -41,13 +43,19 @@ from interpkit.native.errors import (
 # Run in each interpreter's __main__ before anything else. The guard goes first: nothing may
 # dlopen with RTLD_GLOBAL before it is installed (docs/facts.md fact 3). ``_ik_index`` is set by
 # the C worker.
+# The thread budget goes next: the OpenMP/BLAS variables are read once, when those libraries
+# load, so they must be in this interpreter's environment before anything imports them.
 _BOOTSTRAP = """\
 import sys as _ik_sys
 _ik_sys.path[:] = {sys_path!r} + [p for p in _ik_sys.path if p not in {sys_path!r}]
 import interpkit.native.guard
 interpkit.native.guard.install()
-from interpkit.native.interp_server import handle as _ik_handle
+from interpkit.native.interp_server import handle as _ik_handle, apply_thread_budget
+apply_thread_budget({threads!r})
+del apply_thread_budget
 """
+
+TEARDOWN_POLICIES = ("finalize", "retire")
 
 _live_lock = threading.Lock()
 _live_interpreters = 0          # namespaced interpreters running in this process
@@ -72,6 +80,39 @@ def _live(delta: int, opened: int = 0) -> int:
         _live_interpreters += delta
         _opened_namespaces += opened
         return _live_interpreters
+
+
+@dataclass(frozen=True)
+class TeardownRecord:
+    """What happened to one interpreter at teardown (``Runtime.teardown``).
+
+    ``outcome``: ``"finalized"`` (Py_FinalizeEx ran on its own thread, which was joined;
+    ``finalize_rc`` is its result), ``"retired"`` (not finalized on purpose, see ``reason``:
+    its thread is parked for the life of the process, holding no GIL, and its libraries'
+    finalizers and atexit handlers never run) or ``"lost"`` (a request never came back, or
+    finalization did not finish in time: its thread is left running). ``seconds`` is how long
+    finalization took (0 when it did not run).
+    """
+
+    index: int
+    outcome: str
+    reason: str = ""
+    finalize_rc: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def retired(self) -> bool:
+        """True unless the interpreter was finalized."""
+        return self.outcome != "finalized"
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "outcome": self.outcome, "reason": self.reason,
+                "finalize_rc": self.finalize_rc, "seconds": round(self.seconds, 3)}
+
+
+def default_threads_per_interpreter(n: int) -> int:
+    """max(1, usable cores // n): N interpreters together fill the cores, not N times over."""
+    return max(1, len(os.sched_getaffinity(0)) // n)
 
 
 _runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
@@ -101,13 +142,30 @@ class Runtime:
     ``libpython`` defaults to the running Python's own shared library; ``timeout`` (seconds)
     bounds every request (None: wait forever); ``sys_path`` (default: the host's ``sys.path``)
     is put in front of each interpreter's own ``sys.path``.
+
+    ``threads_per_interpreter`` sizes each interpreter's intra-op thread pools (OpenMP, MKL,
+    OpenBLAS, torch's intra-op and inter-op pools): None gives max(1, cores // n), so the
+    interpreters together do not oversubscribe the cores; 0 leaves the libraries' own
+    defaults (each would start a pool as large as the machine). ``teardown`` is what
+    ``stop``/``close`` do by default: ``"finalize"`` (Py_FinalizeEx on the interpreter's own
+    thread, unless the interpreter shows a reason it would hang, then it is retired) or
+    ``"retire"`` (never finalize; for libraries that cannot be torn down safely).
+    ``rt.teardown`` records what happened to each interpreter.
     """
 
     def __init__(self, n: int, *, libpython: str | os.PathLike | None = None,
                  timeout: float | None = None, sys_path: Iterable[str] | None = None,
-                 start_timeout: float = 300.0) -> None:
+                 start_timeout: float = 300.0, threads_per_interpreter: int | None = None,
+                 teardown: str = "finalize") -> None:
         if n < 1:
             raise ValueError(f"cannot start {n} interpreters (need at least 1)")
+        if threads_per_interpreter is not None and (
+                isinstance(threads_per_interpreter, bool) or not isinstance(threads_per_interpreter, int)
+                or threads_per_interpreter < 0):
+            raise ValueError(f"threads_per_interpreter must be an integer >= 0 or None "
+                             f"(got {threads_per_interpreter!r})")
+        if teardown not in TEARDOWN_POLICIES:
+            raise ValueError(f"teardown must be one of {', '.join(TEARDOWN_POLICIES)} (got {teardown!r})")
         path = Path(libpython) if libpython is not None else limits.find_libpython()
         reason = limits.check_libpython(path)
         if reason:
@@ -118,8 +176,13 @@ class Runtime:
         self.n = n
         self.timeout = timeout
         self.libpython = path
+        #: Threads each interpreter's pools get (0: the libraries' defaults, no budget).
+        self.threads_per_interpreter = (default_threads_per_interpreter(n)
+                                        if threads_per_interpreter is None else threads_per_interpreter)
+        self.teardown_policy = teardown
+        self._teardown: dict[int, TeardownRecord] = {}
         entries = [str(p) for p in (sys.path if sys_path is None else sys_path)]
-        bootstrap = _BOOTSTRAP.format(sys_path=entries)
+        bootstrap = _BOOTSTRAP.format(sys_path=entries, threads=self.threads_per_interpreter)
         try:
             self._native = _interpkit.Runtime(str(path), sys.executable, bootstrap, n,
                                               start_timeout)
@@ -301,36 +364,112 @@ class Runtime:
 
     # ------------------------------------------------------------------ teardown
 
-    def stop(self, index: int, timeout: float | None = None) -> None:
-        """Finalize interpreter ``index`` on its own thread; the others keep running."""
-        if self._native is None or index in self._stopped:
-            return
+    @property
+    def teardown(self) -> tuple[TeardownRecord, ...]:
+        """One record per interpreter torn down so far (all of them after ``close``), by index."""
+        return tuple(self._teardown[index] for index in sorted(self._teardown))
+
+    def _finalize_hazard(self, index: int) -> str:
+        """Why finalizing interpreter ``index`` would hang, as the interpreter sees it ("" if none)."""
         try:
-            self._native.stop(index, timeout or 0.0)
+            return self._request(index, "teardown_check", timeout=30.0) or ""
+        except (InterpreterClosed, InterpreterTimeout, RemoteError) as exc:
+            return f"the teardown check failed ({exc})"
+
+    def _record(self, index: int, reason: str = "") -> TeardownRecord:
+        state, rc, seconds = self._native.teardown(index)
+        if state == _interpkit.TEARDOWN_FINALIZED:
+            record = TeardownRecord(index, "finalized",
+                                    "" if rc == 0 else "Py_FinalizeEx returned -1 (an error while "
+                                                       "flushing or running atexit handlers)", rc, seconds)
+        elif state == _interpkit.TEARDOWN_RETIRED:
+            record = TeardownRecord(index, "retired", reason or "retired on request")
+        elif state == _interpkit.TEARDOWN_LOST:
+            record = TeardownRecord(index, "lost", "a request never came back (blocked in C with "
+                                                   "the GIL held); its thread is left running")
+        elif state == _interpkit.TEARDOWN_FINALIZING:
+            record = TeardownRecord(index, "lost", reason or "finalization did not finish in time; "
+                                                             "its thread is left running")
+        else:
+            record = TeardownRecord(index, "lost", reason or "never started")
+        self._teardown[index] = record
+        return record
+
+    def _retire_reason(self, index: int, finalize: bool | None) -> str:
+        """"" to finalize interpreter ``index``, else why it is retired instead."""
+        if finalize is False or (finalize is None and self.teardown_policy == "retire"):
+            return "retired on request (teardown='retire')" if finalize is None else \
+                "retired on request (finalize=False)"
+        if not self.alive(index):
+            return ""
+        hazard = self._finalize_hazard(index)
+        return f"not finalized: {hazard}" if hazard else ""
+
+    def stop(self, index: int, timeout: float | None = None, *,
+             finalize: bool | None = None) -> TeardownRecord | None:
+        """Tear interpreter ``index`` down on its own thread; the others keep running.
+
+        It is finalized, unless ``finalize=False`` (or the runtime's ``teardown="retire"``), or
+        the interpreter shows a reason finalizing would hang (a non-daemon thread still
+        running): then it is retired. Returns its ``TeardownRecord`` (None if the runtime is
+        closed). Never kills the process; raises InterpreterClosed for a lost interpreter and
+        InterpreterTimeout when finalization does not finish within ``timeout`` (both also
+        recorded).
+        """
+        if self._native is None:
+            return None
+        if index in self._stopped:
+            return self._teardown.get(index)
+        if not 0 <= index < self.n:
+            raise IndexError(f"no interpreter {index} (runtime has {self.n})")
+        reason = self._retire_reason(index, finalize)
+        try:
+            if reason:
+                self._native.retire(index, timeout or 0.0)
+            else:
+                self._native.stop(index, timeout or 0.0)
         except _interpkit.NativeError as exc:
+            self._record(index, exc.args[2])
             self._raise(exc, index)
         finally:
             self._stopped.add(index)
             _live(-1)
+        return self._record(index, reason)
 
-    def close(self, timeout: float | None = None) -> None:
-        """Finalize every interpreter and join its thread (docs/facts.md fact 7).
+    def close(self, timeout: float | None = None) -> tuple[TeardownRecord, ...]:
+        """Tear every interpreter down (in parallel) and join the threads (docs/facts.md fact 7).
 
-        Raises InterpreterClosed when some worker could not be joined (a request stuck in C
-        code); its thread is left running, without the GIL of any other interpreter.
+        Each is finalized or retired as in ``stop``; returns ``self.teardown``. Raises
+        InterpreterClosed when some worker could not be joined (a request stuck in C code);
+        its thread is left running, without the GIL of any other interpreter, and the records
+        say which.
         """
         if self._native is None:
-            return
+            return self.teardown
         for pool in (self._pool, self._broadcast):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        native, self._native = self._native, None
-        leaked = native.close(timeout or 0.0)
-        _live(-(self.n - len(self._stopped)))
+        native = self._native
+        remaining = [index for index in range(self.n) if index not in self._stopped]
+        reasons = {index: self._retire_reason(index, None) for index in remaining}
+        for index, reason in reasons.items():
+            if reason:
+                try:
+                    native.retire(index, timeout or 0.0)
+                except _interpkit.NativeError:
+                    pass                      # lost: recorded below
+        leaked = native.shutdown(timeout or 0.0)
+        for index in remaining:
+            self._record(index, reasons[index])
+        self._stopped.update(remaining)
+        self._native = None
+        native.close(0.0)
+        _live(-len(remaining))
         if leaked:
             raise InterpreterClosed(
                 f"cannot close {leaked} interpreter(s) (a request never came back; "
                 "their threads are left running)")
+        return self.teardown
 
     def __enter__(self) -> Runtime:
         return self

@@ -87,8 +87,39 @@ long ik_runtime_namespace(ik_runtime *rt, int index);
 /* 1 while interpreter `index` can take requests. */
 int ik_runtime_alive(ik_runtime *rt, int index);
 
-/* Stop every interpreter still running and free the runtime.  Returns the
- * number of worker threads that could not be joined (0 on a clean exit). */
+/* Retire interpreter `index` instead of finalizing it: it stops taking
+ * requests, keeps its GIL released and its thread parks until the process
+ * exits (no finalizer, atexit handler or thread-exit handler of its
+ * libraries runs; its namespace stays loaded).  For libraries that cannot be
+ * torn down safely.  Returns 0 or an ik_status. */
+int ik_runtime_retire(ik_runtime *rt, int index, double timeout, ik_error *err);
+
+typedef enum ik_teardown_state {
+    IK_TEARDOWN_RUNNING = 0,    /* not torn down */
+    IK_TEARDOWN_FINALIZED = 1,  /* Py_FinalizeEx ran on its thread; joined */
+    IK_TEARDOWN_RETIRED = 2,    /* parked without finalizing */
+    IK_TEARDOWN_LOST = 3,       /* a request never came back; thread running */
+    IK_TEARDOWN_FINALIZING = 4, /* stop asked, finalization not finished */
+    IK_TEARDOWN_FAILED = 5,     /* never started (initialization failed) */
+} ik_teardown_state;
+
+typedef struct ik_teardown {
+    int state;                  /* an ik_teardown_state */
+    int finalize_rc;            /* Py_FinalizeEx's result when FINALIZED */
+    double finalize_seconds;
+} ik_teardown;
+
+/* What happened to interpreter `index` at teardown so far. */
+int ik_runtime_teardown(ik_runtime *rt, int index, ik_teardown *out);
+
+/* Stop (finalize) every interpreter still running, in parallel, without
+ * freeing the runtime, so ik_runtime_teardown can still be asked.  Returns
+ * the number of worker threads that could not be joined (retired ones are
+ * parked on purpose and not counted). */
+int ik_runtime_shutdown(ik_runtime *rt, double timeout);
+
+/* ik_runtime_shutdown, then free the runtime (unless a thread is left in it).
+ * Returns the number of worker threads that could not be joined. */
 int ik_runtime_close(ik_runtime *rt, double timeout);
 
 #ifdef __cplusplus

@@ -6,6 +6,12 @@
  *                                 then calls PyGILState_Ensure in the last
  *   rawns LIBPYTHON teardown 0|1  thread ends holding the GIL (0) / after SaveThread (1),
  *                                 with the code of $RAWNS_SOURCE run first (e.g. import torch)
+ *   rawns LIBPYTHON tsd     0|1|2 a thread sets 40 pthread keys of the namespace's libc
+ *                                 (keys >= 32 make that libc calloc a second-level block in
+ *                                 the thread descriptor) and ends; created by the base libc
+ *                                 (0) or by the namespace's libc (1); or (2) 8 keys only (no
+ *                                 second-level block), base-created, while the base libc has
+ *                                 keys with destructors of its own, as a host with torch has
  *
  * Exit status 0 means the scenario completed; a crash or hang is the reproduction.
  * PYTHONHOME must point at the Python's prefix (no path configuration is done here).
@@ -31,6 +37,15 @@ typedef struct api {
 
 static const char *libpython;
 static int flag;
+
+/* tsd: the namespace's own key functions, and what the base libc's destructors saw. */
+#define TSD_KEYS 40
+static int (*ns_key_create)(pthread_key_t *, void (*)(void *));
+static int (*ns_setspecific)(pthread_key_t, const void *);
+static int (*ns_pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+static int (*ns_pthread_join)(pthread_t, void **);
+static volatile int base_destructor_calls;
+static char ns_value[TSD_KEYS];     /* the namespace thread's values point in here */
 
 static void *
 need(void *handle, const char *name)
@@ -137,11 +152,66 @@ teardown_thread(void *arg)
     return NULL;       /* flag 0: this thread ends holding the interpreter's GIL */
 }
 
+static void
+base_destructor(void *value)
+{
+    if ((char *)value >= ns_value && (char *)value < ns_value + TSD_KEYS) {
+        base_destructor_calls++;
+    }
+}
+
+static void *
+tsd_thread(void *arg)
+{
+    int count = *(int *)arg;
+    for (int k = 0; k < count; k++) {
+        pthread_key_t key;
+        if (ns_key_create(&key, NULL) != 0 || ns_setspecific(key, &ns_value[k]) != 0) {
+            fprintf(stderr, "rawns: namespace key %d failed\n", k);
+            exit(4);
+        }
+    }
+    return NULL;       /* thread exit: some libc's __nptl_deallocate_tsd frees the blocks */
+}
+
+static void
+tsd(void)
+{
+    static api a;
+    load(&a);
+    *(void **)&ns_key_create = need(a.handle, "pthread_key_create");
+    *(void **)&ns_setspecific = need(a.handle, "pthread_setspecific");
+    *(void **)&ns_pthread_create = need(a.handle, "pthread_create");
+    *(void **)&ns_pthread_join = need(a.handle, "pthread_join");
+    if (flag == 2) {
+        for (int k = 0; k < TSD_KEYS; k++) {   /* the base's keys get the same numbers */
+            pthread_key_t key;
+            pthread_key_create(&key, base_destructor);
+        }
+    }
+    static int count;
+    count = flag == 2 ? 8 : TSD_KEYS;
+    pthread_t t;
+    if (flag == 1) {
+        ns_pthread_create(&t, NULL, tsd_thread, &count);
+        ns_pthread_join(t, NULL);
+    }
+    else {
+        pthread_create(&t, NULL, tsd_thread, &count);
+        pthread_join(t, NULL);
+    }
+    if (base_destructor_calls) {
+        printf("rawns: base destructors ran on %d namespace values\n", base_destructor_calls);
+        fflush(stdout);
+        exit(5);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: rawns LIBPYTHON ctype|tss|teardown 0|1\n");
+        fprintf(stderr, "usage: rawns LIBPYTHON ctype|tss|teardown|tsd 0|1|2\n");
         return 2;
     }
     libpython = argv[1];
@@ -172,6 +242,9 @@ main(int argc, char **argv)
         load(&a);
         pthread_create(&t1, NULL, teardown_thread, &a);
         pthread_join(t1, NULL);
+    }
+    else if (strcmp(argv[2], "tsd") == 0) {
+        tsd();
     }
     else {
         return 2;
