@@ -1,10 +1,11 @@
-"""`interpkit memory` and `interpkit verify` on the real stack (the index's default CUDA torch
+"""`interpkit memory`, `verify` and `run` on the real stack (the index's default CUDA torch
 build, torchvision), run by the real-stack venv's python as a user would run them.
 
 Before the sandbox's resident-memory limit, the probe's 4 GiB address-space cap made the CUDA
 build fail to map libtorch_cpu.so and the abort that followed was reported as a crash; and the
 memory child closed its runtime before writing the sample, so every row was "killed by
-SIGABRT". Both commands must now give observed, measured results.
+SIGABRT"; and `run` served in the CLI process, which then died at teardown with no report.
+Each command must now give observed, measured results.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+HERE = Path(__file__).resolve().parent
 pytestmark = [pytest.mark.realstack, pytest.mark.slow]
 
 CLI_TIMEOUT_S = 1800   # torch imported in several namespaces on 2 shared cores
@@ -67,3 +69,31 @@ def test_verify_torch_c_is_observed(realstack_python, tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
     else:
         assert done.returncode == 1 and report["summary"]["teardown_failures"] == ["torch._C"]
+
+
+_EXPORT = """
+import sys
+sys.path[:0] = [sys.argv[2]]
+from interpkit.analyzer.serve import export_model
+from realstack_models import DETECTORS, _image
+from realstack_package import Detector
+name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+export_model(sys.argv[1], Detector(name, DETECTORS[name]), [_image()], intern=["realstack_package"],
+             extern=["torchvision.**", "numpy.**"])
+"""
+
+
+def test_run_on_a_torchvision_detector_package_writes_its_report(realstack_python, tmp_path):
+    archive = tmp_path / "detector.pt"
+    subprocess.run([realstack_python, "-c", _EXPORT, str(archive), str(HERE)], check=True, timeout=CLI_TIMEOUT_S,
+                   capture_output=True, stdin=subprocess.DEVNULL)
+    report = tmp_path / "run.json"
+    done = _interpkit(realstack_python, "run", str(archive), "-n", "2", "-k", "2", "--format", "json",
+                      "-o", str(report), cwd=tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["model"]["model_type"] == "realstack_package.Detector"
+    assert data["check"]["equal"] is True and data["check"]["compared"] == 2
+    assert data["threads_per_interpreter"] >= 1
+    # The exit status follows the observed teardown; the report is there either way.
+    assert done.returncode == (0 if data["teardown"]["status"] == "ok" else 1), (data["teardown"], done.stderr)
