@@ -35,6 +35,7 @@ import sys
 import sysconfig
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -84,6 +85,20 @@ def _take_copy_ids(n: int) -> list[int]:
         ids = list(range(_next_id, _next_id + n))
         _next_id += n
         return ids
+
+
+_runtimes: "weakref.WeakSet[CopiesRuntime]" = weakref.WeakSet()
+
+
+def _abandon_after_fork() -> None:
+    # A forked child has the copies mapped but none of the worker threads or the template
+    # service: its runtimes are unusable, and closing one would wait for threads that do not
+    # exist there.
+    for runtime in list(_runtimes):
+        runtime._abandon()
+
+
+os.register_at_fork(after_in_child=_abandon_after_fork)
 
 
 def _keys_hint() -> str:
@@ -257,6 +272,14 @@ class CopiesRuntime:
         self._pool: ThreadPoolExecutor | None = None
         self._broadcast: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        _runtimes.add(self)
+
+    def _abandon(self) -> None:
+        self._closed = True
+        for interpreter in self._interpreters:
+            interpreter.abandon()
+        self._service = None
+        self._pool = self._broadcast = None
 
     def _libpython_instance(self, template: Path, index: int) -> Path:
         folder = self.workdir / str(index)
