@@ -306,6 +306,8 @@ class Child:
                                              f"{used / 2**20:.0f} MiB resident")
                     return
             time.sleep(limits.poll_s)
+        # The leader is gone: anything it left in its group would keep the record pipe open.
+        kill_group(self.proc.pid)
 
     def _kill_for(self, reason: str, detail: str | None) -> None:
         if self._killed_for is None:

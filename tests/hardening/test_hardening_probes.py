@@ -307,3 +307,24 @@ def test_probe_of_a_module_that_reserves_more_than_the_limit(tmp_path, no_leftov
         "prot=0)\n")  # PROT_NONE
     outcome = probe_module("ik_reserves", tmp_path, interpreters=2, timeout=120, memory_limit_mb=MEMORY_LIMIT_MB)
     assert outcome.status == "ok", outcome
+
+
+def test_sandbox_ends_what_the_child_left_running(no_leftovers):
+    """A child that exits leaving a grandchild behind, holding the record pipe open: reading
+    the records still ends (without the kill it would wait for the grandchild), the record is
+    kept, and the grandchild is killed with the group."""
+    from interpkit.native import sandbox
+
+    leaver = ("import json, subprocess, sys\n"
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'])\n"
+              "print(json.dumps({'event': 'left', 'pid': p.pid}), flush=True)\n")
+    with sandbox.Child([sys.executable, "-c", leaver], limits=sandbox.Limits(timeout_s=120)) as child:
+        records = list(child)     # to the end of the stream, as `interpkit run` reads progress
+        ending = child.wait()
+    assert ending.clean, ending
+    [left] = [record for record in records if record["event"] == "left"]
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{left['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)   # SIGKILLed; reaped by init once it is gone
+    status = Path(f"/proc/{left['pid']}/stat")
+    assert not status.exists() or status.read_text().rpartition(")")[2].split()[0] == "Z"
