@@ -83,3 +83,20 @@ def test_binaries_without_torch_have_no_op_library_facts(built_fixtures):
     facts = facts_for(built_fixtures("clean"))
     assert not facts.op_library.registrations and not facts.op_library.registries
     assert "op_library" not in facts.summary()
+
+
+@pytest.mark.integration  # loads torch in two namespaced interpreters
+def test_verify_loads_an_op_library_as_torch_does_in_each_interpreter(built_fixtures, torch_dir):
+    from interpkit.analyzer.verify import verify_results
+
+    path = built_fixtures("maskrcnn_oplib")
+    files = analyze_elf_files([path], Config())
+    [row] = verify_results(files, Backend.NAMESPACES, interpreters=2, timeout=300)
+    assert (row.status, row.observed, row.agrees) == ("ok", Verdict.OK, True), row.message
+    loads = [s for s in row.outcome["steps"] if s["step"] == "import"]
+    assert [s["interpreter"] for s in loads] == [0, 1]
+    for step in loads:   # its own libtorch per namespace: all three operators registered in each
+        assert step["op_library"]["registered"] == 3 and step["op_library"]["namespaces"] == ["maskrcnn_oplib"]
+        assert step["op_library"]["call"]["returned"] == "Tensor"
+    [other] = verify_results(files, Backend.SUBINTERPRETERS, interpreters=2, timeout=300)
+    assert other.status == "skipped" and "op libraries load through torch" in other.message
