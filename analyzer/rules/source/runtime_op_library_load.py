@@ -14,6 +14,11 @@ interpreter's threads, and `cpp_extension.load` compiles into one shared build d
 from several interpreters at once. Under namespaces each interpreter has its own libtorch and
 its own copy of the operator library, which works but loads the library once per interpreter.
 
+What the library itself registers is read from the binary once the scan reaches it (the path
+is followed statically, see `interpkit.analyzer.source.op_loads`): IK208 for
+`TORCH_LIBRARY*` registrations, IK209 for c10 registry keys, IK410 when the path names no
+file.
+
 ## Example
 ```python
 import torch
@@ -79,6 +84,8 @@ class RuntimeOpLibraryLoad(SourceRule):
 
 
 VISITOR = RuntimeOpLibraryLoad
+# Every finding needs a node resolving to one of these (the scan skips files without one).
+NAMES = LOADS | REGISTRATIONS
 
 VALID = [
     "import torch\nx = torch.ops.aten.add(1, 2)\n",
