@@ -260,8 +260,9 @@ def measure_subinterpreters(job: dict, teardown: contextlib.ExitStack) -> dict:
         bare.stop()
     per_interpreter: list[dict] = []
     # The outer sandbox bounds memory and time for the whole group; the server child is in it.
-    rt = teardown.enter_context(SubinterpreterRuntime(n, python=python, sys_path=tuple(job["sys_path"]),
-                                                      timeout_s=job.get("timeout") or 300, memory_limit_mb=None))
+    rt = SubinterpreterRuntime(n, python=python, sys_path=tuple(job["sys_path"]),
+                               timeout_s=job.get("timeout") or 300, memory_limit_mb=None)
+    teardown.callback(_close_server, rt)
     pid = rt.call(0, "os:getpid")
     started = read_rollup(pid)
     start_share = (attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty - baseline_anonymous) // n
@@ -276,6 +277,15 @@ def measure_subinterpreters(job: dict, teardown: contextlib.ExitStack) -> dict:
     return {"baseline": baseline.as_dict(), "started": started.as_dict(), "total": total_of(mappings).as_dict(),
             "attribution": split.as_dict(), "per_interpreter": per_interpreter,
             "loaded": _mapped_objects(mappings), "python": str(python.executable)}
+
+
+def _close_server(rt) -> None:
+    """Close the subinterpreters server; its crash or hang while destroying them is a teardown failure."""
+    rt.close()
+    if not rt.ending.clean:
+        cause = rt.ending.cause()
+        raise RuntimeError(f"the subinterpreters server {rt.ending.describe()} while closing"
+                           + (f": {cause}" if cause else ""))
 
 
 def one_line(exc: BaseException) -> str:
