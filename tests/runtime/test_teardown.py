@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import pytest
 
 from interpkit.native import Runtime
 from tests.runtime.runtime_helpers import REPO_ROOT, requires_torch, run_isolated, run_python
+from tests.runtime.teardown_checks import check_clean_teardown
 
 IMPORT_TORCH = (f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n"
                 "import interpkit.native.guard\ninterpkit.native.guard.install()\nimport torch\n")
@@ -93,3 +95,14 @@ def test_forked_child_neither_uses_nor_waits_for_the_parents_interpreters():
     assert result.returncode == 0, (result.returncode, result.stderr[-800:])
     assert "child: cannot use runtime (forked: it belongs to the parent process)" in result.stdout
     assert "parent: ok" in result.stdout
+
+
+# Stop one while the last serves, close, exit: CPU build, torch in the host or not, after import
+# or inference (the CUDA build's rows are in tests/realstack/test_teardown_cuda_build.py).
+@pytest.mark.slow
+@pytest.mark.torch
+@requires_torch
+@pytest.mark.parametrize(("n", "host", "phase"), [(1, "bare", "infer"), (2, "host", "infer"),
+                                                  (4, "host", "import")])
+def test_torch_teardown_is_clean_cpu_build(n, host, phase):
+    check_clean_teardown(sys.executable, n, host, phase)
