@@ -71,8 +71,13 @@ def _verify_paths(paths, backend, args):
             if errors:
                 raise InputError(errors[0][1])
             raise InputError(f"cannot verify {', '.join(str(p) for p in paths)} (no extension modules or op libraries found)")
-        rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
-                              python=args.python, config_name=args.subinterpreter_config)
+        from interpkit.analyzer.console import progress
+
+        modules = sum(1 for fr in report.files if verifiable(fr))
+        # one step per probed module: a bar on a terminal, a plain line every few seconds in a log
+        with progress("verifying", total=modules) as advance:
+            rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
+                                  python=args.python, config_name=args.subinterpreter_config, progress=advance)
         return VerifyReport.from_rows(rows, errors, backend, args.interpreters, display=unpacked.display)
 
 
