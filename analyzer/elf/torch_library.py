@@ -24,6 +24,7 @@ When `.strtab` is stripped, namespaces fall back to the `ns::op` schema strings 
 """
 from __future__ import annotations
 
+import mmap
 import re
 from dataclasses import dataclass
 
@@ -137,37 +138,45 @@ def _parse_init_name(identifier: str) -> Registration | None:
     return Registration(IMPL, namespace, key, api)
 
 
-def _strings_named(blob: bytes) -> list[Registration]:
-    """Registrations named in a string table. bytes.find skims for the macro's fixed text (an
-    8 MB .strtab in a few ms, where a regex anchored on the length digits walks every byte);
-    the mangled length prefix in front of each hit gives the identifier's exact end."""
-    out = []
-    at = blob.find(b"TORCH_LIBRARY")
-    while at >= 0:
-        start = at - len(b"STABLE_") if blob[max(at - 7, 0):at] == b"STABLE_" else at
+# The macros' identifiers: a literal prefix lets the regex engine skim for it (an 8 MB .strtab in
+# a few ms; a pattern anchored on the mangled length digits would try every byte).
+_INIT_NAME_RE = re.compile(rb"TORCH_LIBRARY(?:_IMPL|_FRAGMENT)?_(?:static_)?init_[A-Za-z0-9_]+")
+
+
+def _strings_named(blob) -> list[Registration]:
+    """Registrations named in a string table (bytes or mmap). The mangled length prefix in front
+    of each hit (`_ZL29TORCH_LIBRARY_init_...`) gives the identifier's exact end: after it
+    come the mangled parameter types."""
+    identifiers: set[bytes] = set()
+    for match in _INIT_NAME_RE.finditer(blob):
+        start = match.start()
+        if start >= 7 and bytes(blob[start - 7:start]) == b"STABLE_":
+            start -= 7
         digits = start
-        while digits > 0 and blob[digits - 1:digits].isdigit():
+        while digits > 0 and 48 <= blob[digits - 1] <= 57:
             digits -= 1
         if digits < start:
-            length = int(blob[digits:start])
-            identifier = blob[start:start + length]
-            if b"_init_" in identifier and len(identifier) == length and identifier.isascii():
-                reg = _parse_init_name(identifier.decode("ascii"))
-                if reg is not None:
-                    out.append(reg)
-        at = blob.find(b"TORCH_LIBRARY", at + 13)
+            length = int(bytes(blob[digits:start]))
+            identifier = bytes(blob[start:start + length])
+            if len(identifier) == length:
+                identifiers.add(identifier)
+        else:   # an unmangled (extern "C") name: the whole match
+            identifiers.add(bytes(blob[start:match.end()]))
+    out = []
+    for identifier in sorted(identifiers):
+        reg = _parse_init_name(identifier.decode("ascii"))
+        if reg is not None:
+            out.append(reg)
     return out
 
 
-def _keeps_registerer(strtab: bytes, registry: str) -> bool:
-    """A static `g_<Registry><n>` Registerer (C10_REGISTER_CLASS) in this binary's own symbols."""
-    needle = b"g_" + registry.encode()
-    at = strtab.find(needle)
-    while at >= 0:
-        if strtab[at + len(needle):at + len(needle) + 1].isdigit():
-            return True
-        at = strtab.find(needle, at + 1)
-    return False
+def _kept_registerers(strtab, registries: tuple[str, ...]) -> set[str]:
+    """Registries with a static `g_<Registry><n>` Registerer (C10_REGISTER_CLASS) in this binary's symbols."""
+    if not registries:
+        return set()
+    names = sorted({r.rpartition("::")[2] for r in registries})
+    pattern = re.compile(rb"g_(" + b"|".join(re.escape(n.encode()) for n in names) + rb")[0-9]")
+    return {m.group(1).decode() for m in pattern.finditer(strtab)}
 
 
 def _imported_registries(imports: frozenset[str]) -> tuple[str, ...]:
@@ -193,11 +202,20 @@ def _imported_registries(imports: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _section(image: ElfImage, name: str) -> bytes:
+def _section(image: ElfImage, name: str):
+    """The section's bytes, as a zero-copy view of a read-only mapping of the file when it can be
+    mapped (libtorch_cuda.so's .strtab is 68 MiB; copying it costs more than searching it)."""
     section = image.section_by_name(name)
-    if section is None or section.size > _SCAN_LIMIT:
+    if section is None or section.size == 0 or section.size > _SCAN_LIMIT:
         return b""
-    return image.section_bytes(section)
+    if section.offset + section.size > image.file_size:
+        raise ValueError(f"section {name} runs past the end of the file")
+    try:
+        with open(image.path, "rb") as fh:
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return image.section_bytes(section)
+    return memoryview(mapped)[section.offset:section.offset + section.size]
 
 
 def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
@@ -212,9 +230,12 @@ def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
     for api, kinds in apis.items():
         if any(r.api == api for r in registrations):
             continue
-        # Stripped, or the legacy API: kinds from the imported entry points, namespaces from schemas.
-        namespaces = sorted({m.group(1).decode() for m in _SCHEMA_NS_RE.finditer(_section(image, ".rodata"))
-                             if m.group(1).decode() not in _C10_NAMESPACES | {"std"}})
+        # Stripped, or the legacy API: kinds from the imported entry points; namespaces from the
+        # schema strings only when there is no .strtab to name them (a regex over a large .rodata
+        # costs a quarter of a second in libtorch_cuda.so).
+        namespaces = [] if strtab else sorted({
+            m.group(1).decode() for m in _SCHEMA_NS_RE.finditer(_section(image, ".rodata"))
+            if m.group(1).decode() not in _C10_NAMESPACES | {"std"}})
         for kind in sorted(kinds):
             kind = DEF if kind == "*" else kind
             for namespace in namespaces or [None]:
@@ -223,6 +244,7 @@ def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
         # Only registries this binary keeps a Registerer for: calling an accessor to look
         # something up is not registering into it.
         # Stripped of .strtab, the binary cannot show which: claim nothing.
-        registries = tuple(r for r in registries if _keeps_registerer(strtab, r.rpartition("::")[2]))
+        kept = _kept_registerers(strtab, registries) if strtab else set()
+        registries = tuple(r for r in registries if r.rpartition("::")[2] in kept)
     return OpLibraryFacts(tuple(sorted(registrations, key=lambda r: (r.namespace or "", r.kind, r.dispatch_key or ""))),
                           registries)
