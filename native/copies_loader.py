@@ -102,7 +102,17 @@ def _create_dynamic(spec, file=None, /):
     if not source or not os.path.isfile(source) or not _wanted(os.path.realpath(source)):
         return original(spec) if file is None else original(spec, file)
     copy = copy_for(source)
-    module = original(_Spec(spec, copy)) if file is None else original(_Spec(spec, copy), file)
+    try:
+        module = original(_Spec(spec, copy)) if file is None else original(_Spec(spec, copy), file)
+    except ImportError as exc:
+        if "static TLS" not in str(exc):
+            raise
+        # Each copy of an initial-exec TLS extension takes its block from the one static TLS
+        # reserve of the process; this interpreter's copy found it used up by the others.
+        raise ImportError(f"{exc} (every interpreter's copy of {os.path.basename(source)} takes initial-exec "
+                          "TLS from the process's static TLS reserve, and the copies loaded so far used it up; "
+                          "set GLIBC_TUNABLES=glibc.rtld.optional_static_tls=BYTES before the process starts "
+                          "for more)", name=spec.name, path=source) from None
     try:
         module.__file__ = source        # data files next to the extension stay reachable
         module.__interpkit_copy__ = copy

@@ -157,3 +157,48 @@ except RuntimeStartError as exc:
 """, timeout=300)
     assert child.returncode == 0, child.stderr[-1000:]
     assert "REFUSED" in child.stdout and "no pthread keys left" in child.stdout
+
+
+def test_static_tls_exhaustion_is_one_modules_outcome(fixture_dirs):
+    """Each copy of an initial-exec TLS extension takes static TLS; with the reserve made small
+    (tunables, before the child starts) a later interpreter's import fails with the cause, and
+    every interpreter still serves."""
+    from .conftest import run_child
+
+    child = run_child(f"""
+import sys
+from interpkit.native.copies import CopiesRuntime
+from interpkit.native.errors import RemoteError
+with CopiesRuntime(40, timeout=120, sys_path=[{str(fixture_dirs["initial_exec_tls"])!r}, *sys.path]) as rt:
+    loaded, failure = 0, None
+    for k in range(40):
+        try:
+            rt.call(k, "interpkit.native.probe_steps:import_module", "initial_exec_tls")
+            loaded += 1
+        except RemoteError as exc:
+            failure = exc.remote_message
+            break
+    print("LOADED", loaded)
+    print("FAILURE", failure)
+    print("ALIVE", len(rt.live_indices()), rt.call(39, "math:sqrt", 9.0))
+""", env={"GLIBC_TUNABLES": "glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0"}, timeout=600)
+    assert child.returncode == 0, child.stderr[-1000:]
+    lines = dict(line.split(" ", 1) for line in child.stdout.splitlines() if " " in line)
+    assert 1 <= int(lines["LOADED"]) < 40
+    assert "static TLS" in lines["FAILURE"] and "optional_static_tls" in lines["FAILURE"]
+    assert lines["ALIVE"] == "40 3.0"
+
+
+def test_an_elf_without_a_dynamic_section_is_refused_with_the_reason(tmp_path):
+    import subprocess
+
+    source = tmp_path / "obj.c"
+    source.write_text("int ik_value = 1;\n")
+    target = tmp_path / "ik_no_dynamic.cpython-311-x86_64-linux-gnu.so"
+    subprocess.run(["gcc", "-c", "-o", str(target), str(source)], check=True)     # ET_REL: no dynamic section
+    with CopiesRuntime(1, timeout=120, sys_path=[str(tmp_path), *sys.path]) as runtime:
+        with pytest.raises(RemoteError) as raised:
+            runtime.call(0, "interpkit.native.probe_steps:import_module", "ik_no_dynamic")
+        assert raised.value.type_name == "ImportError"
+        assert "no dynamic section" in raised.value.remote_message
+        assert runtime.call(0, "math:sqrt", 4.0) == 2.0
