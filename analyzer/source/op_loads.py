@@ -18,12 +18,14 @@ from __future__ import annotations
 import ast
 import glob as globlib
 import importlib.machinery
+import logging
 import os
 import sysconfig
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 MAX_DEPTH = 8
 LOAD_OWNERS = ("ops", "classes")
 
@@ -506,7 +508,10 @@ def find_op_library_loads(graph) -> list[OpLibraryLoad]:
         if module is None:
             continue
         callers = [i for i in sorted(set(importers.get(name, ()))) if i != name]
-        out.extend(loads_in(evaluator, module, callers))
+        try:
+            out.extend(loads_in(evaluator, module, callers))
+        except Exception:  # noqa: BLE001 - odd code in one module must not cost the scan its graph
+            log.debug("cannot evaluate the load_library calls of %s", name, exc_info=True)
     return out
 
 

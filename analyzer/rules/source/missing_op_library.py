@@ -70,7 +70,11 @@ class MissingOpLibrary(SourceRule):
             tree = ast.parse(node.code)
         except (SyntaxError, ValueError, RecursionError):
             return
-        for load in loads_in_source(self.path, tree):
+        try:
+            loads = loads_in_source(self.path, tree)
+        except (RecursionError, MemoryError):   # absurd nesting: nothing this rule can evaluate
+            return
+        for load in loads:
             if load.path is not None and not load.exists:
                 column = _column(node.code, load.line)
                 self.findings.append(RULE.finding(self.path, message_for(load), line=load.line, column=column,
