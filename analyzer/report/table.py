@@ -76,6 +76,13 @@ def render_report(report: Report, console: Console, *, show_clean: bool = False,
     if plan:
         console.print(packaging_plan(plan))
         console.print()
+    for trace in report.extras.get("trace") or ():
+        # scan --trace: what only running the model loaded (the files are in the tables above)
+        only = trace.get("extensions_only_in_trace") or []
+        state = Text("ok", style="green") if trace.get("ok") else Text(f"failed ({trace.get('error')})", style="bold red")
+        console.print(Text.assemble(("trace ", "bold"), trace["target"], ": ", state,
+                                    f"; {plural(len(only), 'extension')} only in the trace",
+                                    (f": {', '.join(only)}" if only else "")))
     console.print(summary_line(report))
 
 
