@@ -170,5 +170,5 @@ def _blame_dependencies(targets, info, configuration: str, n: int, site_dir: Pat
             dependency, alone = blamed[row.module]
             verb = {"crash": "crashes", "hang": "hangs"}[alone.status]
             row.outcome["blamed_on"] = dependency
-            row.message = (f"{row.message} (caused by {dependency}, which {verb} when probed alone: "
-                           f"{alone.message})")
+            row.message = (f"{row.message} " if row.message else "") + (
+                f"(caused by {dependency}, which {verb} when probed alone: {alone.message})")
