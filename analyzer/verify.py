@@ -10,7 +10,7 @@ the reason, beside everything observed before it.
 from __future__ import annotations
 
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from interpkit.core.findings import Backend, FileKind, FileResult, Verdict
@@ -168,15 +168,22 @@ def _verify_op_library(fr: FileResult, backend: Backend, *, interpreters: int, t
     predicted = fr.verdicts.get(backend, Verdict.UNKNOWN)
     namespaces = ", ".join((fr.facts.get("op_library") or {}).get("namespaces", [])) or "?"
     label = f"{Path(fr.path).name} (op library: {namespaces})"
-    if backend is not Backend.NAMESPACES:
+    if backend not in (Backend.NAMESPACES, Backend.COPIES):
         return Verification(Path(fr.path), label, backend, predicted, "skipped",
                             f"op libraries load through torch; the {backend.value} probe cannot load torch", codes)
     from interpkit.native.probe import probe_module
 
     environment = site_packages_of(Path(fr.path))
     outcome = probe_module(str(Path(fr.path).resolve()), path=environment, interpreters=interpreters,
-                           timeout=timeout, preimport=("torch",), op_library=True).to_json()
-    return Verification.observed_row(Path(fr.path), label, backend, predicted, codes, outcome)
+                           timeout=timeout, preimport=("torch",), op_library=True, backend=backend.value).to_json()
+    row = Verification.observed_row(Path(fr.path), label, backend, predicted, codes, outcome)
+    steps = outcome.get("steps") or []
+    if row.status == "error" and steps and steps[-1].get("step") in ("preimport", "import") \
+            and steps[-1].get("ok") is False:
+        # The process died loading torch or the library (a static initialiser's abort, such as
+        # "Key already registered" for a second libtorch_python): it does not load in this backend.
+        row = replace(row, status="import_error", message=f"torch or the op library did not load: {row.message}")
+    return row
 
 
 def target_soabi(backend: Backend, python: str | None) -> str:

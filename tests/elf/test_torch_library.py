@@ -100,3 +100,16 @@ def test_verify_loads_an_op_library_as_torch_does_in_each_interpreter(built_fixt
         assert step["op_library"]["call"]["returned"] == "Tensor"
     [other] = verify_results(files, Backend.SUBINTERPRETERS, interpreters=2, timeout=300)
     assert other.status == "skipped" and "op libraries load through torch" in other.message
+
+
+@pytest.mark.integration  # the copies runtime: one renamed libpython per interpreter
+def test_verify_observes_the_copies_failure_ik209_predicts(built_fixtures, torch_dir):
+    """Each copies interpreter loads its own libtorch_python against the one libtorch: the c10
+    registry refuses the second PyInterpreterHooks, so the op library cannot load there."""
+    from interpkit.analyzer.verify import verify_results
+
+    files = analyze_elf_files([built_fixtures("maskrcnn_oplib")], Config())
+    [row] = verify_results(files, Backend.COPIES, interpreters=2, timeout=300)
+    assert row.predicted is Verdict.FAIL
+    assert (row.status, row.observed, row.agrees) == ("import_error", Verdict.FAIL, True), row.message
+    assert "Key already registered with the same priority: PyInterpreterHooks" in row.message
