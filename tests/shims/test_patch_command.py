@@ -46,9 +46,11 @@ def test_gnu_unique_fixed_input_untouched_idempotent(capsys, tmp_path, fixture_c
     assert read_state(source).gnu_unique and read_state(patched).gnu_unique == ()
     found = findings_of(data)
     assert found["IK206"]["after"] == "fixed"
-    assert found["IK302"]["after"] == "handled at load time"
+    # The copies runtime relinks every extension it loads (libpython DT_NEEDED, GNU_UNIQUE weak),
+    # so its verdict is ok before the patch too; the patch's relink makes the file itself safe.
+    assert found["IK302"]["after"] == "not needed"
     file = data["results"][0]["files"][0]
-    assert file["verdicts"]["copies"] == {"before": "fail", "after": "ok"}
+    assert file["verdicts"]["copies"] == {"before": "ok", "after": "ok"}
     assert file["verify"]["namespaces"] == {"before": "ok", "after": "ok"}
     assert not [p for p in out.iterdir() if p.name.startswith(".interpkit-")]  # no staging left behind
 
@@ -72,7 +74,7 @@ def test_check_and_dry_run_write_nothing(capsys, tmp_path, fixture_copy):
     code, data = patch_json(capsys, source, "--dry-run", "--backend", "copies")
     assert code == 0 and data["mode"] == "dry-run" and data["results"][0]["output"] is None
     assert findings_of(data)["IK206"]["after"] == "would be fixed"
-    assert {e["kind"] for e in data["results"][0]["files"][0]["edits"]} == {"unique-to-weak", "per-interpreter-copy"}
+    assert {e["kind"] for e in data["results"][0]["files"][0]["edits"]} == {"unique-to-weak"}
     assert main(["patch", str(source), "-o", str(tmp_path / "out"), "--backend", "copies", "--no-verify"]) == 0
     capsys.readouterr()
     assert main(["patch", str(tmp_path / "out" / source.name), "--check", "--backend", "copies"]) == 0
