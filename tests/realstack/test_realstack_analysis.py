@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,24 @@ def test_trace_reaches_the_tokenizer_extension_transformers_imports_lazily(reals
     static = [f for f in report["files"] if f["kind"] == "extension" and not f.get("facts", {}).get("found_by")]
     assert static and not any("tokenizers" in f["path"] for f in static)
     assert report["packaging_plan"]["intern"] == ["lm"]
+
+
+def test_torchvision_next_to_a_cpu_torch_cannot_load_anywhere(realstack_python, torch_dir, tmp_path):
+    """The index's torchvision needs the CUDA build's libtorch_cuda.so; installed beside the CPU
+    build of torch (this Python's), that DT_NEEDED resolves nowhere: IK306, fail everywhere, exit 1."""
+    done = subprocess.run([realstack_python, "-c", "import importlib.util as u; print(u.find_spec('torchvision').origin)"],
+                          capture_output=True, text=True, timeout=120)
+    package = Path(done.stdout.strip()).parent
+    site = tmp_path / "site-packages"
+    (site / "torchvision").mkdir(parents=True)
+    (site / "torch").symlink_to(torch_dir, target_is_directory=True)
+    [ops] = [p for p in package.glob("_C*.so")]
+    copy = site / "torchvision" / ops.name
+    copy.write_bytes(ops.read_bytes())
+    code, report = interpkit(sys.executable, "scan", str(copy), cwd=tmp_path)
+    assert code == 1
+    [entry] = [f for f in report["files"] if f["path"] == str(copy)]
+    missing = {x["symbol"] for x in entry["findings"] if x["code"] == "IK306"}
+    assert "libtorch_cuda.so" in missing
+    assert all(x["severity"] == "error" for x in entry["findings"] if x["code"] == "IK306")
+    assert set(entry["verdicts"].values()) == {"fail"}
