@@ -206,6 +206,8 @@ class Evaluator:
                 return str(module.path)
             if node.id == "__name__":
                 return module.name
+            if node.id == "__package__":
+                return module.package
             if node.id in module.constants:
                 return self.evaluate(module.constants[node.id], module, {}, depth + 1)
             if node.id in module.functions:
@@ -285,6 +287,10 @@ class Evaluator:
             if name.startswith("pathlib.") and len(args) > 1:
                 return os.path.join(*args) if _known(*args) else UNKNOWN
             return args[0] if _known(args[0]) else UNKNOWN
+        if name in ("importlib.resources.files", "importlib_resources.files") and args and _known(args[0]):
+            # the folder of the named package (a Traversable; `/` and str() work on it as on a path)
+            package = self.module(args[0])
+            return os.path.dirname(str(package.path)) if package is not None else UNKNOWN
         if name == "glob.glob" and args and _known(args[0]):
             return sorted(globlib.glob(args[0]))
         if name == "sysconfig.get_config_var" and args and _known(args[0]) and args[0] == "EXT_SUFFIX":
@@ -466,14 +472,20 @@ def loads_in(evaluator: Evaluator, module: _Module, callers: list[str]) -> list[
                 if not isinstance(value, _Unknown):
                     at_import = _runs_at_import(caller, call_node)
                     out.append(_as_load(caller, call_node.lineno, call, ast.unparse(call_node), value, at_import))
-    return list(dict.fromkeys(out))
+    return [load for load in dict.fromkeys(out) if load is not None]
 
 
-def _as_load(module: _Module, line: int, call: str, expression: str, value, at_import: bool) -> OpLibraryLoad:
+# Other platforms' shared-library names: a branch for Windows or macOS, never loaded here.
+_FOREIGN_SUFFIXES = (".dll", ".dylib", ".pyd")
+
+
+def _as_load(module: _Module, line: int, call: str, expression: str, value, at_import: bool) -> OpLibraryLoad | None:
     if isinstance(value, _Spec):
         # FileFinder found nothing: the load would fail; name the file it looked for.
         path = Path(value.origin or value.wanted)
         return OpLibraryLoad(module.name, module.path, line, call, expression, path, value.origin is not None, at_import)
+    if isinstance(value, str) and value.lower().endswith(_FOREIGN_SUFFIXES):
+        return None
     if isinstance(value, str):
         path = Path(value)
         if not path.is_absolute():

@@ -94,6 +94,7 @@ VALID = [
     "import os, torch\ntorch.ops.load_library(os.environ['OPS_LIBRARY'])\n",
     "import torch\ndef load(path):\n    torch.ops.load_library(path)\n",
     "import ctypes\nctypes.CDLL('/nonexistent/libops.so')\n",
+    "import os, torch\nif os.name == 'nt':\n    torch.ops.load_library('ops.dll')\n",
 ]
 INVALID = [
     "import torch\ntorch.ops.load_library('/nonexistent/libroi_ops.so')  # bad\n",
@@ -102,6 +103,8 @@ INVALID = [
     "_load('_missing_ops')  # bad\n",
     "from pathlib import Path\nimport torch\nLIB = Path(__file__).parent / 'lib' / 'libops.so'\n"
     "torch.classes.load_library(str(LIB))  # bad\n",
+    "import importlib.resources\nimport torch\n"
+    "torch.ops.load_library(str(importlib.resources.files(__name__) / 'libops.so'))  # bad\n",
     "import torch\ntorch.ops.load_library('/nonexistent/libroi_ops.so')  # interpkit: ignore[IK410]\n",
 ]
 
