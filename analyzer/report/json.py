@@ -4,22 +4,13 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from interpkit.core.findings import Report
+from interpkit.core.findings import REPORT_SCHEMA, Report
 
-SCHEMA_ID = "interpkit-report/1"
+SCHEMA_ID = REPORT_SCHEMA
 
 
 def report_to_dict(report: Report) -> dict:
-    from interpkit.core.version import VERSION as __version__
-
-    out = {
-        "schema": SCHEMA_ID,
-        "tool": {"name": "interpkit", "version": __version__},
-        "files": [fr.to_json() for fr in report.files],
-        "summary": report.summary(),
-    }
-    out.update(report.extras)
-    return out
+    return report.to_json()
 
 
 def render(report: Report) -> str:

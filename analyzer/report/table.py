@@ -53,9 +53,24 @@ def findings_table(console: Console, *, chains: bool = False) -> Table:
 
 
 def render_report(report: Report, console: Console, *, show_clean: bool = False, quiet: bool = False) -> None:
+    console.print(ReportView(report, show_clean=show_clean, quiet=quiet))
+
+
+class ReportView:
+    """The scan report's rich rendering (the JSON one is ``Report.to_json``): per-file tables,
+    then (unless quiet) the packaging plan, traces and the summary line."""
+
+    def __init__(self, report: Report, *, show_clean: bool = False, quiet: bool = False) -> None:
+        self.report, self.show_clean, self.quiet = report, show_clean, quiet
+
+    def __rich_console__(self, console, options):
+        yield from _renderables(self.report, console, show_clean=self.show_clean, quiet=self.quiet)
+
+
+def _renderables(report: Report, console: Console, *, show_clean: bool, quiet: bool):
     for fr in report.files:
         if fr.kind is FileKind.ERROR:
-            console.print(Text.assemble(("error ", "bold red"), (str(fr.path), "bold"), f": {fr.error}"))
+            yield Text.assemble(("error ", "bold red"), (str(fr.path), "bold"), f": {fr.error}")
             continue
         if not fr.findings and not show_clean:
             continue
@@ -68,22 +83,22 @@ def render_report(report: Report, console: Console, *, show_clean: bool = False,
         parts = [title, table]
         if fr.kind in (FileKind.EXTENSION, FileKind.LIBRARY) and not quiet:
             parts.append(Text.assemble(("  verdicts: ", "dim"), _verdict_text(fr)))
-        console.print(Group(*parts))
-        console.print()
+        yield Group(*parts)
+        yield Text()
     if quiet:
         return
     plan = report.extras.get("packaging_plan")
     if plan:
-        console.print(packaging_plan(plan))
-        console.print()
+        yield packaging_plan(plan)
+        yield Text()
     for trace in report.extras.get("trace") or ():
         # scan --trace: what only running the model loaded (the files are in the tables above)
         only = trace.get("extensions_only_in_trace") or []
         state = Text("ok", style="green") if trace.get("ok") else Text(f"failed ({trace.get('error')})", style="bold red")
-        console.print(Text.assemble(("trace ", "bold"), trace["target"], ": ", state,
-                                    f"; {plural(len(only), 'extension')} only in the trace",
-                                    (f": {', '.join(only)}" if only else "")))
-    console.print(summary_line(report))
+        yield Text.assemble(("trace ", "bold"), trace["target"], ": ", state,
+                            f"; {plural(len(only), 'extension')} only in the trace",
+                            (f": {', '.join(only)}" if only else ""))
+    yield summary_line(report)
 
 
 def packaging_plan(plan: dict) -> Group:

@@ -143,6 +143,9 @@ class FileResult:
         return out
 
 
+REPORT_SCHEMA = "interpkit-report/1"
+
+
 @dataclass(slots=True)
 class Report:
     files: list[FileResult] = field(default_factory=list)
@@ -156,6 +159,15 @@ class Report:
     def max_severity(self) -> Severity | None:
         sev = [f.severity for f in self.findings]
         return max(sev) if sev else None
+
+    def to_json(self) -> dict:
+        """The ``interpkit-report/1`` document (docs/report-contract.md; analyzer/report/schema.json)."""
+        from interpkit.core.version import VERSION
+
+        out = {"schema": REPORT_SCHEMA, "tool": {"name": "interpkit", "version": VERSION},
+               "files": [fr.to_json() for fr in self.files], "summary": self.summary()}
+        out.update(self.extras)
+        return out
 
     def summary(self) -> dict:
         by_sev = {s.label: 0 for s in Severity}
