@@ -5,7 +5,6 @@ an optional PNG plot. Nothing here measures or reads ELF files; it only combines
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,8 +174,9 @@ class MemoryReport:
                                        "error": sample.error} for sample in self.samples],
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.as_dict(), indent=2) + "\n"
+    def to_json(self) -> dict:
+        """The ``interpkit-memory/1`` document (a dict, like every result type's to_json)."""
+        return self.as_dict()
 
     # ------------------------------------------------------------------ table
 

@@ -117,7 +117,9 @@ def run(args) -> int:
                               progress=progress)
     report = MemoryReport.build(workload, estimate, samples)
     if args.format == "json":
-        emit(report.to_json(), args.output)
+        import json
+
+        emit(json.dumps(report.to_json(), indent=2) + "\n", args.output)
     else:
         _print_table(report, args.output)
     if args.plot is not None:
