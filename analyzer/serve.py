@@ -395,7 +395,7 @@ def _child_main() -> None:
     result before tearing the interpreters down, then report the teardown as its own step."""
     from interpkit.analyzer.memory.smaps import read_rollup
     from interpkit.native import Runtime, sandbox
-    from interpkit.native.probe import _teardown_facts
+    from interpkit.native.outcome import teardown_facts
 
     channel = sandbox.Channel()
     job = sandbox.read_job()
@@ -423,7 +423,7 @@ def _child_main() -> None:
         channel.emit("step", seq=1, step="close")
         try:
             records = runtime.close(timeout=TEARDOWN_TIMEOUT_S)
-            steps[-1].update(ok=True, **_teardown_facts(records))
+            steps[-1].update(ok=True, **teardown_facts(records))
         except Exception as exc:  # noqa: BLE001 - a teardown failure is reported, never raised
             steps[-1].update(ok=False, error=f"{type(exc).__name__}: {exc}")
         channel.emit("step_done", seq=1, **steps[-1])

@@ -116,6 +116,25 @@ class ProbeOutcome:
 
 # --------------------------------------------------------------------------- from a sandbox run
 
+def teardown_facts(records) -> dict:
+    """What the runtime says it did at teardown (``Runtime.teardown`` records: finalized,
+    retired and why, or lost), for the step's record; {} from a runtime that keeps none."""
+    rows = [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in records or () if r is not None]
+    if not rows:
+        return {}
+    facts: dict = {"teardown": rows}
+    retired = [r["index"] for r in rows if r.get("outcome") == "retired"]
+    if retired:
+        facts["retired"] = retired
+    lost = [r for r in rows if r.get("outcome") == "lost"]
+    if lost:
+        # Finalisation never finished: the interpreter's thread is left running (a hang).
+        facts.update(ok=False, error="; ".join(f"interpreter {r['index']} lost at teardown"
+                                               + (f" ({r['reason']})" if r.get("reason") else "")
+                                               for r in lost))
+    return facts
+
+
 def where(step: dict | None) -> str:
     """"during import in interpreter 0", or "before the first step"."""
     if not step:

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 from interpkit.native import sandbox
-from interpkit.native.outcome import ProbeOutcome, merge_steps, outcome_from_records
+from interpkit.native.outcome import ProbeOutcome, merge_steps, outcome_from_records, teardown_facts
 
 DEFAULT_TIMEOUT_S = 60.0
 # Resident memory (Pss of the child's process group), not address space: each namespace maps
@@ -126,25 +126,6 @@ def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...],
         return report.finish("error", f"{_last_step(report.steps)} failed: {_remote(exc)}")
 
 
-def _teardown_facts(records) -> dict:
-    """What the runtime says it did at teardown (``Runtime.teardown`` records: finalized,
-    retired and why, or lost), for the step's record; {} from a runtime that keeps none."""
-    rows = [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in records or () if r is not None]
-    if not rows:
-        return {}
-    facts: dict = {"teardown": rows}
-    retired = [r["index"] for r in rows if r.get("outcome") == "retired"]
-    if retired:
-        facts["retired"] = retired
-    lost = [r for r in rows if r.get("outcome") == "lost"]
-    if lost:
-        # Finalisation never finished: the interpreter's thread is left running (a hang).
-        facts.update(ok=False, error="; ".join(f"interpreter {r['index']} lost at teardown"
-                                               + (f" ({r['reason']})" if r.get("reason") else "")
-                                               for r in lost))
-    return facts
-
-
 def _probe(report: _Reporter, name: str, path: str | None, n: int,
            preimport: tuple[str, ...], backend: str = "namespaces", op_library: bool = False) -> int:
     from interpkit.native.errors import InterpkitError, RemoteError
@@ -226,7 +207,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
         report.step("shared_state", shared=sorted(shared), ok=not shared)
         if n >= 2:
             record = report.step("destroy", 0)
-            record.update(ok=True, **_teardown_facts([runtime.stop(0)]))
+            record.update(ok=True, **teardown_facts([runtime.stop(0)]))
             if record["ok"] is False:
                 return report.finish("hang", record["error"], shared)
             record = report.step("use_after_destroy", 1)
@@ -239,7 +220,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
                                               f"failed: {record['error']}", shared)
             record["ok"] = True
         record = report.step("close")
-    record.update(ok=True, **_teardown_facts(getattr(runtime, "teardown", ())))
+    record.update(ok=True, **teardown_facts(getattr(runtime, "teardown", ())))
     if record["ok"] is False:
         return report.finish("hang", record["error"], shared)
     return report.finish("ok", "", shared)
