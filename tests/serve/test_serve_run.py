@@ -208,3 +208,22 @@ def test_threads_per_interpreter_is_used_and_shown(example_archive):
     assert data["teardown"]["status"] == "ok"
     table = _interpkit(str(example_archive), "-n", "2", "-k", "4", "--no-check")
     assert "threads per interpreter" in table.stdout and "teardown" in table.stdout
+
+
+_HOST = """\
+import json, sys
+from interpkit.analyzer.serve import serve_package
+from interpkit.native.runtime import opened_namespaces
+result = serve_package(sys.argv[1], interpreters=2, requests=4, check=False)
+print(json.dumps({"served": sum(result.per_interpreter_requests), "namespaces": opened_namespaces(),
+                  "torch": "torch" in sys.modules}))
+"""
+
+
+@pytest.mark.torch
+@requires_torch
+def test_the_calling_process_never_hosts_the_runtime(example_archive):
+    """serve_package serves from a sandboxed child: the caller opens no namespace, imports no torch."""
+    done = _child([sys.executable, "-c", _HOST, str(example_archive)])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"served": 4, "namespaces": 0, "torch": False}
