@@ -101,6 +101,25 @@ def _abandon_after_fork() -> None:
 os.register_at_fork(after_in_child=_abandon_after_fork)
 
 
+_WORKDIR_PREFIX = "interpkit-copies-"
+
+
+def _sweep_stale_workdirs() -> None:
+    """Remove the copies of runtimes whose process died without closing them (a crash, a
+    kill): their folder names carry the pid."""
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{_WORKDIR_PREFIX}*-*"):
+        pid = folder.name[len(_WORKDIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass                    # someone else's live process
+
+
 def _keys_hint() -> str:
     """Why an interpreter may fail to initialize here: each libpython copy takes one pthread
     key (its GIL-state TSS key) from the process's PTHREAD_KEYS_MAX (1024), and CPython reports
@@ -233,7 +252,10 @@ class CopiesRuntime:
             listed = manifest_extensions(Path(manifest))
             copy_extensions = [*(copy_extensions or ()), *listed]
             prepare = [*prepare, *listed]
-        self.workdir = Path(tempfile.mkdtemp(prefix="interpkit-copies-"))
+        _sweep_stale_workdirs()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-"))
+        # Removed on close; also when the runtime is dropped unclosed or the process exits.
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
         self._interpreters: list[Any] = []
         self._service: _TemplateService | None = None
         try:
@@ -446,6 +468,8 @@ class CopiesRuntime:
             self._service = None
         # Mapped copies stay valid after unlink; the folder goes with the runtime.
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if getattr(self, "_finalizer", None) is not None:
+            self._finalizer.detach()
         return stuck
 
     def close(self, timeout: float | None = None) -> None:
