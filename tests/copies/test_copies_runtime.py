@@ -202,3 +202,29 @@ def test_an_elf_without_a_dynamic_section_is_refused_with_the_reason(tmp_path):
         assert raised.value.type_name == "ImportError"
         assert "no dynamic section" in raised.value.remote_message
         assert runtime.call(0, "math:sqrt", 4.0) == 2.0
+
+
+def test_each_interpreter_has_its_own_gil(built_fixtures):
+    """hostile_loop's PyInit_ spins forever holding the GIL: interpreter 1 keeps answering while
+    interpreter 0 is stuck there, which no shared GIL would allow (in a child: 0 is never freed)."""
+    from .conftest import run_child
+
+    folder = built_fixtures("hostile_loop").parent
+    child = run_child(f"""
+import os, sys, threading
+from interpkit.native.copies import CopiesRuntime
+rt = CopiesRuntime(2, timeout=120, sys_path=[{str(folder)!r}, *sys.path])
+tid = rt.native_thread(0)
+def cpu_ticks():
+    fields = open(f"/proc/self/task/{{tid}}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])      # utime + stime of interpreter 0's thread
+threading.Thread(target=rt.call, args=(0, "interpkit.native.probe_steps:import_module", "hostile_loop"),
+                 daemon=True).start()
+start = cpu_ticks()
+while cpu_ticks() - start < os.sysconf("SC_CLK_TCK"):   # a second of CPU inside PyInit_'s loop
+    pass
+print("ANSWER", rt.call(1, "math:factorial", 10), flush=True)
+os._exit(0)            # interpreter 0 never returns; do not wait for it
+""", timeout=300)
+    assert child.returncode == 0, child.stderr[-1000:]
+    assert "ANSWER 3628800" in child.stdout
