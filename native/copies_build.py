@@ -278,5 +278,9 @@ class TemplateMaker:
             tmp.unlink(missing_ok=True)
         data = {"file": file_name, "source": str(source), "companions": [str(p) for p in companions],
                 "weakened": weakened, "renamed": renames}
-        manifest.write_text(json.dumps(data, indent=1))
+        # Written after the file and renamed into place: a concurrent maker (another process
+        # sharing the cache) sees either no template or a whole one.
+        partial = manifest.with_name(f".{manifest.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_text(json.dumps(data, indent=1))
+        os.replace(partial, manifest)
         return Template(folder / file_name, tuple(companions))
