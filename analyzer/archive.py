@@ -162,6 +162,7 @@ class Unpacked:
     paths: list[Path]
     errors: list[tuple[Path, str]]                     # wheels that could not be unpacked, and why
     roots: dict[str, Path] = field(default_factory=dict)  # temp folder -> wheel
+    wheels: list[Path] = field(default_factory=list)      # every wheel found, unpacked or not
 
     def display(self, path) -> str:
         """A path inside an unpacked wheel as `wheel!member` (what scan prints); others unchanged."""
@@ -170,6 +171,12 @@ class Unpacked:
             if text == root or text.startswith(root + os.sep):
                 return f"{wheel}!{os.path.relpath(text, root)}" if text != root else str(wheel)
         return text
+
+    def is_wheel_copy(self, path) -> bool:
+        """A scan result for one of the unpacked wheels themselves (`wheel` or `wheel!member`,
+        from scanning a folder that holds it): the unpacked folder stands for it."""
+        text = str(path)
+        return any(text == str(wheel) or text.startswith(f"{wheel}!") for wheel in self.wheels)
 
     def display_text(self, text: str) -> str:
         """A message that names files inside unpacked wheels, with those named as `wheel!member`."""
@@ -180,20 +187,39 @@ class Unpacked:
 
 @contextlib.contextmanager
 def unpacked_wheels(paths) -> Iterator[Unpacked]:
-    """Unpack every `.whl` among paths safely (checked before the first byte is written) into
-    a temporary folder that lives as long as the `with` block, so its extensions can be loaded."""
+    """Unpack every `.whl` among paths, and inside the folders among them, safely (checked
+    before the first byte is written) into temporary folders that live as long as the `with`
+    block, so their extensions can be loaded. Folders stay in `paths` as they are; a caller
+    that scans them drops the in-memory copies of their wheels with `Unpacked.is_wheel_copy`."""
     with contextlib.ExitStack() as stack:
         result = Unpacked(paths=[], errors=[])
+        wheels: list[Path] = []
         for path in map(Path, paths):
-            if path.suffix.lower() != ".whl" or not path.is_file():
+            if path.is_dir():
                 result.paths.append(path)
-                continue
+                wheels.extend(_wheels_under(path))
+            elif path.suffix.lower() == ".whl" and path.is_file():
+                wheels.append(path)
+            else:
+                result.paths.append(path)
+        result.wheels = list(dict.fromkeys(wheels))
+        for wheel in result.wheels:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interpkit-wheel-")))
             try:
-                safe_extract(path, folder)
+                safe_extract(wheel, folder)
             except ArchiveError as exc:
-                result.errors.append((path, str(exc)))
+                result.errors.append((wheel, str(exc)))
                 continue
-            result.roots[str(folder)] = path
+            result.roots[str(folder)] = wheel
             result.paths.append(folder)
         yield result
+
+
+def _wheels_under(folder: Path) -> list[Path]:
+    """Wheel files under folder; links to folders are not followed (as the scan walks)."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs.sort()
+        found.extend(Path(root) / name for name in sorted(files)
+                     if name.lower().endswith(".whl") and os.path.isfile(os.path.join(root, name)))
+    return found

@@ -64,6 +64,8 @@ def _verify_paths(paths, backend, args):
     with unpacked_wheels(paths) as unpacked:
         report = scan_paths(unpacked.paths, Config(follow_imports=False), only="elf",
                             progress=sys.stderr.isatty() and not args.quiet)
+        # a wheel inside a folder was also scanned in memory; its unpacked folder is what gets loaded
+        report.files = [fr for fr in report.files if not unpacked.is_wheel_copy(fr.path)]
         errors = [(str(path), error) for path, error in unpacked.errors]
         errors += [(unpacked.display(fr.path), unpacked.display_text(fr.error)) for fr in report.files if fr.error]
         if not any(verifiable(fr) for fr in report.files):

@@ -205,14 +205,20 @@ def test_torchscript_and_state_dict_files_are_info_not_errors(tmp_path):
 
 # ------------------------------------------------------------------------------ verify wheels
 
-def test_verify_accepts_a_wheel_and_names_members_inside_it(tmp_path, built_fixtures):
-    wheel = tmp_path / "ikv-0.1-cp311-cp311-linux_x86_64.whl"
-    names = ["clean", "multi_phase_isolated"]
+def _fixture_wheel(folder: Path, built_fixtures, names: list[str]) -> Path:
+    """A wheel of package `ikv` holding the named compiled fixtures."""
+    wheel = folder / "ikv-0.1-cp311-cp311-linux_x86_64.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("ikv/__init__.py", "")
         for name in names:
             zf.write(built_fixtures(name), f"ikv/{built_fixtures(name).name}")
         zf.writestr("ikv-0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: ikv\nVersion: 0.1\n")
+    return wheel
+
+
+def test_verify_accepts_a_wheel_and_names_members_inside_it(tmp_path, built_fixtures):
+    names = ["clean", "multi_phase_isolated"]
+    wheel = _fixture_wheel(tmp_path, built_fixtures, names)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     proc = interpkit("verify", wheel, "-f", "json", env={**os.environ, "TMPDIR": str(scratch)})
@@ -228,3 +234,18 @@ def test_verify_accepts_a_wheel_and_names_members_inside_it(tmp_path, built_fixt
     concise = interpkit("verify", wheel, "-f", "concise", "-q")
     assert sorted(concise.stdout.splitlines()) == sorted(
         f"{rows[m]['path']}: {m} predicted ok, observed ok (ok, agrees)" for m in rows)
+
+
+def test_verify_loads_wheels_found_inside_a_folder(tmp_path, built_fixtures):
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    wheel = _fixture_wheel(folder, built_fixtures, ["clean"])
+    (folder / "broken-0.1-py3-none-any.whl").write_bytes(b"PK\x03\x04 not a zip")
+    proc = interpkit("verify", folder, "-f", "json")
+    data = json.loads(proc.stdout)
+    [row] = data["results"]
+    assert row["module"] == "ikv.clean" and row["status"] == "ok", row  # imported as its package's module
+    assert row["path"] == f"{wheel}!ikv/{built_fixtures('clean').name}"
+    [error] = data["errors"]  # the broken wheel, once
+    assert error["path"] == str(folder / "broken-0.1-py3-none-any.whl") and "not a valid zip" in error["error"]
+    assert proc.returncode == 1  # an unreadable input among verified ones is a failed check
