@@ -172,14 +172,14 @@ def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], N
     results: list[FileResult] = list(found.errors)
     extras: dict = {}
     if found.python:
+        # the source pass calls back as files finish (in worker processes), not all at the end
         if config.follow_imports:
-            files, model_extras = source_api.scan_model(found.python, config, elf_analyzer=analyze_elf_files)
+            files, model_extras = source_api.scan_model(found.python, config, elf_analyzer=analyze_elf_files,
+                                                        progress=advance)
             results.extend(files)
             extras.update(model_extras)
         else:
-            results.extend(source_api.analyze_source_files(found.python, config))
-        for _ in found.python:
-            advance()
+            results.extend(source_api.analyze_source_files(found.python, config, progress=advance))
     if found.elf:
         results.extend(analyze_elf_files(found.elf, config, progress=lambda *_: advance(),
                                          closure=config.follow_closure))
@@ -191,7 +191,7 @@ def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], N
     return results, extras
 
 
-def scan_paths(paths, config: Config | None = None, *, progress: bool = False, only: str | None = None) -> Report:
+def scan_paths(paths, config: Config | None = None, *, progress: bool | None = False, only: str | None = None) -> Report:
     config = config or Config()
     found = collect([Path(p) for p in paths], only=only)
     with _progress(found.total(), enabled=progress) as advance:
@@ -208,15 +208,13 @@ def scan_paths(paths, config: Config | None = None, *, progress: bool = False, o
 
 
 @contextlib.contextmanager
-def _progress(total: int, *, enabled: bool):
-    if not enabled or total < 2:
-        yield lambda: None
+def _progress(total: int, *, enabled: bool | None):
+    """advance(n=1): n more files done. A bar on a terminal, a plain line every few seconds
+    elsewhere (console.progress); enabled=None leaves that choice to the console."""
+    if enabled is False or total < 2:
+        yield lambda steps=1: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from interpkit.analyzer.console import progress
 
-    from interpkit.analyzer.console import err_console
-
-    with Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console(), transient=True) as bar:
-        task = bar.add_task("scan", total=total)
-        yield lambda: bar.advance(task)
+    with progress("scanning", total) as advance:
+        yield lambda steps=1: advance(steps)

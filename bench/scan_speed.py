@@ -1,6 +1,10 @@
 """How fast does interpkit scan? Prints side-by-side numbers; asserts nothing.
 
 Sections (each a function taking the parsed args; add more below):
+  site     `interpkit scan` of a whole site-packages (57 pinned popular distributions, built once
+           by bench/site_env.py) cold and warm, side by side with `ruff check --select ALL
+           --no-cache` and `bandit -r` on the same tree; peak memory of the scan's process tree
+           on the whole tree and on a quarter of it; findings compared with --reference.
   source   the model-source analyzer over the installed torch package's Python files:
            cold (no cache, 1 and 2 worker processes) and warm (cache hit), files/second.
   elf      interpkit's ELF scan of torch's shared objects vs `nm -D` / `readelf --dyn-syms`
@@ -8,6 +12,7 @@ Sections (each a function taking the parsed args; add more below):
            on a wheel of them (each skipped with the reason when not installed).
 
     python bench/scan_speed.py                 # every section
+    python bench/scan_speed.py site --reference before.json   # and compare findings with a saved report
     python bench/scan_speed.py source --limit 400
     python bench/scan_speed.py elf --tools-venv /tmp/venv   # abi3audit, auditwheel installed there
 """
@@ -209,7 +214,136 @@ def section_elf(args) -> None:
     print("summary: elf: " + "; ".join(parts))
 
 
-SECTIONS = {"source": section_source, "elf": section_elf}
+# ---------------------------------------------------------------------------- site
+
+def _tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants (the scan's worker processes)."""
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/status") as fh:
+                total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as fh:
+                    stack.extend(int(child) for child in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def _run_sampled(argv: list[str], env: dict | None = None) -> tuple[float, int, int]:
+    """(wall seconds, peak resident KiB of the process tree, exit status), sampled every 50 ms."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_kib(proc.pid))
+        time.sleep(0.05)
+    return time.perf_counter() - started, peak, proc.returncode
+
+
+def _normalised(report: dict) -> dict:
+    """A report without what changes between runs: timings, the archive size, the tool block."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if k not in ("seconds", "export_seconds", "archive_bytes", "tool")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return strip(report)
+
+
+def _compare(reference: Path, report: Path) -> str:
+    before, after = (_normalised(json.loads(p.read_text())) for p in (reference, report))
+    if before == after:
+        return "identical to the reference (timings excluded)"
+    old = {f["path"]: f for f in before.get("files", [])}
+    new = {f["path"]: f for f in after.get("files", [])}
+    changed = sorted(p for p in old.keys() & new.keys() if old[p] != new[p])
+    parts = [f"{len(changed)} file entries differ", f"{len(old.keys() - new.keys())} only before",
+             f"{len(new.keys() - old.keys())} only after"]
+    parts += [f"`{k}` differs" for k in sorted(before.keys() | after.keys())
+              if k != "files" and before.get(k) != after.get(k)]
+    kinds = Counter(new[p]["kind"] for p in changed)
+    return "; ".join(parts) + (f" (changed entries by kind: {dict(kinds)})" if changed else "")
+
+
+def _quarter_tree(site: Path, folder: Path) -> Path:
+    """Every fourth top-level entry of site-packages, linked into a folder: the same kind of
+    code, a quarter of the files, for the memory-versus-size row."""
+    entries = sorted(site.iterdir())
+    for entry in entries[::4]:
+        os.symlink(entry, folder / entry.name)
+    return folder
+
+
+def section_site(args) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from site_env import bench_site, tools_venv
+
+    site, tools = bench_site(), tools_venv()
+    py_files = list(site.rglob("*.py"))
+    size_mb = sum(f.stat().st_size for f in py_files) / 1e6
+    elf = sum(1 for f in site.rglob("*.so*") if f.is_file() and not f.is_symlink())
+    print(f"## site: {site}\n{len(py_files)} .py files ({size_mb:.0f} MB), {elf} ELF files; "
+          f"{os.cpu_count()} cores; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    env.pop("INTERPKIT_NO_CACHE", None)
+    ruff = [str(tools / "bin" / "ruff"), "check", "--select", "ALL", "--no-cache", "--exit-zero", "-q", str(site)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="interpkit-bench-") as work:
+        report = Path(work) / "report.json"
+        scan = [sys.executable, "-m", "interpkit", "scan", "--format", "json", "-o", str(report), str(site)]
+        cold = ruff_s = float("inf")
+        cold_peak = 0
+        for round_ in range(args.repeat):   # interleaved, so both see the same machine
+            ruff_s = min(ruff_s, _run_sampled(ruff)[0])
+            cache = Path(work) / f"cache-{round_}"
+            seconds, peak, status = _run_sampled(scan, dict(env, INTERPKIT_CACHE_DIR=str(cache)))
+            if seconds < cold:
+                cold, cold_peak = seconds, peak
+        warm, warm_peak, _ = min(_run_sampled(scan, dict(env, INTERPKIT_CACHE_DIR=str(cache)))
+                                 for _ in range(args.repeat))
+        report_mb = report.stat().st_size / 1e6
+        comparison = _compare(args.reference, report) if args.reference else "no --reference given"
+        quarter = _quarter_tree(site, Path(work) / "quarter")
+        quarter_files = sum(1 for _ in quarter.rglob("*.py"))
+        q_report = Path(work) / "quarter.json"
+        q_seconds, q_peak, _ = _run_sampled(
+            [sys.executable, "-m", "interpkit", "scan", "--format", "json", "-o", str(q_report), str(quarter)],
+            dict(env, INTERPKIT_CACHE_DIR=str(Path(work) / "cache-quarter")))
+        q_report_mb = q_report.stat().st_size / 1e6 if q_report.exists() else float("nan")
+        if args.skip_bandit:
+            bandit = None
+        else:
+            bandit = _run_sampled([str(tools / "bin" / "bandit"), "-r", "-q", "-f", "json", "-o", os.devnull,
+                                   str(site)])[0]
+    rows.append(("ruff check --select ALL --no-cache", ruff_s, "", "all cores (threads)"))
+    rows.append(("interpkit scan, cold (empty cache)", cold, f"{cold_peak / 1024:.0f}",
+                 f"exit {status}; report {report_mb:.1f} MB"))
+    rows.append(("interpkit scan, warm (same tree again)", warm, f"{warm_peak / 1024:.0f}", "target <= 3 s"))
+    rows.append(("interpkit scan, cold, quarter tree", q_seconds, f"{q_peak / 1024:.0f}",
+                 f"{quarter_files} .py files; report {q_report_mb:.1f} MB"))
+    if bandit is not None:
+        rows.append(("bandit -r", bandit, "", "one process"))
+    print(f"{'tool':<42}{'seconds':>9}{'vs ruff':>9}{'peak MiB':>10}  notes")
+    for label, seconds, peak, note in rows:
+        print(f"{label:<42}{seconds:>9.1f}{seconds / ruff_s:>8.2f}x{peak:>10}  {note}")
+    print(f"findings: {comparison}")
+    print(f"summary: site: interpkit cold {cold:.1f} s = {cold / ruff_s:.2f}x ruff {ruff_s:.1f} s "
+          f"(target <= 1.00: {'met' if cold <= ruff_s else 'missed'}); warm {warm:.2f} s "
+          f"(target <= 3 s: {'met' if warm <= 3 else 'missed'}); peak {cold_peak / 1024:.0f} MiB for "
+          f"{len(py_files)} files vs {q_peak / 1024:.0f} MiB for {quarter_files}"
+          + (f"; bandit {bandit:.0f} s" if bandit is not None else "")
+          + f"; load average {os.getloadavg()[0]:.2f}")
+
+
+SECTIONS = {"site": section_site, "source": section_source, "elf": section_elf}
 
 
 def main() -> None:
@@ -220,7 +354,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="elf: best of this many runs per tool")
     parser.add_argument("--tools-venv", type=Path, help="elf: a venv holding abi3audit and auditwheel "
                         "(default: look on PATH; skipped with the reason when missing)")
+    parser.add_argument("--reference", type=Path, help="site: a saved `interpkit scan --format json` report "
+                        "of the same tree to compare findings with (timings excluded)")
+    parser.add_argument("--skip-bandit", action="store_true", help="site: leave out bandit (minutes)")
     args = parser.parse_args()
+    if "site" in args.sections and "--repeat" not in sys.argv:
+        args.repeat = 1
     for name in args.sections:
         SECTIONS[name](args)
 

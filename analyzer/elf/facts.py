@@ -15,8 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from interpkit.analyzer.elf.image import (DF_STATIC_TLS, DT_FLAGS, DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME,
                                 ElfImage)
@@ -41,7 +40,33 @@ _GENERATOR_MARKERS: tuple[tuple[str, re.Pattern[bytes], tuple[bytes, ...]], ...]
     ("cffi", re.compile(rb"_cffi_backend"), (b"_cffi_backend",)),
 )
 _RODATA_SCAN_LIMIT = 256 * 1024 * 1024
-_NO_CLOSURE: Mapping[str, str | None] = MappingProxyType({})
+
+
+class FrozenMapping(Mapping):
+    """A read-only mapping that pickles (MappingProxyType does not): facts go to the disk cache."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items=()) -> None:
+        object.__setattr__(self, "_items", dict(items))
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __reduce__(self):
+        return (FrozenMapping, (tuple(self._items.items()),))
+
+    def __repr__(self) -> str:
+        return f"FrozenMapping({self._items!r})"
+
+
+_NO_CLOSURE: Mapping[str, str | None] = FrozenMapping()
 
 
 @dataclass(frozen=True)
@@ -91,7 +116,7 @@ class ElfFacts:
     def with_closure(self, closure: ClosureFacts) -> "ElfFacts":
         """A copy for one scan that also carries its closure; self (the cached facts) is unchanged."""
         init = self.init if closure.inits is None else replace(self.init, inits=closure.inits)
-        return replace(self, closure=MappingProxyType(dict(closure.libraries)), init=init)
+        return replace(self, closure=FrozenMapping(closure.libraries), init=init)
 
     @property
     def is_extension(self) -> bool:
@@ -224,8 +249,9 @@ class FactsCache:
     otherwise keep every file's export list; the few libraries a closure asks about again and
     again (libc10, libtorch) stay in because each lookup makes them the most recent."""
 
-    def __init__(self, max_entries: int = 256) -> None:
+    def __init__(self, max_entries: int = 256, *, disk: bool = True) -> None:
         self.max_entries = max_entries
+        self.disk = disk   # also keep facts in the persistent scan cache (warm scans skip reading ELF)
         self._entries: OrderedDict[tuple, ElfFacts] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -243,7 +269,11 @@ class FactsCache:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 return cached
-        facts = build_facts(Path(path), options)  # outside the lock: reading a big library takes a while
+        facts = _DISK.get(path, options) if self.disk else None
+        if facts is None:
+            facts = build_facts(Path(path), options)  # outside the lock: reading a big library takes a while
+            if self.disk:
+                _DISK.put(path, options, facts)
         with self._lock:
             self.misses += 1
             self._entries[key] = facts
@@ -261,6 +291,56 @@ class FactsCache:
             self.hits = self.misses = 0
 
 
+class _DiskFacts:
+    """ElfFacts pickled in the scan cache (`elf-facts-v1.sqlite`), keyed by the file as it is now,
+    the options and the facts code; loaded only from a cache file that is ours alone."""
+
+    def __init__(self) -> None:
+        self._store = None
+        self._print = ""
+        self._pid = None
+
+    def _open(self):
+        from interpkit.analyzer.cache import Store, code_fingerprint
+        from interpkit.analyzer.elf import image, modinit, symbols, torch_library
+
+        if self._pid != os.getpid():   # a forked child must not share the parent's connection
+            self._store = Store("elf-facts-v1")
+            self._print = code_fingerprint([Path(m.__file__) for m in (image, modinit, symbols, torch_library)]
+                                           + [Path(__file__)])
+            self._pid = os.getpid()
+        return self._store
+
+    def get(self, path: Path, options: FactsOptions) -> "ElfFacts | None":
+        import pickle
+
+        from interpkit.analyzer.cache import file_key
+
+        store = self._open()
+        if not store.enabled or not store.trusted:
+            return None
+        key = file_key(path, options, self._print)
+        blob = store.get(key) if key else None
+        if blob is None:
+            return None
+        try:
+            facts = pickle.loads(blob)
+        except Exception:  # noqa: BLE001 - a damaged entry only costs a rebuild
+            return None
+        return facts if isinstance(facts, ElfFacts) else None
+
+    def put(self, path: Path, options: FactsOptions, facts: "ElfFacts") -> None:
+        import pickle
+
+        from interpkit.analyzer.cache import file_key
+
+        store = self._open()
+        key = file_key(path, options, self._print) if store.enabled else None
+        if key:
+            store.put_many([(key, pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL))])
+
+
+_DISK = _DiskFacts()
 CACHE = FactsCache()
 
 

@@ -9,13 +9,15 @@ from interpkit.analyzer.config import Config
 from interpkit.core.findings import FileKind, FileResult
 from interpkit.analyzer.source.imports import ModuleKind, build_import_graph, module_name_for
 from interpkit.analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
+from interpkit.analyzer.source.batch import CachedImports, analyze_sources
 from interpkit.analyzer.source.walk import analyze_source_files
 
 __all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
 
 
 def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..., list[FileResult]] | None = None,
-               export_check: bool = True) -> tuple[list[FileResult], dict]:
+               export_check: bool = True, progress: Callable[[int], None] | None = None
+               ) -> tuple[list[FileResult], dict]:
     """Pre-packaging scan: import graph from `entries`, rules on the model's own .py files (and on
     every reached third-party .py file with config.third_party_source),
     the ELF analyzer on every reached extension, the import chain on each finding outside the
@@ -33,7 +35,15 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     if not sources:
         return results, extras
 
-    graph = build_import_graph(sources, config)
+    # The entries' rule pass runs first, on every core, and reads their imports from the same
+    # parse, so the graph does not parse them again (progress(n): n more files done).
+    entry_files = [e for e in sources if e.is_file()]
+    reading = {e: (module_name_for(e)[0], e.name == "__init__.py") for e in entry_files}
+    entry_results, known_imports = analyze_sources(entry_files, config, modules={e: m for e, (m, _) in reading.items()},
+                                                   import_modules=reading, progress=progress)
+    imports_of = CachedImports(config)
+    graph = build_import_graph(sources, config, known_imports=known_imports, imports_of=imports_of)
+    imports_of.close()
     entry_paths = {e.resolve() for e in sources if e.is_file()}
     python_nodes = [n for n in graph.nodes.values()
                     if n.kind is ModuleKind.PYTHON and n.path is not None and n.path.suffix == ".py"
@@ -47,7 +57,7 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
             seen.add(node.path.resolve())
             ordered.append(node.path)
             modules[node.path] = node.name
-    python_results = analyze_source_files(ordered, config, modules=modules)
+    python_results = entry_results + analyze_source_files(ordered[len(entry_files):], config, modules=modules)
     for fr in python_results:
         if Path(fr.path).resolve() not in entry_paths and fr.module:
             _attach_chain(fr, graph.chain_to(fr.module))
@@ -95,7 +105,7 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     plan = plan_packaging(graph)
     plan_json = plan.to_json()
     if export_check:
-        plan_json["export_check"] = check_export(plan)
+        plan_json["export_check"] = _remembered_export_check(plan, graph)
     else:
         plan_json["export_check"] = {"ran": False, "ok": None, "reason": "export check disabled"}
     extras["imports"] = graph.to_json()
@@ -130,6 +140,25 @@ def _report_missing_op_libraries(graph, results: list[FileResult], config: Confi
                                                      data=rule.data_for(load)),
                                    chain=graph.chain_to(load.module)))
         fr.compute_verdicts()
+
+
+def _remembered_export_check(plan, graph) -> dict:
+    """check_export runs a child that imports torch and every module of the plan (seconds): its
+    answer is kept in the scan cache for the same plan, Python and files (each module's path,
+    size and mtime), so a warm scan of an unchanged tree does not export again."""
+    import sys
+
+    from interpkit.analyzer.cache import file_key, remembered
+    from interpkit.analyzer.source.packaging import torch_available
+
+    files = sorted(str(n.path) for n in graph.nodes.values() if n.path is not None)
+    if torch_available():
+        import importlib.util
+
+        files.append(importlib.util.find_spec("torch").origin)
+    parts = ["export-check", sys.executable, plan.snippet("ARCHIVE"), plan.save_modules, plan.search_path,
+             *(file_key(Path(f)) for f in files)]
+    return remembered("export-check-v1", parts, lambda: check_export(plan))
 
 
 def _attach_chain(fr: FileResult, chain: tuple[str, ...]) -> None:

@@ -209,6 +209,11 @@ def read_imports(path: Path, module: str, is_package: bool) -> list[ImportRef]:
             tree = ast.parse(data, filename=str(path))
     except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
         return []
+    return imports_from_tree(tree, module, is_package)
+
+
+def imports_from_tree(tree: ast.AST, module: str, is_package: bool) -> list[ImportRef]:
+    """read_imports on an already parsed file (the rule pass parses each file once for both)."""
     collector = _ImportCollector(module, is_package)
     try:
         collector.visit(tree)
@@ -282,7 +287,9 @@ def _classify(name: str, spec) -> tuple[ModuleKind, Path | None, bool]:
     return ModuleKind.PYTHON, path, is_package   # .pyc-only modules: treat as Python without source
 
 
-def build_import_graph(entries: list[Path], config: Config, *, max_modules: int = 50_000) -> ImportGraph:
+def build_import_graph(entries: list[Path], config: Config, *, max_modules: int = 50_000,
+                       known_imports: dict[Path, tuple[tuple[str, bool], list[ImportRef]]] | None = None,
+                       imports_of=None) -> ImportGraph:
     """Walk imports breadth-first from the entry files (or package folders).
 
     Installed (non-local) packages are walked only when `config.follow_imports` is set, and
@@ -339,7 +346,11 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
             continue
         if not node.local and not config.follow_imports:
             continue
-        for ref in read_imports(node.path, name, node.is_package):
+        known = known_imports.get(node.path) if known_imports else None
+        # known_imports: read by the parallel rule pass, for (path, module name, is_package) as here
+        refs = known[1] if known is not None and known[0] == (name, node.is_package) else \
+            (imports_of or read_imports)(node.path, name, node.is_package)
+        for ref in refs:
             if not node.local and (ref.lazy or ref.conditional):
                 # in installed packages follow only what runs at import time, or the graph
                 # of `import torch` swallows IPython, pytest and everything else it can use

@@ -4,28 +4,29 @@ Rules subclass `SourceRule` (a read-only `BatchableCSTVisitor`), name the nodes 
 with `visit_*` methods, resolve spellings with `QualifiedNameProvider` (so `from ctypes import
 CDLL as L` and `import os as o` match like the literal names) and report through `self.report`.
 
-Cost model (measured on torch's own sources, see bench/scan_speed.py): a LibCST parse plus the
-scope/qualified-name metadata is 10-30x slower than CPython's own parser. So each file is first
-compiled by CPython (which also gives the syntax-error line, IK901) and only handed to LibCST when
-its text contains a trigger of at least one enabled rule; results are cached by (path, size, mtime).
+Cost model (measured on a site-packages of 57 distributions, see bench/scan_speed.py site): a
+LibCST parse costs ~8x CPython's, and its scope/qualified-name metadata ~8x the parse again. So
+each file is parsed once by CPython (the syntax error, IK901; the import statements, for the
+import graph; the file's NameTable, see names.py) and handed to LibCST only for the rules whose
+trigger matches and whose names (`NAMES` in the rule module) or `could_report` say a finding is
+possible; inside LibCST, scope analysis runs only when the NameTable cannot rule a node out.
+Many files at once, the cache and the worker processes: batch.py.
 """
 from __future__ import annotations
 
 import ast
 import codecs
-import hashlib
 import io
-import json
-import os
 import re
 import tokenize
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Collection, Iterable
+from typing import Callable, ClassVar, Collection, Iterable
 
 import libcst as cst
 from libcst._metadata_dependent import LazyValue
+from libcst.helpers import get_full_name_for_node
 from libcst.metadata import (
     MetadataWrapper,
     PositionProvider,
@@ -36,20 +37,25 @@ from libcst.metadata import (
 from interpkit.analyzer.config import Config, is_suppressed
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
 from interpkit.analyzer.registry import RegisteredRule, Rule, rule_named, rules_for
+from interpkit.analyzer.source.names import NameTable
 
 
 class FileContext:
     """Per-file state shared by all rule visitors of one pass: the metadata wrapper and alias names.
 
     Metadata is resolved lazily and at most once per file: scope analysis and qualified names
-    cost ~8x the parse, so they are computed only when some node's last name component could
-    match what a rule looks for (its own spelling, or a local `as` alias of the file).
+    cost ~8x the parse. They are computed only when some node could match what a rule looks
+    for: its last name component is the rule's (or a local `as` alias), and the file's name
+    table (`names.NameTable`, a superset of what LibCST can resolve) has a candidate in the
+    rule's set. `table=None` (the full analysis) asks LibCST for every node that passes the
+    first test, as the scan did before the table existed.
     """
 
-    def __init__(self, wrapper: MetadataWrapper, text: str) -> None:
+    def __init__(self, wrapper: MetadataWrapper, text: str, table: NameTable | None = None) -> None:
         self.wrapper = wrapper
         self.aliases = frozenset(alias for statement in _IMPORT_RE.findall(text)
                                  for alias in _ALIAS_RE.findall(statement))
+        self.table = table
 
     def _value(self, provider, node: cst.CSTNode, default):
         value = self.wrapper.resolve(provider).get(node, default)
@@ -58,6 +64,13 @@ class FileContext:
 
     def qualified_names(self, node: cst.CSTNode) -> set[str]:
         return {q.name for q in self._value(QualifiedNameProvider, node, ())}
+
+    def could_match(self, node: cst.CSTNode, names: Collection[str]) -> bool:
+        """False when no qualified name of node can be in names (certain); True: ask LibCST."""
+        if self.table is None:
+            return True
+        spelling = get_full_name_for_node(node)
+        return spelling is None or self.table.could_match(spelling, names)
 
     def scope(self, node: cst.CSTNode):
         return self._value(ScopeProvider, node, None)
@@ -116,6 +129,8 @@ class SourceRule(cst.BatchableCSTVisitor):
         """The first qualified name of `node` found in `names` (alias-resolved), or None."""
         terminal = terminal_name(node)
         if terminal is None or (terminal not in _terminals_of(names) and terminal not in self.context.aliases):
+            return None
+        if not self.context.could_match(node, names):
             return None
         for name in sorted(self.qualified_names(node)):
             if name in names:
@@ -209,6 +224,12 @@ class LoadedSourceRule:
     code: str
     visitor: type[SourceRule]
     trigger: re.Pattern[str]
+    # The rule module's NAMES / NAME_PREFIXES: it reports only where a node's qualified name is
+    # one of these (or starts with a prefix). None: no such promise (only the trigger applies).
+    names: frozenset[str] | None = None
+    name_prefixes: tuple[str, ...] = ()
+    # The module's could_report(ast tree, text, NameTable) -> bool: False promises no finding.
+    could_report: Callable | None = None
 
 
 def source_rules(config: Config | None = None) -> list[LoadedSourceRule]:
@@ -218,7 +239,11 @@ def source_rules(config: Config | None = None) -> list[LoadedSourceRule]:
         if config is not None and not config.enabled(registered.rule.code):
             continue
         module = registered.module
-        loaded.append(LoadedSourceRule(registered.rule.code, module.VISITOR, re.compile(module.TRIGGER, re.MULTILINE)))
+        names = getattr(module, "NAMES", None)
+        loaded.append(LoadedSourceRule(registered.rule.code, module.VISITOR, re.compile(module.TRIGGER, re.MULTILINE),
+                                       frozenset(names) if names is not None else None,
+                                       tuple(getattr(module, "NAME_PREFIXES", ())),
+                                       getattr(module, "could_report", None)))
     return loaded
 
 
@@ -243,181 +268,143 @@ def _syntax_error_finding(path: Path, exc: SyntaxError, config: Config) -> list[
     return [syntax_error.module.finding_for(path, exc)] if config.enabled(syntax_error.rule.code) else []
 
 
+_WORD_RE = re.compile(r"[^\W\d]\w*")
+
+
+@dataclass
+class SourceOutcome:
+    """One file's rule results, and its import statements when the caller asked for them."""
+
+    result: FileResult
+    imports: list | None = None   # interpkit.analyzer.source.imports.ImportRef, in source order
+    used_libcst: bool = False
+
+
 def scan_source_text(path: Path, text: str, config: Config, *, rules: list[LoadedSourceRule] | None = None,
-                     module: str | None = None) -> FileResult:
+                     module: str | None = None, fast: bool = True) -> FileResult:
     """Run the enabled rules over one already-decoded file; never raises for bad source."""
+    return analyze_text(Path(path), text, config, rules=rules, module=module, fast=fast).result
+
+
+def analyze_text(path: Path, text: str, config: Config, *, rules: list[LoadedSourceRule] | None = None,
+                 module: str | None = None, fast: bool = True,
+                 import_module: tuple[str, bool] | None = None) -> SourceOutcome:
+    """The rules over one decoded file, from one CPython parse that also gives the syntax error
+    (IK901) and, with `import_module=(dotted name, is_package)`, the file's import statements.
+
+    fast=False is the full analysis: every rule whose trigger matches runs through LibCST and
+    every candidate node gets LibCST's qualified names. fast=True first asks the file's
+    NameTable whether a rule's names can occur at all (see names.py); results are the same.
+    """
     rules = source_rules(config) if rules is None else rules
-    result = FileResult(Path(path), FileKind.PYTHON, module=module)
+    result = FileResult(path, FileKind.PYTHON, module=module)
+    outcome = SourceOutcome(result)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # invalid escape sequences etc. are not ours to report
         try:
-            compile(text, str(path), "exec", ast.PyCF_ONLY_AST | ast.PyCF_TYPE_COMMENTS, dont_inherit=True)
+            tree = compile(text, str(path), "exec", ast.PyCF_ONLY_AST | ast.PyCF_TYPE_COMMENTS, dont_inherit=True)
         except SyntaxError as exc:
-            result.findings = _syntax_error_finding(Path(path), exc, config)
+            result.findings = _syntax_error_finding(path, exc, config)
             result.compute_verdicts()
-            return result
+            if import_module is not None:
+                outcome.imports = _imports_without_type_comments(path, text, import_module)
+            return outcome
         except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
-            return FileResult(Path(path), FileKind.ERROR, module=module,
-                              error=f"cannot parse {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+            outcome.result = FileResult(path, FileKind.ERROR, module=module,
+                                        error=f"cannot parse {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+            outcome.imports = [] if import_module is not None else None
+            return outcome
+    if import_module is not None:
+        from interpkit.analyzer.source.imports import imports_from_tree
+
+        outcome.imports = imports_from_tree(tree, *import_module)
     wanted = [r for r in rules if r.trigger.search(text)]
+    table = None
+    if wanted and fast:
+        table = NameTable.from_tree(tree, set(_WORD_RE.findall(text)))
+        wanted = [r for r in wanted if (r.names is None or table.mentions(r.names, r.name_prefixes))
+                  and (r.could_report is None or r.could_report(tree, text, table))]
+    del tree
     if wanted:
+        outcome.used_libcst = True
         try:
-            tree = cst.parse_module(text)
+            cst_tree = cst.parse_module(text)
         except (cst.ParserSyntaxError, RecursionError) as exc:
             # CPython accepted it, LibCST's grammar did not: a gap in our tool, not the user's code.
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return FileResult(Path(path), FileKind.ERROR, module=module,
-                              error=f"cannot parse {path} with LibCST ({reason})")
-        wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
-        context = FileContext(wrapper, text)
-        visitors = [r.visitor(Path(path), context) for r in wanted]
+            outcome.result = FileResult(path, FileKind.ERROR, module=module,
+                                        error=f"cannot parse {path} with LibCST ({reason})")
+            return outcome
+        wrapper = MetadataWrapper(cst_tree, unsafe_skip_copy=True)
+        context = FileContext(wrapper, text, table)
+        visitors = [r.visitor(path, context) for r in wanted]
         try:
             wrapper.visit_batched(visitors)
         except RecursionError:
-            return FileResult(Path(path), FileKind.ERROR, module=module,
-                              error=f"cannot analyze {path} (nesting too deep for LibCST)")
+            outcome.result = FileResult(path, FileKind.ERROR, module=module,
+                                        error=f"cannot analyze {path} (nesting too deep for LibCST)")
+            return outcome
         lines = text.splitlines()
         findings = [f for v in visitors for f in v.findings]
         findings = [f for f in findings if not is_suppressed(f, lines)]
         result.findings = sorted(findings, key=lambda f: (f.line or 0, f.column or 0, f.code))
     result.compute_verdicts()
-    return result
+    return outcome
+
+
+def _imports_without_type_comments(path: Path, text: str, import_module: tuple[str, bool]) -> list:
+    """The import graph reads files without type comments: a misplaced `# type:` comment is a
+    syntax error only for the rule pass."""
+    from interpkit.analyzer.source.imports import imports_from_tree
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, filename=str(path))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    return imports_from_tree(tree, *import_module)
 
 
 def scan_source_bytes(path: Path, data: bytes, config: Config, *, rules: list[LoadedSourceRule] | None = None,
-                      module: str | None = None) -> FileResult:
+                      module: str | None = None, fast: bool = True) -> FileResult:
+    return analyze_bytes(Path(path), data, config, rules=rules, module=module, fast=fast).result
+
+
+def analyze_bytes(path: Path, data: bytes, config: Config, *, rules: list[LoadedSourceRule] | None = None,
+                  module: str | None = None, fast: bool = True,
+                  import_module: tuple[str, bool] | None = None) -> SourceOutcome:
     try:
         text = decode_source(data)
     except (UnicodeDecodeError, SyntaxError, LookupError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return FileResult(Path(path), FileKind.ERROR, module=module, error=f"cannot decode {path} ({reason})")
-    return scan_source_text(path, text, config, rules=rules, module=module)
+        return SourceOutcome(FileResult(path, FileKind.ERROR, module=module, error=f"cannot decode {path} ({reason})"),
+                             [] if import_module is not None else None)
+    return analyze_text(path, text, config, rules=rules, module=module, fast=fast, import_module=import_module)
 
 
 def scan_source_file(path: Path, config: Config, *, rules: list[LoadedSourceRule] | None = None,
-                     module: str | None = None) -> FileResult:
+                     module: str | None = None, fast: bool = True) -> FileResult:
+    return analyze_file(Path(path), config, rules=rules, module=module, fast=fast).result
+
+
+def analyze_file(path: Path, config: Config, *, rules: list[LoadedSourceRule] | None = None,
+                 module: str | None = None, fast: bool = True,
+                 import_module: tuple[str, bool] | None = None) -> SourceOutcome:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return FileResult(Path(path), FileKind.ERROR, module=module,
-                          error=f"cannot read {path} ({exc.strerror or type(exc).__name__})")
-    return scan_source_bytes(path, data, config, rules=rules, module=module)
+        return SourceOutcome(FileResult(path, FileKind.ERROR, module=module,
+                                        error=f"cannot read {path} ({exc.strerror or type(exc).__name__})"),
+                             [] if import_module is not None else None)
+    return analyze_bytes(path, data, config, rules=rules, module=module, fast=fast, import_module=import_module)
 
 
-# -- many files: cache and a small process pool ----------------------------------------------
+def analyze_source_files(paths: list[Path], config: Config, **kwargs) -> list[FileResult]:
+    """Many files: the persistent cache and a process pool (interpkit.analyzer.source.batch)."""
+    from interpkit.analyzer.source.batch import analyze_source_files as analyze_many
 
-def _cache_dir() -> Path | None:
-    if os.environ.get("INTERPKIT_NO_CACHE"):
-        return None
-    root = os.environ.get("INTERPKIT_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "interpkit")
-    return Path(root) / "source-v1"
-
-
-def _rules_fingerprint(rules: list[LoadedSourceRule]) -> str:
-    """Changes when the enabled set or any rule/walker source changes, so stale results never show."""
-    digest = hashlib.sha1()
-    files = [Path(__file__)] + [Path(__import__(r.visitor.__module__, fromlist=["_"]).__file__) for r in rules]
-    for file in files:
-        st = file.stat()
-        digest.update(f"{file}:{st.st_size}:{st.st_mtime_ns};".encode())
-    digest.update(",".join(r.code for r in rules).encode())
-    return digest.hexdigest()[:16]
-
-
-def _cache_key(path: Path, fingerprint: str) -> str | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{fingerprint}".encode()).hexdigest()
-
-
-def _result_to_cache(fr: FileResult) -> dict:
-    return {
-        "kind": fr.kind.value, "error": fr.error,
-        "findings": [
-            {"code": f.code, "severity": int(f.severity), "message": f.message, "line": f.line,
-             "column": f.column, "backends": sorted(b.value for b in f.backends), "fix": f.fix,
-             "verdicts": [[b.value, v.value] for b, v in f.verdicts], "data": [list(pair) for pair in f.data]}
-            for f in fr.findings
-        ],
-    }
-
-
-def _result_from_cache(path: Path, data: dict, module: str | None) -> FileResult:
-    findings = [
-        Finding(code=d["code"], severity=Severity(d["severity"]), message=d["message"], path=path,
-                line=d["line"], column=d["column"], backends=frozenset(Backend(b) for b in d["backends"]),
-                fix=d["fix"], verdicts=tuple((Backend(b), Verdict(v)) for b, v in d["verdicts"]),
-                data=tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in d.get("data", ())))
-        for d in data["findings"]
-    ]
-    fr = FileResult(path, FileKind(data["kind"]), module=module, error=data["error"], findings=findings)
-    fr.compute_verdicts()
-    return fr
-
-
-def _scan_worker(args: tuple[str, Config]) -> FileResult:
-    path, config = args
-    return scan_source_file(Path(path), config)
-
-
-POOL_THRESHOLD = 24   # below this, starting worker processes costs more than it saves
-
-
-def analyze_source_files(paths: list[Path], config: Config, *, modules: dict[Path, str] | None = None,
-                         jobs: int | None = None, cache: bool = True) -> list[FileResult]:
-    """Scan Python files (kind=python); a syntax error is one IK901 finding, an undecodable file kind=error.
-
-    Results come back in the order of `paths`. `jobs` defaults to 2 worker processes on
-    machines with 4+ cores when there are enough files to pay for them.
-    """
-    config = config or Config()
-    modules = modules or {}
-    rules = source_rules(config)
-    cache_root = _cache_dir() if cache else None
-    fingerprint = _rules_fingerprint(rules) if cache_root else ""
-    results: dict[int, FileResult] = {}
-    todo: list[tuple[int, Path, str | None]] = []
-    for index, path in enumerate(paths):
-        path = Path(path)
-        key = _cache_key(path, fingerprint) if cache_root else None
-        if key:
-            entry = cache_root / key[:2] / f"{key}.json"
-            try:
-                results[index] = _result_from_cache(path, json.loads(entry.read_text()), modules.get(path))
-                continue
-            except (OSError, ValueError, KeyError):
-                pass
-        todo.append((index, path, key))
-
-    # two workers only pay off with two otherwise idle cores (measured in bench/scan_speed.py)
-    jobs = min(2, (os.cpu_count() or 1) // 2) if jobs is None else jobs
-    if jobs > 1 and len(todo) >= POOL_THRESHOLD:
-        import concurrent.futures
-        import multiprocessing
-
-        # spawn, not fork: the parent may hold threads (rich progress) or torch.
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            fresh = list(pool.map(_scan_worker, [(str(p), config) for _, p, _ in todo], chunksize=8))
-    else:
-        fresh = [scan_source_file(p, config, rules=rules) for _, p, _ in todo]
-
-    for (index, path, key), fr in zip(todo, fresh):
-        fr.path = path
-        fr.module = modules.get(path)
-        results[index] = fr
-        if key and cache_root:
-            entry = cache_root / key[:2] / f"{key}.json"
-            try:
-                entry.parent.mkdir(parents=True, exist_ok=True)
-                tmp = entry.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(_result_to_cache(fr)))
-                os.replace(tmp, entry)
-            except OSError:
-                pass  # a read-only cache only costs speed
-    return [results[i] for i in range(len(paths))]
+    return analyze_many(paths, config, **kwargs)
 
 
 def run_rule(visitor: type[SourceRule], text: str, path: Path = Path("<sample>.py")) -> list[Finding]:

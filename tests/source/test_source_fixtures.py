@@ -61,8 +61,11 @@ def test_results_are_cached_by_path_size_and_mtime(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("import os\nos.fork()\n")
     [first] = analyze_source_files([source], Config())
-    cache_files = list((Path(os.environ["INTERPKIT_CACHE_DIR"])).rglob("*.json"))
-    assert len(cache_files) == 1
+    import sqlite3
+
+    store = Path(os.environ["INTERPKIT_CACHE_DIR"]) / "source-v2.sqlite"   # analyzer/source/batch.py
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM entries").fetchone() == (1,)
     [again] = analyze_source_files([source], Config())
     assert [(f.code, f.line) for f in again.findings] == [(f.code, f.line) for f in first.findings] == [("IK403", 2)]
     source.write_text("import os\n\nos.fork()\n")  # new size → new key, never the stale answer

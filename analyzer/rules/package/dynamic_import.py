@@ -66,6 +66,8 @@ class DynamicImport(SourceRule):
 
 
 VISITOR = DynamicImport
+# Every finding needs a node resolving to one of these (the scan skips files without one).
+NAMES = IMPORTERS
 
 VALID = [
     "import importlib\nm = importlib.import_module('json')\n",

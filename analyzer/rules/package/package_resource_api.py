@@ -74,6 +74,8 @@ class PackageResourceApi(SourceRule):
 
 
 VISITOR = PackageResourceApi
+# Every finding needs a node resolving to one of these (the scan skips files without one).
+NAMES = LOOKUPS
 
 VALID = [
     "import importlib\nm = importlib.import_module('json')\n",

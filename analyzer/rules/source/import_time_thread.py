@@ -103,6 +103,8 @@ class ImportTimeThread(SourceRule):
 
 
 VISITOR = ImportTimeThread
+# Every finding needs a node resolving to one of these (the scan skips files without one).
+NAMES = THREAD_TYPES | RAW_STARTS
 
 VALID = [
     "import threading\ndef start():\n    t = threading.Thread(target=print)\n    t.start()\n",

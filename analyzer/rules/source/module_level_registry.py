@@ -36,6 +36,8 @@ Mutation through another module (`other._BACKBONES[k] = v`) is not followed.
 """
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import libcst as cst
@@ -135,6 +137,45 @@ class ModuleLevelRegistry(SourceRule):
 
 
 VISITOR = ModuleLevelRegistry
+
+
+def could_report(tree: ast.Module, text: str, table) -> bool:
+    """A cheap superset of the visitor on CPython's ast (the scan skips LibCST when False): some
+    name bound to a container literal or a call at module level is also subscript-assigned or
+    mutated inside a function or lambda (scopes not checked: the visitor does that)."""
+    bound = set()
+    statements = list(tree.body)
+    while statements:   # module level: every statement not inside a def or class
+        statement = statements.pop()
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+            target, value = statement.targets[0], statement.value
+        elif isinstance(statement, ast.AnnAssign):
+            target, value = statement.target, statement.value
+        else:
+            target = value = None
+        if (isinstance(target, ast.Name) and target.id not in NOT_REGISTRIES
+                and isinstance(value, (ast.Dict, ast.List, ast.Set, ast.Call))):
+            bound.add(target.id)
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            statements.extend(getattr(statement, field, ()))
+    if not bound or not re.search(r"\b(?:%s)\b(?:\s|\\\n|#[^\n]*)*[\[.]" % "|".join(map(re.escape, bound)), text):
+        return False
+    stack = [(child, False) for child in ast.iter_child_nodes(tree)]
+    while stack:
+        node, in_function = stack.pop()
+        if in_function:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else ()
+            for target in targets:
+                if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in bound:
+                    return True
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in bound):
+                return True
+        inner = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        stack.extend((child, inner) for child in ast.iter_child_nodes(node))
+    return False
 
 VALID = [
     "DEFAULTS = {'a': 1}\ndef get(k):\n    return DEFAULTS[k]\n",

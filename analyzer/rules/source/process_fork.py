@@ -86,6 +86,8 @@ class ProcessFork(SourceRule):
 
 
 VISITOR = ProcessFork
+# Every finding needs a node resolving to one of these (the scan skips files without one).
+NAMES = FORKS | MP_CONSTRUCTORS | MP_CHOOSERS | PROCESS_POOL
 
 VALID = [
     "import multiprocessing as mp\nctx = mp.get_context('spawn')\n",

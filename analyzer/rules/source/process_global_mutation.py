@@ -36,12 +36,14 @@ Reads (`os.environ.get`) are not reported; writes through a local alias of `os.e
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source.names import full_name
 from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 FAIL, UNKNOWN, OK = Verdict.FAIL, Verdict.UNKNOWN, Verdict.OK
@@ -119,6 +121,26 @@ class ProcessGlobalMutation(SourceRule):
 
 
 VISITOR = ProcessGlobalMutation
+
+
+def could_report(tree: ast.Module, text: str, table) -> bool:
+    """A cheap superset of the visitor on CPython's ast (the scan skips LibCST when False): a
+    call that may be one of CALLS, or `os.environ` (as far as the file's names allow) written
+    through a subscript, `del` or one of ENVIRON_WRITERS. Reading the environment is fine."""
+    if table.mentions(frozenset(CALLS)):
+        return True
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Load):
+            target = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ENVIRON_WRITERS:
+            target = node.func.value
+        else:
+            continue
+        if isinstance(target, (ast.Name, ast.Attribute)) and table.could_match(full_name(target), ENVIRON):
+            return True
+    return False
+# Every finding needs a node resolving to one of these (the scan skips files without one).
+NAMES = ENVIRON | frozenset(CALLS)
 
 VALID = [
     "import os\nhome = os.environ.get('HOME')\n",

@@ -70,6 +70,8 @@ class SubprocessSpawn(SourceRule):
 
 
 VISITOR = SubprocessSpawn
+# Every finding needs a node resolving to one of these (the scan skips files without one).
+NAMES = SPAWNS
 
 VALID = [
     "import subprocess\nprint(subprocess.PIPE)\n",

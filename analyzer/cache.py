@@ -1,0 +1,129 @@
+"""The persistent scan cache: one SQLite file per kind of entry under one folder.
+
+The folder is INTERPKIT_CACHE_DIR, else $XDG_CACHE_HOME/interpkit or ~/.cache/interpkit;
+INTERPKIT_NO_CACHE=1 turns every store off. Callers build keys that change whenever the answer
+could (the file's real path, size and mtime, the tool version, the rules, the analysis code),
+so an entry is never stale, only unused. Any failure (read-only folder, a corrupt or locked
+file) costs speed only: the store then behaves as empty.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+from typing import Iterable
+
+from interpkit.core.version import VERSION
+
+
+def cache_root() -> Path | None:
+    if os.environ.get("INTERPKIT_NO_CACHE"):
+        return None
+    root = os.environ.get("INTERPKIT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "interpkit")
+    return Path(root)
+
+
+def code_fingerprint(files: Iterable[Path], *extra: str) -> str:
+    """The tool version, `extra` and each source file's size and mtime, hashed."""
+    digest = hashlib.sha1("|".join((VERSION, *extra)).encode())
+    for file in files:
+        try:
+            st = os.stat(file)
+        except OSError:
+            continue
+        digest.update(f"{file}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return digest.hexdigest()[:20]
+
+
+def file_key(path: Path, *parts: object) -> str | None:
+    """A key for the file as it is now (real path, size, mtime) and `parts`; None if it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    text = "|".join([os.path.realpath(path), str(st.st_size), str(st.st_mtime_ns), *map(str, parts)])
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+class Store:
+    """key -> value (text or bytes) in `<cache root>/<name>.sqlite`."""
+
+    def __init__(self, name: str, *, enabled: bool = True) -> None:
+        self.db: sqlite3.Connection | None = None
+        self.trusted = False
+        root = cache_root() if enabled else None
+        if root is None:
+            return
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            path = root / f"{name}.sqlite"
+            self.db = sqlite3.connect(str(path), timeout=10)
+            # a cache: losing the last writes on a power cut only costs a rebuild, so no fsync each
+            self.db.execute("PRAGMA synchronous=OFF")
+            self.db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+            self.trusted = _private(path)
+        except (OSError, sqlite3.Error):
+            self.db = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.db is not None
+
+    def get_many(self, keys: list[str]) -> dict[str, object]:
+        found: dict[str, object] = {}
+        if self.db is None:
+            return found
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(self.db.execute(f"SELECT key, value FROM entries WHERE key IN ({marks})", chunk))
+        except sqlite3.Error:
+            return {}
+        return found
+
+    def get(self, key: str):
+        return self.get_many([key]).get(key)
+
+    def put_many(self, rows: Iterable[tuple[str, object]]) -> None:
+        if self.db is None:
+            return
+        try:
+            with self.db:
+                self.db.executemany("INSERT OR REPLACE INTO entries (key, value) VALUES (?, ?)", rows)
+        except sqlite3.Error:
+            pass
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
+def remembered(name: str, key_parts: Iterable[object], compute):
+    """compute() once per key (JSON-able results), e.g. an export check whose inputs did not change."""
+    import json
+
+    store = Store(name)
+    key = hashlib.sha1("|".join(map(str, (VERSION, *key_parts))).encode()).hexdigest() if store.enabled else None
+    cached = store.get(key) if key else None
+    if cached is not None:
+        store.close()
+        return json.loads(cached)
+    value = compute()
+    if key:
+        store.put_many([(key, json.dumps(value))])
+    store.close()
+    return value
+
+
+def _private(path: Path) -> bool:
+    """Ours alone (owner is us, nobody else may write): only then may pickled entries be loaded,
+    since unpickling what another user wrote would run their code."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022

@@ -1,0 +1,153 @@
+"""Which qualified names a file could possibly spell, read from CPython's `ast` in one walk.
+
+LibCST's QualifiedNameProvider needs scope analysis of the whole file, which costs about eight
+times the LibCST parse, and the parse itself costs about eight times CPython's. Most files never
+mention anything a rule looks for, so this module answers a cheaper question first: *could* a
+node whose dotted name is F have a qualified name in a rule's set? `NameTable.candidates(F)` is
+a superset of every name the provider can give a node of that spelling, built the way
+`libcst.metadata.scope_provider` derives them:
+
+- an import alias anywhere in the file (scopes ignored: a superset) gives the alias' real name
+  and the rest of F after the alias, as `ImportAssignment.get_qualified_names_for` does;
+- a builtin root gives `builtins.<root>`;
+- a root bound locally anywhere (assignment, def, class, parameter, loop or `with` target,
+  `except ... as`, `global`) gives F itself and F under any scope prefix (`*.F`), as
+  `Assignment.get_qualified_names_for` prefixes `Cls.f.<locals>`.
+
+Only "no" answers are used: a file or node for which no candidate is in a rule's set cannot
+match it (the rule pass is skipped, or matched_name answers None without scope analysis); any
+"maybe" is settled by LibCST's own providers, so results equal the full analysis exactly.
+`tests/source/test_names_equivalence.py` checks that on the rules' samples and on real trees.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+from dataclasses import dataclass, field
+from typing import Collection, Iterable
+
+_BUILTINS = frozenset(dir(builtins))
+ANY_PREFIX = "*."   # a candidate "*.F": F under some scope prefix (a class or function name)
+
+
+def full_name(node: ast.AST) -> str | None:
+    """The dotted name LibCST's get_full_name_for_node gives the same node (Call and Subscript
+    stand for what they call or index; anything else is spelled "None", as LibCST does)."""
+    parts: list[str] = []
+    while True:
+        if isinstance(node, ast.Name):
+            parts.append(node.id)
+            break
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Call):
+            node = node.func
+        elif isinstance(node, ast.Subscript):
+            node = node.value
+        else:
+            parts.append("None")
+            break
+    return ".".join(reversed(parts))
+
+
+def _prefixes(dotted: str) -> list[str]:
+    parts = dotted.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@dataclass
+class NameTable:
+    """Import aliases, locally bound names and every dotted spelling of one file."""
+
+    # as-name (what the code writes) -> real names it may stand for
+    aliases: dict[str, set[str]] = field(default_factory=dict)
+    local: set[str] = field(default_factory=set)        # roots bound other than by import
+    spellings: set[str] = field(default_factory=set)    # full names of every Name/Attribute/identifier
+    star_import: bool = False
+
+    @classmethod
+    def from_tree(cls, tree: ast.AST, words: Iterable[str] = ()) -> "NameTable":
+        """One ast.walk. `words`: every identifier token of the text, so Name nodes LibCST has
+        and ast keeps as strings (keywords, parameters, `as` targets) are spellings too."""
+        table = cls()
+        table.spellings.update(words)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                table.spellings.add(full_name(node))
+            elif isinstance(node, ast.Name):
+                if not isinstance(node.ctx, ast.Load):
+                    table.local.add(node.id)   # Store and Del: LibCST records both as assignments
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                table._add_import(node)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                table.local.add(node.name)
+            elif isinstance(node, ast.arg):
+                table.local.add(node.arg)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                table.local.add(node.name)
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                table.local.update(node.names)
+            elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+                table.local.add(node.name)
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                table.local.add(node.rest)
+        return table
+
+    def _add_import(self, node: ast.Import | ast.ImportFrom) -> None:
+        module = ""
+        if isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+        for alias in node.names:
+            if alias.name == "*":
+                self.star_import = True
+                continue
+            for real_part in reversed(_prefixes(alias.name)):   # longest first, as LibCST tries them
+                as_name = alias.asname or real_part
+                if module.endswith("."):
+                    real = module + real_part
+                elif module:
+                    real = f"{module}.{real_part}"
+                else:
+                    real = real_part
+                self.aliases.setdefault(as_name, set()).add(real)
+
+    def candidates(self, spelling: str) -> set[str]:
+        """Every qualified name LibCST could give a node spelled `spelling` (a superset)."""
+        out: set[str] = set()
+        root = spelling.partition(".")[0]
+        if root in _BUILTINS:
+            out.add(f"builtins.{root}")
+        if root in self.local:
+            out.update((spelling, root, ANY_PREFIX + spelling, ANY_PREFIX + root))
+        for prefix in _prefixes(spelling):
+            for real in self.aliases.get(prefix, ()):
+                rest = spelling[len(prefix):]
+                out.add(real + rest)
+                out.add(real)   # an access resolves to its referent's own name
+        return out
+
+    def could_match(self, spelling: str, names: Collection[str], prefixes: Collection[str] = ()) -> bool:
+        """Could a node spelled `spelling` have a qualified name in `names` (or starting with
+        one of `prefixes`)? False is certain; True means: ask LibCST."""
+        for candidate in self.candidates(spelling):
+            if candidate.startswith(ANY_PREFIX):
+                tail = candidate[1:]   # ".F": any scope prefix before it
+                if any(n.endswith(tail) for n in names) or prefixes:
+                    return True
+            elif candidate in names or any(candidate.startswith(p) for p in prefixes):
+                return True
+        return False
+
+    def mentions(self, names: Collection[str], prefixes: Collection[str] = ()) -> bool:
+        """Could any node of the file match? (Star imports resolve nothing in LibCST either.)"""
+        terminals = {n.rpartition(".")[2] for n in names}
+        wanted_roots = {p.partition(".")[0] for p in prefixes}
+        for spelling in self.spellings:
+            terminal = spelling.rpartition(".")[2]
+            if terminal in terminals or terminal in self.aliases or (prefixes and (
+                    spelling.partition(".")[0] in wanted_roots or spelling.partition(".")[0] in self.aliases
+                    or spelling.partition(".")[0] in self.local)):
+                if self.could_match(spelling, names, prefixes):
+                    return True
+        return False
