@@ -20,6 +20,7 @@ from interpkit.core.errors import ArchiveError, InputError
 from interpkit.core.findings import FileKind, FileResult, Report
 
 ELF_MAGIC = b"\x7fELF"
+PROGRESS_INTERVAL_S = 5.0   # off a terminal: one "scanning: done/total" line at most this often
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".nox", ".mypy_cache", ".pytest_cache", "node_modules"}
 
 
@@ -216,5 +217,5 @@ def _progress(total: int, *, enabled: bool | None):
         return
     from interpkit.analyzer.console import progress
 
-    with progress("scanning", total) as advance:
+    with progress("scanning", total, interval_s=PROGRESS_INTERVAL_S) as advance:
         yield lambda steps=1: advance(steps)

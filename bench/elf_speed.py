@@ -1,8 +1,13 @@
-"""Bulk symbol reading vs pyelftools' iter_symbols() vs `nm -D`, side by side from one run.
+"""The ELF part of a torch scan vs `nm -D` on the same files, and bulk symbol reading vs
+pyelftools' iter_symbols() vs `nm -D` on one library, side by side from one run.
 
     python bench/elf_speed.py [LIBRARY.so]     (default: torch's libtorch_cpu.so)
 
-Prints wall time of each way of listing the dynamic symbol names, their ratios, and whether
+First: interpkit's ELF analysis (facts, closure, every rule; what `interpkit scan <torch>
+--only elf` does between start-up and the report) of torch's shared objects, cold (a fresh
+process, no scan cache) and warm (the facts cache filled), against one `nm -D` over the same
+files; interleaved rounds, best of each, with the ratio (target: cold <= 2x nm -D). Then the
+wall time of each way of listing one library's dynamic symbol names, their ratios, and whether
 the names agree. Speed is reported, never asserted (docs/conventions.md convention 10).
 """
 from __future__ import annotations
@@ -56,7 +61,63 @@ def nm(path: Path) -> int:
     return len(out.splitlines())
 
 
+_ANALYSIS = """\
+import json, sys, time
+from pathlib import Path
+from interpkit.analyzer.config import Config
+from interpkit.analyzer.elf.analyze import analyze_elf_files
+files = [Path(p) for p in json.loads(sys.argv[1])]
+started = time.perf_counter()
+results = analyze_elf_files(files, Config())
+print(json.dumps({"seconds": time.perf_counter() - started, "results": len(results)}))
+"""
+
+
+def torch_elf_files() -> list[Path]:
+    library = default_library()
+    if library is None:
+        return []
+    root = library.parent.parent
+    return [p for p in sorted(root.rglob("*.so*")) if p.is_file() and not p.is_symlink()
+            and p.read_bytes()[:4] == b"\x7fELF"]
+
+
+def torch_scan_ratio(rounds: int = 3) -> None:
+    import json
+    import os
+    import tempfile
+
+    files = torch_elf_files()
+    if not files or not shutil.which("nm"):
+        print("torch ELF scan: skipped (needs torch and nm)")
+        return
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                                   os.environ.get("PYTHONPATH")])))
+    names = json.dumps([str(f) for f in files])
+    cold = warm = nm_s = float("inf")
+    with tempfile.TemporaryDirectory(prefix="interpkit-elf-bench-") as cache:
+        for index in range(rounds):   # interleaved: nm, cold, warm see the same machine
+            nm_s = min(nm_s, timed(lambda: subprocess.run(["nm", "-D", *map(str, files)], capture_output=True,
+                                                          check=True))[0])
+            fresh = dict(env, INTERPKIT_CACHE_DIR=os.path.join(cache, f"cold-{index}"))
+            done = subprocess.run([sys.executable, "-c", _ANALYSIS, names], capture_output=True, text=True,
+                                  env=fresh, check=True)
+            cold = min(cold, json.loads(done.stdout)["seconds"])
+            done = subprocess.run([sys.executable, "-c", _ANALYSIS, names], capture_output=True, text=True,
+                                  env=fresh, check=True)
+            warm = min(warm, json.loads(done.stdout)["seconds"])
+    size = sum(f.stat().st_size for f in files) / 1e6
+    load = os.getloadavg()[0]
+    print(f"torch ELF scan: {len(files)} files, {size:.0f} MB, best of {rounds}, load average {load:.2f}")
+    print(f"  {'interpkit ELF analysis, cold':36s} {cold:8.3f} s  {cold / nm_s:6.2f}x nm -D")
+    print(f"  {'interpkit ELF analysis, warm cache':36s} {warm:8.3f} s  {warm / nm_s:6.2f}x nm -D")
+    print(f"  {'nm -D (one invocation, all files)':36s} {nm_s:8.3f} s  {1:6.2f}x nm -D")
+    print(f"summary: torch ELF analysis cold {cold:.2f} s = {cold / nm_s:.2f}x nm -D {nm_s:.2f} s "
+          f"(target <= 2.00: {'met' if cold <= 2 * nm_s else 'missed'}); warm {warm / nm_s:.2f}x; load average {load:.2f}")
+
+
 def main(argv: list[str]) -> int:
+    torch_scan_ratio()
     path = Path(argv[1]) if len(argv) > 1 else default_library()
     if path is None or not path.is_file():
         print("no library to measure (pass a path, or install torch)", file=sys.stderr)

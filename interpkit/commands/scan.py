@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from interpkit.analyzer.output import CONCISE, add_exit_zero_argument, add_output_arguments, add_rule_arguments, positive_seconds
@@ -75,7 +74,8 @@ def run(args) -> int:
         config = replace(config, follow_imports=False)
     if args.third_party_source:
         config = replace(config, third_party_source=True)
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    # None: console.progress decides (a bar on a terminal, a plain line every few seconds elsewhere)
+    progress = args.progress
     report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only)
     if args.trace is not None:
         from interpkit.analyzer.trace import apply_trace, targets_for
