@@ -96,6 +96,17 @@ class Store:
         except sqlite3.Error:
             pass
 
+    def keep_newest(self, count: int) -> None:
+        """Drop all but the `count` most recently written entries (whole reports are large)."""
+        if self.db is None:
+            return
+        try:
+            with self.db:
+                self.db.execute("DELETE FROM entries WHERE rowid NOT IN "
+                                "(SELECT rowid FROM entries ORDER BY rowid DESC LIMIT ?)", (count,))
+        except sqlite3.Error:
+            pass
+
     def close(self) -> None:
         if self.db is not None:
             self.db.close()

@@ -192,9 +192,24 @@ def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], N
     return results, extras
 
 
-def scan_paths(paths, config: Config | None = None, *, progress: bool | None = False, only: str | None = None) -> Report:
+def scan_paths(paths, config: Config | None = None, *, progress: bool | None = False, only: str | None = None,
+               cache: bool = False) -> Report:
+    """Scan the paths. cache=True (the CLI) also keeps whole reports in the scan cache: a scan of
+    an unchanged tree with the same configuration and code is then one read."""
     config = config or Config()
     found = collect([Path(p) for p in paths], only=only)
+    key = _report_key(found, config, only) if cache else None
+    if key is not None:
+        cached = _REPORTS.get(key)
+        if cached is not None:
+            return cached
+    report = _scan_found(found, config, progress=progress, only=only)
+    if key is not None:
+        _REPORTS.put(key, report)
+    return report
+
+
+def _scan_found(found: Collected, config: Config, *, progress: bool | None, only: str | None) -> Report:
     with _progress(found.total(), enabled=progress) as advance:
         results, extras = _scan_collected(found, config, advance=advance)
         for wheel in found.wheels:
@@ -206,6 +221,71 @@ def scan_paths(paths, config: Config | None = None, *, progress: bool | None = F
         if not fr.verdicts:
             fr.compute_verdicts()
     return report
+
+
+def _report_key(found: Collected, config: Config, only: str | None) -> str | None:
+    """What a whole report depends on: every collected file as it is now (real path, size,
+    mtime), the configuration, the analyzer's own code, and what import resolution and the
+    closure search look at outside the tree (the interpreter, and each sys.path folder's mtime,
+    which changes when a package is installed or removed). None: some file cannot be keyed."""
+    import sys
+
+    from interpkit.analyzer.cache import code_fingerprint, file_key
+
+    parts = [repr(config), repr(only), sys.executable, os.environ.get("LD_LIBRARY_PATH", "")]
+    for path in [*found.python, *found.elf, *found.wheels, *found.packages]:
+        key = file_key(path)
+        if key is None:
+            return None
+        parts.append(key)
+    parts += [e.error or "" for e in found.errors]
+    for entry in sys.path:
+        try:
+            parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")
+        except OSError:
+            parts.append(entry)
+    analyzer = Path(__file__).resolve().parent
+    code = sorted(analyzer.rglob("*.py")) + sorted(analyzer.parent.joinpath("core").rglob("*.py"))
+    return code_fingerprint(code, *parts)
+
+
+class _ReportStore:
+    """Whole reports in the scan cache (`reports-v1.sqlite`): a warm scan of an unchanged tree
+    reads one entry instead of thousands. Pickled, so loaded only from a cache that is ours alone."""
+
+    def get(self, key: str) -> Report | None:
+        import pickle
+
+        from interpkit.analyzer.cache import Store
+
+        store = Store("reports-v1")
+        blob = store.get(key) if store.enabled and store.trusted else None
+        store.close()
+        if blob is None:
+            return None
+        try:
+            report = pickle.loads(blob)
+        except Exception:  # noqa: BLE001 - a damaged entry only costs a fresh scan
+            return None
+        return report if isinstance(report, Report) else None
+
+    def put(self, key: str, report: Report) -> None:
+        import pickle
+
+        from interpkit.analyzer.cache import Store
+
+        store = Store("reports-v1")
+        if store.enabled:
+            try:
+                store.put_many([(key, pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL))])
+                store.keep_newest(REPORTS_KEPT)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                pass  # something unpicklable in the extras: only the next scan's speed suffers
+        store.close()
+
+
+REPORTS_KEPT = 8   # whole reports are megabytes each: the few trees scanned last
+_REPORTS = _ReportStore()
 
 
 @contextlib.contextmanager

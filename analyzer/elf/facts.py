@@ -304,11 +304,17 @@ class _DiskFacts:
         from interpkit.analyzer.cache import Store, code_fingerprint
         from interpkit.analyzer.elf import image, modinit, symbols, torch_library
 
-        if self._pid != os.getpid():   # a forked child must not share the parent's connection
+        from interpkit.analyzer.cache import cache_root
+
+        # reopened in a forked child (no shared connection) and when the cache folder changes
+        where = (os.getpid(), cache_root())
+        if self._pid != where:
+            if self._store is not None and self._pid[0] == os.getpid():
+                self._store.close()
             self._store = Store("elf-facts-v1")
             self._print = code_fingerprint([Path(m.__file__) for m in (image, modinit, symbols, torch_library)]
                                            + [Path(__file__)])
-            self._pid = os.getpid()
+            self._pid = where
         return self._store
 
     def get(self, path: Path, options: FactsOptions) -> "ElfFacts | None":

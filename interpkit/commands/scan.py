@@ -76,7 +76,7 @@ def run(args) -> int:
         config = replace(config, third_party_source=True)
     # None: console.progress decides (a bar on a terminal, a plain line every few seconds elsewhere)
     progress = args.progress
-    report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only)
+    report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only, cache=True)
     if args.trace is not None:
         from interpkit.analyzer.trace import apply_trace, targets_for
 
