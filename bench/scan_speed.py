@@ -270,7 +270,18 @@ def _compare(reference: Path, report: Path) -> str:
     parts += [f"`{k}` differs" for k in sorted(before.keys() | after.keys())
               if k != "files" and before.get(k) != after.get(k)]
     kinds = Counter(new[p]["kind"] for p in changed)
-    return "; ".join(parts) + (f" (changed entries by kind: {dict(kinds)})" if changed else "")
+
+    def without_data(entry: dict) -> dict:   # Finding.data (issue 12) is new since older reports
+        return {**entry, "findings": [{k: v for k, v in f.items() if k != "data"} for f in entry.get("findings", [])]}
+
+    python = [p for p in old.keys() & new.keys() if old[p]["kind"] == "python" or new[p]["kind"] == "python"]
+    python_changed = sum(1 for p in python if without_data(old[p]) != without_data(new[p]))
+    graph = ("import graph nodes and edges identical" if
+             {k: v for k, v in before.get("imports", {}).items() if k != "op_libraries"}
+             == {k: v for k, v in after.get("imports", {}).items() if k != "op_libraries"}
+             else "import graph differs")
+    return ("; ".join(parts) + (f" (changed entries by kind: {dict(kinds)})" if changed else "")
+            + f"; Python entries without finding data: {python_changed} of {len(python)} differ; {graph}")
 
 
 def _quarter_of(site: Path) -> list[Path]:
