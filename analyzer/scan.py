@@ -239,7 +239,10 @@ def _report_key(found: Collected, config: Config, only: str | None) -> str | Non
             return None
         parts.append(key)
     parts += [e.error or "" for e in found.errors]
+    here = os.getcwd()
     for entry in sys.path:
+        if entry in ("", here):
+            continue   # `python -m` puts the working folder first; writing the report there must not miss
         try:
             parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")
         except OSError:
