@@ -9,6 +9,8 @@ is shared.
 """
 from __future__ import annotations
 
+import itertools
+
 import struct
 from pathlib import Path
 
@@ -77,13 +79,15 @@ def mutated_binary(draw, binaries_by_name):
 
 
 def test_mutated_binaries_always_give_one_result(binaries, workdir):
-    path = workdir / "mutant.so"
+    examples = itertools.count()
 
     @SETTINGS
     @given(mutated_binary(binaries))
     def check(data: bytes) -> None:
+        # a new file per example: the facts caches key on (path, size, mtime), and two examples
+        # of one size written within the clock's granularity would share a key
+        path = workdir / f"mutant-{next(examples)}.so"
         path.write_bytes(data)
-        facts_module._CACHE.clear()  # same path, new bytes
         try:
             facts_module.build_facts(path)
         except CLEAN_REFUSALS:
@@ -99,15 +103,15 @@ def test_mutated_binaries_always_give_one_result(binaries, workdir):
 
 
 def test_random_bytes_named_so(workdir):
-    path = workdir / "random.so"
+    examples = itertools.count()
 
     @SETTINGS
     @given(st.binary(max_size=512).map(lambda b: b"\x7fELF" + b))
     @example(b"\x7fELF\x02\x01\x01" + bytes(57))  # a header of zeros
     @example(b"\x7fELF\x01\x02\x01" + bytes(45) + b"\xff" * 8)  # big-endian 32-bit, garbage counts
     def check(data: bytes) -> None:
+        path = workdir / f"random-{next(examples)}.so"  # a new file per example, as above
         path.write_bytes(data)
-        facts_module._CACHE.clear()
         [result] = analyze_elf_files([path], Config(), closure=False)
         assert result.kind in (FileKind.ERROR, FileKind.EXTENSION, FileKind.LIBRARY)
         if result.kind is FileKind.ERROR:
