@@ -177,7 +177,7 @@ def test_unique_symbols_that_also_clash_are_hidden(capsys, tmp_path, fixture_cop
 
 
 def test_failed_patch_keeps_previous_output(capsys, tmp_path, fixture_copy):
-    """The old output stays whole when a later patch of an input with the same name fails, and no
+    """The old output stays whole when a later patch of an input with the same name fails (unusable input: exit 2), and no
     staging folder is left behind."""
     good = fixture_copy("gnu_unique_cpp")
     out = tmp_path / "out"
@@ -189,7 +189,7 @@ def test_failed_patch_keeps_previous_output(capsys, tmp_path, fixture_copy):
     capsys.readouterr()
     code = main(["patch", str(broken), "-o", str(out), "--no-verify", "--backend", "copies"])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and f"cannot patch {good.name}" in err
+    assert code == 2 and err.count("\n") == 1 and f"cannot patch {good.name}" in err
     assert (out / good.name).read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == [good.name, "interpkit-copies.json"]
 
