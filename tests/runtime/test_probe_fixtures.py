@@ -8,6 +8,7 @@ fixture added later without an entry is skipped with that reason.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,14 @@ from fixtures.build import FixtureUnavailable, build_fixture
 from interpkit.native.probe import probe_module
 from tests.runtime.runtime_helpers import REPO_ROOT, run_python
 
+def _is_module(folder) -> bool:
+    """An importable extension; an op library (`kind = "op-library"`: no PyInit_, loaded by
+    torch.ops.load_library) is probed with --op-library by the verify tests instead."""
+    return tomllib.loads((folder / "fixture.toml").read_text()).get("kind", "module") == "module"
+
+
 FIXTURES = sorted(p.name for p in (REPO_ROOT / "fixtures" / "ext").iterdir()
-                  if (p / "fixture.toml").is_file())
+                  if (p / "fixture.toml").is_file() and _is_module(p))
 
 # fixture -> (accepted statuses, signal, preimport)
 EXPECTED: dict[str, tuple[frozenset[str], str | None, tuple[str, ...]]] = {
