@@ -48,7 +48,8 @@ def _torch_sources(limit: int | None) -> list[Path]:
 
 def section_source(args) -> None:
     from interpkit.analyzer.config import Config
-    from interpkit.analyzer.source.walk import analyze_source_files, source_rules
+    from interpkit.analyzer.source.batch import analyze_source_files
+    from interpkit.analyzer.source.walk import source_rules
 
     files = _torch_sources(args.limit)
     size_mb = sum(f.stat().st_size for f in files) / 1e6

@@ -10,7 +10,7 @@ from interpkit.core.findings import FileKind, FileResult
 from interpkit.analyzer.source.imports import ModuleKind, build_import_graph, module_name_for
 from interpkit.analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
 from interpkit.analyzer.source.batch import CachedImports, analyze_sources
-from interpkit.analyzer.source.walk import analyze_source_files
+from interpkit.analyzer.source.batch import analyze_source_files
 
 __all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
 

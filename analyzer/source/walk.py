@@ -400,13 +400,6 @@ def analyze_file(path: Path, config: Config, *, rules: list[LoadedSourceRule] | 
     return analyze_bytes(path, data, config, rules=rules, module=module, fast=fast, import_module=import_module)
 
 
-def analyze_source_files(paths: list[Path], config: Config, **kwargs) -> list[FileResult]:
-    """Many files: the persistent cache and a process pool (interpkit.analyzer.source.batch)."""
-    from interpkit.analyzer.source.batch import analyze_source_files as analyze_many
-
-    return analyze_many(paths, config, **kwargs)
-
-
 def run_rule(visitor: type[SourceRule], text: str, path: Path = Path("<sample>.py")) -> list[Finding]:
     """Run one rule over source text (what each rule module's `check` does; samples use it)."""
     wrapper = MetadataWrapper(cst.parse_module(text), unsafe_skip_copy=True)

@@ -8,7 +8,8 @@ import pytest
 
 from interpkit.analyzer.config import Config
 from interpkit.core.findings import FileKind
-from interpkit.analyzer.source.walk import analyze_source_files, marked_lines
+from interpkit.analyzer.source.batch import analyze_source_files
+from interpkit.analyzer.source.walk import marked_lines
 
 MODELS = Path(__file__).resolve().parents[2] / "fixtures" / "models"
 HAZARDS = sorted((MODELS / "hazards").glob("IK*.py"))

@@ -12,7 +12,7 @@ from interpkit.analyzer.config import Config
 from interpkit.analyzer.scan import scan_paths
 from interpkit.analyzer.trace import TraceTarget, apply_trace, parse_target, targets_for
 from interpkit.core.errors import InputError
-from interpkit.analyzer.source.walk import analyze_source_files
+from interpkit.analyzer.source.batch import analyze_source_files
 from interpkit.core.findings import FileKind, Report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
