@@ -37,12 +37,13 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from interpkit.native import limits
 from interpkit.native.copies_build import PLACEHOLDER, CopyRefused, TemplateMaker, copy_soname_stem
+from interpkit.native.requests import InterpreterRequests
 from interpkit.native.errors import InterpreterClosed, InterpreterTimeout, RemoteError, RuntimeStartError
 from interpkit.native.runtime import LoadedObject
 
@@ -210,7 +211,7 @@ class _TemplateService:
                 pass
 
 
-class CopiesRuntime:
+class CopiesRuntime(InterpreterRequests):
     """``n`` interpreters in this process, each running from its own renamed libpython copy.
 
     ``copy_extensions``: which extensions outside the standard library load from per-interpreter
@@ -221,6 +222,7 @@ class CopiesRuntime:
     """
 
     backend = "copies"
+    POOL_PREFIX = "interpkit-copies"
 
     def __init__(self, n: int, *, libpython: str | os.PathLike | None = None, timeout: float | None = None,
                  sys_path: Iterable[str] | None = None, start_timeout: float = 300.0,
@@ -337,78 +339,10 @@ class CopiesRuntime:
             raise RemoteError(index, *value)
         return value
 
-    def run(self, index: int, source: str, *, timeout: float | None = None) -> None:
-        """Execute ``source`` in interpreter ``index``'s ``__main__``."""
-        self._request(index, "run", source, timeout=timeout)
-
-    def eval(self, index: int, expression: str, *, timeout: float | None = None) -> Any:
-        """Evaluate ``expression`` in interpreter ``index``'s ``__main__``; return its value."""
-        return self._request(index, "eval", expression, timeout=timeout)
-
-    def call(self, index: int, target: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Call ``target`` ("pkg.mod:func") in interpreter ``index``; return the result."""
-        return self._request(index, "call", target, args, kwargs)
-
-    def info(self, index: int) -> dict:
-        return self._request(index, "info")
-
-    def _executor(self, broadcast: bool) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if broadcast:
-                if self._broadcast is None:
-                    self._broadcast = ThreadPoolExecutor(self.n, "interpkit-copies-broadcast")
-                return self._broadcast
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.n, "interpkit-copies-submit")
-            return self._pool
-
-    def call_all(self, target: str, /, *args: Any, **kwargs: Any) -> list[Any]:
-        """Call ``target`` in every live interpreter in parallel; results in index order."""
-        pool = self._executor(broadcast=True)
-        futures = [pool.submit(self.call, i, target, *args, **kwargs) for i in self.live_indices()]
-        return [future.result() for future in futures]
-
-    def run_all(self, source: str) -> None:
-        pool = self._executor(broadcast=True)
-        for future in [pool.submit(self.run, i, source) for i in self.live_indices()]:
-            future.result()
-
-    def _call_any(self, target: str, args: tuple, kwargs: dict) -> Any:
-        while True:
-            if not self.live_indices():
-                raise InterpreterClosed("cannot run request (no live interpreter)")
-            try:
-                index = self._free.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if not self.alive(index):
-                continue
-            try:
-                return self.call(index, target, *args, **kwargs)
-            finally:
-                self._free.put(index)
-
-    def submit(self, target: str, /, *args: Any, **kwargs: Any) -> Future:
-        """Queue a call of ``target`` on whichever interpreter is free next."""
-        return self._executor(broadcast=False).submit(self._call_any, target, args, kwargs)
-
-    def map(self, target: str, iterable: Iterable[Any], *, star: bool = False) -> list[Any]:
-        futures = [self.submit(target, *(item if star else (item,))) for item in iterable]
-        return [future.result() for future in futures]
-
-    def add_sys_path(self, *directories: str | os.PathLike, first: bool = True) -> None:
-        entries = [str(Path(d)) for d in directories]
-        pool = self._executor(broadcast=True)
-        for future in [pool.submit(self._request, i, "sys_path", entries, first) for i in self.live_indices()]:
-            future.result()
-
     # ------------------------------------------------------------------ introspection
 
     def alive(self, index: int) -> bool:
         return not self._closed and self._interpreters[index].alive()
-
-    def live_indices(self) -> list[int]:
-        return [index for index in range(self.n) if self.alive(index)]
 
     def copies(self, index: int) -> dict[str, str]:
         """Extension file -> the copy interpreter ``index`` loaded it from."""
