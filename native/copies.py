@@ -419,15 +419,6 @@ class CopiesRuntime(InterpreterRequests):
         if stuck:
             raise InterpreterClosed(f"cannot close {len(stuck)} interpreter(s) ({stuck[0]})")
 
-    def __enter__(self) -> CopiesRuntime:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __len__(self) -> int:
-        return self.n
-
     def __repr__(self) -> str:
         state = "closed" if getattr(self, "_closed", True) else f"{len(self.live_indices())} live"
         return f"<CopiesRuntime n={self.n} {state} libpython={self.libpython.name}>"

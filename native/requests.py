@@ -3,7 +3,7 @@
 A runtime supplies the transport — ``_request(index, kind, *payload, timeout=)``, ``alive(i)``,
 ``n``, a ``_free`` queue of interpreter indices, ``_pool_lock`` and ``_pool``/``_broadcast``
 (both None at start) — and gets run/eval/call/info, the broadcasts and the work-queue calls
-here, so the two backends cannot drift apart in what a caller sees.
+here (and `with`, `len`), so the two backends cannot drift apart in what a caller sees.
 """
 from __future__ import annotations
 
@@ -100,3 +100,12 @@ class InterpreterRequests:
 
     def live_indices(self) -> list[int]:
         return [index for index in range(self.n) if self.alive(index)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self.n

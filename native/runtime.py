@@ -388,15 +388,6 @@ class Runtime(InterpreterRequests):
                 "their threads are left running)")
         return self.teardown
 
-    def __enter__(self) -> Runtime:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __len__(self) -> int:
-        return self.n
-
     def __repr__(self) -> str:
         state = "closed" if self._native is None else f"{len(self.live_indices())} live"
         return f"<Runtime n={self.n} {state} libpython={self.libpython.name}>"

@@ -6,41 +6,21 @@ its own process group.
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.runtime.runtime_helpers import ChildResult, run_isolated
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The fixtures whose C statics the tests count: each has bump() -> calls so far.
 COUNTING = ("single_phase_static", "gnu_unique_cpp", "clash_a", "clash_b")
 
 
-@dataclass(frozen=True)
-class Child:
-    returncode: int | None       # None: killed at the timeout
-    stdout: str
-    stderr: str
-
-
-def run_child(code: str, *, timeout: float = 300, env: dict[str, str] | None = None) -> Child:
+def run_child(code: str, *, timeout: float = 300, env: dict[str, str] | None = None) -> ChildResult:
     """Run ``python -c code`` in its own process group; the group is killed at the timeout."""
-    full_env = {**os.environ, **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, errors="replace", env=full_env,
-                            start_new_session=True, cwd=REPO_ROOT)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return Child(proc.returncode, out, err)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return Child(None, out, err)
+    return run_isolated([sys.executable, "-c", code], env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
