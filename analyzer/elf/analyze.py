@@ -123,9 +123,10 @@ def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable |
             progress(path)
 
     if closure:
+        lookups: dict = {}   # locate_library answers, for this scan's closures only
         for position, (result, facts) in enumerate(list(scanned)):
             try:
-                dependencies = resolve_closure(result.path, facts_for)
+                dependencies = resolve_closure(result.path, facts_for, lookups)
             except Exception as exc:  # noqa: BLE001 - closure trouble must not cost the file its findings
                 log.debug("closure of %s failed: %s", result.path, exc)
                 continue

@@ -1,6 +1,7 @@
 """The only importer of elftools: one opened ELF file, its sections, dynamic tags, relocations and memory."""
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -92,6 +93,12 @@ class ElfImage:
             raise
 
     def close(self) -> None:
+        mapped = self.__dict__.pop("mapping", None)
+        if mapped is not None:
+            try:
+                mapped.close()
+            except BufferError:   # a memoryview of it is still held: the mapping goes with the last one
+                pass
         self._stream.close()
 
     def __enter__(self) -> "ElfImage":
@@ -142,6 +149,28 @@ class ElfImage:
         if len(data) != section.size:
             raise ValueError(f"section {section.name or section.type} runs past the end of the file")
         return data
+
+    @cached_property
+    def mapping(self) -> "mmap.mmap | None":
+        """The whole file mapped read-only (None where it cannot be mapped): large sections are
+        searched in place instead of copied (libtorch_cpu.so's .rodata is 18 MB, .strtab 76 MB)."""
+        try:
+            return mmap.mmap(self._stream.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None
+
+    def section_span(self, section: Section) -> tuple["bytes | mmap.mmap", int, int]:
+        """(haystack, start, end): the section's bytes as haystack[start:end], without copying them
+        where the file is mapped. Same checks, same errors as section_bytes."""
+        if section.type == SHT_NOBITS or section.size == 0:
+            return b"", 0, 0
+        if section.offset + section.size > self.file_size:
+            raise ValueError(f"section {section.name or section.type} runs past the end of the file")
+        mapped = self.mapping
+        if mapped is None:
+            data = self.section_bytes(section)
+            return data, 0, len(data)
+        return mapped, section.offset, section.offset + section.size
 
     def section_at(self, vaddr: int) -> Section | None:
         return next((s for s in self.sections if s.addr and s.contains(vaddr)), None)

@@ -5,7 +5,8 @@ import struct
 import sys
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import count
+from itertools import compress, count, repeat
+from operator import not_
 from typing import Iterator
 
 from interpkit.analyzer.elf.image import SHT_DYNSYM, SHT_SYMTAB, ElfImage
@@ -52,6 +53,7 @@ class SymbolTable:
         # rows: (value, size, info, other, shndx); columns: the same five as lists, rows built on demand
         self.names = names
         self.dynamic = dynamic
+        self.strings: bytes | None = None   # the string table the names were sliced from, when read from a file
         if rows is not None:
             self.rows = rows
         if columns is not None:
@@ -99,6 +101,20 @@ class SymbolTable:
         return self.names[index] if 0 <= index < len(self.names) else None
 
 
+def _may_hold(table: SymbolTable, prefix: str) -> bool:
+    """False only when no name of the table can start with the (ASCII) prefix: names are slices
+    of the string table, and decoding never turns other bytes into ASCII."""
+    strings = table.strings
+    return strings is None or prefix.encode("ascii") in strings
+
+
+# Byte tables for bytes.translate: 1 where the st_info / st_other byte passes the test.
+_EXPORT_INFO = bytes(int(b >> 4 != STB_LOCAL and b & 0xF != STT_SECTION) for b in range(256))
+_EXPORT_OTHER = bytes(int(b & 0x3 in (STV_DEFAULT, STV_PROTECTED)) for b in range(256))
+_GLOBAL_INFO = bytes(int(b >> 4 == STB_GLOBAL) for b in range(256))
+_UNIQUE_INFO = bytes(int(b >> 4 == STB_GNU_UNIQUE) for b in range(256))
+
+
 def _layout(image: ElfImage) -> tuple[struct.Struct, tuple[int, int, int, int, int, int]]:
     """The Elf_Sym struct and where (name, value, size, info, other, shndx) sit in it."""
     if image.elfclass == 64:
@@ -140,13 +156,29 @@ def read_symbol_table(image: ElfImage, section_type: int) -> SymbolTable:
         if extended is not None:
             real = struct.unpack(f"{image.endian}{extended.size // 4}I", image.section_bytes(extended))
             shndxs = [real[i] if x == SHN_XINDEX and i < len(real) else x for i, x in enumerate(shndxs)]
-    find = strings.find
-    # Slice first, decode once: names are almost always ASCII, so one join+split beats 500k decodes.
-    raw = [strings[o:find(b"\0", o)] if o < len(strings) else b"" for o in name_offsets]
+    names = _names(strings, name_offsets)
+    table = SymbolTable(names, None, section_type == SHT_DYNSYM, columns=(values, sizes, infos, others, shndxs))
+    table.strings = strings
+    return table
+
+
+def _names(strings: bytes, offsets: list[int]) -> list[str]:
+    """The name at each offset: the bytes up to the next NUL (or up to the last byte of a table
+    that does not end in one; nothing at or past the end), decoded as UTF-8 with replacement.
+
+    The loops are C's own (map over str.find and slices, no bytecode per symbol): slicing 75k
+    names one by one in a comprehension was an eighth of the torch scan. An ASCII table (all
+    real ones) is decoded once and sliced as text; otherwise the bytes are sliced and decoded
+    together, one NUL-joined decode, per name only if that went wrong.
+    """
+    if strings.isascii():
+        text = strings.decode("ascii")
+        return list(map(text.__getitem__, map(slice, offsets, map(text.find, repeat("\0"), offsets))))
+    raw = list(map(strings.__getitem__, map(slice, offsets, map(strings.find, repeat(b"\0"), offsets))))
     names = b"\0".join(raw).decode("utf-8", "replace").split("\0") if raw else []
     if len(names) != len(raw):  # a name held a replacement-worthy NUL-free oddity; fall back per name
         names = [r.decode("utf-8", "replace") for r in raw]
-    return SymbolTable(names, None, section_type == SHT_DYNSYM, columns=(values, sizes, infos, others, shndxs))
+    return names
 
 
 class Symbols:
@@ -171,15 +203,40 @@ class Symbols:
 
     def imports(self) -> set[str]:
         """Names the loader must find elsewhere (undefined in .dynsym)."""
-        return {name for name, shndx in zip(self.dynsym.names, self.dynsym.shndxs)
-                if shndx == SHN_UNDEF and name}
+        table = self.dynsym
+        names = set(compress(table.names, map(not_, table.shndxs)))
+        names.discard("")
+        return names
+
+    def _export_flags(self) -> bytes:
+        """One byte per .dynsym row, 1 where exports() keeps the row: named, defined, not local,
+        default or protected visibility, not a section symbol. Built with C loops only
+        (bytes.translate over the info/other columns, a bitwise and of the four columns)."""
+        table = self.dynsym
+        n = len(table.names)
+        if not n:
+            return b""
+        columns = (bytes(map(bool, table.names)), bytes(map(bool, table.shndxs)),
+                   bytes(table.infos).translate(_EXPORT_INFO), bytes(table.others).translate(_EXPORT_OTHER))
+        combined = -1
+        for column in columns:
+            combined &= int.from_bytes(column, "little")
+        return combined.to_bytes(n, "little")
 
     def export_indices(self) -> list[int]:
         """Rows of .dynsym that exports() returns, found on the raw columns (no Symbol objects)."""
+        return list(compress(range(len(self.dynsym.names)), self._export_flags()))
+
+    def export_names(self) -> tuple[list[str], int]:
+        """(names of the STB_GLOBAL rows of exports(), in table order; how many are not STB_GLOBAL)."""
         table = self.dynsym
-        return [i for i, name, info, other, shndx in zip(count(), table.names, table.infos, table.others, table.shndxs)
-                if name and shndx != SHN_UNDEF and info >> 4 != STB_LOCAL and other & 0x3 in (STV_DEFAULT, STV_PROTECTED)
-                and info & 0xF != STT_SECTION]
+        flags = self._export_flags()
+        if not flags:
+            return [], 0
+        global_rows = int.from_bytes(flags, "little") & int.from_bytes(bytes(table.infos).translate(_GLOBAL_INFO),
+                                                                        "little")
+        global_flags = global_rows.to_bytes(len(flags), "little")
+        return list(compress(table.names, global_flags)), flags.count(1) - global_flags.count(1)
 
     def exports(self) -> list[Symbol]:
         # Filter on the raw columns first: libtorch_cpu.so has 75k rows, most of them imports.
@@ -188,6 +245,8 @@ class Symbols:
     def defined_dynamic_with_prefix(self, prefix: str) -> list[Symbol]:
         """Defined .dynsym symbols whose name starts with prefix, in table order."""
         table = self.dynsym
+        if not _may_hold(table, prefix):
+            return []
         return [table.symbol(i) for i, name in enumerate(table.names)
                 if name.startswith(prefix) and table.shndxs[i] != SHN_UNDEF]
 
@@ -195,6 +254,16 @@ class Symbols:
         table = self.dynsym
         return [table.symbol(i) for i, info in enumerate(table.infos)
                 if info >> 4 == STB_GNU_UNIQUE and table.names[i] and table.shndxs[i] != SHN_UNDEF]
+
+    def gnu_unique_names(self) -> set[str]:
+        """Names of gnu_unique(), from the columns."""
+        table = self.dynsym
+        if not table.names:
+            return set()
+        rows = bytes(table.infos).translate(_UNIQUE_INFO)
+        if 1 not in rows:
+            return set()
+        return {name for name, shndx in compress(zip(table.names, table.shndxs), rows) if name and shndx != SHN_UNDEF}
 
     def find_defined(self, name: str) -> Symbol | None:
         for table in (self.dynsym, self.symtab):
@@ -212,7 +281,17 @@ class Symbols:
         return list(seen.values())
 
     def any_name_startswith(self, prefix: str) -> bool:
-        return any(n.startswith(prefix) for t in (self.dynsym, self.symtab) for n in t.names)
+        if _may_hold(self.dynsym, prefix) and any(n.startswith(prefix) for n in self.dynsym.names):
+            return True
+        if self._symtab is None and not self._symtab_strings_hold(prefix):
+            return False   # .symtab's names are slices of its string table: no need to read 500k rows
+        return any(n.startswith(prefix) for n in self.symtab.names)
+
+    def _symtab_strings_hold(self, prefix: str) -> bool:
+        section = next((s for s in self._image.sections if s.type == SHT_SYMTAB), None)
+        if section is None or section.size == 0 or not (0 < section.link < len(self._image.sections)):
+            return True   # read_symbol_table decides (empty table, or the error it raises)
+        return prefix.encode("ascii") in self._image.section_bytes(self._image.sections[section.link])
 
     def symtab_name_at(self, address: int) -> str | None:
         """A defined symbol (either table) whose range covers address."""

@@ -24,7 +24,6 @@ When `.strtab` is stripped, namespaces fall back to the `ns::op` schema strings 
 """
 from __future__ import annotations
 
-import mmap
 import re
 from dataclasses import dataclass
 
@@ -170,13 +169,32 @@ def _strings_named(blob) -> list[Registration]:
     return out
 
 
-def _kept_registerers(strtab, registries: tuple[str, ...]) -> set[str]:
-    """Registries with a static `g_<Registry><n>` Registerer (C10_REGISTER_CLASS) in this binary's symbols."""
+def _kept_registerers(span, registries: tuple[str, ...]) -> set[str]:
+    """Registries with a static `g_<Registry><n>` Registerer (C10_REGISTER_CLASS) in this binary's
+    symbols. span: (haystack, start, end) of the string table, as ElfImage.section_span gives it.
+
+    One find per registry name (a long literal: a fast pass over libtorch_cpu.so's 76 MB .strtab)
+    instead of one regex walk. The same set as finditer over `g_(A|B|...)[0-9]` wherever no
+    name contains `g_` and none is a prefix of another (then no two matches can overlap, so
+    non-overlapping search misses none); otherwise that regex is what runs."""
     if not registries:
         return set()
+    haystack, start, end = span
     names = sorted({r.rpartition("::")[2] for r in registries})
-    pattern = re.compile(rb"g_(" + b"|".join(re.escape(n.encode()) for n in names) + rb")[0-9]")
-    return {m.group(1).decode() for m in pattern.finditer(strtab)}
+    if any("g_" in n for n in names) or any(a != b and b.startswith(a) for a in names for b in names):
+        pattern = re.compile(rb"g_(" + b"|".join(re.escape(n.encode()) for n in names) + rb")[0-9]")
+        return {m.group(1).decode() for m in pattern.finditer(haystack, start, end)}
+    kept = set()
+    for name in names:
+        needle = b"g_" + name.encode()
+        at = haystack.find(needle, start, end)
+        while at >= 0:
+            after = at + len(needle)
+            if after < end and 48 <= haystack[after] <= 57:
+                kept.add(name)
+                break
+            at = haystack.find(needle, at + 1, end)
+    return kept
 
 
 def _imported_registries(imports: frozenset[str]) -> tuple[str, ...]:
@@ -202,20 +220,24 @@ def _imported_registries(imports: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _section(image: ElfImage, name: str):
-    """The section's bytes, as a zero-copy view of a read-only mapping of the file when it can be
-    mapped (libtorch_cuda.so's .strtab is 68 MiB; copying it costs more than searching it)."""
+def _span(image: ElfImage, name: str):
+    """(haystack, start, end) of the named section, searched in place in the file's mapping
+    (libtorch_cuda.so's .strtab is 68 MiB; copying it costs more than searching it); empty
+    when absent or beyond the scan limit."""
     section = image.section_by_name(name)
     if section is None or section.size == 0 or section.size > _SCAN_LIMIT:
-        return b""
+        return b"", 0, 0
     if section.offset + section.size > image.file_size:
         raise ValueError(f"section {name} runs past the end of the file")
-    try:
-        with open(image.path, "rb") as fh:
-            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        return image.section_bytes(section)
-    return memoryview(mapped)[section.offset:section.offset + section.size]
+    return image.section_span(section)
+
+
+def _section(image: ElfImage, name: str):
+    """The section's bytes, as a zero-copy view of the file's read-only mapping where it has one."""
+    haystack, start, end = _span(image, name)
+    if start == 0 and end == len(haystack):
+        return haystack
+    return memoryview(haystack)[start:end]
 
 
 def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
@@ -224,6 +246,7 @@ def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
     registries = _imported_registries(imports)
     if not apis and not registries:
         return NONE
+    strtab_span = _span(image, ".strtab")
     strtab = _section(image, ".strtab")
     named = [r for r in _strings_named(strtab) if r.api in apis] if apis else []
     registrations: list[Registration] = list(dict.fromkeys(named))
@@ -244,7 +267,7 @@ def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
         # Only registries this binary keeps a Registerer for: calling an accessor to look
         # something up is not registering into it.
         # Stripped of .strtab, the binary cannot show which: claim nothing.
-        kept = _kept_registerers(strtab, registries) if strtab else set()
+        kept = _kept_registerers(strtab_span, registries) if strtab else set()
         registries = tuple(r for r in registries if r.rpartition("::")[2] in kept)
     return OpLibraryFacts(tuple(sorted(registrations, key=lambda r: (r.namespace or "", r.kind, r.dispatch_key or ""))),
                           registries)
