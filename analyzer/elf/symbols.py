@@ -289,9 +289,12 @@ class Symbols:
 
     def _symtab_strings_hold(self, prefix: str) -> bool:
         section = next((s for s in self._image.sections if s.type == SHT_SYMTAB), None)
-        if section is None or section.size == 0 or not (0 < section.link < len(self._image.sections)):
-            return True   # read_symbol_table decides (empty table, or the error it raises)
-        return prefix.encode("ascii") in self._image.section_bytes(self._image.sections[section.link])
+        image = self._image
+        if (section is None or section.size == 0 or not (0 < section.link < len(image.sections))
+                or section.offset + section.size > image.file_size
+                or any(s.type == SHT_SYMTAB_SHNDX for s in image.sections)):
+            return True   # read_symbol_table decides: an empty table, or the error reading it raises
+        return prefix.encode("ascii") in image.section_bytes(image.sections[section.link])
 
     def symtab_name_at(self, address: int) -> str | None:
         """A defined symbol (either table) whose range covers address."""
