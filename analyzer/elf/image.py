@@ -73,15 +73,29 @@ class ElfImage:
     def __init__(self, path: Path, stream: BinaryIO):
         self.path = Path(path)
         self._stream = stream
-        self._elf = ELFFile(stream)
-        header = self._elf.header
-        self.elfclass: int = self._elf.elfclass
-        self.little_endian: bool = self._elf.little_endian
-        self.machine: int = _machine_number(header["e_machine"])
-        self.elf_type: str = header["e_type"]
+        stream.seek(0)
+        head = stream.read(64)
+        layout = _Layout.of(head)
+        if layout is None:
+            # Not plainly an ELF header: pyelftools decides, and raises what it raises.
+            elf = self._elf
+            self.elfclass: int = elf.elfclass
+            self.little_endian: bool = elf.little_endian
+            self.machine: int = _machine_number(elf.header["e_machine"])
+            self.elf_type: str | int = elf.header["e_type"]
+        else:
+            self.elfclass, self.little_endian = layout.elfclass, layout.little_endian
+            self.machine = layout.machine
+            self.elf_type = layout.e_type
+        self._layout = layout
         self.endian = "<" if self.little_endian else ">"
         self.pointer_size = 8 if self.elfclass == 64 else 4
         self._ptr = struct.Struct(self.endian + ("Q" if self.elfclass == 64 else "I"))
+
+    @cached_property
+    def _elf(self) -> ELFFile:
+        """pyelftools' view of the file, built only where the struct reader hands over to it."""
+        return ELFFile(self._stream)
 
     @classmethod
     def open(cls, path: Path) -> "ElfImage":
@@ -117,8 +131,13 @@ class ElfImage:
     # ------------------------------------------------------------------ sections
     @cached_property
     def sections(self) -> list[Section]:
+        fast = self._layout.sections(self) if self._layout is not None else None
+        return fast if fast is not None else self._sections_pyelftools()
+
+    def _sections_pyelftools(self) -> list[Section]:
         # Headers and names only: iter_sections() would also build every section object, and
         # pyelftools parses a whole GNU hash table on construction (0.5 s over torch's libraries).
+        self._layout = None   # segments and .dynamic follow the same reader
         out = []
         elf = self._elf
         for index in range(elf.num_sections()):
@@ -179,12 +198,16 @@ class ElfImage:
     @cached_property
     def segments(self) -> list[tuple[int, int, int, int, int, int]]:
         """(type, offset, vaddr, filesz, memsz, flags) per program header."""
-        count = self._elf.num_segments()
-        entsize, table = self._elf.header["e_phentsize"], self._elf.header["e_phoff"]
+        layout = self._layout
+        count = layout.e_phnum if layout is not None and layout.e_phnum < 0xFFFF else self._elf.num_segments()
+        entsize, table = (layout.e_phentsize, layout.e_phoff) if layout is not None else (
+            self._elf.header["e_phentsize"], self._elf.header["e_phoff"])
         # pyelftools accepts e_phentsize 0 and then parses the same entry e_phnum (up to 65535) times.
         if count and (entsize < (56 if self.elfclass == 64 else 32) or table + count * entsize > self.file_size):
             raise ValueError(f"program header table ({count} entries of {entsize} bytes at {table}) "
                              "does not fit in the file")
+        if layout is not None and layout.e_phnum < 0xFFFF:
+            return layout.segments(self, count)
         out = []
         # Headers only: iter_segments() builds a DynamicSegment, which builds every section object.
         for index in range(count):
@@ -231,6 +254,10 @@ class ElfImage:
         if not (0 < link < len(self.sections)) or self.sections[link].type != SHT_STRTAB:
             # pyelftools only asserts this, so a forged sh_link would surface as a bare AssertionError.
             raise ValueError(f".dynamic links to section {link}, which is not a string table")
+        if self._layout is not None:
+            fast = self._layout.dynamic(self, self.sections[index], self.sections[link])
+            if fast is not None:
+                return fast
         out: list[tuple[int, int | str]] = []
         for tag in self._elf.get_section(index).iter_tags():
             number = _dynamic_tag_number(tag.entry["d_tag"])
@@ -242,6 +269,24 @@ class ElfImage:
             else:
                 out.append((number, tag.entry["d_val"]))
         return out
+
+    def cstring(self, offset: int) -> str:
+        """The NUL-terminated string at a file offset, as pyelftools' StringTableSection.get_string
+        reads it: up to the first NUL anywhere after it in the file, '' when none follows,
+        UTF-8 with replacement."""
+        mapped = self.mapping
+        if mapped is not None:
+            if offset >= len(mapped):
+                # pyelftools seeks there first: an offset no file can have fails the same way
+                self._stream.seek(offset)
+                return ""
+            end = mapped.find(b"\0", offset)
+            raw = mapped[offset:end] if end >= 0 else b""
+        else:
+            from elftools.common.utils import parse_cstring_from_stream
+
+            raw = parse_cstring_from_stream(self._stream, offset) or b""
+        return raw.decode("utf-8", errors="replace") if raw else ""
 
     def dynamic_values(self, tag: int) -> list:
         return [value for number, value in self.dynamic if number == tag]
@@ -305,6 +350,224 @@ class ElfImage:
             return ("address", reloc.addend)
         value = self.read_ptr_raw(vaddr)
         return None if value is None else ("address", value)
+
+
+# ---------------------------------------------------------------------------- the struct reader
+SHF_COMPRESSED = 0x800
+SHN_XINDEX_HEADER = 0xFFFF
+
+# pyelftools' _make_section builds these section kinds with checks of their own; the struct
+# reader proves each check passes (or hands the whole file to pyelftools), so a file is
+# refused, or read, exactly as before.
+_SYMBOL_TABLES = ("SHT_SYMTAB", "SHT_DYNSYM", "SHT_SUNW_LDYNSYM")
+_HANDED_OVER = ("SHT_SUNW_syminfo", "SHT_ARM_ATTRIBUTES", "SHT_RISCV_ATTRIBUTES")
+
+
+class _Layout:
+    """ELF header, section headers, program headers and .dynamic read with `struct`, for files
+    whose header is plainly valid; every decision pyelftools would make (which names its
+    enums give, which section objects it would refuse to build) is made the same way here, with
+    its own enum tables, and anything this reader does not prove goes back to pyelftools.
+    Building pyelftools' construct structs on every open and parsing each header through them
+    was a quarter of the torch scan (tests/elf/test_struct_reader.py holds both to the same
+    answers on real and damaged files)."""
+
+    __slots__ = ("elfclass", "little_endian", "machine", "e_type", "e_phoff", "e_shoff", "e_phentsize",
+                 "e_phnum", "e_shentsize", "e_shnum", "e_shstrndx", "tables")
+
+    @classmethod
+    def of(cls, head: bytes) -> "_Layout | None":
+        # pyelftools opens exactly the files with the magic, EI_CLASS and EI_DATA 1 or 2 and a
+        # whole header (every other header field decodes, unknown values pass as numbers).
+        if len(head) < 6 or head[:4] != ELF_MAGIC or head[4] not in (1, 2) or head[5] not in (1, 2):
+            return None
+        elfclass, little = (32 if head[4] == 1 else 64), head[5] == 1
+        endian = "<" if little else ">"
+        if elfclass == 64:
+            if len(head) < 64:
+                return None
+            fields = struct.unpack_from(endian + "HHIQQQIHHHHHH", head, 16)
+        else:
+            if len(head) < 52:
+                return None
+            fields = struct.unpack_from(endian + "HHIIIIIHHHHHH", head, 16)
+        e_type, e_machine, _version, _entry, phoff, shoff, _flags, _ehsize, phentsize, phnum, shentsize, shnum, \
+            shstrndx = fields
+        layout = cls()
+        layout.elfclass, layout.little_endian, layout.machine = elfclass, little, e_machine
+        layout.e_phoff, layout.e_shoff, layout.e_phentsize, layout.e_phnum = phoff, shoff, phentsize, phnum
+        layout.e_shentsize, layout.e_shnum, layout.e_shstrndx = shentsize, shnum, shstrndx
+        layout.tables = _tables(head[:64] if elfclass == 64 else head[:52], little, elfclass, e_type, e_machine, head[7])
+        layout.e_type = layout.tables.e_type
+        return layout
+
+    # -------------------------------------------------------------- sections
+    def sections(self, image: "ElfImage") -> list[Section] | None:
+        if self.e_shoff == 0:
+            return []
+        t = self.tables
+        count, entsize = self.e_shnum, self.e_shentsize
+        if (count == 0 or entsize < t.shdr_size or self.e_shoff + count * entsize > image.file_size
+                or self.e_shstrndx == SHN_XINDEX_HEADER or self.e_shstrndx >= count):
+            return None
+        image._stream.seek(self.e_shoff)
+        table = image._stream.read(count * entsize)
+        if len(table) != count * entsize:
+            return None
+        shdr = struct.Struct(("<" if self.little_endian else ">") + ("IIQQQQIIQQ" if self.elfclass == 64 else "IIIIIIIIII"))
+        headers = [shdr.unpack_from(table, i * entsize) for i in range(count)]
+        # (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_addralign, sh_entsize)
+        kinds = [t.sh_type.get(h[1]) for h in headers]
+        if any(h[2] & SHF_COMPRESSED for h in headers):
+            return None   # pyelftools parses a compression header for these
+        strtab_at = headers[self.e_shstrndx][4]
+        names = [image.cstring(strtab_at + h[0]) for h in headers]
+
+        def strtab(k: int) -> bool:
+            return 0 <= k < count and kinds[k] == "SHT_STRTAB"
+
+        def symbols(k: int, kinds_allowed=_SYMBOL_TABLES) -> bool:
+            if not (0 <= k < count and kinds[k] in kinds_allowed):
+                return False
+            _n, _t, _f, _a, _o, size, link, _i, _al, ent = headers[k]
+            return strtab(link) and ent > 0 and size % ent == 0
+
+        for index, (header, kind) in enumerate(zip(headers, kinds)):
+            _n, _t, _f, _a, offset, size, link, _i, _al, ent = header
+            if kind in _SYMBOL_TABLES:
+                ok = symbols(index)
+            elif kind in ("SHT_GNU_verneed", "SHT_GNU_verdef"):
+                ok = strtab(link)
+            elif kind == "SHT_GNU_versym":
+                ok = symbols(link, ("SHT_SYMTAB", "SHT_DYNSYM"))
+            elif kind in ("SHT_REL", "SHT_RELA"):
+                ok = ent == (t.rel_size if kind == "SHT_REL" else t.rela_size)
+            elif kind == "SHT_RELR":
+                ok = ent == t.relr_size
+            elif kind == "SHT_DYNAMIC":
+                ok = 0 <= link < count and kinds[link] in ("SHT_STRTAB", "SHT_NOBITS", "SHT_NULL")
+            elif kind == "SHT_HASH":
+                ok = symbols(link, ("SHT_SYMTAB", "SHT_DYNSYM")) and self._hash_fits(image, offset, size)
+            elif kind in _HANDED_OVER or (kind == "SHT_PROGBITS" and names[index] == ".stab"):
+                ok = False
+            else:
+                ok = True
+            if not ok:
+                return None
+        base = t.sh_type_base
+        return [Section(name, h[1] if kind is None else base.get(kind, -1), h[3], h[4], h[5], h[2], h[6], h[9])
+                for name, h, kind in zip(names, headers, kinds)]
+
+    def _hash_fits(self, image: "ElfImage", offset: int, size: int) -> bool:
+        """pyelftools parses a whole SysV hash table (both arrays) when it builds the section."""
+        if size == 0:
+            return True
+        if offset + 8 > image.file_size:
+            return False
+        image._stream.seek(offset)
+        nbuckets, nchains = struct.unpack(("<" if self.little_endian else ">") + "II", image._stream.read(8))
+        return offset + 8 + 4 * (nbuckets + nchains) <= image.file_size
+
+    # -------------------------------------------------------------- segments
+    def segments(self, image: "ElfImage", count: int) -> list[tuple[int, int, int, int, int, int]]:
+        """The program headers; the caller has checked that the table fits in the file."""
+        if not count:
+            return []
+        image._stream.seek(self.e_phoff)
+        table = image._stream.read(count * self.e_phentsize)
+        endian = "<" if self.little_endian else ">"
+        names = self.tables.p_type
+        out = []
+        if self.elfclass == 64:
+            phdr = struct.Struct(endian + "IIQQQQQQ")
+            for index in range(count):
+                ptype, flags, offset, vaddr, _paddr, filesz, memsz, _align = phdr.unpack_from(table, index * self.e_phentsize)
+                out.append((_segment_type(ptype, names), offset, vaddr, filesz, memsz, flags))
+        else:
+            phdr = struct.Struct(endian + "IIIIIIII")
+            for index in range(count):
+                ptype, offset, vaddr, _paddr, filesz, memsz, flags, _align = phdr.unpack_from(table, index * self.e_phentsize)
+                out.append((_segment_type(ptype, names), offset, vaddr, filesz, memsz, flags))
+        return out
+
+    # -------------------------------------------------------------- .dynamic
+    def dynamic(self, image: "ElfImage", section: Section, strings: Section) -> list[tuple[int, int | str]] | None:
+        """Tags from the section's offset to DT_NULL, read as DynamicSection.iter_tags reads
+        them (past sh_size if need be); None (pyelftools decides) if the file ends first."""
+        t = self.tables
+        size = t.dyn_size
+        entry = struct.Struct(("<" if self.little_endian else ">") + ("qQ" if self.elfclass == 64 else "iI"))
+        out: list[tuple[int, int | str]] = []
+        at, end = section.offset, image.file_size
+        chunk, chunk_at = b"", at
+        common = t.d_tag_common
+        while True:
+            if at + size > end:
+                return None
+            if at + size > chunk_at + len(chunk):
+                image._stream.seek(at)
+                chunk, chunk_at = image._stream.read(max(size, 64 * size)), at
+            tag, value = entry.unpack_from(chunk, at - chunk_at)
+            name = t.d_tag.get(tag)
+            number = tag if name is None else common.get(name, -1)
+            if number in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH):
+                out.append((number, image.cstring(strings.offset + value)))
+            elif number == 0:
+                return out
+            else:
+                out.append((number, value))
+            at += size
+
+
+def _segment_type(ptype: int, names: dict) -> int:
+    name = names.get(ptype)
+    return ptype if name is None else {"PT_LOAD": PT_LOAD, "PT_TLS": PT_TLS}.get(name, -1)
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """What pyelftools' ELFStructs decide for one kind of file: enum decodings and entry sizes."""
+
+    e_type: str | int
+    sh_type: dict
+    sh_type_base: dict
+    p_type: dict
+    d_tag: dict
+    d_tag_common: dict
+    shdr_size: int
+    rel_size: int
+    rela_size: int
+    relr_size: int
+    dyn_size: int
+
+
+_TABLES: dict[tuple, _Tables] = {}
+
+
+def _tables(head: bytes, little: bool, elfclass: int, e_type: int, e_machine: int, osabi: int) -> _Tables:
+    """Taken from the structs pyelftools would build for this header, once per kind of file."""
+    key = (little, elfclass, e_type, e_machine, osabi)
+    found = _TABLES.get(key)
+    if found is None:
+        from elftools.elf.enums import ENUM_D_TAG_COMMON, ENUM_SH_TYPE_BASE
+        from elftools.elf.structs import ELFStructs
+
+        structs = ELFStructs(little_endian=little, elfclass=elfclass)
+        structs.create_basic_structs()
+        header = structs.Elf_Ehdr.parse(head)
+        structs.create_advanced_structs(header["e_type"], header["e_machine"], header["e_ident"]["EI_OSABI"])
+
+        def decoding(struct_, field_name: str) -> dict:
+            return dict(next(c for c in struct_.subcons if c.name == field_name).decoding)
+
+        found = _TABLES[key] = _Tables(
+            e_type=header["e_type"], sh_type=decoding(structs.Elf_Shdr, "sh_type"),
+            sh_type_base=dict(ENUM_SH_TYPE_BASE), p_type=decoding(structs.Elf_Phdr, "p_type"),
+            d_tag=decoding(structs.Elf_Dyn, "d_tag"), d_tag_common=dict(ENUM_D_TAG_COMMON),
+            shdr_size=structs.Elf_Shdr.sizeof(), rel_size=structs.Elf_Rel.sizeof(),
+            rela_size=structs.Elf_Rela.sizeof(), relr_size=structs.Elf_Relr.sizeof(),
+            dyn_size=structs.Elf_Dyn.sizeof())
+    return found
 
 
 def _machine_number(value) -> int:
