@@ -31,9 +31,9 @@ ImportModule = tuple[str, bool]   # (dotted module name, is_package) the file is
 
 def fingerprint(rules, *, fast: bool) -> str:
     """Changes with the version, the enabled rules and any analysis source file (size, mtime)."""
-    from interpkit.analyzer.source import imports, names, walk
+    from interpkit.analyzer.source import ast_pass, exact_names, imports, names, walk
 
-    files = [Path(m.__file__) for m in (walk, names, imports)] + [Path(__file__)]
+    files = [Path(m.__file__) for m in (walk, names, imports, ast_pass, exact_names)] + [Path(__file__)]
     files += [Path(__import__(r.visitor.__module__, fromlist=["_"]).__file__) for r in rules]
     return code_fingerprint(files, f"fast={fast}", ",".join(r.code for r in rules))
 

@@ -230,6 +230,8 @@ class LoadedSourceRule:
     name_prefixes: tuple[str, ...] = ()
     # The module's could_report(ast tree, text, NameTable) -> bool: False promises no finding.
     could_report: Callable | None = None
+    # The module's AST_VISITOR (ast_pass.AstRule): the same findings from CPython's ast.
+    ast_visitor: type | None = None
 
 
 def source_rules(config: Config | None = None) -> list[LoadedSourceRule]:
@@ -243,7 +245,8 @@ def source_rules(config: Config | None = None) -> list[LoadedSourceRule]:
         loaded.append(LoadedSourceRule(registered.rule.code, module.VISITOR, re.compile(module.TRIGGER, re.MULTILINE),
                                        frozenset(names) if names is not None else None,
                                        tuple(getattr(module, "NAME_PREFIXES", ())),
-                                       getattr(module, "could_report", None)))
+                                       getattr(module, "could_report", None),
+                                       getattr(module, "AST_VISITOR", None)))
     return loaded
 
 
@@ -324,6 +327,14 @@ def analyze_text(path: Path, text: str, config: Config, *, rules: list[LoadedSou
         table = NameTable.from_tree(tree, set(_WORD_RE.findall(text)))
         wanted = [r for r in wanted if (r.names is None or table.mentions(r.names, r.name_prefixes))
                   and (r.could_report is None or r.could_report(tree, text, table))]
+    if wanted and fast and all(r.ast_visitor is not None for r in wanted):
+        findings = _ast_findings(path, tree, text, table, [r.ast_visitor for r in wanted])
+        if findings is not None:
+            lines = text.splitlines()
+            result.findings = sorted((f for f in findings if not is_suppressed(f, lines)),
+                                     key=lambda f: (f.line or 0, f.column or 0, f.code))
+            result.compute_verdicts()
+            return outcome
     del tree
     if wanted:
         outcome.used_libcst = True
@@ -350,6 +361,18 @@ def analyze_text(path: Path, text: str, config: Config, *, rules: list[LoadedSou
         result.findings = sorted(findings, key=lambda f: (f.line or 0, f.column or 0, f.code))
     result.compute_verdicts()
     return outcome
+
+
+def _ast_findings(path: Path, tree: ast.Module, text: str, table: NameTable, visitors: list) -> list[Finding] | None:
+    """The rules' ast visitors over the parsed file (ast_pass), or None where only LibCST can
+    tell (a name only scope analysis resolves, nesting too deep for the walk)."""
+    from interpkit.analyzer.source.ast_pass import Undecidable, run_ast_rules
+
+    aliases = frozenset(alias for statement in _IMPORT_RE.findall(text) for alias in _ALIAS_RE.findall(statement))
+    try:
+        return run_ast_rules(path, tree, text, table, aliases, visitors)
+    except (Undecidable, RecursionError):
+        return None
 
 
 def _imports_without_type_comments(path: Path, text: str, import_module: tuple[str, bool]) -> list:

@@ -69,14 +69,18 @@ def test_tricky_spellings_same_findings(text):
     assert fast == full
 
 
-def test_every_invalid_sample_still_reaches_libcst():
-    """The names filter never drops a file the rule reports on (each INVALID sample reports)."""
+def test_every_invalid_sample_still_reports_on_the_fast_path():
+    """Neither the names filter nor the ast pass drops a finding: each INVALID sample without an
+    ignore comment reports on its `# bad` line, through the ast visitors alone (no LibCST)."""
+    from interpkit.analyzer.source.walk import marked_lines
+
     for registered in rules_for("source"):
         rule = next(r for r in RULES if r.code == registered.rule.code)
         for sample in registered.module.INVALID:
             outcome = analyze_text(Path("s.py"), sample, Config(), rules=[rule], fast=True)
             if "interpkit: ignore" not in sample:
-                assert outcome.used_libcst, (registered.rule.code, sample)
+                assert [f.line for f in outcome.result.findings] == marked_lines(sample), (registered.rule.code, sample)
+                assert not outcome.used_libcst, (registered.rule.code, sample)
 
 
 def test_name_table_candidates_cover_aliases_and_locals():

@@ -29,12 +29,14 @@ Or `intern`/`extern` the candidate modules explicitly in the packaging plan.
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, call_argument, is_literal_string, run_rule
 
 RULE = Rule(
@@ -66,6 +68,22 @@ class DynamicImport(SourceRule):
 
 
 VISITOR = DynamicImport
+
+
+class DynamicImportAst(ast_pass.AstRule):
+    """DynamicImport on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def visit_Call(self, node) -> None:
+        name = self.matched_name(node.func, IMPORTERS)
+        if name is None:
+            return
+        target = ast_pass.call_argument(node, 0, "name")
+        if target is not None and not ast_pass.is_literal_string(self.facts, target):
+            self.report(node, f"`{name.removeprefix('builtins.')}` imports a computed name the packager cannot see", data={"call": name})
+
+
+AST_VISITOR = DynamicImportAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = IMPORTERS
 

@@ -36,6 +36,7 @@ Or pass the data in at construction time.
 """
 from __future__ import annotations
 
+import ast
 import posixpath
 from pathlib import Path
 
@@ -43,6 +44,7 @@ import libcst as cst
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import FileContext, SourceRule, run_rule, terminal_name
 
 RULE = Rule(
@@ -128,6 +130,66 @@ def _mentions_file(node: cst.CSTNode) -> bool:
 
 
 VISITOR = FileRelativeResource
+
+
+def _is_main_guard_ast(facts, node) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+            and isinstance(test.comparators[0], ast.Constant) and isinstance(test.comparators[0].value, (str, bytes))
+            and ast_pass.one_string_token(facts, test.comparators[0]))
+
+
+def _mentions_file_ast(node) -> bool:
+    """_mentions_file: LibCST's Name nodes also stand for attribute, keyword and parameter names."""
+    for sub in ast.walk(node):
+        if ((isinstance(sub, ast.Name) and sub.id == "__file__") or (isinstance(sub, ast.Attribute) and sub.attr == "__file__")
+                or (isinstance(sub, ast.keyword) and sub.arg == "__file__") or (isinstance(sub, ast.arg) and sub.arg == "__file__")):
+            return True
+    return False
+
+
+class FileRelativeResourceAst(ast_pass.AstRule):
+    """FileRelativeResource on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def __init__(self, facts, walk) -> None:
+        super().__init__(facts, walk)
+        self.reported_depth = 0
+        self.main_guards: list[bool] = []
+        self.main_guard_depth = 0
+
+    def visit_If(self, node) -> None:
+        guard = _is_main_guard_ast(self.facts, node)
+        self.main_guards.append(guard)
+        self.main_guard_depth += guard
+
+    def leave_If(self, node) -> None:
+        self.main_guard_depth -= self.main_guards.pop()
+
+    def _is_path_call(self, node) -> str | None:
+        terminal = ast_pass.terminal_name(node.func)
+        if terminal is None or (terminal not in PATH_TERMINALS and terminal not in self.facts.aliases):
+            return None
+        found = self.matching_names(node.func, PATH_CALLS, NAME_PREFIXES)
+        return found[0] if found else None
+
+    def visit_Call(self, node) -> None:
+        if self.reported_depth or self.main_guard_depth:
+            if self.reported_depth:
+                self.reported_depth += 1
+            return
+        name = self._is_path_call(node)
+        if name and _mentions_file_ast(node):
+            self.report(node, f"`{name.removeprefix('builtins.')}` builds a path from `__file__`, which does not exist inside a torch.package archive", data={"call": name})
+            self.reported_depth = 1
+
+    def leave_Call(self, node) -> None:
+        if self.reported_depth:
+            self.reported_depth -= 1
+
+
+AST_VISITOR = FileRelativeResourceAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = PATH_CALLS
 NAME_PREFIXES = ("os.path.",)

@@ -31,12 +31,14 @@ record versions at packaging time instead of looking them up at run time.
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
@@ -74,6 +76,19 @@ class PackageResourceApi(SourceRule):
 
 
 VISITOR = PackageResourceApi
+
+
+class PackageResourceApiAst(ast_pass.AstRule):
+    """PackageResourceApi on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def visit_Call(self, node) -> None:
+        name = self.matched_name(node.func, LOOKUPS)
+        if name:
+            self.report(node, f"`{name}` cannot find data or metadata for a module loaded from a torch.package archive", data={"call": name})
+
+
+AST_VISITOR = PackageResourceApiAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = LOOKUPS
 

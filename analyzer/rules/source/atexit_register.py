@@ -25,12 +25,14 @@ manager around the work.
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
@@ -62,6 +64,27 @@ class AtexitRegister(SourceRule):
 
 
 VISITOR = AtexitRegister
+
+
+class AtexitRegisterAst(ast_pass.AstRule):
+    """AtexitRegister on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def visit_Call(self, node) -> None:
+        if self.matched_name(node.func, REGISTER):
+            self.report(node, "`atexit.register` callback runs at interpreter finalization, not process exit")
+
+    def visit_FunctionDef(self, node) -> None:
+        for decorator in node.decorator_list:
+            if not isinstance(decorator, ast.Call) and self.matched_name(decorator, REGISTER):
+                self.report(ast_pass.decorator_position(self.facts, decorator),
+                            "`@atexit.register` callback runs at interpreter finalization, not process exit")
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_ClassDef = visit_FunctionDef
+
+
+AST_VISITOR = AtexitRegisterAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = REGISTER
 

@@ -34,12 +34,14 @@ at import time are not followed.
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import FileContext, SourceRule, call_argument, run_rule
 
 RULE = Rule(
@@ -103,6 +105,50 @@ class ImportTimeThread(SourceRule):
 
 
 VISITOR = ImportTimeThread
+
+
+class ImportTimeThreadAst(ast_pass.AstRule):
+    """ImportTimeThread on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def __init__(self, facts, walk) -> None:
+        super().__init__(facts, walk)
+        self.thread_names: dict[str, bool] = {}
+
+    def _thread_call(self, node) -> bool | None:
+        if isinstance(node, ast.Call) and self.matched_name(node.func, THREAD_TYPES):
+            daemon = ast_pass.call_argument(node, 99, "daemon")
+            return isinstance(daemon, ast.Constant) and daemon.value is True   # LibCST: the Name `True`
+        return None
+
+    def visit_Assign(self, node) -> None:
+        daemon = self._thread_call(node.value)
+        if daemon is None or not self.runs_at_import(node):
+            return
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                self.thread_names[target.id] = daemon
+
+    def visit_Call(self, node) -> None:
+        if not self.runs_at_import(node):
+            return
+        if self.matched_name(node.func, RAW_STARTS):
+            self.report(node, "`_thread.start_new_thread` at import starts a thread in every importing interpreter")
+            return
+        func = node.func
+        if not (isinstance(func, ast.Attribute) and func.attr == "start"):
+            return
+        daemon = self._thread_call(func.value)
+        if daemon is None and isinstance(func.value, ast.Name):
+            daemon = self.thread_names.get(func.value.id)
+        if daemon is None:
+            return
+        kind = "daemon thread" if daemon else "thread"
+        self.report(node, f"a {kind} is started at import time, once per importing interpreter",
+                    verdicts=DAEMON_REFUSED if daemon else None)
+
+
+AST_VISITOR = ImportTimeThreadAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = THREAD_TYPES | RAW_STARTS
 

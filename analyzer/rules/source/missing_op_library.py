@@ -36,6 +36,7 @@ from pathlib import Path
 import libcst as cst
 
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, run_rule
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 
@@ -88,6 +89,27 @@ def _column(code: str, line: int) -> int:
 
 
 VISITOR = MissingOpLibrary
+
+
+class MissingOpLibraryAst(ast_pass.AstRule):
+    """MissingOpLibrary on the tree the scan already parsed (the LibCST visitor parses the code again)."""
+    RULE = RULE
+
+    def visit_Module(self, node) -> None:
+        from interpkit.analyzer.source.op_loads import loads_in_source
+
+        try:
+            loads = loads_in_source(self.path, node)
+        except (RecursionError, MemoryError):
+            return
+        for load in loads:
+            if load.path is not None and not load.exists:
+                text = self.facts.lines[load.line - 1] if 0 < load.line <= len(self.facts.lines) else ""
+                self.findings.append(RULE.finding(self.path, message_for(load), line=load.line,
+                                                  column=len(text) - len(text.lstrip()) + 1, data=data_for(load)))
+
+
+AST_VISITOR = MissingOpLibraryAst
 
 VALID = [
     "import torch\ntorch.ops.load_library(some_path())\n",

@@ -45,6 +45,7 @@ from libcst.metadata import GlobalScope
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import FileContext, SourceRule, run_rule
 
 RULE = Rule(
@@ -137,6 +138,141 @@ class ModuleLevelRegistry(SourceRule):
 
 
 VISITOR = ModuleLevelRegistry
+
+
+class ModuleLevelRegistryAst(ast_pass.AstRule):
+    """ModuleLevelRegistry on CPython's ast (the scan's fast path; same findings). The LibCST
+    visitor asks ScopeProvider whether a name written in a function resolves to the module's
+    binding: here, whether the innermost scope or an enclosing function binds it too (scopes
+    where a `global`, `nonlocal` or `:=` rebinds it are left to LibCST: Undecidable)."""
+    RULE = RULE
+
+    def __init__(self, facts, walk) -> None:
+        super().__init__(facts, walk)
+        self.containers: dict[str, ast.AST] = {}
+        self.class_depth = 0
+        self.mutations: list[tuple[str, tuple[int, ...], int | None]] = []   # (name, functions, innermost scope)
+        self.bound_in: dict[str, set[int | None]] = {}                     # name -> scopes binding it
+        self.redirected: set[str] = set()                                  # nonlocal / walrus names
+        self.declared_global: dict[str, set[int | None]] = {}              # name -> scopes saying `global name`
+
+    def _bind_name(self, scope: int | None, *names: str) -> None:
+        for name in names:
+            self.bound_in.setdefault(name, set()).add(scope)
+
+    def _here(self, node) -> int | None:
+        return self._walk.where(node).own_scope
+
+    def visit_ClassDef(self, node) -> None:
+        self._bind_name(self._here(node), node.name)
+        self.class_depth += 1
+
+    def leave_ClassDef(self, node) -> None:
+        self.class_depth -= 1
+
+    def visit_FunctionDef(self, node) -> None:
+        self._bind_name(self._here(node), node.name)
+        self._bind_name(id(node), *(a.arg for a in ast_pass.all_arguments(node.args)))
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node) -> None:
+        self._bind_name(id(node), *(a.arg for a in ast_pass.all_arguments(node.args)))
+
+    def visit_Name(self, node) -> None:
+        if not isinstance(node.ctx, ast.Load):
+            self._bind_name(self._here(node), node.id)
+
+    def visit_NamedExpr(self, node) -> None:
+        self.redirected.add(node.target.id)
+
+    def visit_ExceptHandler(self, node) -> None:
+        if node.name:
+            self._bind_name(self._here(node), node.name)
+
+    def visit_Global(self, node) -> None:
+        # LibCST records the function's bindings of these names in the module's scope
+        for name in node.names:
+            self.declared_global.setdefault(name, set()).add(self._here(node))
+
+    def visit_Nonlocal(self, node) -> None:
+        self.redirected.update(node.names)
+
+    def visit_Import(self, node) -> None:
+        self._bind_name(self._here(node), *((a.asname or a.name).partition(".")[0] for a in node.names))
+
+    visit_ImportFrom = visit_Import
+
+    def visit_MatchAs(self, node) -> None:
+        if node.name:
+            self._bind_name(self._here(node), node.name)
+
+    visit_MatchStar = visit_MatchAs
+
+    def visit_MatchMapping(self, node) -> None:
+        if node.rest:
+            self._bind_name(self._here(node), node.rest)
+
+    def _is_container(self, value) -> bool:
+        if isinstance(value, (ast.Dict, ast.List, ast.Set)):
+            return True
+        return isinstance(value, ast.Call) and self.matched_name(value.func, CONTAINER_CALLS) is not None
+
+    def _bind(self, node, target, value) -> None:
+        if (isinstance(target, ast.Name) and target.id not in NOT_REGISTRIES
+                and self.function_depth == 0 and self.class_depth == 0 and self._is_container(value)):
+            self.containers.setdefault(target.id, node)
+
+    def _mutated(self, name: ast.Name) -> None:
+        where = self._walk.where(name)
+        self.mutations.append((name.id, where.functions, where.own_scope))
+
+    def _note_mutation(self, target) -> None:
+        if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and self.function_depth:
+            self._mutated(target.value)
+
+    def visit_Assign(self, node) -> None:
+        if len(node.targets) == 1:
+            self._bind(node, node.targets[0], node.value)
+        for target in node.targets:
+            self._note_mutation(target)
+
+    def visit_AnnAssign(self, node) -> None:
+        self._bind(node, node.target, node.value)
+
+    def visit_AugAssign(self, node) -> None:
+        self._note_mutation(node.target)
+
+    def visit_Call(self, node) -> None:
+        func = node.func
+        if (isinstance(func, ast.Attribute) and func.attr in MUTATORS and isinstance(func.value, ast.Name)
+                and self.function_depth):
+            self._mutated(func.value)
+
+    def _global_name_in_function(self, name: str, functions: tuple[int, ...], scope: int | None) -> bool:
+        if scope is None:            # the module's own scope is the innermost one
+            return False
+        if name in self.redirected:
+            raise ast_pass.Undecidable(name)
+        declared = self.declared_global.get(name, set())
+        bound = self.bound_in.get(name, set()) - declared
+        for inner in (scope, *reversed(functions)):   # innermost first: the nearest scope that knows the name
+            if inner in declared:
+                return True
+            if inner in bound:
+                return False
+        return True
+
+    def finish(self) -> None:
+        mutated = {name for name, functions, scope in self.mutations
+                   if name in self.containers and self._global_name_in_function(name, functions, scope)}
+        for name, node in self.containers.items():
+            if name in mutated:
+                self.report(node, f"`{name}` is a module-level registry filled from functions; "
+                                  "each interpreter gets its own copy", data={"name": name})
+
+
+AST_VISITOR = ModuleLevelRegistryAst
 
 
 def could_report(tree: ast.Module, text: str, table) -> bool:

@@ -33,12 +33,14 @@ so `Process`/`Pool` are still reported.
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, call_argument, literal_string, run_rule
 
 RULE = Rule(
@@ -86,6 +88,35 @@ class ProcessFork(SourceRule):
 
 
 VISITOR = ProcessFork
+
+
+class ProcessForkAst(ast_pass.AstRule):
+    """ProcessFork on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def visit_Call(self, node) -> None:
+        name = self.matched_name(node.func, FORKS)
+        if name:
+            self.report(node, f"`{name}` forks the whole multi-interpreter process", data={"call": name})
+            return
+        name = self.matched_name(node.func, MP_CONSTRUCTORS)
+        if name:
+            self.report(node, f"`{name}` starts a process with the default start method (fork on Linux)", data={"call": name})
+            return
+        name = self.matched_name(node.func, MP_CHOOSERS)
+        if name:
+            argument = ast_pass.call_argument(node, 0, "method")
+            method = ast_pass.literal_string(self.facts, argument)
+            if (method is None and argument is None and name.endswith("get_context")) or method == "fork":
+                self.report(node, f"`{name}({method!r})` selects the fork start method" if method
+                            else f"`{name}()` returns the default (fork) context on Linux")
+            return
+        name = self.matched_name(node.func, PROCESS_POOL)
+        if name and ast_pass.call_argument(node, 1, "mp_context") is None:
+            self.report(node, f"`{name}` without mp_context forks worker processes on Linux", data={"call": name})
+
+
+AST_VISITOR = ProcessForkAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = FORKS | MP_CONSTRUCTORS | MP_CHOOSERS | PROCESS_POOL
 

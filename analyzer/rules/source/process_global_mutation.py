@@ -44,6 +44,7 @@ import libcst as cst
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
 from interpkit.analyzer.source.names import full_name
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 FAIL, UNKNOWN, OK = Verdict.FAIL, Verdict.UNKNOWN, Verdict.OK
@@ -121,6 +122,48 @@ class ProcessGlobalMutation(SourceRule):
 
 
 VISITOR = ProcessGlobalMutation
+
+
+class ProcessGlobalMutationAst(ast_pass.AstRule):
+    """ProcessGlobalMutation on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def _environ_write(self, node, how: str) -> None:
+        self.report(node, f"{how} `os.environ` changes the C environment shared beyond this interpreter",
+                    verdicts=LIBC_STATE)
+
+    def _check_target(self, target, anchor, how: str) -> None:
+        if isinstance(target, ast.Subscript) and self.matched_name(target.value, ENVIRON):
+            self._environ_write(anchor, how)
+
+    def visit_Assign(self, node) -> None:
+        for target in node.targets:
+            self._check_target(target, node, "assigning to")
+
+    def visit_AugAssign(self, node) -> None:
+        self._check_target(node.target, node, "assigning to")
+
+    def visit_Delete(self, node) -> None:
+        # LibCST has one target, a Tuple for `del a, b` and for `del (a, b)`: its elements are checked
+        targets = node.targets
+        if len(targets) == 1 and isinstance(targets[0], ast.Tuple):
+            targets = targets[0].elts
+        for target in targets:
+            self._check_target(target, node, "deleting from")
+
+    def visit_Call(self, node) -> None:
+        func = node.func
+        if (isinstance(func, ast.Attribute) and func.attr in ENVIRON_WRITERS
+                and self.matched_name(func.value, ENVIRON, top=False)):
+            self._environ_write(node, f"`{func.attr}` on")
+            return
+        name = self.matched_name(func, CALLS)
+        if name:
+            what, severity, verdicts = CALLS[name]
+            self.report(node, f"`{name}` changes {what}", severity=severity, verdicts=verdicts, data={"call": name})
+
+
+AST_VISITOR = ProcessGlobalMutationAst
 
 
 def could_report(tree: ast.Module, text: str, table) -> bool:

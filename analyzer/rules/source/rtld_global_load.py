@@ -33,12 +33,14 @@ A mode computed in another function (`mode=flags()`) is not followed.
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Fixable, Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, call_argument, run_rule
 
 RULE = Rule(
@@ -97,6 +99,31 @@ def _integers(expr: cst.CSTNode):
 
 
 VISITOR = RtldGlobalLoad
+
+
+class RtldGlobalLoadAst(ast_pass.AstRule):
+    """RtldGlobalLoad on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def _has_rtld_global(self, expr) -> bool:
+        if expr is None:
+            return False
+        if self.mentions(expr, RTLD_GLOBAL_NAMES):
+            return True
+        # LibCST's Integer nodes: int literals as written (True/False are names there)
+        return any(isinstance(sub, ast.Constant) and type(sub.value) is int and sub.value & RTLD_GLOBAL_VALUE
+                   for sub in ast.walk(expr))
+
+    def visit_Call(self, node) -> None:
+        loader = self.matched_name(node.func, LOADERS)
+        if loader and self._has_rtld_global(ast_pass.call_argument(node, 1, "mode")):
+            self.report(node, f"`{loader}` loads a library with RTLD_GLOBAL (crashes inside a dlmopen namespace)", data={"call": loader})
+            return
+        if self.matched_name(node.func, {"sys.setdlopenflags"}) and self._has_rtld_global(ast_pass.call_argument(node, 0, "flags")):
+            self.report(node, "`sys.setdlopenflags` adds RTLD_GLOBAL to every later extension import")
+
+
+AST_VISITOR = RtldGlobalLoadAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = LOADERS | {"sys.setdlopenflags"}
 

@@ -35,12 +35,14 @@ Package the operators as an extension module that the serving process imports on
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
@@ -84,6 +86,35 @@ class RuntimeOpLibraryLoad(SourceRule):
 
 
 VISITOR = RuntimeOpLibraryLoad
+
+
+class RuntimeOpLibraryLoadAst(ast_pass.AstRule):
+    """RuntimeOpLibraryLoad on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def visit_Call(self, node) -> None:
+        name = self.matched_name(node.func, LOADS)
+        if name:
+            self.report(node, f"`{name}` registers operators in libtorch's process-wide registry", data={"call": name})
+            return
+        name = self.matched_name(node.func, REGISTRATIONS)
+        if name:
+            self.report(node, f"`{name}` registers a Python kernel in libtorch's process-wide dispatcher", data={"call": name})
+
+    def visit_FunctionDef(self, node) -> None:
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Call):   # a decorator call is reported by visit_Call
+                continue
+            name = self.matched_name(decorator, REGISTRATIONS)
+            if name:
+                self.report(ast_pass.decorator_position(self.facts, decorator),
+                            f"`@{name}` registers a Python kernel in libtorch's process-wide dispatcher", data={"call": name})
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_ClassDef = visit_FunctionDef
+
+
+AST_VISITOR = RuntimeOpLibraryLoadAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = LOADS | REGISTRATIONS
 

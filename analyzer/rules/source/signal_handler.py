@@ -28,12 +28,14 @@ Calls guarded by `threading.current_thread() is threading.main_thread()` are sti
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
@@ -63,6 +65,19 @@ class SignalHandler(SourceRule):
 
 
 VISITOR = SignalHandler
+
+
+class SignalHandlerAst(ast_pass.AstRule):
+    """SignalHandler on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def visit_Call(self, node) -> None:
+        name = self.matched_name(node.func, SIGNAL_CALLS)
+        if name:
+            self.report(node, f"`{name}` changes process-wide signal handling (main interpreter's main thread only)", data={"call": name})
+
+
+AST_VISITOR = SignalHandlerAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = SIGNAL_CALLS
 

@@ -31,12 +31,14 @@ command and pass the result in.
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
@@ -70,6 +72,19 @@ class SubprocessSpawn(SourceRule):
 
 
 VISITOR = SubprocessSpawn
+
+
+class SubprocessSpawnAst(ast_pass.AstRule):
+    """SubprocessSpawn on CPython's ast (the scan's fast path; same findings)."""
+    RULE = RULE
+
+    def visit_Call(self, node) -> None:
+        name = self.matched_name(node.func, SPAWNS)
+        if name:
+            self.report(node, f"`{name}` starts a child program (exec is refused in isolated subinterpreters)", data={"call": name})
+
+
+AST_VISITOR = SubprocessSpawnAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = SPAWNS
 
