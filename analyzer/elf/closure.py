@@ -162,6 +162,14 @@ def locate_library(soname: str, *, origin_file: Path, machine: int, elfclass: in
     if "/" in soname:
         candidate = Path(soname)
         return (candidate, BUNDLED) if candidate.is_file() else (None, SYSTEM + 1)
+    return _first_in(soname, search_folders(origin_file, rpath, runpath, parent_rpaths), machine, elfclass,
+                     origin_file)
+
+
+def search_folders(origin_file: Path, rpath: tuple[str, ...], runpath: tuple[str, ...],
+                   parent_rpaths: tuple[str, ...] = ()) -> tuple[tuple[int, str], ...]:
+    """(rank, folder) in the order locate_library tries them, each folder once: the same for
+    every soname a file needs."""
     origin = origin_file.parent
     bundled: list[str] = []
     if not runpath:
@@ -179,18 +187,47 @@ def locate_library(soname: str, *, origin_file: Path, machine: int, elfclass: in
     packages = [str(d) for d in (package_lib_dirs_in(own) if own else ())]
     packages += [str(d) for d in package_lib_dirs()]
     seen: set[str] = set()
+    out: list[tuple[int, str]] = []
     for rank, folders in ((BUNDLED, bundled), (SYSTEM, system), (PACKAGE, packages)):
         for folder in folders:
-            if folder in seen:
-                continue
-            seen.add(folder)
-            # normpath: `torch/lib/../../nvidia/cu13/lib` names the copy the way people read it
-            candidate = Path(os.path.normpath(os.path.join(folder, soname)))
-            if candidate.is_file() and _compatible(candidate, machine, elfclass):
-                log.debug("%s: %s -> %s", origin_file, soname, candidate)
-                return candidate, rank
+            if folder not in seen:
+                seen.add(folder)
+                out.append((rank, folder))
+    return tuple(out)
+
+
+def _first_in(soname: str, folders: tuple[tuple[int, str], ...], machine: int, elfclass: int, origin_file: Path,
+              listings: dict | None = None) -> tuple[Path | None, int]:
+    for rank, folder in folders:
+        # normpath: `torch/lib/../../nvidia/cu13/lib` names the copy the way people read it
+        joined = os.path.normpath(os.path.join(folder, soname))
+        if listings is not None and not _listed(listings, joined, soname):
+            continue
+        candidate = Path(joined)
+        if candidate.is_file() and _compatible(candidate, machine, elfclass):
+            log.debug("%s: %s -> %s", origin_file, soname, candidate)
+            return candidate, rank
     log.debug("%s: %s not found", origin_file, soname)
     return None, SYSTEM + 1
+
+
+def _listed(listings: dict, joined: str, soname: str) -> bool:
+    """False only when the folder's listing proves `joined` does not exist (then is_file() would
+    be False too): one listdir per folder instead of one stat per (soname, folder) tried."""
+    folder, base = os.path.split(joined)
+    if base != soname:   # "." or ".." as a soname: let stat decide
+        return True
+    folder = folder or "."
+    names = listings.get(folder, False)
+    if names is False:
+        try:
+            names = frozenset(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            names = frozenset()
+        except (OSError, ValueError):
+            names = None   # unreadable listing (no read permission): stat each candidate
+        listings[folder] = names
+    return names is None or base in names
 
 
 def site_packages_of(path: Path) -> Path | None:
@@ -217,14 +254,20 @@ def package_lib_dirs_in(folder: Path) -> tuple[Path, ...]:
     """`<pkg>/lib` and `<dist>.libs` folders of one site-packages."""
     out: list[Path] = []
     try:
-        children = sorted(folder.iterdir())
+        # names sort as their paths do (same parent); a folder's entries are hundreds, so no
+        # Path objects or stat calls for the ones that are not directories
+        names = sorted(os.listdir(folder))
     except OSError:
         return ()
-    for child in children:
-        if child.is_dir() and child.name.endswith(".libs"):
-            out.append(child)
-        elif (child / "lib").is_dir() and (child / "__init__.py").is_file():
-            out.append(child / "lib")
+    base = str(folder)
+    for name in names:
+        child = os.path.join(base, name)
+        if not os.path.isdir(child):
+            continue   # neither a .libs folder nor a package with a lib/ folder
+        if name.endswith(".libs"):
+            out.append(folder / name)
+        elif os.path.isdir(os.path.join(child, "lib")) and os.path.isfile(os.path.join(child, "__init__.py")):
+            out.append(folder / name / "lib")
     return tuple(out)
 
 
@@ -258,15 +301,25 @@ def resolve_closure(root: Path, facts_of, lookups: dict | None = None) -> list[D
         for soname in facts.needed:
             if ranks.get(soname, SYSTEM + 1) == BUNDLED:
                 continue
+            env = os.environ.get("LD_LIBRARY_PATH", "")
             key = (soname, current, root_facts.machine, root_facts.elfclass, facts.rpath, facts.runpath,
-                   inherited_rpaths, os.environ.get("LD_LIBRARY_PATH", ""))
+                   inherited_rpaths, env)
             answer = lookups.get(key) if lookups is not None else None
-            if answer is None:
+            if answer is None and "/" not in soname:
+                where = ("folders", current, facts.rpath, facts.runpath, inherited_rpaths, env)
+                folders = lookups.get(where) if lookups is not None else None
+                if folders is None:
+                    folders = search_folders(current, facts.rpath, facts.runpath, inherited_rpaths)
+                    if lookups is not None:
+                        lookups[where] = folders
+                listings = lookups.setdefault("listings", {}) if lookups is not None else None
+                answer = _first_in(soname, folders, root_facts.machine, root_facts.elfclass, current, listings)
+            elif answer is None:
                 answer = locate_library(soname, origin_file=current, machine=root_facts.machine,
                                         elfclass=root_facts.elfclass, rpath=facts.rpath, runpath=facts.runpath,
                                         parent_rpaths=inherited_rpaths)
-                if lookups is not None:
-                    lookups[key] = answer
+            if lookups is not None:
+                lookups[key] = answer
             path, rank = answer
             if soname in found and rank >= ranks[soname]:
                 continue
