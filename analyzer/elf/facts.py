@@ -93,6 +93,21 @@ class ClosureFacts:
 
 
 @dataclass(frozen=True)
+class _Joined:
+    """A list of names pickled as one string (ElfFacts.__getstate__)."""
+
+    is_set: bool
+    text: str
+    count: int
+
+    def unpack(self):
+        names = self.text.split("\0")
+        if len(names) != self.count:
+            raise ValueError("damaged name list")
+        return frozenset(names) if self.is_set else tuple(names)
+
+
+@dataclass(frozen=True)
 class ElfFacts:
     path: Path
     size: int
@@ -117,6 +132,30 @@ class ElfFacts:
     op_library: OpLibraryFacts = NO_OP_LIBRARY   # dispatcher / c10 registry registrations (torch_library.py)
     # soname -> path (None: not found); empty in cached facts, set only on with_closure's copy.
     closure: Mapping[str, str | None] = field(default_factory=lambda: _NO_CLOSURE, compare=False)
+
+    def __getstate__(self) -> dict:
+        # The name lists travel as one NUL-joined string each: pickling 57k strings one by one
+        # (each memoised) was most of the cost of storing libtorch_cpu.so's facts, and of
+        # loading them warm. Symbol names never hold a NUL; a list that does stays as it is.
+        state = dict(self.__dict__)
+        for name in ("exports", "imports"):
+            names = state[name]
+            if not names or type(names) not in (tuple, frozenset):
+                continue
+            try:
+                text = "\0".join(names)
+            except TypeError:   # not all strings
+                continue
+            if text.count("\0") == len(names) - 1:   # no name holds a NUL of its own
+                state[name] = _Joined(type(names) is frozenset, text, len(names))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for name in ("exports", "imports"):
+            value = state.get(name)
+            if isinstance(value, _Joined):
+                state[name] = value.unpack()
+        self.__dict__.update(state)
 
     def with_closure(self, closure: ClosureFacts) -> "ElfFacts":
         """A copy for one scan that also carries its closure; self (the cached facts) is unchanged."""
