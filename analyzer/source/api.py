@@ -7,9 +7,9 @@ from typing import Callable
 
 from interpkit.analyzer.config import Config
 from interpkit.core.findings import FileKind, FileResult
-from interpkit.analyzer.source.imports import ModuleKind, build_import_graph, module_name_for
+from interpkit.analyzer.source.imports import ImportReader, ModuleKind, build_import_graph, module_name_for
 from interpkit.analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
-from interpkit.analyzer.source.batch import CachedImports, analyze_sources
+from interpkit.analyzer.source.batch import analyze_sources
 from interpkit.analyzer.source.batch import analyze_source_files
 
 __all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
@@ -41,9 +41,57 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     reading = {e: (module_name_for(e)[0], e.name == "__init__.py") for e in entry_files}
     entry_results, known_imports = analyze_sources(entry_files, config, modules={e: m for e, (m, _) in reading.items()},
                                                    import_modules=reading, progress=progress)
-    imports_of = CachedImports(config)
-    graph = build_import_graph(sources, config, known_imports=known_imports, imports_of=imports_of)
-    imports_of.close()
+    # the files only the graph reaches (installed packages) are parsed ahead of the walk, on every core
+    imports_of = ImportReader()
+    try:
+        graph = build_import_graph(sources, config, known_imports=known_imports, imports_of=imports_of)
+    finally:
+        imports_of.close()
+    # The plan needs only the graph; its export check (a child that imports torch, seconds) runs
+    # while the reached sources and the extensions are analyzed here.
+    plan = plan_packaging(graph)
+    export = _Background(lambda: _remembered_export_check(plan, graph)) if export_check else None
+    _analyze_reached(sources, entry_results, graph, config, elf_analyzer, results)
+    plan_json = plan.to_json()
+    if export is not None:
+        plan_json["export_check"] = export.result()
+    else:
+        plan_json["export_check"] = {"ran": False, "ok": None, "reason": "export check disabled"}
+    extras["imports"] = graph.to_json()
+    extras["packaging_plan"] = plan_json
+    return results, extras
+
+
+class _Background:
+    """fn() in a thread (it mostly waits on a child process); result() joins and returns or raises."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        import threading
+
+        self.value: object = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.value = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="interpkit-export-check", daemon=True)
+        self.thread.start()
+
+    def result(self):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def _analyze_reached(sources: list[Path], entry_results: list[FileResult], graph, config: Config,
+                     elf_analyzer, results: list[FileResult]) -> None:
+    """The rules on the reached .py files, the ELF analyzer on the reached extensions and op
+    libraries, each with its import chain; appended to results."""
+    entry_files = [e for e in sources if e.is_file()]
     entry_paths = {e.resolve() for e in sources if e.is_file()}
     python_nodes = [n for n in graph.nodes.values()
                     if n.kind is ModuleKind.PYTHON and n.path is not None and n.path.suffix == ".py"
@@ -101,16 +149,6 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
             if chain:
                 _attach_chain(fr, chain)
         results.extend(elf_results)
-
-    plan = plan_packaging(graph)
-    plan_json = plan.to_json()
-    if export_check:
-        plan_json["export_check"] = _remembered_export_check(plan, graph)
-    else:
-        plan_json["export_check"] = {"ran": False, "ok": None, "reason": "export check disabled"}
-    extras["imports"] = graph.to_json()
-    extras["packaging_plan"] = plan_json
-    return results, extras
 
 
 def _report_missing_op_libraries(graph, results: list[FileResult], config: Config) -> None:

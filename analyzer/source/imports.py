@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import enum
 import importlib.machinery
+import json
 import os
 import sys
 import warnings
@@ -118,23 +119,39 @@ def module_name_for(path: Path) -> tuple[str, Path]:
     return ".".join(reversed([leaf, *packages])), root
 
 
+def _last_component(node: ast.expr) -> str:
+    """`ast.unparse(node).split(".")[-1]`, without unparsing the common spellings: a name's
+    text is its id, an attribute's ends in `.attr`."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ast.unparse(node).split(".")[-1]
+
+
+_GUARD_NAMES = ("ImportError", "ModuleNotFoundError", "Exception", "BaseException")
+
+
 def _is_import_guard(handler_types: list[ast.expr | None]) -> bool:
     for node in handler_types:
         if node is None:
             return True  # bare except
         names = [e for e in (node.elts if isinstance(node, ast.Tuple) else [node])]
         for name in names:
-            text = ast.unparse(name)
-            if text.split(".")[-1] in ("ImportError", "ModuleNotFoundError", "Exception", "BaseException"):
+            if _last_component(name) in _GUARD_NAMES:
                 return True
     return False
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return ast.unparse(test).split(".")[-1] == "TYPE_CHECKING"
+    return _last_component(test) == "TYPE_CHECKING"
 
 
 class _ImportCollector(ast.NodeVisitor):
+    """Every node, as the graph has always read a file: import statements with their guard,
+    TYPE_CHECKING and function context, and literal import_module("x") / __import__("x") calls
+    wherever they sit. _StatementWalk gives the same refs when no such call can occur."""
+
     def __init__(self, module: str, is_package: bool) -> None:
         self.module = module
         self.package = module if is_package else module.rpartition(".")[0]
@@ -180,24 +197,99 @@ class _ImportCollector(ast.NodeVisitor):
             self._add(alias.name, node.lineno)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level:
-            base = self.package.split(".") if self.package else []
-            if node.level - 1 > len(base):
-                return  # relative import beyond the top: Python refuses it too
-            base = base[: len(base) - (node.level - 1)]
-            name = ".".join(base + ([node.module] if node.module else []))
-        else:
-            name = node.module or ""
-        self._add(name, node.lineno, tuple(a.name for a in node.names if a.name != "*"))
+        name = _from_target(self.package, node)
+        if name is not None:
+            self._add(name, node.lineno, tuple(a.name for a in node.names if a.name != "*"))
 
     def visit_Call(self, node: ast.Call) -> None:
         # literal importlib.import_module("x") / __import__("x"): torch.package follows these too
         func = node.func
         func_name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-        if func_name in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant) \
+        if func_name in _CALL_NAMES and node.args and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str) and not node.args[0].value.startswith("."):
             self._add(node.args[0].value, node.lineno)
         self.generic_visit(node)
+
+
+_CALL_NAMES = ("import_module", "__import__")
+
+
+def _from_target(package: str, node: ast.ImportFrom) -> str | None:
+    """The absolute module a `from ... import` names; None for a relative import beyond the top."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".") if package else []
+    if node.level - 1 > len(base):
+        return None  # relative import beyond the top: Python refuses it too
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _may_call_import(source: str) -> bool:
+    """Could the file hold an import_module(...) or __import__(...) call? Identifiers are NFKC
+    normalised by the parser, so a non-ASCII file is searched in that form too."""
+    if "import_module" in source or "__import__" in source:
+        return True
+    if source.isascii():
+        return False
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKC", source)
+    return "import_module" in folded or "__import__" in folded
+
+
+class _StatementWalk:
+    """The refs _ImportCollector gives, from the statements alone (import statements cannot sit
+    inside an expression), in the same order and with the same guard, TYPE_CHECKING and function
+    context: for files where no import_module/__import__ call can occur (_may_call_import), a
+    fraction of the nodes to visit. Statement nesting is bounded by the tokenizer's 100 indent
+    levels, so the recursion cannot run out of stack."""
+
+    def __init__(self, module: str, is_package: bool) -> None:
+        self.package = module if is_package else module.rpartition(".")[0]
+        self.refs: list[ImportRef] = []
+
+    def walk(self, body: list[ast.stmt], guard: bool, type_checking: bool, lazy: bool) -> None:
+        refs = self.refs
+        for node in body:
+            kind = type(node)
+            if kind is ast.Import:
+                for alias in node.names:
+                    if alias.name:
+                        refs.append(ImportRef(alias.name, node.lineno, guard or type_checking, type_checking, lazy))
+            elif kind is ast.ImportFrom:
+                name = _from_target(self.package, node)
+                if name:
+                    refs.append(ImportRef(name, node.lineno, guard or type_checking, type_checking, lazy,
+                                          tuple(a.name for a in node.names if a.name != "*")))
+            elif kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
+                self.walk(node.body, guard, type_checking, True)
+            elif kind is ast.ClassDef:
+                self.walk(node.body, guard, type_checking, lazy)
+            elif kind is ast.If:
+                self.walk(node.body, guard, type_checking or _is_type_checking(node.test), lazy)
+                if node.orelse:
+                    self.walk(node.orelse, guard, type_checking, lazy)
+            elif kind in _TRY_KINDS:
+                self.walk(node.body, guard or _is_import_guard([h.type for h in node.handlers]), type_checking, lazy)
+                for handler in node.handlers:
+                    self.walk(handler.body, guard, type_checking, lazy)
+                self.walk(node.orelse, guard, type_checking, lazy)
+                self.walk(node.finalbody, guard, type_checking, lazy)
+            elif kind in _LOOP_KINDS:
+                self.walk(node.body, guard, type_checking, lazy)
+                self.walk(node.orelse, guard, type_checking, lazy)
+            elif kind in _WITH_KINDS:
+                self.walk(node.body, guard, type_checking, lazy)
+            elif kind in _MATCH_KINDS:
+                for case in node.cases:
+                    self.walk(case.body, guard, type_checking, lazy)
+
+
+_TRY_KINDS = tuple(getattr(ast, n) for n in ("Try", "TryStar") if hasattr(ast, n))
+_LOOP_KINDS = (ast.For, ast.AsyncFor, ast.While)
+_WITH_KINDS = (ast.With, ast.AsyncWith)
+_MATCH_KINDS = (ast.Match,)
 
 
 def read_imports(path: Path, module: str, is_package: bool) -> list[ImportRef]:
@@ -209,11 +301,35 @@ def read_imports(path: Path, module: str, is_package: bool) -> list[ImportRef]:
             tree = ast.parse(data, filename=str(path))
     except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    return imports_from_tree(tree, module, is_package)
+    return imports_from_tree(tree, module, is_package, source=_decoded(data))
 
 
-def imports_from_tree(tree: ast.AST, module: str, is_package: bool) -> list[ImportRef]:
-    """read_imports on an already parsed file (the rule pass parses each file once for both)."""
+def _decoded(data: bytes) -> str | None:
+    """The text the parser read from `data` (its coding cookie honoured); None if that fails."""
+    if data.isascii() and b"coding" not in data[:400]:
+        return data.decode("ascii")
+    try:
+        import importlib.util
+
+        return importlib.util.decode_source(data)
+    except (SyntaxError, LookupError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def imports_from_tree(tree: ast.AST, module: str, is_package: bool, *, source: str | None = None) -> list[ImportRef]:
+    """read_imports on an already parsed file (the rule pass parses each file once for both).
+
+    With the file's `source` text, a file that cannot call import_module/__import__ is read
+    from its statements alone (_StatementWalk: same refs, several times faster); without it,
+    or when it can, every node is visited."""
+    if source is not None and isinstance(tree, ast.Module) and not _may_call_import(source):
+        walk = _StatementWalk(module, is_package)
+        walk.walk(tree.body, False, False, False)
+        return walk.refs
+    return _visit_every_node(tree, module, is_package)
+
+
+def _visit_every_node(tree: ast.AST, module: str, is_package: bool) -> list[ImportRef]:
     collector = _ImportCollector(module, is_package)
     try:
         collector.visit(tree)
@@ -226,6 +342,133 @@ def imports_from_tree(tree: ast.AST, module: str, is_package: bool) -> list[Impo
             elif isinstance(node, ast.ImportFrom):
                 collector.visit_ImportFrom(node)
     return collector.refs
+
+
+# -- reading the graph's files: cached, and ahead of the walk on every core -------------------
+
+IMPORTS_CACHE = "imports-v1"
+READ_AHEAD_THRESHOLD = 24   # files not in the cache before worker processes pay for their start-up
+
+
+def refs_to_rows(refs: list[ImportRef]) -> list[list]:
+    return [[r.name, r.line, r.conditional, r.type_checking, r.lazy, list(r.from_names)] for r in refs]
+
+
+def refs_from_rows(rows: list[list]) -> list[ImportRef]:
+    return [ImportRef(name, line, conditional, type_checking, lazy, tuple(from_names))
+            for name, line, conditional, type_checking, lazy, from_names in rows]
+
+
+def _read_in_worker(item: tuple[str, str, bool]) -> list[ImportRef]:
+    path, module, is_package = item
+    return read_imports(Path(path), module, is_package)
+
+
+class ImportReader:
+    """imports_of for build_import_graph: the import statements of a file read as a module, from
+    the scan cache (`imports-v1.sqlite`, keyed by the file's real path, size and mtime, the module
+    name, the Python version and this file's code) or else parsed.
+
+    The walk tells the reader each module it queues (ahead); once more than a few of those miss
+    the cache, they are parsed in worker processes in queue order while the walk goes on, so
+    the graph waits for a parse only when it has caught up with them. The answers, and so the
+    graph, are the same as reading each file when its turn comes."""
+
+    def __init__(self, *, cache: bool = True, jobs: int | None = None) -> None:
+        from interpkit.analyzer.cache import Store, code_fingerprint
+
+        self.store = Store(IMPORTS_CACHE, enabled=cache)
+        self.print_ = code_fingerprint([Path(__file__)], f"python{sys.version_info[:2]}") if self.store.enabled else ""
+        self.jobs = (os.cpu_count() or 1) if jobs is None else jobs
+        self.fresh: list[tuple[str, str]] = []
+        self.ready: dict[tuple[Path, str, bool], list[ImportRef]] = {}   # from the cache
+        self.missed: set[tuple[Path, str, bool]] = set()                  # looked up ahead, not cached
+        self.unsent: dict[tuple[Path, str, bool], None] = {}              # missed, not yet with a worker
+        self.pending: dict[tuple[Path, str, bool], object] = {}           # futures of the worker pool
+        self.pool = None
+
+    def _key(self, item: tuple[Path, str, bool]) -> str | None:
+        from interpkit.analyzer.cache import file_key
+
+        return file_key(item[0], item[1], item[2], self.print_) if self.store.enabled else None
+
+    def _cached(self, item: tuple[Path, str, bool]) -> list[ImportRef] | None:
+        key = self._key(item)
+        cached = self.store.get(key) if key else None
+        if cached is None:
+            return None
+        try:
+            return refs_from_rows(json.loads(cached))
+        except (ValueError, TypeError):
+            return None   # a damaged entry: read the file again
+
+    def ahead(self, path: Path, module: str, is_package: bool) -> None:
+        """The walk will ask for this file later: look it up now, and parse it early if missing."""
+        item = (path, module, is_package)
+        if item in self.ready or item in self.missed:
+            return
+        refs = self._cached(item)
+        if refs is not None:
+            self.ready[item] = refs
+            return
+        self.missed.add(item)
+        self.unsent[item] = None
+        if self.pool is None and self.jobs > 1 and len(self.unsent) >= READ_AHEAD_THRESHOLD:
+            self._start_pool()
+        if self.pool is not None:
+            self._send()
+
+    def _start_pool(self) -> None:
+        import concurrent.futures
+        import multiprocessing
+
+        try:
+            # spawn, not fork: the parent may hold threads (rich progress) or torch
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        except (OSError, ValueError, ImportError):
+            self.jobs = 1
+
+    def _send(self) -> None:
+        for item in self.unsent:
+            try:
+                self.pending[item] = self.pool.submit(_read_in_worker, (str(item[0]), item[1], item[2]))
+            except Exception:  # noqa: BLE001 - a broken pool: what is left is read here
+                self.pool, self.jobs = None, 1
+                break
+        self.unsent = {}
+
+    def __call__(self, path: Path, module: str, is_package: bool) -> list[ImportRef]:
+        item = (path, module, is_package)
+        refs = self.ready.pop(item, None)
+        if refs is not None:
+            return refs
+        if item not in self.missed:
+            refs = self._cached(item)   # not announced ahead: look it up now
+            if refs is not None:
+                return refs
+        self.unsent.pop(item, None)
+        future = self.pending.pop(item, None)
+        if future is not None:
+            try:
+                refs = future.result()
+            except Exception:  # noqa: BLE001 - a worker that died: read the file here instead
+                refs = None
+        if refs is None:
+            refs = read_imports(path, module, is_package)
+        key = self._key(item)
+        if key:
+            self.fresh.append((key, json.dumps(refs_to_rows(refs))))
+        return refs
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        self.pending.clear()
+        self.store.put_many(self.fresh)
+        self.fresh = []
+        self.store.close()
 
 
 class _Resolver:
@@ -323,17 +566,29 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
         text = str(path.resolve())
         return text.startswith(local_prefixes) and "site-packages" not in text[len(min(local_prefixes, key=len)):]
 
+    read_ahead = getattr(imports_of, "ahead", None)
+
+    def announce(node: ModuleNode) -> None:
+        """A module joined the queue: a reader that reads ahead (ImportReader) may start on it."""
+        if read_ahead is None or node.kind is not ModuleKind.PYTHON or node.path is None \
+                or node.path.suffix != ".py" or (not node.local and not config.follow_imports):
+            return
+        known = known_imports.get(node.path) if known_imports else None
+        if known is None or known[0] != (node.name, node.is_package):
+            read_ahead(node.path, node.name, node.is_package)
+
     for name, (path, is_package) in entry_specs.items():
         graph.nodes[name] = ModuleNode(name, ModuleKind.PYTHON if path.is_file() else ModuleKind.NAMESPACE,
                                        path if path.is_file() else None, is_package, local=True,
                                        conditional=False, type_checking_only=False)
         graph.roots.append(name)
         queue.append(name)
+        announce(graph.nodes[name])
         # the packages above an entry run their __init__ too
         parts = name.split(".")
         for i in range(1, len(parts)):
             _ensure(graph, resolver, ".".join(parts[:i]), name, is_local, queue,
-                    conditional=False, type_checking=False)
+                    conditional=False, type_checking=False, announce=announce)
 
     walked: set[str] = set()
     while queue and len(graph.nodes) < max_modules:
@@ -364,7 +619,7 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
                     targets.append(full)
             for target in targets:
                 _ensure(graph, resolver, target, name, is_local, queue,
-                        conditional=ref.conditional, type_checking=ref.type_checking)
+                        conditional=ref.conditional, type_checking=ref.type_checking, announce=announce)
     from interpkit.analyzer.source.op_loads import find_op_library_loads
 
     graph.op_libraries = find_op_library_loads(graph)
@@ -372,7 +627,7 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
 
 
 def _ensure(graph: ImportGraph, resolver: _Resolver, target: str, importer: str, is_local, queue,
-            *, conditional: bool, type_checking: bool) -> None:
+            *, conditional: bool, type_checking: bool, announce=None) -> None:
     graph.edges.setdefault(importer, set()).add(target)
     node = graph.nodes.get(target)
     if node is None:
@@ -386,6 +641,8 @@ def _ensure(graph: ImportGraph, resolver: _Resolver, target: str, importer: str,
         if target != importer:
             graph.parent.setdefault(target, importer)
         queue.append(target)
+        if announce is not None:
+            announce(node)
     node.conditional = node.conditional and conditional
     node.type_checking_only = node.type_checking_only and type_checking
 
