@@ -30,8 +30,7 @@ Give helpers internal linkage (`static`), hide them (`-fvisibility=hidden`), or 
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from itertools import chain
+from collections import defaultdict
 from typing import Iterable, Iterator
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
@@ -59,9 +58,16 @@ def check(facts) -> Iterator[Finding]:
 
 def check_set(all_facts: Iterable) -> Iterator[Finding]:
     all_facts = list(all_facts)
-    # Count first (C-level over ~150k names for torch), then follow only the names seen twice.
-    counts = Counter(chain.from_iterable(facts.exports for facts in all_facts))
-    repeated = {name for name, seen in counts.items() if seen > 1 and not name.startswith("PyInit_")}
+    # Names in more than one file, with set operations only (C loops over ~150k names for
+    # torch), then follow just those. A name listed twice by one file alone pairs with no other.
+    seen: set[str] = set()
+    in_two: set[str] = set()
+    for facts in all_facts:
+        in_two.update(seen.intersection(facts.exports))
+        seen.update(facts.exports)
+    repeated = {name for name in in_two if not name.startswith("PyInit_")}
+    if not repeated:
+        return
     owners: dict[str, list[int]] = defaultdict(list)
     for index, facts in enumerate(all_facts):
         for name in repeated.intersection(facts.exports):
