@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import re
 import threading
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from itertools import islice
+from operator import eq
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -211,15 +214,18 @@ def _split_paths(values: list) -> tuple[str, ...]:
     return tuple(p for v in values for p in str(v).split(":") if p)
 
 
-def _first_positions(haystack, start: int, end: int) -> dict[bytes, int]:
+def _first_positions(haystack, start: int, end: int, wanted=None) -> dict[bytes, int]:
     """Where each marker prefix first occurs in haystack[start:end] (-1: nowhere), as
-    haystack.find(prefix, start, end) says, with one pass per anchor."""
+    haystack.find(prefix, start, end) says, with one pass per anchor. wanted: only these
+    prefixes (and those sharing their anchor); default all."""
     prefixes = [p for _name, _pattern, group in _GENERATOR_MARKERS for p in group]
     out: dict[bytes, int] = {}
     by_anchor: dict[bytes, list[bytes]] = {}
     for prefix in prefixes:
         by_anchor.setdefault(_SHARED_ANCHORS.get(prefix, prefix), []).append(prefix)
     for anchor, group in by_anchor.items():
+        if wanted is not None and not any(p in wanted for p in group):
+            continue
         if group == [anchor]:
             out[anchor] = haystack.find(anchor, start, end)
             continue
@@ -242,8 +248,11 @@ def _detect_generator(image: ElfImage, symbols: Symbols, is_extension: bool,
     rodata = image.section_by_name(".rodata")
     haystack, start, end = (image.section_span(rodata) if rodata is not None and rodata.size <= options.rodata_scan_limit
                             else (b"", 0, 0))
-    first = _first_positions(haystack, start, end)
+    first: dict[bytes, int] = {}
     for name, pattern, prefixes in _GENERATOR_MARKERS:
+        # Looked up generator by generator, as the plain finds were: a match ends the search.
+        if any(p not in first for p in prefixes):
+            first.update(_first_positions(haystack, start, end, prefixes))
         starts = [first[p] for p in prefixes if first[p] >= 0]
         if not starts:
             continue
@@ -276,14 +285,16 @@ def _static_type_objects(symbols: Symbols) -> tuple[str, ...]:
 
 
 def _sorted_exports(names: list[str]) -> tuple[str, ...]:
-    """tuple(sorted(set(names) - LINKER_SYMBOLS)), sorted in table order first: a list in
-    .dynsym order sorts in two thirds of the time a set's order takes (57k names in
-    libtorch_cpu.so), then the rare duplicates (versioned names) and linker markers go."""
+    """tuple(sorted(set(names) - LINKER_SYMBOLS)) without hashing 57k names (libtorch_cpu.so):
+    a list in .dynsym order sorts faster than a set's order; duplicates (versioned names) are
+    then neighbours, and each linker marker is found by bisection."""
     out = sorted(names)
-    if len(set(out)) != len(out):
+    if any(map(eq, out, islice(out, 1, None))):
         out = list(dict.fromkeys(out))
-    for marker in LINKER_SYMBOLS.intersection(out):
-        out.remove(marker)
+    for marker in LINKER_SYMBOLS:
+        at = bisect_left(out, marker)
+        if at < len(out) and out[at] == marker:
+            del out[at]
     return tuple(out)
 
 
