@@ -23,7 +23,7 @@ from typing import ClassVar, Collection, Iterator
 
 from interpkit.analyzer.registry import Rule
 from interpkit.analyzer.source.exact_names import ExactNames, Undecidable, Where
-from interpkit.analyzer.source.names import NameTable, full_name
+from interpkit.analyzer.source.names import NameTable, child_nodes, full_name
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 
 __all__ = ["AstRule", "Undecidable", "run_ast_rules", "call_argument", "literal_string", "is_literal_string"]
@@ -324,13 +324,10 @@ def all_arguments(args: ast.arguments) -> list[ast.arg]:
             *([args.kwarg] if args.kwarg else [])]
 
 
-_LEAVES = (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
-
-
 def _children(node: ast.AST) -> list[ast.AST]:
     """Child nodes in source order (a call's keywords where they are written; a dict's keys
     next to their values); contexts and operators, which no rule visits, left out."""
-    children = [c for c in ast.iter_child_nodes(node) if not isinstance(c, _LEAVES)]
+    children = child_nodes(node)
     if isinstance(node, ast.Call) and node.keywords and node.args:
         children.sort(key=lambda c: (getattr(c, "lineno", 0), getattr(c, "col_offset", 0)) if c is not node.func else (0, -1))
     elif isinstance(node, ast.Dict):

@@ -30,6 +30,40 @@ _BUILTINS = frozenset(dir(builtins))
 ANY_PREFIX = "*."   # a candidate "*.F": F under some scope prefix (a class or function name)
 
 
+# Fields holding only contexts and operators (singletons no rule looks into), left out of walks.
+_NOT_CHILDREN = frozenset({"ctx", "op", "ops", "type_ignores"})
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+_AST = ast.AST
+
+
+def child_nodes(node: ast.AST) -> list[ast.AST]:
+    """ast.iter_child_nodes without contexts and operators, as a list: a few times cheaper than
+    the generator pair (iter_fields, iter_child_nodes) that ast.walk is built on."""
+    cls = node.__class__
+    fields = _CHILD_FIELDS.get(cls)
+    if fields is None:
+        fields = _CHILD_FIELDS[cls] = tuple(f for f in cls._fields if f not in _NOT_CHILDREN)
+    children = []
+    for name in fields:
+        value = getattr(node, name, None)
+        if value.__class__ is list:
+            children.extend(item for item in value if isinstance(item, _AST))
+        elif isinstance(value, _AST):
+            children.append(value)
+    return children
+
+
+def iter_nodes(tree: ast.AST):
+    """Every node under tree (tree included), depth first; what ast.walk gives minus contexts and
+    operators, about 3x faster."""
+    stack = [tree]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        yield node
+        extend(child_nodes(node))
+
+
 def full_name(node: ast.AST) -> str | None:
     """The dotted name LibCST's get_full_name_for_node gives the same node (Call and Subscript
     stand for what they call or index; anything else is spelled "None", as LibCST does)."""
@@ -72,7 +106,7 @@ class NameTable:
         and ast keeps as strings (keywords, parameters, `as` targets) are spellings too."""
         table = cls()
         table.spellings.update(words)
-        for node in ast.walk(tree):
+        for node in iter_nodes(tree):
             if isinstance(node, ast.Attribute):
                 table.spellings.add(full_name(node))
             elif isinstance(node, ast.Name):

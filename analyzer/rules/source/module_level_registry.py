@@ -45,6 +45,7 @@ from libcst.metadata import GlobalScope
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
+from interpkit.analyzer.source.names import child_nodes
 from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import FileContext, SourceRule, run_rule
 
@@ -298,7 +299,7 @@ def could_report(tree: ast.Module, text: str, table) -> bool:
             statements.extend(getattr(statement, field, ()))
     if not bound or not re.search(r"\b(?:%s)\b(?:\s|\\\n|#[^\n]*)*[\[.]" % "|".join(map(re.escape, bound)), text):
         return False
-    stack = [(child, False) for child in ast.iter_child_nodes(tree)]
+    stack = [(child, False) for child in child_nodes(tree)]
     while stack:
         node, in_function = stack.pop()
         if in_function:
@@ -310,7 +311,7 @@ def could_report(tree: ast.Module, text: str, table) -> bool:
                     and isinstance(node.func.value, ast.Name) and node.func.value.id in bound):
                 return True
         inner = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-        stack.extend((child, inner) for child in ast.iter_child_nodes(node))
+        stack.extend((child, inner) for child in child_nodes(node))
     return False
 
 VALID = [

@@ -43,7 +43,7 @@ import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
-from interpkit.analyzer.source.names import full_name
+from interpkit.analyzer.source.names import full_name, iter_nodes
 from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import SourceRule, run_rule
 
@@ -172,7 +172,7 @@ def could_report(tree: ast.Module, text: str, table) -> bool:
     through a subscript, `del` or one of ENVIRON_WRITERS. Reading the environment is fine."""
     if table.mentions(frozenset(CALLS)):
         return True
-    for node in ast.walk(tree):
+    for node in iter_nodes(tree):
         if isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Load):
             target = node.value
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ENVIRON_WRITERS:
