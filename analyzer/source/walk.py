@@ -1,16 +1,20 @@
-"""One LibCST pass per Python file: every enabled source rule rides the same batched traversal.
+"""The source rules over one Python file: CPython's ast first, LibCST where only LibCST can tell.
 
 Rules subclass `SourceRule` (a read-only `BatchableCSTVisitor`), name the nodes they care about
 with `visit_*` methods, resolve spellings with `QualifiedNameProvider` (so `from ctypes import
 CDLL as L` and `import os as o` match like the literal names) and report through `self.report`.
+Each rule module also has an `AST_VISITOR` (ast_pass.AstRule) asking the same questions of
+CPython's tree, with LibCST's names computed by exact_names.py.
 
 Cost model (measured on a site-packages of 57 distributions, see bench/scan_speed.py site): a
-LibCST parse costs ~8x CPython's, and its scope/qualified-name metadata ~8x the parse again. So
+LibCST parse costs ~7x CPython's, and its scope/qualified-name metadata ~8x the parse again. So
 each file is parsed once by CPython (the syntax error, IK901; the import statements, for the
-import graph; the file's NameTable, see names.py) and handed to LibCST only for the rules whose
-trigger matches and whose names (`NAMES` in the rule module) or `could_report` say a finding is
-possible; inside LibCST, scope analysis runs only when the NameTable cannot rule a node out.
-Many files at once, the cache and the worker processes: batch.py.
+import graph; the file's NameTable, see names.py); rules whose trigger text occurs and whose
+names (`NAMES` in the rule module) or `could_report` say a finding is possible run as ast
+visitors; a file where some name is Undecidable there goes through the LibCST visitors, as
+every file does with fast=False (the reference the tests compare against). Inside LibCST, scope
+analysis runs only when the NameTable cannot rule a node out. Many files at once, the cache and
+the worker processes: batch.py.
 """
 from __future__ import annotations
 
