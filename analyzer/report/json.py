@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from importlib import resources
+from pathlib import Path
+from typing import Iterator
 
 from interpkit.core.findings import REPORT_SCHEMA, Report
 
 SCHEMA_ID = REPORT_SCHEMA
+_PIECE = 1 << 16   # characters written at a time
 
 
 def report_to_dict(report: Report) -> dict:
@@ -15,6 +20,51 @@ def report_to_dict(report: Report) -> dict:
 
 def render(report: Report) -> str:
     return json.dumps(report_to_dict(report), indent=2, default=str) + "\n"
+
+
+def pieces(report: Report) -> Iterator[str]:
+    """render(report), the same characters, in pieces of about 64 KiB: the encoder's output for a
+    site-packages report is megabytes in millions of small strings, which render() holds at once."""
+    buffer: list[str] = []
+    size = 0
+    for chunk in json.JSONEncoder(indent=2, default=str).iterencode(report_to_dict(report)):
+        buffer.append(chunk)
+        size += len(chunk)
+        if size >= _PIECE:
+            yield "".join(buffer)
+            buffer, size = [], 0
+    buffer.append("\n")
+    yield "".join(buffer)
+
+
+def write(report: Report, output: Path | None) -> None:
+    """render(report) to `output` (stdout when None) as it is encoded; a file is written through a
+    temp file in its folder and renamed, like analyzer.output.write_atomic: all or nothing."""
+    if output is None:
+        import sys
+
+        for piece in pieces(report):
+            sys.stdout.write(piece)
+        sys.stdout.flush()
+        return
+    from interpkit.core.errors import InputError
+
+    path = Path(output)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path} (no such directory {folder})")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for piece in pieces(report):
+                fh.write(piece)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def load_schema() -> dict:

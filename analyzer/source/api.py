@@ -47,6 +47,7 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
         graph = build_import_graph(sources, config, known_imports=known_imports, imports_of=imports_of)
     finally:
         imports_of.close()
+    del known_imports   # every entry's import statements: the graph has them now
     # The plan needs only the graph; its export check (a child that imports torch, seconds) runs
     # while the reached sources and the extensions are analyzed here.
     plan = plan_packaging(graph)

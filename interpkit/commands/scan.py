@@ -89,9 +89,9 @@ def render(report, args) -> None:
     from interpkit.analyzer.output import emit
 
     if args.format == "json":
-        from interpkit.analyzer.report.json import render as render_json
+        from interpkit.analyzer.report.json import write as write_json
 
-        emit(render_json(report), args.output)
+        write_json(report, args.output)   # in pieces: a site-packages report is megabytes
     elif args.format == "sarif":
         from interpkit.analyzer.report.sarif import render as render_sarif
 
