@@ -40,7 +40,7 @@ class FileFacts:
         self.lines = lines
         self.table = table
         self.aliases = aliases      # `as` names of import statements (walk.FileContext.aliases)
-        self.exact = ExactNames(tree, table.local)
+        self.exact = ExactNames(tree, table.local, lambda: local_bindings(tree))
 
     def column(self, line: int, byte_offset: int) -> int:
         """LibCST's 1-based column: characters, where CPython's col_offset counts UTF-8 bytes."""
@@ -57,7 +57,7 @@ class AstRule:
 
     def __init__(self, facts: FileFacts, walk: "_Walk") -> None:
         self.facts = facts
-        self.path = facts.path
+        self.path = facts.path if facts is not None else None
         self._walk = walk
         self.findings: list[Finding] = []
 
@@ -238,7 +238,7 @@ class _Walk:
 
     def where(self, node: ast.AST) -> Where:
         return Where(tuple(self.functions), self.scopes[-1] if self.scopes else None,
-                     (node.lineno, node.col_offset), self.unordered == 0)
+                     tuple(self.scopes), (node.lineno, node.col_offset), self.unordered == 0)
 
     def bind(self, rules: list[AstRule]) -> None:
         for node_type in {t for r in rules for t in _node_types(r)}:
@@ -343,6 +343,75 @@ def _node_types(rule: AstRule) -> set[type]:
             if isinstance(node_type, type):
                 types.add(node_type)
     return types
+
+
+class _LocalBindings(AstRule):
+    """Where each name is bound other than by an import: the scope LibCST records it in."""
+
+    def __init__(self, facts, walk) -> None:
+        super().__init__(facts, walk)
+        self.scopes: dict[str, set[int | None]] = {}
+        self.unplaced: set[str] = set()
+
+    def _at(self, scope: int | None, *names: str) -> None:
+        for name in names:
+            self.scopes.setdefault(name, set()).add(scope)
+
+    def _here(self) -> int | None:
+        return self._walk.scopes[-1] if self._walk.scopes else None
+
+    def visit_Name(self, node) -> None:
+        if not isinstance(node.ctx, ast.Load):
+            self._at(self._here(), node.id)
+
+    def visit_NamedExpr(self, node) -> None:
+        # binds in the nearest scope that is not a comprehension: every enclosing one, to be safe
+        self._at(None, node.target.id)
+        self._at(self._here(), node.target.id)
+        for scope in self._walk.scopes:
+            self._at(scope, node.target.id)
+
+    def visit_FunctionDef(self, node) -> None:
+        self._at(self._here(), node.name)
+        self._at(id(node), *(a.arg for a in all_arguments(node.args)))
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node) -> None:
+        self._at(self._here(), node.name)
+
+    def visit_Lambda(self, node) -> None:
+        self._at(id(node), *(a.arg for a in all_arguments(node.args)))
+
+    def visit_ExceptHandler(self, node) -> None:
+        if node.name:
+            self._at(self._here(), node.name)
+
+    def visit_Global(self, node) -> None:
+        self._at(None, *node.names)       # the function's bindings of these are the module's
+
+    def visit_Nonlocal(self, node) -> None:
+        self.unplaced.update(node.names)
+
+    def visit_MatchAs(self, node) -> None:
+        if node.name:
+            self._at(self._here(), node.name)
+
+    visit_MatchStar = visit_MatchAs
+
+    def visit_MatchMapping(self, node) -> None:
+        if node.rest:
+            self._at(self._here(), node.rest)
+
+
+def local_bindings(tree: ast.Module) -> tuple[dict[str, set[int | None]], set[str]]:
+    """{name: scopes binding it other than by import} and the names only LibCST places (a
+    second walk of the file, made only when a rule asks about a name bound that way)."""
+    walk = _Walk()
+    collector = _LocalBindings(None, walk)
+    walk.bind([collector])
+    walk.visit(tree)
+    return collector.scopes, collector.unplaced
 
 
 def run_ast_rules(path: Path, tree: ast.Module, text: str, table: NameTable, aliases: frozenset[str],

@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 import builtins
 from dataclasses import dataclass
-from typing import Collection
+from typing import Callable, Collection
 
 _BUILTINS = frozenset(dir(builtins))
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -75,6 +75,7 @@ class Where:
 
     functions: tuple[int, ...]     # id() of each enclosing def or lambda, outermost first
     own_scope: int | None          # id() of the innermost scope of any kind (class, comprehension too)
+    chain: tuple[int, ...]         # id() of every enclosing scope of any kind, outermost first
     position: tuple[int, int]      # the node's (line, column)
     ordered: bool                  # False where LibCST's visiting order may differ from the text's
 
@@ -82,8 +83,13 @@ class Where:
 class ExactNames:
     """Import bindings of one file, by the name they bind."""
 
-    def __init__(self, tree: ast.Module, local_roots: set[str]) -> None:
+    def __init__(self, tree: ast.Module, local_roots: set[str],
+                 local_scopes: Callable[[], tuple[dict[str, set[int | None]], set[str]]] | None = None) -> None:
         self.local = local_roots                      # roots bound other than by import (names.NameTable)
+        # where each of those is bound (None: the module), and names whose binding scope only
+        # LibCST's rules place (nonlocal); computed on first need (ast_pass.local_bindings)
+        self._local_scopes_of = local_scopes
+        self._local_scopes: tuple[dict[str, set[int | None]], set[str]] | None = None
         self.bindings: dict[str, list[ImportBinding]] = {}
         self.dotted_roots: set[str] = set()          # roots of `import a.b` bindings (attribute accesses)
         self.class_roots: set[str] = set()           # roots imported inside a class body
@@ -172,7 +178,7 @@ class ExactNames:
         `spelling`; `top`: no attribute chain encloses it; `pure`: names and attributes only down
         to the root (else it cannot be an access). Raises Undecidable."""
         root = spelling.partition(".")[0]
-        if root in self.local or root in self.class_roots:
+        if root in self.class_roots or (root in self.local and self._locally_bound(root, where)):
             raise Undecidable(root)
         if not pure:
             return self._generic(spelling, root, where)
@@ -186,6 +192,20 @@ class ExactNames:
         if is_name:
             return self._access(spelling, root, where)
         return self._generic(spelling, root, where)
+
+    def _locally_bound(self, root: str, where: Where) -> bool:
+        """Whether a non-import binding of `root` may be visible from `where`: in its own scope,
+        any enclosing one (class scopes included: more than LibCST sees, so never less) or the
+        module. Bindings in other functions are invisible there, as in LibCST's scope chain."""
+        if self._local_scopes_of is None:
+            return True
+        if self._local_scopes is None:
+            self._local_scopes = self._local_scopes_of()
+        scopes, unplaced = self._local_scopes
+        if root in unplaced:
+            return True
+        bound = scopes.get(root, ())
+        return None in bound or any(scope in bound for scope in where.chain)
 
     def _nearest(self, name: str, functions: tuple[int, ...],
                  ) -> tuple[int | None, list[ImportBinding]]:
