@@ -44,6 +44,9 @@ CASES = [
     "import threading\nt = threading.Thread(target=print, daemon=True)\nt.start()\nthreading.Timer(1, print).start()\n",
     "import ctypes\nctypes.CDLL('x', mode=ctypes.RTLD_GLOBAL | 2)\nctypes.CDLL('y', True)\n",
     "from . import subprocess\nfrom .. import os\nos.fork()\nsubprocess.run()\n",
+    "import os\ndef f(os):\n    os.fork()\nos.fork()\nlambda os: os.fork()\n[os.fork() for os in ()]\n",
+    "import os\ndef g():\n    global os\n    os = None\nos.fork()\n",
+    "import os\nclass C:\n    os = None\n    os.fork()\n    def m(self):\n        os.fork()\n",
     "import os\nos.environ['A'] = '1'\ndel os.environ['A'], x\ndel (os.environ['B'], y)\nos.environ.update(A=1)\n",
 ]
 
