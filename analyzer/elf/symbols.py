@@ -53,11 +53,19 @@ class SymbolTable:
         # rows: (value, size, info, other, shndx); columns: the same five as lists, rows built on demand
         self.names = names
         self.dynamic = dynamic
+        self._later: dict = {}
         self.strings: bytes | None = None   # the string table the names were sliced from, when read from a file
         if rows is not None:
             self.rows = rows
         if columns is not None:
-            self.values, self.sizes, self.infos, self.others, self.shndxs = columns
+            values, sizes, self.infos, self.others, self.shndxs = columns
+            # st_value and st_size may come as thunks: most libraries never need them (only the
+            # init functions of extensions and their data do), and 150k 64-bit ints cost.
+            for name, column in (("values", values), ("sizes", sizes)):
+                if callable(column):
+                    self._later[name] = column
+                else:
+                    setattr(self, name, column)
 
     @cached_property
     def rows(self) -> list[tuple[int, int, int, int, int]]:
@@ -67,11 +75,13 @@ class SymbolTable:
     # Single columns: filters over one column skip unpacking a row tuple each.
     @cached_property
     def values(self) -> list[int]:
-        return [row[0] for row in self.rows]
+        later = self._later.pop("values", None)
+        return later() if later is not None else [row[0] for row in self.rows]
 
     @cached_property
     def sizes(self) -> list[int]:
-        return [row[1] for row in self.rows]
+        later = self._later.pop("sizes", None)
+        return later() if later is not None else [row[1] for row in self.rows]
 
     @cached_property
     def infos(self) -> list[int]:
@@ -122,8 +132,9 @@ def _layout(image: ElfImage) -> tuple[struct.Struct, tuple[int, int, int, int, i
     return struct.Struct(image.endian + "IIIBBH"), (0, 1, 2, 3, 4, 5)
 
 
-def _columns(image: ElfImage, data: bytes) -> tuple[list[int], ...]:
-    """(name offsets, values, sizes, infos, others, shndx) as plain lists.
+def _columns(image: ElfImage, data: bytes) -> tuple:
+    """(name offsets, values, sizes, infos, others, shndx) as plain lists (values and sizes
+    may be thunks that make theirs).
 
     For native byte order the columns are strided memoryview casts (no per-entry tuple);
     otherwise a single struct.iter_unpack pass does the same job.
@@ -134,7 +145,7 @@ def _columns(image: ElfImage, data: bytes) -> tuple[list[int], ...]:
     if native and image.elfclass == 64:
         view = memoryview(data)
         words32, words16, words64 = view.cast("I"), view.cast("H"), view.cast("Q")
-        return (words32[0::6].tolist(), words64[1::3].tolist(), words64[2::3].tolist(),
+        return (words32[0::6].tolist(), lambda: words64[1::3].tolist(), lambda: words64[2::3].tolist(),
                 list(data[4::24]), list(data[5::24]), words16[3::12].tolist())
     columns = list(zip(*layout.iter_unpack(data))) or [()] * 6
     return tuple(list(columns[i]) for i in (i_name, i_value, i_size, i_info, i_other, i_shndx))
