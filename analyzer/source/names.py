@@ -30,38 +30,58 @@ _BUILTINS = frozenset(dir(builtins))
 ANY_PREFIX = "*."   # a candidate "*.F": F under some scope prefix (a class or function name)
 
 
-# Fields holding only contexts and operators (singletons no rule looks into), left out of walks.
-_NOT_CHILDREN = frozenset({"ctx", "op", "ops", "type_ignores"})
+# Fields that never hold a node a rule looks into: identifiers, strings, numbers and constants
+# (their ASDL types in CPython's Parser/Python.asdl), and the context and operator singletons.
+_NOT_CHILDREN = frozenset({"id", "attr", "arg", "asname", "module", "level", "is_async", "conversion",
+                           "type_comment", "kind", "tag", "rest", "kwd_attrs", "simple", "ctx", "op", "ops",
+                           "type_ignores"})
+_NOT_CHILDREN_OF = {ast.Constant: {"value"}, ast.MatchSingleton: {"value"}, ast.TypeIgnore: {"lineno"},
+                    ast.Global: {"names"}, ast.Nonlocal: {"names"},
+                    **{cls: {"name"} for cls in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                                                 ast.ExceptHandler, ast.alias, ast.MatchAs, ast.MatchStar)}}
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
-_AST = ast.AST
+
+
+def _child_fields(cls: type) -> tuple[str, ...]:
+    fields = _CHILD_FIELDS.get(cls)
+    if fields is None:
+        skip = _NOT_CHILDREN | _NOT_CHILDREN_OF.get(cls, set())
+        fields = _CHILD_FIELDS[cls] = tuple(f for f in cls._fields if f not in skip)
+    return fields
 
 
 def child_nodes(node: ast.AST) -> list[ast.AST]:
     """ast.iter_child_nodes without contexts and operators, as a list: a few times cheaper than
     the generator pair (iter_fields, iter_child_nodes) that ast.walk is built on."""
+    children: list = []
     cls = node.__class__
-    fields = _CHILD_FIELDS.get(cls)
-    if fields is None:
-        fields = _CHILD_FIELDS[cls] = tuple(f for f in cls._fields if f not in _NOT_CHILDREN)
-    children = []
-    for name in fields:
-        value = getattr(node, name, None)
+    for name in _CHILD_FIELDS.get(cls) or _child_fields(cls):
+        value = getattr(node, name)
         if value.__class__ is list:
-            children.extend(item for item in value if isinstance(item, _AST))
-        elif isinstance(value, _AST):
+            children.extend(value)
+        else:
             children.append(value)
-    return children
+    return [c for c in children if c is not None]   # optional fields and a dict's `**` keys
 
 
 def iter_nodes(tree: ast.AST):
     """Every node under tree (tree included), depth first; what ast.walk gives minus contexts and
-    operators, about 3x faster."""
+    operators, several times faster (tests/source/test_ast_pass.py compares the two)."""
     stack = [tree]
-    pop, extend = stack.pop, stack.extend
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    fields_of = _CHILD_FIELDS
     while stack:
         node = pop()
+        if node is None:
+            continue
         yield node
-        extend(child_nodes(node))
+        cls = node.__class__
+        for name in fields_of.get(cls) or _child_fields(cls):
+            value = getattr(node, name)
+            if value.__class__ is list:
+                extend(value)
+            else:
+                push(value)
 
 
 def full_name(node: ast.AST) -> str | None:
@@ -85,6 +105,11 @@ def full_name(node: ast.AST) -> str | None:
     return ".".join(reversed(parts))
 
 
+_BINDING_KINDS = frozenset({ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.arg,
+                            ast.ExceptHandler, ast.Global, ast.Nonlocal, ast.MatchAs, ast.MatchStar,
+                            ast.MatchMapping})
+
+
 def _prefixes(dotted: str) -> list[str]:
     parts = dotted.split(".")
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
@@ -106,27 +131,34 @@ class NameTable:
         and ast keeps as strings (keywords, parameters, `as` targets) are spellings too."""
         table = cls()
         table.spellings.update(words)
+        spellings, local = table.spellings, table.local
+        Attribute, Name, Load = ast.Attribute, ast.Name, ast.Load
         for node in iter_nodes(tree):
-            if isinstance(node, ast.Attribute):
-                table.spellings.add(full_name(node))
-            elif isinstance(node, ast.Name):
-                if not isinstance(node.ctx, ast.Load):
-                    table.local.add(node.id)   # Store and Del: LibCST records both as assignments
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                table._add_import(node)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                table.local.add(node.name)
-            elif isinstance(node, ast.arg):
-                table.local.add(node.arg)
-            elif isinstance(node, ast.ExceptHandler) and node.name:
-                table.local.add(node.name)
-            elif isinstance(node, (ast.Global, ast.Nonlocal)):
-                table.local.update(node.names)
-            elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-                table.local.add(node.name)
-            elif isinstance(node, ast.MatchMapping) and node.rest:
-                table.local.add(node.rest)
+            cls_ = node.__class__
+            if cls_ is Attribute:
+                spellings.add(full_name(node))
+            elif cls_ is Name:
+                if node.ctx.__class__ is not Load:
+                    local.add(node.id)   # Store and Del: LibCST records both as assignments
+            elif cls_ in _BINDING_KINDS:
+                table._add_binding(node)
         return table
+
+    def _add_binding(self, node: ast.AST) -> None:
+        """A statement or pattern that binds names (the node types of _BINDING_KINDS)."""
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            self._add_import(node)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            self.local.add(node.name)
+        elif isinstance(node, ast.arg):
+            self.local.add(node.arg)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            self.local.update(node.names)
+        elif isinstance(node, ast.MatchMapping):
+            if node.rest:
+                self.local.add(node.rest)
+        elif node.name:   # ExceptHandler, MatchAs, MatchStar
+            self.local.add(node.name)
 
     def _add_import(self, node: ast.Import | ast.ImportFrom) -> None:
         module = ""

@@ -359,7 +359,7 @@ def analyze_text(path: Path, text: str, config: Config, *, rules: list[LoadedSou
     if import_module is not None:
         from interpkit.analyzer.source.imports import imports_from_tree
 
-        outcome.imports = imports_from_tree(tree, *import_module)
+        outcome.imports = imports_from_tree(tree, *import_module, source=text)
     wanted = [r for r in rules if r.triggered(text)]
     table = None
     if wanted and fast:
@@ -425,7 +425,7 @@ def _imports_without_type_comments(path: Path, text: str, import_module: tuple[s
             tree = ast.parse(text, filename=str(path))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    return imports_from_tree(tree, *import_module)
+    return imports_from_tree(tree, *import_module, source=text)
 
 
 def scan_source_bytes(path: Path, data: bytes, config: Config, *, rules: list[LoadedSourceRule] | None = None,

@@ -200,3 +200,24 @@ def test_trigger_literals_are_derived_from_the_patterns():
     assert required_literals(r"(?i)atexit") is None
     assert required_literals(r"ab|x[yz]") is None          # an alternative without 3 literal characters
     assert required_literals(r"(?ms)\A(?=.*^x = \{)") is None
+
+
+def test_iter_nodes_visits_what_ast_walk_does():
+    """names.iter_nodes skips fields by their ASDL type: on real files it yields exactly ast.walk's
+    nodes except contexts and operators."""
+    from interpkit.analyzer.source.names import child_nodes, iter_nodes
+
+    skipped = (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop, ast.type_ignore)
+    syntax = ("match x:\n    case {'a': 1, **rest}: pass\n    case [1, *others]: pass\n"
+              "    case Point(x=0, y=_) as p: pass\n    case None | True: pass\n"
+              "async def f(a: int = 1, *b, c, **d) -> None:\n    async with x as y:\n        pass\n"
+              "    async for i in y: await i\n    print(f'{a!r:>{b}}', [j async for j in y])\n"
+              "x: int = 1  # type: ignore\nglobal g\ndel a[0], b\nlambda *, k=1: k\n")
+    texts = [p.read_text(encoding="utf-8") for p in _real_files(30)] + SAMPLES + CASES + [syntax]
+    for text in texts:
+        tree = ast.parse(text, type_comments=True)
+        expected = sorted(id(n) for n in ast.walk(tree) if not isinstance(n, skipped))
+        assert sorted(id(n) for n in iter_nodes(tree)) == expected
+        for node in ast.walk(tree):
+            assert [id(c) for c in child_nodes(node)] == [id(c) for c in ast.iter_child_nodes(node)
+                                                           if not isinstance(c, skipped)]
