@@ -96,9 +96,20 @@ class OpLibraryFacts:
 NONE = OpLibraryFacts()
 
 
-def _entry_kinds(imports: frozenset[str]) -> dict[str, str]:
+def _joined(names: frozenset[str]) -> str:
+    """All names in one string, each after a NUL: one C-level search answers "does any name
+    start with / contain X" where the answer is no (names from a string table never hold a
+    NUL; one that did could only make the search say yes, and then the exact loop decides)."""
+    return "\0" + "\0".join(names)
+
+
+def _entry_kinds(imports: frozenset[str], joined: str | None = None) -> dict[str, str]:
     """api -> kinds the imported registration entry points allow ({"torch": "*"} for the C++ ctor)."""
     found: dict[str, set[str]] = {}
+    joined = _joined(imports) if joined is None else joined
+    if (not any("\0" + prefix in joined for prefix in (*_LIBRARY_CTOR_PREFIXES, _LEGACY_PREFIX))
+            and not imports & _STABLE_ENTRIES.keys()):
+        return found
     for name in imports:
         if name.startswith(_LIBRARY_CTOR_PREFIXES):
             found.setdefault("torch", set()).add("*")
@@ -142,25 +153,35 @@ def _parse_init_name(identifier: str) -> Registration | None:
 _INIT_NAME_RE = re.compile(rb"TORCH_LIBRARY(?:_IMPL|_FRAGMENT)?_(?:static_)?init_[A-Za-z0-9_]+")
 
 
-def _strings_named(blob) -> list[Registration]:
-    """Registrations named in a string table (bytes or mmap). The mangled length prefix in front
-    of each hit (`_ZL29TORCH_LIBRARY_init_...`) gives the identifier's exact end: after it
-    come the mangled parameter types."""
+def _strings_named(span) -> list[Registration]:
+    """Registrations named in a string table, span = (haystack, start, end) as
+    ElfImage.section_span gives it. The mangled length prefix in front of each hit
+    (`_ZL29TORCH_LIBRARY_init_...`) gives the identifier's exact end: after it come the
+    mangled parameter types. Hits are found with bytes.find on the literal every match starts
+    with, then matched in place: the same matches as finditer, without the regex engine
+    walking the whole table."""
+    haystack, lo, hi = span
     identifiers: set[bytes] = set()
-    for match in _INIT_NAME_RE.finditer(blob):
+    at = haystack.find(b"TORCH_LIBRARY", lo, hi)
+    while at >= 0:
+        match = _INIT_NAME_RE.match(haystack, at, hi)
+        if match is None:
+            at = haystack.find(b"TORCH_LIBRARY", at + 1, hi)
+            continue
         start = match.start()
-        if start >= 7 and bytes(blob[start - 7:start]) == b"STABLE_":
+        if start - lo >= 7 and bytes(haystack[start - 7:start]) == b"STABLE_":
             start -= 7
         digits = start
-        while digits > 0 and 48 <= blob[digits - 1] <= 57:
+        while digits > lo and 48 <= haystack[digits - 1] <= 57:
             digits -= 1
         if digits < start:
-            length = int(bytes(blob[digits:start]))
-            identifier = bytes(blob[start:start + length])
+            length = int(bytes(haystack[digits:start]))
+            identifier = bytes(haystack[start:min(start + length, hi)])
             if len(identifier) == length:
                 identifiers.add(identifier)
         else:   # an unmangled (extern "C") name: the whole match
-            identifiers.add(bytes(blob[start:match.end()]))
+            identifiers.add(bytes(haystack[start:match.end()]))
+        at = haystack.find(b"TORCH_LIBRARY", match.end(), hi)
     out = []
     for identifier in sorted(identifiers):
         reg = _parse_init_name(identifier.decode("ascii"))
@@ -197,9 +218,11 @@ def _kept_registerers(span, registries: tuple[str, ...]) -> set[str]:
     return kept
 
 
-def _imported_registries(imports: frozenset[str]) -> tuple[str, ...]:
+def _imported_registries(imports: frozenset[str], joined: str | None = None) -> tuple[str, ...]:
     """`c10::impl::PyInterpreterHooksRegistry()` style accessors this binary calls but does not define."""
     names = set()
+    if "Registry" not in (_joined(imports) if joined is None else joined):
+        return ()
     for name in imports:
         if not (name.startswith("_ZN") and "Registry" in name and name.endswith("Ev")):
             continue
@@ -242,13 +265,14 @@ def _section(image: ElfImage, name: str):
 
 def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
     """Registrations and registry entries of one binary; NONE for anything that imports no entry point."""
-    apis = _entry_kinds(imports)
-    registries = _imported_registries(imports)
+    joined = _joined(imports)
+    apis = _entry_kinds(imports, joined)
+    registries = _imported_registries(imports, joined)
     if not apis and not registries:
         return NONE
     strtab_span = _span(image, ".strtab")
     strtab = _section(image, ".strtab")
-    named = [r for r in _strings_named(strtab) if r.api in apis] if apis else []
+    named = [r for r in _strings_named(strtab_span) if r.api in apis] if apis else []
     registrations: list[Registration] = list(dict.fromkeys(named))
     for api, kinds in apis.items():
         if any(r.api == api for r in registrations):

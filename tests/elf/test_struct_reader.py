@@ -162,3 +162,57 @@ def test_kept_registerers_match_the_regex(registries):
     pattern = re.compile(rb"g_(" + b"|".join(re.escape(n.encode()) for n in names) + rb")[0-9]")
     assert _kept_registerers((strtab, 0, len(strtab)), registries) == {m.group(1).decode()
                                                                          for m in pattern.finditer(strtab)}
+
+
+def strings_named_reference(blob: bytes) -> set[bytes]:
+    """The finditer form _strings_named replaced, over the section's bytes alone."""
+    identifiers = set()
+    for match in re.finditer(rb"TORCH_LIBRARY(?:_IMPL|_FRAGMENT)?_(?:static_)?init_[A-Za-z0-9_]+", blob):
+        start = match.start()
+        if start >= 7 and blob[start - 7:start] == b"STABLE_":
+            start -= 7
+        digits = start
+        while digits > 0 and 48 <= blob[digits - 1] <= 57:
+            digits -= 1
+        if digits < start:
+            length = int(blob[digits:start])
+            identifier = blob[start:start + length]
+            if len(identifier) == length:
+                identifiers.add(identifier)
+        else:
+            identifiers.add(blob[start:match.end()])
+    return identifiers
+
+
+@pytest.mark.parametrize("blob", [
+    b"\0_ZL29TORCH_LIBRARY_init_torchvisionRN5torch7LibraryE\0TORCH_LIBRARY_IMPL_init_ops_CPU_3\0",
+    b"36STABLE_TORCH_LIBRARY_FRAGMENT_init_myops_7xx\0TORCH_LIBRARYTORCH_LIBRARY_init_a\0",
+    b"12TORCH_LIBRARY_init_abc",                        # digits at the very start of the table
+    b"\0_ZL99TORCH_LIBRARY_init_runs_past_the_end",     # a length that runs past the table
+])
+def test_strings_named_matches_finditer(blob):
+    from interpkit.analyzer.elf.torch_library import _parse_init_name, _strings_named
+
+    for pad in (b"", b"9TORCH_LIBRARY_init_outside\0"):   # bytes before the section never count
+        haystack = pad + blob + b"99"
+        span = (haystack, len(pad), len(pad) + len(blob))
+        expected = [r for r in (_parse_init_name(i.decode()) for i in sorted(strings_named_reference(blob))) if r]
+        assert _strings_named(span) == expected
+
+
+@pytest.mark.parametrize("names", [[], ["b", "a", "_end", "a", "_init", "z"], ["_end"], ["x"] * 5,
+                                   ["_DYNAMIC", "_fini", "_edata", "__bss_start"], list("qwertyuiop")])
+def test_sorted_exports_is_the_sorted_set_without_linker_markers(names):
+    from interpkit.analyzer.elf.symbols import LINKER_SYMBOLS
+
+    assert facts_module._sorted_exports(names) == tuple(sorted(set(names) - LINKER_SYMBOLS))
+
+
+def test_facts_pickle_back_to_equal_facts(built_fixtures):
+    import pickle
+
+    facts = facts_module.build_facts(built_fixtures("gnu_unique_cpp"))
+    back = pickle.loads(pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == facts and type(back.exports) is tuple and type(back.imports) is frozenset
+    odd = facts_module.ElfFacts(**{**facts.__dict__, "exports": ("a\0b", "c"), "imports": frozenset()})
+    assert pickle.loads(pickle.dumps(odd)) == odd
