@@ -8,11 +8,15 @@ file) costs speed only: the store then behaves as empty.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import sqlite3
+import stat
+import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from interpkit.core.version import VERSION
 
@@ -43,8 +47,65 @@ def file_key(path: Path, *parts: object) -> str | None:
         st = os.stat(path)
     except OSError:
         return None
-    text = "|".join([os.path.realpath(path), str(st.st_size), str(st.st_mtime_ns), *map(str, parts)])
+    text = "|".join([realpath(path), str(st.st_size), str(st.st_mtime_ns), *map(str, parts)])
     return hashlib.sha1(text.encode()).hexdigest()
+
+
+# -- real paths during one scan ----------------------------------------------------------------
+# os.path.realpath walks every component of a path with one lstat each: a site-packages file is
+# ten of them, and a scan asks for tens of thousands of real paths (keys, the graph's identities,
+# duplicates). Inside one_scan(), the real path of each folder is remembered, so a file costs
+# one lstat: realpath(folder/name) is realpath(folder)/name unless name itself is a symbolic
+# link (then the full walk runs). Outside it (a long-lived `serve`, tests that rename folders
+# between scans), every call walks the whole path as before.
+
+_FOLDERS: dict[str, str] | None = None
+
+
+@contextlib.contextmanager
+def one_scan() -> Iterator[None]:
+    """Real paths of folders are remembered until the outermost one_scan() ends."""
+    global _FOLDERS
+    outer = _FOLDERS
+    if outer is None:
+        _FOLDERS = {}
+    try:
+        yield
+    finally:
+        _FOLDERS = outer
+
+
+def realpath(path) -> str:
+    """os.path.realpath(path), from the remembered real path of its folder inside one_scan()."""
+    text = os.fspath(path)
+    folders = _FOLDERS
+    if folders is None or isinstance(text, bytes):
+        return os.path.realpath(text)
+    head, name = os.path.split(text)
+    if not head or name in ("", ".", ".."):
+        return os.path.realpath(text)
+    try:
+        if stat.S_ISLNK(os.lstat(text).st_mode):
+            return os.path.realpath(text)
+    except OSError:
+        pass   # missing: realpath keeps the name as it is, and so do we
+    real_head = folders.get(head)
+    if real_head is None:
+        real_head = folders[head] = os.path.realpath(head)
+    return os.path.join(real_head, name)
+
+
+def resolve(path) -> Path:
+    """Path(path).resolve(), through realpath(): the same answer, RuntimeError on a symbolic
+    link loop included (pathlib's check on Python 3.11)."""
+    real = Path(realpath(Path(path)))
+    if sys.version_info < (3, 13):   # 3.13 returns what realpath gives, loop or not
+        try:
+            os.stat(real)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RuntimeError(f"Symlink loop from {os.fspath(path)!r}") from None
+    return real
 
 
 class Store:

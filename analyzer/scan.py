@@ -124,11 +124,13 @@ def collect(paths: list[Path], *, only: str | None = None) -> Collected:
 
 def _dedupe(results: list[FileResult]) -> list[FileResult]:
     """The same file can be reached twice (named and imported); keep the richer entry."""
+    from interpkit.analyzer.cache import resolve
+
     by_path: dict[str, FileResult] = {}
     order: list[str] = []
     for fr in results:
         try:
-            key = str(Path(fr.path).resolve())
+            key = str(resolve(fr.path))
         except (OSError, RuntimeError):  # 3.11 raises RuntimeError on a symlink loop
             key = str(fr.path)
         if key not in by_path:
@@ -196,14 +198,17 @@ def scan_paths(paths, config: Config | None = None, *, progress: bool | None = F
                cache: bool = False) -> Report:
     """Scan the paths. cache=True (the CLI) also keeps whole reports in the scan cache: a scan of
     an unchanged tree with the same configuration and code is then one read."""
+    from interpkit.analyzer.cache import one_scan
+
     config = config or Config()
-    found = collect([Path(p) for p in paths], only=only)
-    key = _report_key(found, config, only) if cache else None
-    if key is not None:
-        cached = _REPORTS.get(key)
-        if cached is not None:
-            return cached
-    report = _scan_found(found, config, progress=progress, only=only)
+    with one_scan():   # real paths of folders are looked up once per scan (cache.realpath)
+        found = collect([Path(p) for p in paths], only=only)
+        key = _report_key(found, config, only) if cache else None
+        if key is not None:
+            cached = _REPORTS.get(key)
+            if cached is not None:
+                return cached
+        report = _scan_found(found, config, progress=progress, only=only)
     if key is not None:
         _REPORTS.put(key, report)
     return report

@@ -7,7 +7,8 @@ from typing import Callable
 
 from interpkit.analyzer.config import Config
 from interpkit.core.findings import FileKind, FileResult
-from interpkit.analyzer.source.imports import ImportReader, ModuleKind, build_import_graph, module_name_for
+from interpkit.analyzer.cache import resolve
+from interpkit.analyzer.source.imports import ImportReader, ModuleKind, ModuleNames, build_import_graph
 from interpkit.analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
 from interpkit.analyzer.source.batch import analyze_sources
 from interpkit.analyzer.source.batch import analyze_source_files
@@ -38,13 +39,15 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     # The entries' rule pass runs first, on every core, and reads their imports from the same
     # parse, so the graph does not parse them again (progress(n): n more files done).
     entry_files = [e for e in sources if e.is_file()]
-    reading = {e: (module_name_for(e)[0], e.name == "__init__.py") for e in entry_files}
+    module_names = ModuleNames()   # each entry is named once, for the rule pass, the graph and the reached pass
+    reading = {e: (module_names(e)[0], e.name == "__init__.py") for e in entry_files}
     entry_results, known_imports = analyze_sources(entry_files, config, modules={e: m for e, (m, _) in reading.items()},
                                                    import_modules=reading, progress=progress)
     # the files only the graph reaches (installed packages) are parsed ahead of the walk, on every core
     imports_of = ImportReader()
     try:
-        graph = build_import_graph(sources, config, known_imports=known_imports, imports_of=imports_of)
+        graph = build_import_graph(sources, config, known_imports=known_imports, imports_of=imports_of,
+                                   module_names=module_names)
     finally:
         imports_of.close()
     del known_imports   # every entry's import statements: the graph has them now
@@ -52,7 +55,7 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     # while the reached sources and the extensions are analyzed here.
     plan = plan_packaging(graph)
     export = _Background(lambda: _remembered_export_check(plan, graph)) if export_check else None
-    _analyze_reached(sources, entry_results, graph, config, elf_analyzer, results)
+    _analyze_reached(sources, entry_results, graph, config, elf_analyzer, results, module_names)
     plan_json = plan.to_json()
     if export is not None:
         plan_json["export_check"] = export.result()
@@ -89,42 +92,46 @@ class _Background:
 
 
 def _analyze_reached(sources: list[Path], entry_results: list[FileResult], graph, config: Config,
-                     elf_analyzer, results: list[FileResult]) -> None:
+                     elf_analyzer, results: list[FileResult], module_names: ModuleNames) -> None:
     """The rules on the reached .py files, the ELF analyzer on the reached extensions and op
     libraries, each with its import chain; appended to results."""
     entry_files = [e for e in sources if e.is_file()]
-    entry_paths = {e.resolve() for e in sources if e.is_file()}
+    entry_paths = {resolve(e) for e in entry_files}
     python_nodes = [n for n in graph.nodes.values()
                     if n.kind is ModuleKind.PYTHON and n.path is not None and n.path.suffix == ".py"
                     and (n.local or config.third_party_source)]
     # entries first, in the order given, then everything reached
-    ordered: list[Path] = [e for e in sources if e.is_file()]
-    modules = {e: module_name_for(e)[0] for e in ordered}
-    seen = {p.resolve() for p in ordered}
+    ordered: list[Path] = list(entry_files)
+    modules = {e: module_names(e)[0] for e in ordered}
+    seen = set(entry_paths)
     for node in sorted(python_nodes, key=lambda n: n.name):
-        if node.path.resolve() not in seen:
-            seen.add(node.path.resolve())
+        if node.path in seen:
+            continue   # an entry's own node: its path is the entry's real path
+        real = resolve(node.path)
+        if real not in seen:
+            seen.add(real)
             ordered.append(node.path)
             modules[node.path] = node.name
-    python_results = entry_results + analyze_source_files(ordered[len(entry_files):], config, modules=modules)
-    for fr in python_results:
-        if Path(fr.path).resolve() not in entry_paths and fr.module:
+    # the reached files are those whose real path is no entry's: only they get a chain
+    reached_results = analyze_source_files(ordered[len(entry_files):], config, modules=modules)
+    for fr in reached_results:
+        if fr.module:
             _attach_chain(fr, graph.chain_to(fr.module))
-    results.extend(python_results)
+    results.extend(entry_results + reached_results)
 
     _report_missing_op_libraries(graph, results, config)
     extensions = [n for n in graph.of_kind(ModuleKind.EXTENSION) if n.path is not None]
     # Op libraries (no PyInit_) reach the process through torch.ops.load_library, not import:
     # scanned like extensions, reached through the module that loads them.
-    op_libraries = {str(load.path.resolve()): load for load in graph.op_libraries if load.path is not None and load.exists}
+    op_libraries = {str(resolve(load.path)): load for load in graph.op_libraries if load.path is not None and load.exists}
     elf_inputs = [n.path for n in extensions] + [Path(p) for p in op_libraries
-                                                  if p not in {str(n.path.resolve()) for n in extensions}]
+                                                  if p not in {str(resolve(n.path)) for n in extensions}]
     if elf_inputs and elf_analyzer is not None:
-        by_path = {str(n.path.resolve()): n for n in extensions}
+        by_path = {str(resolve(n.path)): n for n in extensions}
         elf_results = elf_analyzer(elf_inputs, config, closure=config.follow_closure)
         chains: dict[str, tuple[str, ...]] = {}
         for fr in elf_results:
-            key = str(Path(fr.path).resolve())
+            key = str(resolve(fr.path))
             node = by_path.get(key)
             if node is not None:
                 fr.module = fr.module or node.name
@@ -134,19 +141,19 @@ def _analyze_reached(sources: list[Path], entry_results: list[FileResult], graph
                 fr.facts["loaded_by"] = {"module": load.module, "line": load.line, "call": load.call}
                 chains[key] = graph.chain_to(load.module) + (Path(fr.path).name,)
         # libraries of the DT_NEEDED closure: the chain of whoever needed them, then their name
-        pending = [fr for fr in elf_results if str(Path(fr.path).resolve()) not in chains and fr.facts.get("needed_by")]
+        pending = [fr for fr in elf_results if str(resolve(fr.path)) not in chains and fr.facts.get("needed_by")]
         while pending:
             progressed = False
             for fr in list(pending):
-                parent = chains.get(str(Path(fr.facts["needed_by"]).resolve()))
+                parent = chains.get(str(resolve(fr.facts["needed_by"])))
                 if parent is not None:
-                    chains[str(Path(fr.path).resolve())] = parent + (Path(fr.path).name,)
+                    chains[str(resolve(fr.path))] = parent + (Path(fr.path).name,)
                     pending.remove(fr)
                     progressed = True
             if not progressed:
                 break
         for fr in elf_results:
-            chain = chains.get(str(Path(fr.path).resolve()))
+            chain = chains.get(str(resolve(fr.path)))
             if chain:
                 _attach_chain(fr, chain)
         results.extend(elf_results)
@@ -163,11 +170,12 @@ def _report_missing_op_libraries(graph, results: list[FileResult], config: Confi
 
     if not config.enabled(rule.RULE.code):
         return
-    by_path = {str(Path(fr.path).resolve()): fr for fr in results}
-    for load in graph.op_libraries:
-        if load.path is None or load.exists:
-            continue
-        key = str(Path(load.source).resolve())
+    missing = [load for load in graph.op_libraries if load.path is not None and not load.exists]
+    if not missing:
+        return
+    by_path = {str(resolve(fr.path)): fr for fr in results}
+    for load in missing:
+        key = str(resolve(load.source))
         fr = by_path.get(key)
         if fr is None:
             fr = by_path[key] = FileResult(Path(load.source), FileKind.PYTHON, module=load.module)

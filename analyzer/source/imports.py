@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interpkit.analyzer.cache import resolve
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.modules import enclosing_packages
 
@@ -106,17 +107,41 @@ class ImportRef:
     from_names: tuple[str, ...] = ()   # `from name import a, b`: a and b may be submodules
 
 
-def module_name_for(path: Path) -> tuple[str, Path]:
-    """(dotted name, sys.path root) of a source file or package folder, walking up through __init__.py."""
-    path = Path(path).resolve()
+def module_name_for(path: Path, *, folders: dict | None = None) -> tuple[str, Path]:
+    """(dotted name, sys.path root) of a source file or package folder, walking up through __init__.py.
+
+    `folders` remembers each folder's enclosing packages across calls (ModuleNames: one scan)."""
+    path = resolve(path)
     if path.is_dir():
         leaf, folder = path.name, path.parent
     elif path.name == "__init__.py":
         leaf, folder = path.parent.name, path.parent.parent
     else:
         leaf, folder = path.stem, path.parent
-    packages, root = enclosing_packages(folder)
+    if folders is None:
+        packages, root = enclosing_packages(folder)
+    else:
+        found = folders.get(folder)
+        if found is None:
+            found = folders[folder] = enclosing_packages(folder)
+        packages, root = found
     return ".".join(reversed([leaf, *packages])), root
+
+
+class ModuleNames:
+    """module_name_for over the files of one scan, each answer kept (the entries are named by the
+    rule pass, the graph and the reached-file pass alike): the same answers, each folder's
+    packages looked up once."""
+
+    def __init__(self) -> None:
+        self.folders: dict = {}
+        self.names: dict[Path, tuple[str, Path]] = {}
+
+    def __call__(self, path: Path) -> tuple[str, Path]:
+        found = self.names.get(path)
+        if found is None:
+            found = self.names[path] = module_name_for(path, folders=self.folders)
+        return found
 
 
 def _last_component(node: ast.expr) -> str:
@@ -385,12 +410,18 @@ class ImportReader:
         self.missed: set[tuple[Path, str, bool]] = set()                  # looked up ahead, not cached
         self.unsent: dict[tuple[Path, str, bool], None] = {}              # missed, not yet with a worker
         self.pending: dict[tuple[Path, str, bool], object] = {}           # futures of the worker pool
+        self.keys: dict[tuple[Path, str, bool], str | None] = {}
         self.pool = None
 
     def _key(self, item: tuple[Path, str, bool]) -> str | None:
         from interpkit.analyzer.cache import file_key
 
-        return file_key(item[0], item[1], item[2], self.print_) if self.store.enabled else None
+        if not self.store.enabled:
+            return None
+        key = self.keys.get(item)
+        if key is None:
+            key = self.keys[item] = file_key(item[0], item[1], item[2], self.print_)
+        return key
 
     def _cached(self, item: tuple[Path, str, bool]) -> list[ImportRef] | None:
         key = self._key(item)
@@ -532,7 +563,7 @@ def _classify(name: str, spec) -> tuple[ModuleKind, Path | None, bool]:
 
 def build_import_graph(entries: list[Path], config: Config, *, max_modules: int = 50_000,
                        known_imports: dict[Path, tuple[tuple[str, bool], list[ImportRef]]] | None = None,
-                       imports_of=None) -> ImportGraph:
+                       imports_of=None, module_names=None) -> ImportGraph:
     """Walk imports breadth-first from the entry files (or package folders).
 
     Installed (non-local) packages are walked only when `config.follow_imports` is set, and
@@ -544,17 +575,18 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
     local_roots: list[Path] = []
     queue: deque[str] = deque()
     entry_specs: dict[str, tuple[Path, bool]] = {}
+    module_names = module_names or module_name_for
     for entry in entries:
         entry = Path(entry)
-        name, root = module_name_for(entry)
+        name, root = module_names(entry)
         if root not in local_roots:
             local_roots.append(root)
         if entry.is_dir():
             init = entry / "__init__.py"
             entry_specs[name] = (init, True)
         else:
-            entry_specs[name] = (entry.resolve(), entry.name == "__init__.py")
-    search_path = [str(r) for r in local_roots] + [str(Path(p).resolve()) for p in config.python_paths]
+            entry_specs[name] = (resolve(entry), entry.name == "__init__.py")
+    search_path = [str(r) for r in local_roots] + [str(resolve(p)) for p in config.python_paths]
     search_path += [p for p in sys.path if p and p not in search_path]
     graph.search_path = search_path
     resolver = _Resolver(search_path)
@@ -563,7 +595,7 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
     def is_local(path: Path | None) -> bool:
         if path is None:
             return False
-        text = str(path.resolve())
+        text = str(resolve(path))
         return text.startswith(local_prefixes) and "site-packages" not in text[len(min(local_prefixes, key=len)):]
 
     read_ahead = getattr(imports_of, "ahead", None)

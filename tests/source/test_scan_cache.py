@@ -57,3 +57,40 @@ def test_elf_facts_from_disk_equal_fresh_ones(built_fixtures, tmp_path, monkeypa
     second = FactsCache().get(path)             # a new process-level cache: read from disk
     assert second is not first and second == first == build_facts(path)
     assert os.path.isfile(tmp_path / "cache" / "elf-facts-v1.sqlite")
+
+
+def test_real_paths_inside_one_scan_equal_the_full_walk(tmp_path, monkeypatch):
+    """cache.realpath/resolve remember folders inside one_scan(): the same answers as
+    os.path.realpath / Path.resolve for links to folders, links to files, `..` links, loops,
+    missing and relative paths, asked in any order, again and again."""
+    from pathlib import Path
+
+    from interpkit.analyzer import cache
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "c" / "f.py").write_text("x = 1\n")
+    os.symlink(tmp_path / "a" / "b", tmp_path / "link")
+    os.symlink("c/f.py", tmp_path / "a" / "b" / "g.py")
+    os.symlink("../..", tmp_path / "a" / "b" / "c" / "up")
+    os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+    os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+    paths = ["a/b/c/f.py", "link/c/f.py", "a/b/g.py", "link/g.py", "loop1/x.py", "loop1", "a/missing/x.py",
+             "a/b/c/up/b/c/f.py", "link/c/up/link/c/f.py", "f.py", "a/b/c/../c/f.py", "a//b/./c/f.py"]
+    paths += [str(tmp_path / p) for p in paths]
+
+    def outcome(resolver, path):
+        try:
+            return str(resolver(path))
+        except RuntimeError:
+            return "loop"
+
+    expected = {p: (os.path.realpath(p), outcome(lambda q: Path(q).resolve(), p)) for p in paths}
+    assert "loop" in {resolved for _, resolved in expected.values()}
+    with cache.one_scan():
+        for path in paths + paths[::-1]:
+            assert (cache.realpath(path), outcome(cache.resolve, path)) == expected[path], path
+        os.unlink(tmp_path / "link")    # outside one scan's assumptions: only folders are kept
+        os.symlink(tmp_path / "a", tmp_path / "link")
+    assert cache._FOLDERS is None
+    assert cache.realpath("link/b/c/f.py") == os.path.realpath("link/b/c/f.py")
