@@ -55,7 +55,10 @@ def child_nodes(node: ast.AST) -> list[ast.AST]:
     the generator pair (iter_fields, iter_child_nodes) that ast.walk is built on."""
     children: list = []
     cls = node.__class__
-    for name in _CHILD_FIELDS.get(cls) or _child_fields(cls):
+    fields = _CHILD_FIELDS.get(cls)
+    if fields is None:     # () for the many leaf kinds (Name, Constant): not `or`, which would recompute
+        fields = _child_fields(cls)
+    for name in fields:
         value = getattr(node, name)
         if value.__class__ is list:
             children.extend(value)
@@ -76,7 +79,10 @@ def iter_nodes(tree: ast.AST):
             continue
         yield node
         cls = node.__class__
-        for name in fields_of.get(cls) or _child_fields(cls):
+        fields = fields_of.get(cls)
+        if fields is None:
+            fields = _child_fields(cls)
+        for name in fields:
             value = getattr(node, name)
             if value.__class__ is list:
                 extend(value)

@@ -45,7 +45,7 @@ from libcst.metadata import GlobalScope
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
-from interpkit.analyzer.source.names import child_nodes
+from interpkit.analyzer.source.names import child_nodes, iter_nodes
 from interpkit.analyzer.source import ast_pass
 from interpkit.analyzer.source.walk import FileContext, SourceRule, run_rule
 
@@ -299,19 +299,37 @@ def could_report(tree: ast.Module, text: str, table) -> bool:
             statements.extend(getattr(statement, field, ()))
     if not bound or not re.search(r"\b(?:%s)\b(?:\s|\\\n|#[^\n]*)*[\[.]" % "|".join(map(re.escape, bound)), text):
         return False
-    stack = [(child, False) for child in child_nodes(tree)]
+    # Code inside a def or lambda: defs are reached through statements alone, lambdas only
+    # through expressions, so expressions are walked only where the text may hold one.
+    expressions = "lambda" in text or not text.isascii()
+    stack = list(tree.body)
     while stack:
-        node, in_function = stack.pop()
-        if in_function:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else ()
-            for target in targets:
-                if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in bound:
-                    return True
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id in bound):
+        node = stack.pop()
+        if node.__class__ in _FUNCTIONS:
+            if any(_writes_to(inner, bound) for inner in iter_nodes(node)):
                 return True
-        inner = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-        stack.extend((child, inner) for child in child_nodes(node))
+        elif expressions:
+            stack.extend(child_nodes(node))
+        else:
+            for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                stack.extend(getattr(node, field, ()))
+    return False
+
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def _writes_to(node: ast.AST, bound: set[str]) -> bool:
+    """A subscript assignment to, or a mutator call on, one of the `bound` names."""
+    cls = node.__class__
+    if cls is ast.Assign or cls is ast.AugAssign:
+        for target in (node.targets if cls is ast.Assign else (node.target,)):
+            if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in bound:
+                return True
+    elif cls is ast.Call:
+        func = node.func
+        return (isinstance(func, ast.Attribute) and func.attr in MUTATORS and isinstance(func.value, ast.Name)
+                and func.value.id in bound)
     return False
 
 VALID = [
