@@ -71,20 +71,10 @@ class AstRule:
         return self._walk.function_depth == 0
 
     # -- names ---------------------------------------------------------------------------------
-    def qualified_names(self, node: ast.AST, *, top: bool = True) -> set[str]:
-        if not isinstance(node, (ast.Name, ast.Attribute)):
-            # LibCST gives a Call or Subscript the names of what it calls or indexes
-            return set() if not isinstance(node, (ast.Call, ast.Subscript)) else self.qualified_names(
-                node.func if isinstance(node, ast.Call) else node.value, top=top)
-        return self.facts.exact.qualified_names(full_name(node), is_name=isinstance(node, ast.Name), top=top,
-                                                pure=_pure_chain(node), where=self._walk.where(node))
-
     def matching_names(self, node: ast.AST, names: Collection[str], prefixes: tuple[str, ...] = (), *,
                        top: bool = True) -> list[str]:
-        """The qualified names of `node` (a Name, Attribute, or what a Call/Subscript stands for)
-        that are in `names` or start with one of `prefixes`, sorted; raises Undecidable."""
-        while isinstance(node, (ast.Call, ast.Subscript)):   # LibCST names what is called or indexed
-            node = node.func if isinstance(node, ast.Call) else node.value
+        """The qualified names of a Name or Attribute `node` that are in `names` or start with one
+        of `prefixes`, sorted (none for other nodes, as the rules never ask); raises Undecidable."""
         if not isinstance(node, (ast.Name, ast.Attribute)):
             return []
         return self.facts.exact.matching(full_name(node), names, prefixes, is_name=isinstance(node, ast.Name),
