@@ -98,6 +98,44 @@ class AstRule:
                 return found
         return None
 
+    # -- the tree's shapes, named the same on walk.SourceRule (rule logic written once) ----------
+    @staticmethod
+    def argument(call: ast.Call, position: int, keyword: str) -> ast.expr | None:
+        return call_argument(call, position, keyword)
+
+    def string_value(self, node: ast.AST | None) -> str | None:
+        return literal_string(self.facts, node)
+
+    def is_string(self, node: ast.AST | None) -> bool:
+        return is_literal_string(self.facts, node)
+
+    @staticmethod
+    def attribute_of(node: ast.AST | None) -> str | None:
+        return node.attr if isinstance(node, ast.Attribute) else None
+
+    @staticmethod
+    def identifier_of(node: ast.AST | None) -> str | None:
+        return node.id if isinstance(node, ast.Name) else None
+
+    @staticmethod
+    def is_call(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Call)
+
+    @staticmethod
+    def is_true(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Constant) and node.value is True   # LibCST: the Name `True`
+
+    @staticmethod
+    def assign_targets(node: ast.Assign) -> list[ast.expr]:
+        return node.targets
+
+    @staticmethod
+    def integer_values(node: ast.AST) -> Iterator[int]:
+        """Every integer literal inside node (LibCST's Integer nodes: booleans are names there)."""
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Constant) and type(sub.value) is int:
+                yield sub.value
+
     # -- output --------------------------------------------------------------------------------
     def position(self, node: ast.AST) -> tuple[int, int]:
         if isinstance(node, _DecoratorAt):

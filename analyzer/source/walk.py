@@ -129,8 +129,9 @@ class SourceRule(cst.BatchableCSTVisitor):
     def qualified_names(self, node: cst.CSTNode) -> set[str]:
         return self.context.qualified_names(node)
 
-    def matched_name(self, node: cst.CSTNode, names: Collection[str]) -> str | None:
-        """The first qualified name of `node` found in `names` (alias-resolved), or None."""
+    def matched_name(self, node: cst.CSTNode, names: Collection[str], *, top: bool = True) -> str | None:
+        """The first qualified name of `node` found in `names` (alias-resolved), or None.
+        (`top`, whether an attribute chain encloses the node, only the ast pass needs to be told.)"""
         terminal = terminal_name(node)
         if terminal is None or (terminal not in _terminals_of(names) and terminal not in self.context.aliases):
             return None
@@ -165,6 +166,52 @@ class SourceRule(cst.BatchableCSTVisitor):
     def runs_at_import(self, node: cst.CSTNode | None = None) -> bool:
         """True while visiting code that executes when the module is imported (module or class body)."""
         return self.function_depth == 0
+
+    # -- the tree's shapes, named the same on ast_pass.AstRule (rule logic written once) ----------
+    @staticmethod
+    def argument(call: cst.Call, position: int, keyword: str) -> cst.BaseExpression | None:
+        return call_argument(call, position, keyword)
+
+    @staticmethod
+    def string_value(node: cst.BaseExpression | None) -> str | None:
+        return literal_string(node)
+
+    @staticmethod
+    def is_string(node: cst.BaseExpression | None) -> bool:
+        return is_literal_string(node)
+
+    @staticmethod
+    def attribute_of(node: cst.CSTNode | None) -> str | None:
+        return node.attr.value if isinstance(node, cst.Attribute) else None
+
+    @staticmethod
+    def identifier_of(node: cst.CSTNode | None) -> str | None:
+        return node.value if isinstance(node, cst.Name) else None
+
+    @staticmethod
+    def is_call(node: cst.CSTNode | None) -> bool:
+        return isinstance(node, cst.Call)
+
+    @staticmethod
+    def is_true(node: cst.CSTNode | None) -> bool:
+        return isinstance(node, cst.Name) and node.value == "True"
+
+    @staticmethod
+    def assign_targets(node: cst.Assign) -> list[cst.BaseExpression]:
+        return [target.target for target in node.targets]
+
+    @staticmethod
+    def integer_values(node: cst.CSTNode) -> Iterable[int]:
+        """Every integer literal inside node, as written (`0x100`, `1_000`)."""
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if isinstance(current, cst.Integer):
+                try:
+                    yield int(current.value.replace("_", ""), 0)
+                except ValueError:
+                    pass
+            stack.extend(current.children)
 
     def scope_of(self, node: cst.CSTNode):
         return self.context.scope(node)

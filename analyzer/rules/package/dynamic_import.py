@@ -29,15 +29,13 @@ Or `intern`/`extern` the candidate modules explicitly in the packaging plan.
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-import libcst as cst
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
 from interpkit.analyzer.source import ast_pass
-from interpkit.analyzer.source.walk import SourceRule, call_argument, is_literal_string, run_rule
+from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
     code="IK503",
@@ -55,34 +53,28 @@ TRIGGER = r"import_module|__import__"
 IMPORTERS = frozenset({"importlib.import_module", "builtins.__import__", "importlib.__import__"})
 
 
-class DynamicImport(SourceRule):
-    RULE = RULE
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = self.matched_name(node.func, IMPORTERS)
-        if name is None:
-            return
-        target = call_argument(node, 0, "name")
-        if target is not None and not is_literal_string(target):
-            self.report(node, f"`{name.removeprefix('builtins.')}` imports a computed name the packager cannot see", data={"call": name})
-
-
-VISITOR = DynamicImport
-
-
-class DynamicImportAst(ast_pass.AstRule):
-    """DynamicImport on CPython's ast (the scan's fast path; same findings)."""
+class DynamicImportCheck:
+    """What IK503 looks for, written once for both trees (walk.SourceRule, ast_pass.AstRule)."""
     RULE = RULE
 
     def visit_Call(self, node) -> None:
         name = self.matched_name(node.func, IMPORTERS)
         if name is None:
             return
-        target = ast_pass.call_argument(node, 0, "name")
-        if target is not None and not ast_pass.is_literal_string(self.facts, target):
+        target = self.argument(node, 0, "name")
+        if target is not None and not self.is_string(target):
             self.report(node, f"`{name.removeprefix('builtins.')}` imports a computed name the packager cannot see", data={"call": name})
 
 
+class DynamicImport(DynamicImportCheck, SourceRule):
+    """IK503 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+
+class DynamicImportAst(DynamicImportCheck, ast_pass.AstRule):
+    """IK503 on CPython's ast (the scan's fast path)."""
+
+
+VISITOR = DynamicImport
 AST_VISITOR = DynamicImportAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = IMPORTERS

@@ -31,10 +31,8 @@ record versions at packaging time instead of looking them up at run time.
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-import libcst as cst
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
@@ -66,20 +64,8 @@ LOOKUPS = frozenset(
 )
 
 
-class PackageResourceApi(SourceRule):
-    RULE = RULE
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = self.matched_name(node.func, LOOKUPS)
-        if name:
-            self.report(node, f"`{name}` cannot find data or metadata for a module loaded from a torch.package archive", data={"call": name})
-
-
-VISITOR = PackageResourceApi
-
-
-class PackageResourceApiAst(ast_pass.AstRule):
-    """PackageResourceApi on CPython's ast (the scan's fast path; same findings)."""
+class PackageResourceApiCheck:
+    """What IK502 looks for, written once for both trees (walk.SourceRule, ast_pass.AstRule)."""
     RULE = RULE
 
     def visit_Call(self, node) -> None:
@@ -88,6 +74,15 @@ class PackageResourceApiAst(ast_pass.AstRule):
             self.report(node, f"`{name}` cannot find data or metadata for a module loaded from a torch.package archive", data={"call": name})
 
 
+class PackageResourceApi(PackageResourceApiCheck, SourceRule):
+    """IK502 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+
+class PackageResourceApiAst(PackageResourceApiCheck, ast_pass.AstRule):
+    """IK502 on CPython's ast (the scan's fast path)."""
+
+
+VISITOR = PackageResourceApi
 AST_VISITOR = PackageResourceApiAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = LOOKUPS

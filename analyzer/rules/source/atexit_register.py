@@ -51,28 +51,25 @@ TRIGGER = r"atexit"
 REGISTER = frozenset({"atexit.register"})
 
 
-class AtexitRegister(SourceRule):
+class AtexitRegisterCheck:
+    """What IK405 looks for in calls, written once for both trees; decorators differ by tree."""
     RULE = RULE
 
-    def visit_Call(self, node: cst.Call) -> None:
+    def visit_Call(self, node) -> None:
         if self.matched_name(node.func, REGISTER):
             self.report(node, "`atexit.register` callback runs at interpreter finalization, not process exit")
+
+
+class AtexitRegister(AtexitRegisterCheck, SourceRule):
+    """IK405 on LibCST's tree (the reference; files the ast pass cannot decide)."""
 
     def visit_Decorator(self, node: cst.Decorator) -> None:
         if not isinstance(node.decorator, cst.Call) and self.matched_name(node.decorator, REGISTER):
             self.report(node, "`@atexit.register` callback runs at interpreter finalization, not process exit")
 
 
-VISITOR = AtexitRegister
-
-
-class AtexitRegisterAst(ast_pass.AstRule):
-    """AtexitRegister on CPython's ast (the scan's fast path; same findings)."""
-    RULE = RULE
-
-    def visit_Call(self, node) -> None:
-        if self.matched_name(node.func, REGISTER):
-            self.report(node, "`atexit.register` callback runs at interpreter finalization, not process exit")
+class AtexitRegisterAst(AtexitRegisterCheck, ast_pass.AstRule):
+    """IK405 on CPython's ast (the scan's fast path): decorators hang off the def."""
 
     def visit_FunctionDef(self, node) -> None:
         for decorator in node.decorator_list:
@@ -84,6 +81,7 @@ class AtexitRegisterAst(ast_pass.AstRule):
     visit_ClassDef = visit_FunctionDef
 
 
+VISITOR = AtexitRegister
 AST_VISITOR = AtexitRegisterAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = REGISTER

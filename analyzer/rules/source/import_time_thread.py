@@ -34,15 +34,13 @@ at import time are not followed.
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
 from interpkit.analyzer.source import ast_pass
-from interpkit.analyzer.source.walk import FileContext, SourceRule, call_argument, run_rule
+from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
     code="IK408",
@@ -63,71 +61,28 @@ DAEMON_REFUSED = {Backend.NAMESPACES: Verdict.UNKNOWN, Backend.SUBINTERPRETERS: 
                   Backend.COPIES: Verdict.UNKNOWN}
 
 
-class ImportTimeThread(SourceRule):
+class ImportTimeThreadCheck:
+    """What IK408 looks for, written once for both trees (walk.SourceRule, ast_pass.AstRule)."""
     RULE = RULE
 
-    def __init__(self, path: Path, context: FileContext) -> None:
-        super().__init__(path, context)
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
         self.thread_names: dict[str, bool] = {}   # module-level name → created as daemon
 
-    def _thread_call(self, node: cst.BaseExpression) -> bool | None:
-        """None if `node` does not construct a thread, else whether it is a daemon thread."""
-        if isinstance(node, cst.Call) and self.matched_name(node.func, THREAD_TYPES):
-            daemon = call_argument(node, 99, "daemon")
-            return isinstance(daemon, cst.Name) and daemon.value == "True"
-        return None
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        daemon = self._thread_call(node.value)
-        if daemon is None or not self.runs_at_import(node):
-            return
-        for target in node.targets:
-            if isinstance(target.target, cst.Name):
-                self.thread_names[target.target.value] = daemon
-
-    def visit_Call(self, node: cst.Call) -> None:
-        if not self.runs_at_import(node):
-            return
-        if self.matched_name(node.func, RAW_STARTS):
-            self.report(node, "`_thread.start_new_thread` at import starts a thread in every importing interpreter")
-            return
-        func = node.func
-        if not (isinstance(func, cst.Attribute) and func.attr.value == "start"):
-            return
-        daemon = self._thread_call(func.value)
-        if daemon is None and isinstance(func.value, cst.Name):
-            daemon = self.thread_names.get(func.value.value)
-        if daemon is None:
-            return
-        kind = "daemon thread" if daemon else "thread"
-        self.report(node, f"a {kind} is started at import time, once per importing interpreter",
-                    verdicts=DAEMON_REFUSED if daemon else None)
-
-
-VISITOR = ImportTimeThread
-
-
-class ImportTimeThreadAst(ast_pass.AstRule):
-    """ImportTimeThread on CPython's ast (the scan's fast path; same findings)."""
-    RULE = RULE
-
-    def __init__(self, facts, walk) -> None:
-        super().__init__(facts, walk)
-        self.thread_names: dict[str, bool] = {}
-
     def _thread_call(self, node) -> bool | None:
-        if isinstance(node, ast.Call) and self.matched_name(node.func, THREAD_TYPES):
-            daemon = ast_pass.call_argument(node, 99, "daemon")
-            return isinstance(daemon, ast.Constant) and daemon.value is True   # LibCST: the Name `True`
+        """None if `node` does not construct a thread, else whether it is a daemon thread."""
+        if self.is_call(node) and self.matched_name(node.func, THREAD_TYPES):
+            return self.is_true(self.argument(node, 99, "daemon"))
         return None
 
     def visit_Assign(self, node) -> None:
         daemon = self._thread_call(node.value)
         if daemon is None or not self.runs_at_import(node):
             return
-        for target in node.targets:
-            if isinstance(target, ast.Name):
-                self.thread_names[target.id] = daemon
+        for target in self.assign_targets(node):
+            name = self.identifier_of(target)
+            if name is not None:
+                self.thread_names[name] = daemon
 
     def visit_Call(self, node) -> None:
         if not self.runs_at_import(node):
@@ -136,11 +91,12 @@ class ImportTimeThreadAst(ast_pass.AstRule):
             self.report(node, "`_thread.start_new_thread` at import starts a thread in every importing interpreter")
             return
         func = node.func
-        if not (isinstance(func, ast.Attribute) and func.attr == "start"):
+        if self.attribute_of(func) != "start":
             return
         daemon = self._thread_call(func.value)
-        if daemon is None and isinstance(func.value, ast.Name):
-            daemon = self.thread_names.get(func.value.id)
+        started = self.identifier_of(func.value)
+        if daemon is None and started is not None:
+            daemon = self.thread_names.get(started)
         if daemon is None:
             return
         kind = "daemon thread" if daemon else "thread"
@@ -148,6 +104,15 @@ class ImportTimeThreadAst(ast_pass.AstRule):
                     verdicts=DAEMON_REFUSED if daemon else None)
 
 
+class ImportTimeThread(ImportTimeThreadCheck, SourceRule):
+    """IK408 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+
+class ImportTimeThreadAst(ImportTimeThreadCheck, ast_pass.AstRule):
+    """IK408 on CPython's ast (the scan's fast path)."""
+
+
+VISITOR = ImportTimeThread
 AST_VISITOR = ImportTimeThreadAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = THREAD_TYPES | RAW_STARTS

@@ -33,15 +33,13 @@ so `Process`/`Pool` are still reported.
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
 from interpkit.analyzer.source import ast_pass
-from interpkit.analyzer.source.walk import SourceRule, call_argument, literal_string, run_rule
+from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
     code="IK403",
@@ -63,35 +61,8 @@ MP_CHOOSERS = frozenset(p + n for p in _MP_PREFIXES for n in ("get_context", "se
 PROCESS_POOL = frozenset({"concurrent.futures.ProcessPoolExecutor", "concurrent.futures.process.ProcessPoolExecutor"})
 
 
-class ProcessFork(SourceRule):
-    RULE = RULE
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = self.matched_name(node.func, FORKS)
-        if name:
-            self.report(node, f"`{name}` forks the whole multi-interpreter process", data={"call": name})
-            return
-        name = self.matched_name(node.func, MP_CONSTRUCTORS)
-        if name:
-            self.report(node, f"`{name}` starts a process with the default start method (fork on Linux)", data={"call": name})
-            return
-        name = self.matched_name(node.func, MP_CHOOSERS)
-        if name:
-            method = literal_string(call_argument(node, 0, "method"))
-            if (method is None and call_argument(node, 0, "method") is None and name.endswith("get_context")) or method == "fork":
-                self.report(node, f"`{name}({method!r})` selects the fork start method" if method
-                            else f"`{name}()` returns the default (fork) context on Linux")
-            return
-        name = self.matched_name(node.func, PROCESS_POOL)
-        if name and call_argument(node, 1, "mp_context") is None:
-            self.report(node, f"`{name}` without mp_context forks worker processes on Linux", data={"call": name})
-
-
-VISITOR = ProcessFork
-
-
-class ProcessForkAst(ast_pass.AstRule):
-    """ProcessFork on CPython's ast (the scan's fast path; same findings)."""
+class ProcessForkCheck:
+    """What IK403 looks for, written once for both trees (walk.SourceRule, ast_pass.AstRule)."""
     RULE = RULE
 
     def visit_Call(self, node) -> None:
@@ -105,17 +76,26 @@ class ProcessForkAst(ast_pass.AstRule):
             return
         name = self.matched_name(node.func, MP_CHOOSERS)
         if name:
-            argument = ast_pass.call_argument(node, 0, "method")
-            method = ast_pass.literal_string(self.facts, argument)
+            argument = self.argument(node, 0, "method")
+            method = self.string_value(argument)
             if (method is None and argument is None and name.endswith("get_context")) or method == "fork":
                 self.report(node, f"`{name}({method!r})` selects the fork start method" if method
                             else f"`{name}()` returns the default (fork) context on Linux")
             return
         name = self.matched_name(node.func, PROCESS_POOL)
-        if name and ast_pass.call_argument(node, 1, "mp_context") is None:
+        if name and self.argument(node, 1, "mp_context") is None:
             self.report(node, f"`{name}` without mp_context forks worker processes on Linux", data={"call": name})
 
 
+class ProcessFork(ProcessForkCheck, SourceRule):
+    """IK403 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+
+class ProcessForkAst(ProcessForkCheck, ast_pass.AstRule):
+    """IK403 on CPython's ast (the scan's fast path)."""
+
+
+VISITOR = ProcessFork
 AST_VISITOR = ProcessForkAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = FORKS | MP_CONSTRUCTORS | MP_CHOOSERS | PROCESS_POOL

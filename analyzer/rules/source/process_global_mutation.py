@@ -84,23 +84,43 @@ ENVIRON = frozenset({"os.environ"})
 ENVIRON_WRITERS = frozenset({"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"})
 
 
-class ProcessGlobalMutation(SourceRule):
+class ProcessGlobalMutationCheck:
+    """What IK406 looks for, written once for both trees; `del` and subscript targets differ by tree."""
     RULE = RULE
 
-    def _environ_write(self, node: cst.CSTNode, how: str) -> None:
+    def _environ_write(self, node, how: str) -> None:
         self.report(node, f"{how} `os.environ` changes the C environment shared beyond this interpreter",
                     verdicts=LIBC_STATE)
 
-    def _check_target(self, target: cst.BaseExpression, anchor: cst.CSTNode, how: str) -> None:
-        if isinstance(target, cst.Subscript) and self.matched_name(target.value, ENVIRON):
+    def _check_target(self, target, anchor, how: str) -> None:
+        if self.subscripted(target) is not None and self.matched_name(self.subscripted(target), ENVIRON):
             self._environ_write(anchor, how)
 
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            self._check_target(target.target, node, "assigning to")
+    def visit_Assign(self, node) -> None:
+        for target in self.assign_targets(node):
+            self._check_target(target, node, "assigning to")
 
-    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+    def visit_AugAssign(self, node) -> None:
         self._check_target(node.target, node, "assigning to")
+
+    def visit_Call(self, node) -> None:
+        func = node.func
+        writer = self.attribute_of(func)
+        if writer in ENVIRON_WRITERS and self.matched_name(func.value, ENVIRON, top=False):
+            self._environ_write(node, f"`{writer}` on")
+            return
+        name = self.matched_name(func, CALLS)
+        if name:
+            what, severity, verdicts = CALLS[name]
+            self.report(node, f"`{name}` changes {what}", severity=severity, verdicts=verdicts, data={"call": name})
+
+
+class ProcessGlobalMutation(ProcessGlobalMutationCheck, SourceRule):
+    """IK406 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+    @staticmethod
+    def subscripted(target):
+        return target.value if isinstance(target, cst.Subscript) else None
 
     def visit_Del(self, node: cst.Del) -> None:
         if isinstance(node.target, cst.Tuple):
@@ -110,38 +130,13 @@ class ProcessGlobalMutation(SourceRule):
         for target in targets:
             self._check_target(target, node, "deleting from")
 
-    def visit_Call(self, node: cst.Call) -> None:
-        func = node.func
-        if isinstance(func, cst.Attribute) and func.attr.value in ENVIRON_WRITERS and self.matched_name(func.value, ENVIRON):
-            self._environ_write(node, f"`{func.attr.value}` on")
-            return
-        name = self.matched_name(func, CALLS)
-        if name:
-            what, severity, verdicts = CALLS[name]
-            self.report(node, f"`{name}` changes {what}", severity=severity, verdicts=verdicts, data={"call": name})
 
+class ProcessGlobalMutationAst(ProcessGlobalMutationCheck, ast_pass.AstRule):
+    """IK406 on CPython's ast (the scan's fast path)."""
 
-VISITOR = ProcessGlobalMutation
-
-
-class ProcessGlobalMutationAst(ast_pass.AstRule):
-    """ProcessGlobalMutation on CPython's ast (the scan's fast path; same findings)."""
-    RULE = RULE
-
-    def _environ_write(self, node, how: str) -> None:
-        self.report(node, f"{how} `os.environ` changes the C environment shared beyond this interpreter",
-                    verdicts=LIBC_STATE)
-
-    def _check_target(self, target, anchor, how: str) -> None:
-        if isinstance(target, ast.Subscript) and self.matched_name(target.value, ENVIRON):
-            self._environ_write(anchor, how)
-
-    def visit_Assign(self, node) -> None:
-        for target in node.targets:
-            self._check_target(target, node, "assigning to")
-
-    def visit_AugAssign(self, node) -> None:
-        self._check_target(node.target, node, "assigning to")
+    @staticmethod
+    def subscripted(target):
+        return target.value if isinstance(target, ast.Subscript) else None
 
     def visit_Delete(self, node) -> None:
         # LibCST has one target, a Tuple for `del a, b` and for `del (a, b)`: its elements are checked
@@ -151,18 +146,8 @@ class ProcessGlobalMutationAst(ast_pass.AstRule):
         for target in targets:
             self._check_target(target, node, "deleting from")
 
-    def visit_Call(self, node) -> None:
-        func = node.func
-        if (isinstance(func, ast.Attribute) and func.attr in ENVIRON_WRITERS
-                and self.matched_name(func.value, ENVIRON, top=False)):
-            self._environ_write(node, f"`{func.attr}` on")
-            return
-        name = self.matched_name(func, CALLS)
-        if name:
-            what, severity, verdicts = CALLS[name]
-            self.report(node, f"`{name}` changes {what}", severity=severity, verdicts=verdicts, data={"call": name})
 
-
+VISITOR = ProcessGlobalMutation
 AST_VISITOR = ProcessGlobalMutationAst
 
 

@@ -33,15 +33,13 @@ A mode computed in another function (`mode=flags()`) is not followed.
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Fixable, Rule
 from interpkit.analyzer.source import ast_pass
-from interpkit.analyzer.source.walk import SourceRule, call_argument, run_rule
+from interpkit.analyzer.source.walk import SourceRule, run_rule
 
 RULE = Rule(
     code="IK402",
@@ -64,45 +62,8 @@ RTLD_GLOBAL_NAMES = frozenset({"ctypes.RTLD_GLOBAL", "os.RTLD_GLOBAL", "_ctypes.
 RTLD_GLOBAL_VALUE = 0x100  # glibc's value
 
 
-class RtldGlobalLoad(SourceRule):
-    RULE = RULE
-
-    def _has_rtld_global(self, expr: cst.BaseExpression | None) -> bool:
-        if expr is None:
-            return False
-        if self.mentions(expr, RTLD_GLOBAL_NAMES):
-            return True
-        for sub in _integers(expr):
-            try:
-                if int(sub.value.replace("_", ""), 0) & RTLD_GLOBAL_VALUE:
-                    return True
-            except ValueError:
-                continue
-        return False
-
-    def visit_Call(self, node: cst.Call) -> None:
-        loader = self.matched_name(node.func, LOADERS)
-        if loader and self._has_rtld_global(call_argument(node, 1, "mode")):
-            self.report(node, f"`{loader}` loads a library with RTLD_GLOBAL (crashes inside a dlmopen namespace)", data={"call": loader})
-            return
-        if self.matched_name(node.func, {"sys.setdlopenflags"}) and self._has_rtld_global(call_argument(node, 0, "flags")):
-            self.report(node, "`sys.setdlopenflags` adds RTLD_GLOBAL to every later extension import")
-
-
-def _integers(expr: cst.CSTNode):
-    stack = [expr]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Integer):
-            yield current
-        stack.extend(current.children)
-
-
-VISITOR = RtldGlobalLoad
-
-
-class RtldGlobalLoadAst(ast_pass.AstRule):
-    """RtldGlobalLoad on CPython's ast (the scan's fast path; same findings)."""
+class RtldGlobalLoadCheck:
+    """What IK402 looks for, written once for both trees (walk.SourceRule, ast_pass.AstRule)."""
     RULE = RULE
 
     def _has_rtld_global(self, expr) -> bool:
@@ -110,19 +71,26 @@ class RtldGlobalLoadAst(ast_pass.AstRule):
             return False
         if self.mentions(expr, RTLD_GLOBAL_NAMES):
             return True
-        # LibCST's Integer nodes: int literals as written (True/False are names there)
-        return any(isinstance(sub, ast.Constant) and type(sub.value) is int and sub.value & RTLD_GLOBAL_VALUE
-                   for sub in ast.walk(expr))
+        return any(value & RTLD_GLOBAL_VALUE for value in self.integer_values(expr))
 
     def visit_Call(self, node) -> None:
         loader = self.matched_name(node.func, LOADERS)
-        if loader and self._has_rtld_global(ast_pass.call_argument(node, 1, "mode")):
+        if loader and self._has_rtld_global(self.argument(node, 1, "mode")):
             self.report(node, f"`{loader}` loads a library with RTLD_GLOBAL (crashes inside a dlmopen namespace)", data={"call": loader})
             return
-        if self.matched_name(node.func, {"sys.setdlopenflags"}) and self._has_rtld_global(ast_pass.call_argument(node, 0, "flags")):
+        if self.matched_name(node.func, {"sys.setdlopenflags"}) and self._has_rtld_global(self.argument(node, 0, "flags")):
             self.report(node, "`sys.setdlopenflags` adds RTLD_GLOBAL to every later extension import")
 
 
+class RtldGlobalLoad(RtldGlobalLoadCheck, SourceRule):
+    """IK402 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+
+class RtldGlobalLoadAst(RtldGlobalLoadCheck, ast_pass.AstRule):
+    """IK402 on CPython's ast (the scan's fast path)."""
+
+
+VISITOR = RtldGlobalLoad
 AST_VISITOR = RtldGlobalLoadAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = LOADERS | {"sys.setdlopenflags"}

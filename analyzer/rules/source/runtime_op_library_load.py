@@ -35,7 +35,6 @@ Package the operators as an extension module that the serving process imports on
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import libcst as cst
@@ -65,31 +64,8 @@ REGISTRATIONS = frozenset({f"torch.library.{n}" for n in ("Library", "custom_op"
                                                           "define", "register_kernel", "register_autograd")})
 
 
-class RuntimeOpLibraryLoad(SourceRule):
-    RULE = RULE
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = self.matched_name(node.func, LOADS)
-        if name:
-            self.report(node, f"`{name}` registers operators in libtorch's process-wide registry", data={"call": name})
-            return
-        name = self.matched_name(node.func, REGISTRATIONS)
-        if name:
-            self.report(node, f"`{name}` registers a Python kernel in libtorch's process-wide dispatcher", data={"call": name})
-
-    def visit_Decorator(self, node: cst.Decorator) -> None:
-        target = node.decorator.func if isinstance(node.decorator, cst.Call) else node.decorator
-        name = self.matched_name(target, REGISTRATIONS)
-        # a decorator call is also visited by visit_Call; report bare decorators only here
-        if name and not isinstance(node.decorator, cst.Call):
-            self.report(node, f"`@{name}` registers a Python kernel in libtorch's process-wide dispatcher", data={"call": name})
-
-
-VISITOR = RuntimeOpLibraryLoad
-
-
-class RuntimeOpLibraryLoadAst(ast_pass.AstRule):
-    """RuntimeOpLibraryLoad on CPython's ast (the scan's fast path; same findings)."""
+class RuntimeOpLibraryLoadCheck:
+    """What IK407 looks for in calls, written once for both trees; decorators differ by tree."""
     RULE = RULE
 
     def visit_Call(self, node) -> None:
@@ -101,19 +77,35 @@ class RuntimeOpLibraryLoadAst(ast_pass.AstRule):
         if name:
             self.report(node, f"`{name}` registers a Python kernel in libtorch's process-wide dispatcher", data={"call": name})
 
+    def _decorated(self, decorator, anchor) -> None:
+        # a decorator call is also visited by visit_Call; report bare decorators only here
+        if self.is_call(decorator):
+            return
+        name = self.matched_name(decorator, REGISTRATIONS)
+        if name:
+            self.report(anchor, f"`@{name}` registers a Python kernel in libtorch's process-wide dispatcher", data={"call": name})
+
+
+class RuntimeOpLibraryLoad(RuntimeOpLibraryLoadCheck, SourceRule):
+    """IK407 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        self._decorated(node.decorator, node)
+
+
+class RuntimeOpLibraryLoadAst(RuntimeOpLibraryLoadCheck, ast_pass.AstRule):
+    """IK407 on CPython's ast (the scan's fast path): decorators hang off the def."""
+
     def visit_FunctionDef(self, node) -> None:
         for decorator in node.decorator_list:
-            if isinstance(decorator, ast.Call):   # a decorator call is reported by visit_Call
-                continue
-            name = self.matched_name(decorator, REGISTRATIONS)
-            if name:
-                self.report(ast_pass.decorator_position(self.facts, decorator),
-                            f"`@{name}` registers a Python kernel in libtorch's process-wide dispatcher", data={"call": name})
+            if not self.is_call(decorator):
+                self._decorated(decorator, ast_pass.decorator_position(self.facts, decorator))
 
     visit_AsyncFunctionDef = visit_FunctionDef
     visit_ClassDef = visit_FunctionDef
 
 
+VISITOR = RuntimeOpLibraryLoad
 AST_VISITOR = RuntimeOpLibraryLoadAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = LOADS | REGISTRATIONS

@@ -28,10 +28,8 @@ Calls guarded by `threading.current_thread() is threading.main_thread()` are sti
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-import libcst as cst
 
 from interpkit.core.findings import ALL_BACKENDS, Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
@@ -55,20 +53,8 @@ SIGNAL_CALLS = frozenset({"signal.signal", "signal.siginterrupt", "signal.set_wa
                           "signal.setitimer", "signal.alarm"})
 
 
-class SignalHandler(SourceRule):
-    RULE = RULE
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = self.matched_name(node.func, SIGNAL_CALLS)
-        if name:
-            self.report(node, f"`{name}` changes process-wide signal handling (main interpreter's main thread only)", data={"call": name})
-
-
-VISITOR = SignalHandler
-
-
-class SignalHandlerAst(ast_pass.AstRule):
-    """SignalHandler on CPython's ast (the scan's fast path; same findings)."""
+class SignalHandlerCheck:
+    """What IK401 looks for, written once for both trees (walk.SourceRule, ast_pass.AstRule)."""
     RULE = RULE
 
     def visit_Call(self, node) -> None:
@@ -77,6 +63,15 @@ class SignalHandlerAst(ast_pass.AstRule):
             self.report(node, f"`{name}` changes process-wide signal handling (main interpreter's main thread only)", data={"call": name})
 
 
+class SignalHandler(SignalHandlerCheck, SourceRule):
+    """IK401 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+
+class SignalHandlerAst(SignalHandlerCheck, ast_pass.AstRule):
+    """IK401 on CPython's ast (the scan's fast path)."""
+
+
+VISITOR = SignalHandler
 AST_VISITOR = SignalHandlerAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = SIGNAL_CALLS

@@ -31,10 +31,8 @@ command and pass the result in.
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-import libcst as cst
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
@@ -62,20 +60,8 @@ SPAWNS = frozenset(
 )
 
 
-class SubprocessSpawn(SourceRule):
-    RULE = RULE
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = self.matched_name(node.func, SPAWNS)
-        if name:
-            self.report(node, f"`{name}` starts a child program (exec is refused in isolated subinterpreters)", data={"call": name})
-
-
-VISITOR = SubprocessSpawn
-
-
-class SubprocessSpawnAst(ast_pass.AstRule):
-    """SubprocessSpawn on CPython's ast (the scan's fast path; same findings)."""
+class SubprocessSpawnCheck:
+    """What IK404 looks for, written once for both trees (walk.SourceRule, ast_pass.AstRule)."""
     RULE = RULE
 
     def visit_Call(self, node) -> None:
@@ -84,6 +70,15 @@ class SubprocessSpawnAst(ast_pass.AstRule):
             self.report(node, f"`{name}` starts a child program (exec is refused in isolated subinterpreters)", data={"call": name})
 
 
+class SubprocessSpawn(SubprocessSpawnCheck, SourceRule):
+    """IK404 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+
+class SubprocessSpawnAst(SubprocessSpawnCheck, ast_pass.AstRule):
+    """IK404 on CPython's ast (the scan's fast path)."""
+
+
+VISITOR = SubprocessSpawn
 AST_VISITOR = SubprocessSpawnAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = SPAWNS
