@@ -23,7 +23,7 @@ from typing import ClassVar, Collection, Iterator
 
 from interpkit.analyzer.registry import Rule
 from interpkit.analyzer.source.exact_names import ExactNames, Undecidable, Where
-from interpkit.analyzer.source.names import NameTable, child_nodes, full_name
+from interpkit.analyzer.source.names import NameTable, child_nodes, full_name, terminals_of
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 
 __all__ = ["AstRule", "Undecidable", "run_ast_rules", "call_argument", "literal_string", "is_literal_string"]
@@ -83,7 +83,7 @@ class AstRule:
     def matched_name(self, node: ast.AST, names: Collection[str], *, top: bool = True) -> str | None:
         """SourceRule.matched_name: the first qualified name of `node` found in `names`, or None."""
         terminal = terminal_name(node)
-        if terminal is None or (terminal not in _terminals_of(names) and terminal not in self.facts.aliases):
+        if terminal is None or (terminal not in terminals_of(names) and terminal not in self.facts.aliases):
             return None
         if not self.facts.table.could_match(full_name(node), names):
             return None
@@ -166,18 +166,6 @@ def decorator_position(facts: FileFacts, expression: ast.expr) -> _DecoratorAt:
     if at < 0 or text[at] != "@":   # `@` on another line (backslash) or hidden behind parentheses
         raise Undecidable("decorator position")
     return _DecoratorAt(expression.lineno, at + 1)
-
-
-_TERMINALS: dict[int, tuple[Collection[str], frozenset[str]]] = {}
-
-
-def _terminals_of(names: Collection[str]) -> frozenset[str]:
-    cached = _TERMINALS.get(id(names))
-    if cached is not None and cached[0] is names:
-        return cached[1]
-    terminals = frozenset(n.rpartition(".")[2] for n in names)
-    _TERMINALS[id(names)] = (names, terminals)
-    return terminals
 
 
 def terminal_name(node: ast.AST) -> str | None:

@@ -90,6 +90,20 @@ def iter_nodes(tree: ast.AST):
                 push(value)
 
 
+_TERMINALS: dict[int, tuple[Collection[str], frozenset[str]]] = {}
+
+
+def terminals_of(names: Collection[str]) -> frozenset[str]:
+    """Last components of qualified names ("os.path.join" → "join"), cached per name set (the
+    rules' sets live as long as the process)."""
+    cached = _TERMINALS.get(id(names))
+    if cached is not None and cached[0] is names:
+        return cached[1]
+    terminals = frozenset(n.rpartition(".")[2] for n in names)
+    _TERMINALS[id(names)] = (names, terminals)
+    return terminals
+
+
 def full_name(node: ast.AST) -> str | None:
     """The dotted name LibCST's get_full_name_for_node gives the same node (Call and Subscript
     stand for what they call or index; anything else is spelled "None", as LibCST does)."""

@@ -41,7 +41,7 @@ from libcst.metadata import (
 from interpkit.analyzer.config import Config, is_suppressed
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
 from interpkit.analyzer.registry import RegisteredRule, Rule, rule_named, rules_for
-from interpkit.analyzer.source.names import NameTable
+from interpkit.analyzer.source.names import NameTable, terminals_of
 
 
 class FileContext:
@@ -87,19 +87,6 @@ class FileContext:
 # `import a.b as x` / `from a import (b as y, ...)`: only import aliases rename what rules look for
 _IMPORT_RE = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]+(\([^)]*\)|[^\n]*)", re.MULTILINE)
 _ALIAS_RE = re.compile(r"\bas\s+([A-Za-z_]\w*)")
-_TERMINALS: dict[int, tuple[Collection[str], frozenset[str]]] = {}
-
-
-def _terminals_of(names: Collection[str]) -> frozenset[str]:
-    """Last components of qualified names ("os.path.join" → "join"), cached per name table."""
-    cached = _TERMINALS.get(id(names))
-    if cached is not None and cached[0] is names:
-        return cached[1]
-    terminals = frozenset(n.rpartition(".")[2] for n in names)
-    _TERMINALS[id(names)] = (names, terminals)
-    return terminals
-
-
 def terminal_name(node: cst.CSTNode) -> str | None:
     if isinstance(node, cst.Name):
         return node.value
@@ -133,7 +120,7 @@ class SourceRule(cst.BatchableCSTVisitor):
         """The first qualified name of `node` found in `names` (alias-resolved), or None.
         (`top`, whether an attribute chain encloses the node, only the ast pass needs to be told.)"""
         terminal = terminal_name(node)
-        if terminal is None or (terminal not in _terminals_of(names) and terminal not in self.context.aliases):
+        if terminal is None or (terminal not in terminals_of(names) and terminal not in self.context.aliases):
             return None
         if not self.context.could_match(node, names):
             return None
