@@ -148,35 +148,6 @@ def analyze_sources(paths: list[Path], config: Config, *, modules: dict[Path, st
     return results, imports
 
 
-class CachedImports:
-    """imports_of(path, module, is_package) for build_import_graph: the import statements the
-    rule pass cached for that file read as that module, else read_imports (and remembered, so
-    the next scan of an unchanged tree parses nothing)."""
-
-    def __init__(self, config: Config, *, fast: bool = True, cache: bool = True) -> None:
-        from interpkit.analyzer.source.walk import source_rules
-
-        self.store = Store(CACHE_NAME, enabled=cache)
-        self.print_ = fingerprint(source_rules(config), fast=fast) if self.store.enabled else ""
-        self.fresh: list[tuple[str, str]] = []
-
-    def __call__(self, path: Path, module: str, is_package: bool) -> list:
-        from interpkit.analyzer.source.imports import read_imports
-
-        key = file_key(path, ("imports-only", module, is_package), self.print_) if self.store.enabled else None
-        reply = self.store.get(key) if key else None
-        if reply is not None:
-            return _refs_from_json(json.loads(reply))
-        refs = read_imports(path, module, is_package)
-        if key:
-            self.fresh.append((key, json.dumps(_refs_to_json(refs))))
-        return refs
-
-    def close(self) -> None:
-        self.store.put_many(self.fresh)
-        self.store.close()
-
-
 def analyze_source_files(paths: list[Path], config: Config, *, modules: dict[Path, str] | None = None,
                          jobs: int | None = None, cache: bool = True, fast: bool = True,
                          progress: Callable[[int], None] | None = None) -> list[FileResult]:
