@@ -54,7 +54,7 @@ def test_invalid_sample_through_the_batched_walk(module, sample):
 
 def test_suppression_samples_exist_for_every_rule():
     for r in RULES:
-        assert any(f"interpkit: ignore" in s for s in r.module.INVALID), r.rule.code
+        assert any("interpkit: ignore" in s for s in r.module.INVALID), r.rule.code
 
 
 def test_disabled_rule_does_not_run():
