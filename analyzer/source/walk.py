@@ -446,6 +446,8 @@ def _ast_findings(path: Path, tree: ast.Module, text: str, table: NameTable, vis
         return run_ast_rules(path, tree, text, table, aliases, visitors)
     except (Undecidable, RecursionError):
         return None
+    except Exception:   # a gap in the fast path must cost speed, never the file: LibCST decides
+        return None
 
 
 def _imports_without_type_comments(path: Path, text: str, import_module: tuple[str, bool]) -> list:
