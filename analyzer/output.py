@@ -6,6 +6,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 from interpkit.core.errors import InputError
 from interpkit.core.findings import Report, Severity
@@ -99,8 +100,9 @@ def rule_codes(text: str) -> tuple[str, ...]:
     return codes
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename: readers see all or nothing."""
+def write_atomic(path: Path, text: str | Iterable[str]) -> None:
+    """Write via a temp file in the same folder and rename: readers see all or nothing. `text`
+    may come in pieces (a site-packages JSON report is megabytes, encoded as it is written)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
@@ -108,7 +110,7 @@ def write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.writelines([text] if isinstance(text, str) else text)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -118,11 +120,11 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def emit(text: str, output: Path | None) -> None:
+def emit(text: str | Iterable[str], output: Path | None) -> None:
     if output is None:
         import sys
 
-        sys.stdout.write(text)
+        sys.stdout.writelines([text] if isinstance(text, str) else text)
         sys.stdout.flush()
     else:
         write_atomic(output, text)

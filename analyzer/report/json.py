@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Iterator
@@ -38,33 +36,10 @@ def pieces(report: Report) -> Iterator[str]:
 
 
 def write(report: Report, output: Path | None) -> None:
-    """render(report) to `output` (stdout when None) as it is encoded; a file is written through a
-    temp file in its folder and renamed, like analyzer.output.write_atomic: all or nothing."""
-    if output is None:
-        import sys
+    """render(report) to `output` (stdout when None) as it is encoded, all or nothing for a file."""
+    from interpkit.analyzer.output import emit
 
-        for piece in pieces(report):
-            sys.stdout.write(piece)
-        sys.stdout.flush()
-        return
-    from interpkit.core.errors import InputError
-
-    path = Path(output)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"cannot write {path} (no such directory {folder})")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for piece in pieces(report):
-                fh.write(piece)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    emit(pieces(report), output)
 
 
 def load_schema() -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Collection, Iterator
 
@@ -40,7 +41,15 @@ class FileFacts:
         self.lines = lines
         self.table = table
         self.aliases = aliases      # `as` names of import statements (walk.FileContext.aliases)
-        self.exact = ExactNames(tree, table.local, lambda: local_bindings(tree))
+        self.tree = tree
+        self._bindings: Bindings | None = None
+        self.exact = ExactNames(tree, table.local, lambda: self.bindings().non_import_scopes())
+
+    def bindings(self) -> "Bindings":
+        """Where each name is bound (collect_bindings), walked once per file on first use."""
+        if self._bindings is None:
+            self._bindings = collect_bindings(self.tree)
+        return self._bindings
 
     def column(self, line: int, byte_offset: int) -> int:
         """LibCST's 1-based column: characters, where CPython's col_offset counts UTF-8 bytes."""
@@ -361,73 +370,99 @@ def _node_types(rule: AstRule) -> set[type]:
     return types
 
 
-class _LocalBindings(AstRule):
-    """Where each name is bound other than by an import: the scope LibCST records it in."""
+@dataclass
+class Bindings:
+    """Where each name of a file is bound, by the scope LibCST records it in (id() of the def,
+    lambda, class or comprehension; None: the module). One walk, made on first need, serves the
+    exact names (ExactNames) and IK409's scope check."""
 
+    assigned: dict[str, set[int | None]] = field(default_factory=dict)   # every binding but imports
+    imported: dict[str, set[int | None]] = field(default_factory=dict)   # root names of imports
+    declared_global: dict[str, set[int | None]] = field(default_factory=dict)   # scopes saying `global`
+    nonlocal_names: set[str] = field(default_factory=set)
+    walrus_names: set[str] = field(default_factory=set)
+    walrus_scopes: dict[str, set[int | None]] = field(default_factory=dict)   # own scope and every enclosing
+
+    def non_import_scopes(self) -> tuple[dict[str, set[int | None]], set[str]]:
+        """For ExactNames: {name: scopes binding it other than by import}, where `global` puts the
+        binding in the module and a walrus anywhere it may land; and the names only LibCST places."""
+        scopes = {name: set(found) for name, found in self.assigned.items()}
+        for name in self.declared_global:
+            scopes.setdefault(name, set()).add(None)
+        for name, found in self.walrus_scopes.items():
+            scopes.setdefault(name, set()).update(found)
+        return scopes, self.nonlocal_names
+
+
+class _BindingCollector(AstRule):
     def __init__(self, facts, walk) -> None:
         super().__init__(facts, walk)
-        self.scopes: dict[str, set[int | None]] = {}
-        self.unplaced: set[str] = set()
+        self.found = Bindings()
 
-    def _at(self, scope: int | None, *names: str) -> None:
+    def _at(self, table: dict, scope: int | None, *names: str) -> None:
         for name in names:
-            self.scopes.setdefault(name, set()).add(scope)
+            table.setdefault(name, set()).add(scope)
 
     def _here(self) -> int | None:
         return self._walk.scopes[-1] if self._walk.scopes else None
 
     def visit_Name(self, node) -> None:
         if not isinstance(node.ctx, ast.Load):
-            self._at(self._here(), node.id)
+            self._at(self.found.assigned, self._here(), node.id)
 
     def visit_NamedExpr(self, node) -> None:
         # binds in the nearest scope that is not a comprehension: every enclosing one, to be safe
-        self._at(None, node.target.id)
-        self._at(self._here(), node.target.id)
+        self.found.walrus_names.add(node.target.id)
+        self._at(self.found.walrus_scopes, None, node.target.id)
+        self._at(self.found.walrus_scopes, self._here(), node.target.id)
         for scope in self._walk.scopes:
-            self._at(scope, node.target.id)
+            self._at(self.found.walrus_scopes, scope, node.target.id)
 
     def visit_FunctionDef(self, node) -> None:
-        self._at(self._here(), node.name)
-        self._at(id(node), *(a.arg for a in all_arguments(node.args)))
+        self._at(self.found.assigned, self._here(), node.name)
+        self._at(self.found.assigned, id(node), *(a.arg for a in all_arguments(node.args)))
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_ClassDef(self, node) -> None:
-        self._at(self._here(), node.name)
+        self._at(self.found.assigned, self._here(), node.name)
 
     def visit_Lambda(self, node) -> None:
-        self._at(id(node), *(a.arg for a in all_arguments(node.args)))
+        self._at(self.found.assigned, id(node), *(a.arg for a in all_arguments(node.args)))
 
     def visit_ExceptHandler(self, node) -> None:
         if node.name:
-            self._at(self._here(), node.name)
+            self._at(self.found.assigned, self._here(), node.name)
 
     def visit_Global(self, node) -> None:
-        self._at(None, *node.names)       # the function's bindings of these are the module's
+        self._at(self.found.declared_global, self._here(), *node.names)
 
     def visit_Nonlocal(self, node) -> None:
-        self.unplaced.update(node.names)
+        self.found.nonlocal_names.update(node.names)
+
+    def visit_Import(self, node) -> None:
+        self._at(self.found.imported, self._here(), *((a.asname or a.name).partition(".")[0] for a in node.names))
+
+    visit_ImportFrom = visit_Import
 
     def visit_MatchAs(self, node) -> None:
         if node.name:
-            self._at(self._here(), node.name)
+            self._at(self.found.assigned, self._here(), node.name)
 
     visit_MatchStar = visit_MatchAs
 
     def visit_MatchMapping(self, node) -> None:
         if node.rest:
-            self._at(self._here(), node.rest)
+            self._at(self.found.assigned, self._here(), node.rest)
 
 
-def local_bindings(tree: ast.Module) -> tuple[dict[str, set[int | None]], set[str]]:
-    """{name: scopes binding it other than by import} and the names only LibCST places (a
-    second walk of the file, made only when a rule asks about a name bound that way)."""
+def collect_bindings(tree: ast.Module) -> Bindings:
+    """Every binding of the file by scope (a walk of its own, made only when a rule needs it)."""
     walk = _Walk()
-    collector = _LocalBindings(None, walk)
+    collector = _BindingCollector(None, walk)
     walk.bind([collector])
     walk.visit(tree)
-    return collector.scopes, collector.unplaced
+    return collector.found
 
 
 def run_ast_rules(path: Path, tree: ast.Module, text: str, table: NameTable, aliases: frozenset[str],

@@ -45,7 +45,7 @@ import libcst as cst
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 from interpkit.analyzer.registry import Rule
 from interpkit.analyzer.source import ast_pass
-from interpkit.analyzer.source.walk import FileContext, SourceRule, run_rule, terminal_name
+from interpkit.analyzer.source.walk import SourceRule, run_rule, terminal_name
 
 RULE = Rule(
     code="IK501",
@@ -77,102 +77,24 @@ def _is_main_guard(node: cst.If) -> bool:
             and isinstance(test.comparisons[0].comparator, cst.SimpleString))
 
 
-class FileRelativeResource(SourceRule):
+class FileRelativeResourceCheck:
+    """What IK501 looks for, written once for both trees; the main guard, the path call's names
+    and the `__file__` search differ by tree."""
     RULE = RULE
 
-    def __init__(self, path: Path, context: FileContext) -> None:
-        super().__init__(path, context)
-        self.reported_depth = 0    # >0 while inside a call already reported
-        self.main_guard_depth = 0  # >0 inside `if __name__ == "__main__":`
-        self.open_calls: list[cst.Call] = []
-
-    def visit_If(self, node: cst.If) -> None:
-        if _is_main_guard(node):
-            self.main_guard_depth += 1
-
-    def leave_If(self, original_node: cst.If) -> None:
-        if _is_main_guard(original_node):
-            self.main_guard_depth -= 1
-
-    def _is_path_call(self, node: cst.Call) -> str | None:
-        terminal = terminal_name(node.func)
-        if terminal is None or (terminal not in PATH_TERMINALS and terminal not in self.context.aliases):
-            return None
-        names = self.qualified_names(node.func)
-        for name in sorted(names):
-            if name in PATH_CALLS or name.startswith("os.path."):
-                return name
-        return None
-
-    def visit_Call(self, node: cst.Call) -> None:
-        if self.reported_depth or self.main_guard_depth:
-            if self.reported_depth:
-                self.reported_depth += 1
-            return
-        name = self._is_path_call(node)
-        if name and _mentions_file(node):
-            self.report(node, f"`{name.removeprefix('builtins.')}` builds a path from `__file__`, which does not exist inside a torch.package archive", data={"call": name})
-            self.reported_depth = 1
-
-    def leave_Call(self, original_node: cst.Call) -> None:
-        if self.reported_depth:
-            self.reported_depth -= 1
-
-
-def _mentions_file(node: cst.CSTNode) -> bool:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Name) and current.value == "__file__":
-            return True
-        stack.extend(current.children)
-    return False
-
-
-VISITOR = FileRelativeResource
-
-
-def _is_main_guard_ast(facts, node) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
-            and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
-            and isinstance(test.comparators[0], ast.Constant) and isinstance(test.comparators[0].value, (str, bytes))
-            and ast_pass.one_string_token(facts, test.comparators[0]))
-
-
-def _mentions_file_ast(node) -> bool:
-    """_mentions_file: LibCST's Name nodes also stand for attribute, keyword and parameter names."""
-    for sub in ast.walk(node):
-        if ((isinstance(sub, ast.Name) and sub.id == "__file__") or (isinstance(sub, ast.Attribute) and sub.attr == "__file__")
-                or (isinstance(sub, ast.keyword) and sub.arg == "__file__") or (isinstance(sub, ast.arg) and sub.arg == "__file__")):
-            return True
-    return False
-
-
-class FileRelativeResourceAst(ast_pass.AstRule):
-    """FileRelativeResource on CPython's ast (the scan's fast path; same findings)."""
-    RULE = RULE
-
-    def __init__(self, facts, walk) -> None:
-        super().__init__(facts, walk)
-        self.reported_depth = 0
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.reported_depth = 0          # >0 while inside a call already reported
         self.main_guards: list[bool] = []
-        self.main_guard_depth = 0
+        self.main_guard_depth = 0        # >0 inside `if __name__ == "__main__":`
 
     def visit_If(self, node) -> None:
-        guard = _is_main_guard_ast(self.facts, node)
+        guard = self._is_main_guard(node)
         self.main_guards.append(guard)
         self.main_guard_depth += guard
 
     def leave_If(self, node) -> None:
         self.main_guard_depth -= self.main_guards.pop()
-
-    def _is_path_call(self, node) -> str | None:
-        terminal = ast_pass.terminal_name(node.func)
-        if terminal is None or (terminal not in PATH_TERMINALS and terminal not in self.facts.aliases):
-            return None
-        found = self.matching_names(node.func, PATH_CALLS, NAME_PREFIXES)
-        return found[0] if found else None
 
     def visit_Call(self, node) -> None:
         if self.reported_depth or self.main_guard_depth:
@@ -180,7 +102,7 @@ class FileRelativeResourceAst(ast_pass.AstRule):
                 self.reported_depth += 1
             return
         name = self._is_path_call(node)
-        if name and _mentions_file_ast(node):
+        if name and self._mentions_file(node):
             self.report(node, f"`{name.removeprefix('builtins.')}` builds a path from `__file__`, which does not exist inside a torch.package archive", data={"call": name})
             self.reported_depth = 1
 
@@ -189,6 +111,61 @@ class FileRelativeResourceAst(ast_pass.AstRule):
             self.reported_depth -= 1
 
 
+class FileRelativeResource(FileRelativeResourceCheck, SourceRule):
+    """IK501 on LibCST's tree (the reference; files the ast pass cannot decide)."""
+
+    @staticmethod
+    def _is_main_guard(node: cst.If) -> bool:
+        return _is_main_guard(node)
+
+    def _is_path_call(self, node: cst.Call) -> str | None:
+        terminal = terminal_name(node.func)
+        if terminal is None or (terminal not in PATH_TERMINALS and terminal not in self.context.aliases):
+            return None
+        for name in sorted(self.qualified_names(node.func)):
+            if name in PATH_CALLS or name.startswith(NAME_PREFIXES):
+                return name
+        return None
+
+    @staticmethod
+    def _mentions_file(node: cst.CSTNode) -> bool:
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if isinstance(current, cst.Name) and current.value == "__file__":
+                return True
+            stack.extend(current.children)
+        return False
+
+
+class FileRelativeResourceAst(FileRelativeResourceCheck, ast_pass.AstRule):
+    """IK501 on CPython's ast (the scan's fast path)."""
+
+    def _is_main_guard(self, node: ast.If) -> bool:
+        test = node.test
+        return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+                and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+                and isinstance(test.comparators[0], ast.Constant) and isinstance(test.comparators[0].value, (str, bytes))
+                and ast_pass.one_string_token(self.facts, test.comparators[0]))
+
+    def _is_path_call(self, node: ast.Call) -> str | None:
+        terminal = ast_pass.terminal_name(node.func)
+        if terminal is None or (terminal not in PATH_TERMINALS and terminal not in self.facts.aliases):
+            return None
+        found = self.matching_names(node.func, PATH_CALLS, NAME_PREFIXES)
+        return found[0] if found else None
+
+    @staticmethod
+    def _mentions_file(node: ast.AST) -> bool:
+        """LibCST's Name nodes also stand for attribute, keyword and parameter names."""
+        for sub in ast.walk(node):
+            if ((isinstance(sub, ast.Name) and sub.id == "__file__") or (isinstance(sub, ast.Attribute) and sub.attr == "__file__")
+                    or (isinstance(sub, ast.keyword) and sub.arg == "__file__") or (isinstance(sub, ast.arg) and sub.arg == "__file__")):
+                return True
+        return False
+
+
+VISITOR = FileRelativeResource
 AST_VISITOR = FileRelativeResourceAst
 # Every finding needs a node resolving to one of these (the scan skips files without one).
 NAMES = PATH_CALLS

@@ -144,8 +144,9 @@ VISITOR = ModuleLevelRegistry
 class ModuleLevelRegistryAst(ast_pass.AstRule):
     """ModuleLevelRegistry on CPython's ast (the scan's fast path; same findings). The LibCST
     visitor asks ScopeProvider whether a name written in a function resolves to the module's
-    binding: here, whether the innermost scope or an enclosing function binds it too (scopes
-    where a `global`, `nonlocal` or `:=` rebinds it are left to LibCST: Undecidable)."""
+    binding: here, whether the innermost scope or an enclosing function binds it too, from the
+    file's bindings (ast_pass.collect_bindings; names a `nonlocal` or `:=` rebinds are left to
+    LibCST: Undecidable)."""
     RULE = RULE
 
     def __init__(self, facts, walk) -> None:
@@ -153,66 +154,12 @@ class ModuleLevelRegistryAst(ast_pass.AstRule):
         self.containers: dict[str, ast.AST] = {}
         self.class_depth = 0
         self.mutations: list[tuple[str, tuple[int, ...], int | None]] = []   # (name, functions, innermost scope)
-        self.bound_in: dict[str, set[int | None]] = {}                     # name -> scopes binding it
-        self.redirected: set[str] = set()                                  # nonlocal / walrus names
-        self.declared_global: dict[str, set[int | None]] = {}              # name -> scopes saying `global name`
-
-    def _bind_name(self, scope: int | None, *names: str) -> None:
-        for name in names:
-            self.bound_in.setdefault(name, set()).add(scope)
-
-    def _here(self, node) -> int | None:
-        return self._walk.where(node).own_scope
 
     def visit_ClassDef(self, node) -> None:
-        self._bind_name(self._here(node), node.name)
         self.class_depth += 1
 
     def leave_ClassDef(self, node) -> None:
         self.class_depth -= 1
-
-    def visit_FunctionDef(self, node) -> None:
-        self._bind_name(self._here(node), node.name)
-        self._bind_name(id(node), *(a.arg for a in ast_pass.all_arguments(node.args)))
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_Lambda(self, node) -> None:
-        self._bind_name(id(node), *(a.arg for a in ast_pass.all_arguments(node.args)))
-
-    def visit_Name(self, node) -> None:
-        if not isinstance(node.ctx, ast.Load):
-            self._bind_name(self._here(node), node.id)
-
-    def visit_NamedExpr(self, node) -> None:
-        self.redirected.add(node.target.id)
-
-    def visit_ExceptHandler(self, node) -> None:
-        if node.name:
-            self._bind_name(self._here(node), node.name)
-
-    def visit_Global(self, node) -> None:
-        # LibCST records the function's bindings of these names in the module's scope
-        for name in node.names:
-            self.declared_global.setdefault(name, set()).add(self._here(node))
-
-    def visit_Nonlocal(self, node) -> None:
-        self.redirected.update(node.names)
-
-    def visit_Import(self, node) -> None:
-        self._bind_name(self._here(node), *((a.asname or a.name).partition(".")[0] for a in node.names))
-
-    visit_ImportFrom = visit_Import
-
-    def visit_MatchAs(self, node) -> None:
-        if node.name:
-            self._bind_name(self._here(node), node.name)
-
-    visit_MatchStar = visit_MatchAs
-
-    def visit_MatchMapping(self, node) -> None:
-        if node.rest:
-            self._bind_name(self._here(node), node.rest)
 
     def _is_container(self, value) -> bool:
         if isinstance(value, (ast.Dict, ast.List, ast.Set)):
@@ -253,10 +200,11 @@ class ModuleLevelRegistryAst(ast_pass.AstRule):
     def _global_name_in_function(self, name: str, functions: tuple[int, ...], scope: int | None) -> bool:
         if scope is None:            # the module's own scope is the innermost one
             return False
-        if name in self.redirected:
+        bindings = self.facts.bindings()
+        if name in bindings.nonlocal_names or name in bindings.walrus_names:
             raise ast_pass.Undecidable(name)
-        declared = self.declared_global.get(name, set())
-        bound = self.bound_in.get(name, set()) - declared
+        declared = bindings.declared_global.get(name, set())
+        bound = (bindings.assigned.get(name, set()) | bindings.imported.get(name, set())) - declared
         for inner in (scope, *reversed(functions)):   # innermost first: the nearest scope that knows the name
             if inner in declared:
                 return True
