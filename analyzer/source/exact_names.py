@@ -17,7 +17,7 @@ computes it (`Scope.get_qualified_names_for`, `Access.record_assignments`,
 Where a root is bound any other way (assignment, def, parameter, `global`, an import in a class
 body), or where the order of an access against its imports depends on LibCST's visiting order
 (decorators, defaults, comprehensions), `Undecidable` is raised and the caller runs LibCST on
-the file instead. `tests/source/test_exact_names.py` compares every answer with LibCST's on the
+the file instead. `tests/source/test_ast_pass.py` compares every answer with LibCST's on the
 rules' samples and on real trees.
 """
 from __future__ import annotations

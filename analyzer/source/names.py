@@ -147,7 +147,7 @@ class NameTable:
 
     @classmethod
     def from_tree(cls, tree: ast.AST, words: Iterable[str] = ()) -> "NameTable":
-        """One ast.walk. `words`: every identifier token of the text, so Name nodes LibCST has
+        """One walk (iter_nodes). `words`: every identifier token of the text, so Name nodes LibCST has
         and ast keeps as strings (keywords, parameters, `as` targets) are spellings too."""
         table = cls()
         table.spellings.update(words)
