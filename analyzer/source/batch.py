@@ -89,6 +89,7 @@ _WORKER_RULES: dict = {}
 
 def _run_chunk(job: tuple[list[tuple[str, ImportModule | None]], Config, bool]) -> list[str]:
     """Analyze a few files in a worker process; one JSON text per file (result and imports)."""
+    from interpkit.analyzer.gc_pause import gc_paused
     from interpkit.analyzer.source.walk import analyze_file, source_rules
 
     items, config, fast = job
@@ -97,7 +98,8 @@ def _run_chunk(job: tuple[list[tuple[str, ImportModule | None]], Config, bool]) 
         rules = _WORKER_RULES[config] = source_rules(config)
     out = []
     for path, imported_as in items:
-        outcome = analyze_file(Path(path), config, rules=rules, fast=fast, import_module=imported_as)
+        with gc_paused():   # one file's ast has no cycles: the collector would only walk it
+            outcome = analyze_file(Path(path), config, rules=rules, fast=fast, import_module=imported_as)
         out.append(json.dumps({"result": result_to_json(outcome.result), "imports": _refs_to_json(outcome.imports)}))
     return out
 

@@ -273,11 +273,34 @@ class LoadedSourceRule:
     # Substrings one of which every trigger match contains (None: none found): `in` finds a
     # substring many times faster than re tries an alternation at every position.
     literals: tuple[str, ...] | None = None
+    # No match of the trigger can hold a line break (within_one_line): with literals, only the
+    # lines around a literal's occurrences need the regex, not the whole file.
+    one_line: bool = False
 
     def triggered(self, text: str) -> bool:
-        if self.literals is not None and not any(literal in text for literal in self.literals):
+        if self.literals is None:
+            return self.trigger.search(text) is not None
+        if self.one_line:
+            return self._search_literal_lines(text)
+        if not any(literal in text for literal in self.literals):
             return False
         return self.trigger.search(text) is not None
+
+    def _search_literal_lines(self, text: str) -> bool:
+        """trigger.search(text) for a one-line trigger: every match holds a literal, so it lies
+        on a line holding one; pos/endpos keep `^`, `$` (MULTILINE), `\\b` and lookarounds
+        as they are in the whole text (within_one_line admits no other anchor)."""
+        search, find, rfind = self.trigger.search, text.find, text.rfind
+        for literal in self.literals:
+            at = find(literal)
+            while at >= 0:
+                end = find("\n", at)
+                if end < 0:
+                    end = len(text)
+                if search(text, rfind("\n", 0, at) + 1, end) is not None:
+                    return True
+                at = find(literal, end)
+        return False
 
 
 def required_literals(pattern: str) -> tuple[str, ...] | None:
@@ -307,6 +330,71 @@ def required_literals(pattern: str) -> tuple[str, ...] | None:
     return tuple(literals)
 
 
+def within_one_line(pattern: str) -> bool:
+    """True when no match of `pattern` (compiled with re.MULTILINE, as triggers are) can hold a
+    line break and its anchors mean the same on a line searched with pos/endpos as in the whole
+    text. Conservative: any construct not known to exclude a line break answers False."""
+    try:
+        from re import _constants as sre, _parser as sre_parse   # the parser `re` itself uses (3.11+)
+    except ImportError:
+        return False
+    parsed = sre_parse.parse(pattern, re.MULTILINE)
+    if parsed.state.flags & (re.IGNORECASE | re.DOTALL | re.VERBOSE):
+        return False
+    newline = ord("\n")
+    # `^` and `$` (the parser's AT_BEGINNING/AT_END; MULTILINE turns them into the line forms
+    # when compiled), \A (pos keeps the real start: it never matches past it) and \b/\B (they
+    # look before pos at the real text, and past endpos only where a line break ends the line)
+    anchors = {sre.AT_BEGINNING_LINE, sre.AT_END_LINE, sre.AT_BEGINNING, sre.AT_END, sre.AT_BEGINNING_STRING,
+               sre.AT_BOUNDARY, sre.AT_NON_BOUNDARY}
+    categories = {sre.CATEGORY_DIGIT, sre.CATEGORY_WORD, sre.CATEGORY_NOT_SPACE, sre.CATEGORY_NOT_LINEBREAK}
+
+    def in_set(items) -> bool:
+        for op, argument in items:
+            if op is sre.LITERAL and argument != newline:
+                continue
+            if op is sre.RANGE and not argument[0] <= newline <= argument[1]:
+                continue
+            if op is sre.CATEGORY and argument in categories:
+                continue
+            return False   # NEGATE, the line break itself, or a class that holds it
+        return True
+
+    def ok(items) -> bool:
+        for op, argument in items:
+            if op is sre.LITERAL:
+                if argument == newline:
+                    return False
+            elif op is sre.NOT_LITERAL:
+                if argument != newline:
+                    return False
+            elif op is sre.ANY:
+                continue   # without DOTALL (refused above) `.` is everything but a line break
+            elif op is sre.IN:
+                if not in_set(argument):
+                    return False
+            elif op is sre.AT:
+                if argument not in anchors:
+                    return False
+            elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) or op is getattr(sre, "POSSESSIVE_REPEAT", None):
+                if not ok(argument[2]):
+                    return False
+            elif op is sre.SUBPATTERN:
+                if argument[1] or not ok(argument[3]):   # local flags: refused, like global ones
+                    return False
+            elif op is sre.BRANCH:
+                if not all(ok(branch) for branch in argument[1]):
+                    return False
+            elif op in (sre.ASSERT, sre.ASSERT_NOT):
+                if not ok(argument[1]):
+                    return False
+            else:
+                return False   # group references, conditionals, atomic groups: not proven
+        return True
+
+    return ok(list(parsed))
+
+
 def source_rules(config: Config | None = None) -> list[LoadedSourceRule]:
     """The enabled source rules, each with its visitor class and text trigger."""
     loaded = []
@@ -319,7 +407,8 @@ def source_rules(config: Config | None = None) -> list[LoadedSourceRule]:
                                        frozenset(names) if names is not None else None,
                                        tuple(getattr(module, "NAME_PREFIXES", ())),
                                        getattr(module, "could_report", None),
-                                       getattr(module, "AST_VISITOR", None), required_literals(module.TRIGGER)))
+                                       getattr(module, "AST_VISITOR", None), required_literals(module.TRIGGER),
+                                       within_one_line(module.TRIGGER)))
     return loaded
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -200,6 +201,39 @@ def test_trigger_literals_are_derived_from_the_patterns():
     assert required_literals(r"(?i)atexit") is None
     assert required_literals(r"ab|x[yz]") is None          # an alternative without 3 literal characters
     assert required_literals(r"(?ms)\A(?=.*^x = \{)") is None
+
+
+_LINE_FRAGMENTS = _FRAGMENTS + ["\n\n", "\r\n", "import ", "from ", " as ", ".", "(", "x\n", "\t", "é"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_LINE_FRAGMENTS), max_size=24).map("".join))
+def test_one_line_triggers_search_only_literal_lines_with_the_same_answer(text):
+    for rule in RULES:
+        assert rule.triggered(text) == bool(rule.trigger.search(text)), (rule.code, text)
+
+
+def test_one_line_search_keeps_anchors_and_boundaries_of_the_whole_text():
+    from interpkit.analyzer.source.walk import LoadedSourceRule, required_literals, within_one_line
+
+    for pattern, text in [(r"^from x import y$", "a\nfrom x import y\nb"), (r"\bfoo\b", "xfoo\nfoo"),
+                          (r"(?<=x)foo", "\nxfoo"), (r"(?<!x)foo", "xfoo\nfoo"), (r"\Afoo", "b\nfoo"),
+                          (r"foo\B", "foo\nfoox"), (r"^\s*foo", "x\n  foo")]:
+        assert within_one_line(pattern) == (pattern != r"^\s*foo"), pattern
+        trigger = re.compile(pattern, re.MULTILINE)
+        rule = LoadedSourceRule("T", object, trigger, literals=required_literals(pattern),
+                                one_line=within_one_line(pattern))
+        assert rule.triggered(text) == bool(trigger.search(text)), (pattern, text)
+
+
+def test_patterns_that_can_span_lines_are_not_one_line():
+    from interpkit.analyzer.source.walk import within_one_line
+
+    for pattern in (r"a\sb", r"a[^x]b", r"(?s)a.b", r"a\nb", r"a\Wb", r"a\Z", r"(a)\1", r"a(?i:b)", r"a(?=\n)",
+                    r"(?ms)\A(?=.*^x = \{)"):
+        assert not within_one_line(pattern), pattern
+    for pattern in (r"a.b", r"a[^\n]*b", r"a[\w.]+b", r"exec[lv]|spawn", r"\b256\b"):
+        assert within_one_line(pattern), pattern
 
 
 def test_iter_nodes_visits_what_ast_walk_does():
