@@ -434,6 +434,21 @@ def _syntax_error_finding(path: Path, exc: SyntaxError, config: Config) -> list[
 
 
 _WORD_RE = re.compile(r"[^\W\d]\w*")
+# For ASCII text the same words as _WORD_RE.findall, from one bytes.translate (every byte that
+# is not [A-Za-z0-9_] becomes a space) and split: ~1.6x faster over the bench tree.
+_NOT_WORD_BYTES = bytes(c if chr(c).isascii() and (chr(c).isalnum() or c == ord("_")) else 0x20 for c in range(256))
+
+
+def identifier_words(text: str) -> set[str]:
+    """set(_WORD_RE.findall(text)): every run of word characters, less its leading digits."""
+    if not text.isascii():
+        return set(_WORD_RE.findall(text))
+    words = set()
+    for run in set(text.encode("ascii").translate(_NOT_WORD_BYTES).split()):
+        word = run.lstrip(b"0123456789")
+        if word:
+            words.add(word.decode("ascii"))
+    return words
 
 
 @dataclass
@@ -486,7 +501,7 @@ def analyze_text(path: Path, text: str, config: Config, *, rules: list[LoadedSou
     wanted = [r for r in rules if r.triggered(text)]
     table = None
     if wanted and fast:
-        table = NameTable.from_tree(tree, set(_WORD_RE.findall(text)))
+        table = NameTable.from_tree(tree, identifier_words(text))
         wanted = [r for r in wanted if (r.names is None or table.mentions(r.names, r.name_prefixes))
                   and (r.could_report is None or r.could_report(tree, text, table))]
     if wanted and fast and all(r.ast_visitor is not None for r in wanted):

@@ -213,6 +213,14 @@ def test_one_line_triggers_search_only_literal_lines_with_the_same_answer(text):
         assert rule.triggered(text) == bool(rule.trigger.search(text)), (rule.code, text)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab_Z09 .\n\t()#'é"), max_size=40))
+def test_identifier_words_are_the_word_regex_findall(text):
+    from interpkit.analyzer.source.walk import identifier_words
+
+    assert identifier_words(text) == set(_WORD_RE.findall(text))
+
+
 def test_one_line_search_keeps_anchors_and_boundaries_of_the_whole_text():
     from interpkit.analyzer.source.walk import LoadedSourceRule, required_literals, within_one_line
 
