@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from interpkit.analyzer.cache import Store, code_fingerprint, file_key
+from interpkit.analyzer.cache import Store, code_fingerprint, file_key, resolve
 from interpkit.analyzer.config import Config
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
 
@@ -146,7 +146,7 @@ def analyze_sources(paths: list[Path], config: Config, *, modules: dict[Path, st
         data = json.loads(reply)
         results.append(result_from_json(path, data["result"], modules.get(path)))
         if path in import_modules and data["imports"] is not None:
-            imports[path.resolve()] = (import_modules[path], _refs_from_json(data["imports"]))
+            imports[resolve(path)] = (import_modules[path], _refs_from_json(data["imports"]))   # one_scan's memo
     return results, imports
 
 
@@ -163,11 +163,11 @@ def _analyze(todo: list[int], paths: list[Path], import_modules: dict, config: C
     chunks = [todo[i:i + CHUNK_FILES] for i in range(0, len(todo), CHUNK_FILES)]
     if jobs > 1 and len(todo) >= POOL_THRESHOLD:
         import concurrent.futures
-        import multiprocessing
 
-        # spawn, not fork: the parent may hold threads (rich progress) or torch.
-        with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(chunks)),
-                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+        from interpkit.analyzer.workers import worker_pool
+
+        pool, owned = worker_pool(min(jobs, len(chunks)))   # lent on to the import graph inside lent_workers()
+        try:
             pending = {pool.submit(_run_chunk, (_items(chunk, paths, import_modules), config, fast)): chunk
                        for chunk in chunks}
             for future in concurrent.futures.as_completed(pending):
@@ -175,6 +175,11 @@ def _analyze(todo: list[int], paths: list[Path], import_modules: dict, config: C
                 yield from zip(chunk, future.result())
                 if progress is not None:
                     progress(len(chunk))
+        finally:
+            for future in pending:
+                future.cancel()
+            if owned:
+                pool.shutdown(wait=True, cancel_futures=True)
         return
     for chunk in chunks:
         yield from zip(chunk, _run_chunk((_items(chunk, paths, import_modules), config, fast)))
