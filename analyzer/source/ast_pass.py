@@ -24,7 +24,7 @@ from typing import ClassVar, Collection, Iterator
 
 from interpkit.analyzer.registry import Rule
 from interpkit.analyzer.source.exact_names import ExactNames, Undecidable, Where
-from interpkit.analyzer.source.names import NameTable, child_nodes, full_name, terminals_of
+from interpkit.analyzer.source.names import NameTable, _child_fields, child_nodes, full_name, terminals_of
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
 
 __all__ = ["AstRule", "Undecidable", "run_ast_rules", "call_argument", "literal_string", "is_literal_string"]
@@ -260,34 +260,61 @@ class _Walk:
         self.function_depth = 0
         self.visits: dict[type, list] = {}
         self.leaves: dict[type, list] = {}
+        # node type -> (visit methods, the scope-aware walk or None, leave methods, child fields):
+        # one lookup per node instead of a dozen type tests and a child list
+        self.plans: dict[type, tuple] = {}
 
     def where(self, node: ast.AST) -> Where:
         return Where(tuple(self.functions), self.scopes[-1] if self.scopes else None,
                      tuple(self.scopes), (node.lineno, node.col_offset), self.unordered == 0)
 
     def bind(self, rules: list[AstRule]) -> None:
+        self.plans.clear()
         for node_type in {t for r in rules for t in _node_types(r)}:
             name = node_type.__name__
             self.visits[node_type] = [getattr(r, f"visit_{name}") for r in rules if hasattr(r, f"visit_{name}")]
             self.leaves[node_type] = [getattr(r, f"leave_{name}") for r in rules if hasattr(r, f"leave_{name}")]
 
-    def visit(self, node: ast.AST) -> None:
-        kind = type(node)
-        for visit in self.visits.get(kind, ()):
-            visit(node)
+    def _plan(self, kind: type) -> tuple:
         if kind in _FUNCTIONS:
-            self._function(node)
+            special = self._function
         elif kind is ast.Lambda:
-            self._lambda(node)
+            special = self._lambda
         elif kind is ast.ClassDef:
-            self._class(node)
+            special = self._class
         elif kind in _COMPREHENSIONS:
-            self._comprehension(node)
+            special = self._comprehension
+        elif kind is ast.Call or kind is ast.Dict:   # children out of field order: _children
+            special = self._ordered_children
         else:
-            for child in _children(node):
-                self.visit(child)
-        for leave in self.leaves.get(kind, ()):
+            special = None
+        plan = self.plans[kind] = (self.visits.get(kind, ()), special, self.leaves.get(kind, ()), _child_fields(kind))
+        return plan
+
+    def visit(self, node: ast.AST) -> None:
+        plan = self.plans.get(node.__class__)
+        if plan is None:
+            plan = self._plan(node.__class__)
+        visits, special, leaves, fields = plan
+        for visit in visits:
+            visit(node)
+        if special is not None:
+            special(node)
+        else:   # _children(node) in field order, inlined: the walk's hot path
+            for name in fields:
+                value = getattr(node, name)
+                if value.__class__ is list:
+                    for child in value:
+                        if child is not None:
+                            self.visit(child)
+                elif value is not None:
+                    self.visit(value)
+        for leave in leaves:
             leave(node)
+
+    def _ordered_children(self, node: ast.AST) -> None:
+        for child in _children(node):
+            self.visit(child)
 
     def _outside(self, nodes) -> None:
         """Evaluated in the enclosing scope, visited by LibCST out of text order."""
