@@ -4,8 +4,10 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import sys
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import compress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -293,12 +295,18 @@ class ElfImage:
 
     # ------------------------------------------------------------------ relocations
     @cached_property
-    def relocations(self) -> list[Relocation]:
-        """Dynamic relocations (.rela.dyn/.rela.plt or .rel.*), unpacked in bulk."""
-        out: list[Relocation] = []
+    def relocation_columns(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """(offsets, types, symbol indexes, addends) of the dynamic relocations (.rela.dyn/.rela.plt
+        or .rel.*), in table order. Columns, not a Relocation per entry: an extension can carry
+        100k relocations, and each question reads one or two columns of them."""
+        offsets: list[int] = []
+        types: list[int] = []
+        symbols: list[int] = []
+        addends: list[int] = []
         rela = struct.Struct(self.endian + ("QQq" if self.elfclass == 64 else "IIi"))
         rel = struct.Struct(self.endian + ("QQ" if self.elfclass == 64 else "II"))
         dynsym_index = next((i for i, s in enumerate(self.sections) if s.type == SHT_DYNSYM), None)
+        native64 = self.elfclass == 64 and self.little_endian and sys.byteorder == "little"
         for section in self.sections:
             if section.type not in (SHT_RELA, SHT_REL) or section.size == 0:
                 continue
@@ -308,6 +316,16 @@ class ElfImage:
             layout = rela if section.type == SHT_RELA else rel
             data = self.section_bytes(section)
             data = data[: len(data) - len(data) % layout.size]
+            if native64 and section.type == SHT_RELA:
+                # Elf64_Rela as 64-bit words (offset, info, addend); info's low half is the type.
+                view = memoryview(data)
+                words = view.cast("Q")
+                halves = view.cast("I")
+                offsets += words[0::3].tolist()
+                types += halves[2::6].tolist()
+                symbols += halves[3::6].tolist()
+                addends += view.cast("q")[2::3].tolist()
+                continue
             for entry in layout.iter_unpack(data):
                 offset, info = entry[0], entry[1]
                 if self.elfclass == 64:
@@ -315,12 +333,44 @@ class ElfImage:
                 else:
                     rtype, symbol = info & 0xFF, info >> 8
                 addend = entry[2] if section.type == SHT_RELA else (self.read_ptr_raw(offset) or 0)
-                out.append(Relocation(offset, rtype, symbol, addend))
-        return out
+                offsets.append(offset)
+                types.append(rtype)
+                symbols.append(symbol)
+                addends.append(addend)
+        return offsets, types, symbols, addends
+
+    @cached_property
+    def relocations(self) -> list[Relocation]:
+        """Dynamic relocations (.rela.dyn/.rela.plt or .rel.*), one object each."""
+        return list(map(Relocation, *self.relocation_columns))
+
+    @cached_property
+    def relocation_index(self) -> dict[int, int]:
+        """Relocated address -> position in relocation_columns (the last relocation there, as
+        relocation_at keeps it)."""
+        offsets = self.relocation_columns[0]
+        return dict(zip(offsets, range(len(offsets))))
 
     @cached_property
     def relocation_at(self) -> dict[int, Relocation]:
         return {r.offset: r for r in self.relocations}
+
+    def relocation_of(self, vaddr: int) -> Relocation | None:
+        """relocation_at.get(vaddr), built for that one address."""
+        index = self.relocation_index.get(vaddr)
+        if index is None:
+            return None
+        offsets, types, symbols, addends = self.relocation_columns
+        return Relocation(offsets[index], types[index], symbols[index], addends[index])
+
+    def symbol_slots(self) -> list[tuple[int, int]]:
+        """(address, symbol index) of each GLOB_DAT/JUMP_SLOT relocation with a symbol, in table order."""
+        offsets, types, symbols, _addends = self.relocation_columns
+        kinds = _GLOB_DAT_TYPES.get(self.machine, ())
+        if not kinds:
+            return []
+        rows = compress(zip(offsets, symbols), map(kinds.__contains__, types))
+        return [(offset, symbol) for offset, symbol in rows if symbol]
 
     def is_relative(self, reloc: Relocation) -> bool:
         return reloc.type == _RELATIVE_TYPES.get(self.machine)
@@ -341,13 +391,14 @@ class ElfImage:
         ("symbol", index) for a relocation against a dynamic symbol (addend ignored),
         None where the word is not file-backed (.bss, filled in at run time).
         """
-        reloc = self.relocation_at.get(vaddr)
-        if reloc is not None:
-            if self.is_relative(reloc):
-                return ("address", reloc.addend)
-            if reloc.symbol_index:
-                return ("symbol", reloc.symbol_index)
-            return ("address", reloc.addend)
+        index = self.relocation_index.get(vaddr)
+        if index is not None:
+            _offsets, types, symbols, addends = self.relocation_columns
+            if types[index] == _RELATIVE_TYPES.get(self.machine):
+                return ("address", addends[index])
+            if symbols[index]:
+                return ("symbol", symbols[index])
+            return ("address", addends[index])
         value = self.read_ptr_raw(vaddr)
         return None if value is None else ("address", value)
 

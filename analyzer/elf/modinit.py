@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 
 from interpkit.analyzer.elf.image import EM_X86_64, ElfImage
@@ -121,18 +122,21 @@ def _moduledef_layout(image: ElfImage) -> dict[str, int]:
             "m_slots": base + 4 * p, "size": base + 8 * p}
 
 
-def _looks_like_moduledef(image: ElfImage, address: int) -> bool:
-    """PyModuleDef_HEAD_INIT: refcount 1 (3.11) or immortal (3.12+), NULL type/init/copy, m_index 0."""
-    layout = _moduledef_layout(image)
+def _looks_like_moduledef(image: ElfImage, address: int, layout: dict[str, int] | None = None) -> bool:
+    """PyModuleDef_HEAD_INIT: refcount 1 (3.11) or immortal (3.12+), NULL type/init/copy, m_index 0.
+    Callers have read the relocations (_plt_targets, _moduledef_candidates)."""
+    layout = _moduledef_layout(image) if layout is None else layout
+    p = image.pointer_size
+    relocated = image.relocation_index
+    if address + p in relocated or address + 2 * p in relocated or address + 4 * p in relocated:
+        image.segments   # the error reading the head would give, this gives first (the answer is False either way)
+        return False
     head = image.read(address, layout["m_name"])
     if head is None:
         return False
-    p = image.pointer_size
     words = struct.unpack(image.endian + ("Q" if p == 8 else "I") * 5, head)
     refcnt = words[0] & 0xFFFFFFFF if p == 8 else words[0]
     if refcnt not in (1, 0xFFFFFFFF, 0x3FFFFFFF, 0xC0000000):
-        return False
-    if any(address + i * p in image.relocation_at for i in (1, 2, 4)):
         return False
     if any(words[i] for i in (1, 2, 3, 4)):
         return False
@@ -151,9 +155,8 @@ def read_slots(image: ElfImage, address: int) -> Slots:
             return Slots(tuple(entries), False, "slot table is all zero at load time (.bss): filled in at run time, or empty")
         slot_id = entry.unpack(raw)[0]
         value_at = at + entry.size - p
-        reloc = image.relocation_at.get(value_at)
         # A relocated value is a pointer (exec/create functions); the declared flags are plain integers.
-        value = None if reloc is not None else entry.unpack(raw)[-1]
+        value = None if value_at in image.relocation_index else entry.unpack(raw)[-1]
         if slot_id == 0:
             return Slots(tuple(entries))
         if slot_id < 0 or slot_id > 64:
@@ -184,14 +187,17 @@ _CALL_REL = re.compile(rb"[\xe8\xe9]", re.S)
 _CALL_GOT = re.compile(rb"\xff[\x15\x25]", re.S)
 
 
-def _plt_targets(image: ElfImage, symbols: Symbols) -> dict[int, str]:
-    """Map PLT stub addresses to the imported function each one jumps to (through its GOT slot)."""
-    got_names: dict[int, str] = {}
-    for reloc in image.relocations:
-        if image.is_symbol_slot(reloc) and reloc.symbol_index:
-            name = symbols.dynsym.name_at(reloc.symbol_index)
-            if name:
-                got_names[reloc.offset] = name
+def _slot_names(image: ElfImage, symbols: Symbols) -> list[tuple[int, str | None]]:
+    """(GOT slot address, the name its relocation's symbol has) in relocation order."""
+    names = symbols.dynsym.names
+    count = len(names)
+    return [(offset, names[symbol] if symbol < count else None) for offset, symbol in image.symbol_slots()]
+
+
+def _plt_targets(image: ElfImage, symbols: Symbols, slots: list | None = None) -> dict[int, str]:
+    """Map PLT stub addresses to the imported function each one jumps to (through its GOT slot).
+    slots: _slot_names, where the caller has them."""
+    got_names = {offset: name for offset, name in (_slot_names(image, symbols) if slots is None else slots) if name}
     stubs: dict[int, str] = {}
     for section in image.sections:
         if not section.name.startswith(".plt") or section.size == 0 or section.size > 4_000_000:
@@ -209,14 +215,21 @@ def _plt_targets(image: ElfImage, symbols: Symbols) -> dict[int, str]:
     return stubs
 
 
+def _got_slot_names(image: ElfImage, symbols: Symbols, slots: list | None = None) -> dict[int, str | None]:
+    """GOT slot address -> the symbol its relocation names (the last relocation there wins, even
+    one without a name: then nothing is called through it)."""
+    return dict(_slot_names(image, symbols) if slots is None else slots)
+
+
 def _decode_init_body(image: ElfImage, symbols: Symbols, start: int, size: int,
-                      plt: dict[int, str]) -> tuple[list[int], set[str]]:
-    """rip-relative lea targets and names of imported functions called/jumped to from one function."""
+                      plt: dict[int, str], got_names: dict[int, str | None] | None = None) -> tuple[list[int], set[str]]:
+    """rip-relative lea targets and names of imported functions called/jumped to from one function.
+    got_names: _got_slot_names, made once for all init functions of the file."""
     code = image.read(start, size) if size else None
     if code is None:
         return [], set()
-    got_names = {r.offset: symbols.dynsym.name_at(r.symbol_index) for r in image.relocations
-                 if image.is_symbol_slot(r) and r.symbol_index}
+    if got_names is None:
+        got_names = _got_slot_names(image, symbols)
     lea_targets = []
     for match in _LEA_RIP.finditer(code):
         pos = match.start()
@@ -246,12 +259,14 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
     if not init_symbols:
         return info.frozen()
     x86 = image.machine == EM_X86_64 and image.little_endian
-    plt = _plt_targets(image, symbols) if x86 else {}
+    slots = _slot_names(image, symbols) if x86 else []
+    plt = _plt_targets(image, symbols, slots) if x86 else {}
+    got_names = _got_slot_names(image, symbols, slots)   # once: a file may hold a hundred PyInit_
     def_candidates: list[int] | None = None
 
     for sym in sorted(init_symbols, key=lambda s: s.name):
         module = sym.name[len("PyInit_"):]
-        lea_targets, called = (_decode_init_body(image, symbols, sym.value, sym.size, plt)
+        lea_targets, called = (_decode_init_body(image, symbols, sym.value, sym.size, plt, got_names)
                                if x86 and sym.type == STT_FUNC else ([], set()))
         first = len(info.inits)
         defs = [t for t in lea_targets if _looks_like_moduledef(image, t)]
@@ -337,12 +352,29 @@ def infer_from_delegate(init: ModuleInit, providers) -> ModuleInit:
 def _moduledef_candidates(image: ElfImage) -> list[int]:
     """Addresses in writable, file-backed data that look like a PyModuleDef (m_name relocated)."""
     layout = _moduledef_layout(image)
+    writable = _writable_at(image)
+    m_name = layout["m_name"]
     out = []
-    for reloc in image.relocations:
-        start = reloc.offset - layout["m_name"]
-        section = image.section_at(start)
-        if section is None or not section.writable:
-            continue
-        if _looks_like_moduledef(image, start):
+    for offset in image.relocation_columns[0]:
+        start = offset - m_name
+        if writable(start) and _looks_like_moduledef(image, start, layout):
             out.append(start)
     return sorted(set(out))
+
+
+def _writable_at(image: ElfImage):
+    """address -> whether image.section_at(address) is a writable section, by bisection: section
+    boundaries cut the address space into runs that lie in the same sections, and each run
+    keeps the first of them in header order, the one section_at returns."""
+    placed = [s for s in image.sections if s.addr]
+    bounds = sorted({s.addr for s in placed} | {s.addr + s.size for s in placed})
+    owners = []
+    for low in bounds[:-1]:
+        owner = next((s for s in placed if s.contains(low)), None)
+        owners.append(owner is not None and owner.writable)
+
+    def writable(address: int) -> bool:
+        run = bisect_right(bounds, address) - 1
+        return 0 <= run < len(owners) and owners[run]
+
+    return writable
