@@ -6,7 +6,6 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import compress, count, repeat
-from operator import not_
 from typing import Iterator
 
 from interpkit.analyzer.elf.image import SHT_DYNSYM, SHT_SYMTAB, ElfImage
@@ -58,7 +57,11 @@ class SymbolTable:
         if rows is not None:
             self.rows = rows
         if columns is not None:
-            values, sizes, self.infos, self.others, self.shndxs = columns
+            values, sizes, infos, others, self.shndxs = columns
+            # st_info and st_other may come as bytes (one per row, as in the file): the filters
+            # below translate them whole, and lists are made only for callers that index them.
+            for name, column in (("infos", infos), ("others", others)):
+                setattr(self, name + "_bytes" if isinstance(column, bytes) else name, column)
             # st_value and st_size may come as thunks: most libraries never need them (only the
             # init functions of extensions and their data do), and 150k 64-bit ints cost.
             for name, column in (("values", values), ("sizes", sizes)):
@@ -85,11 +88,28 @@ class SymbolTable:
 
     @cached_property
     def infos(self) -> list[int]:
+        if "infos_bytes" in self.__dict__:
+            return list(self.infos_bytes)
         return [row[2] for row in self.rows]
 
     @cached_property
     def others(self) -> list[int]:
+        if "others_bytes" in self.__dict__:
+            return list(self.others_bytes)
         return [row[3] for row in self.rows]
+
+    @cached_property
+    def infos_bytes(self) -> bytes:
+        return bytes(self.infos)
+
+    @cached_property
+    def others_bytes(self) -> bytes:
+        return bytes(self.others)
+
+    @cached_property
+    def defined_bytes(self) -> bytes:
+        """One byte per row: 1 where st_shndx is not SHN_UNDEF."""
+        return bytes(map(bool, self.shndxs))
 
     @cached_property
     def shndxs(self) -> list[int]:
@@ -123,6 +143,7 @@ _EXPORT_INFO = bytes(int(b >> 4 != STB_LOCAL and b & 0xF != STT_SECTION) for b i
 _EXPORT_OTHER = bytes(int(b & 0x3 in (STV_DEFAULT, STV_PROTECTED)) for b in range(256))
 _GLOBAL_INFO = bytes(int(b >> 4 == STB_GLOBAL) for b in range(256))
 _UNIQUE_INFO = bytes(int(b >> 4 == STB_GNU_UNIQUE) for b in range(256))
+_FLIP = bytes([1, 0]) + bytes(254)   # a 0/1 flag column's complement
 
 
 def _layout(image: ElfImage) -> tuple[struct.Struct, tuple[int, int, int, int, int, int]]:
@@ -136,7 +157,8 @@ def _columns(image: ElfImage, data: bytes) -> tuple:
     """(name offsets, values, sizes, infos, others, shndx) as plain lists (values and sizes
     may be thunks that make theirs).
 
-    For native byte order the columns are strided memoryview casts (no per-entry tuple);
+    For native byte order the columns are strided memoryview casts (no per-entry tuple), and
+    infos and others stay the bytes they are in the file (ELF64: one byte each per entry);
     otherwise a single struct.iter_unpack pass does the same job.
     """
     layout, (i_name, i_value, i_size, i_info, i_other, i_shndx) = _layout(image)
@@ -146,7 +168,7 @@ def _columns(image: ElfImage, data: bytes) -> tuple:
         view = memoryview(data)
         words32, words16, words64 = view.cast("I"), view.cast("H"), view.cast("Q")
         return (words32[0::6].tolist(), lambda: words64[1::3].tolist(), lambda: words64[2::3].tolist(),
-                list(data[4::24]), list(data[5::24]), words16[3::12].tolist())
+                data[4::24], data[5::24], words16[3::12].tolist())
     columns = list(zip(*layout.iter_unpack(data))) or [()] * 6
     return tuple(list(columns[i]) for i in (i_name, i_value, i_size, i_info, i_other, i_shndx))
 
@@ -159,7 +181,9 @@ def read_symbol_table(image: ElfImage, section_type: int) -> SymbolTable:
     if not (0 < section.link < len(image.sections)):
         raise ValueError(f"symbol table {section.name} links to no string table")
     strings = image.section_bytes(image.sections[section.link])
-    name_offsets, values, sizes, infos, others, shndxs = _columns(image, image.section_bytes(section))
+    data = image.section_bytes(section)
+    name_offsets, values, sizes, infos, others, shndxs = _columns(image, data)
+    defined = None
     # SHN_XINDEX: the real section index lives in a parallel SHT_SYMTAB_SHNDX table.
     if SHN_XINDEX in shndxs:
         section_index = image.sections.index(section)
@@ -167,10 +191,25 @@ def read_symbol_table(image: ElfImage, section_type: int) -> SymbolTable:
         if extended is not None:
             real = struct.unpack(f"{image.endian}{extended.size // 4}I", image.section_bytes(extended))
             shndxs = [real[i] if x == SHN_XINDEX and i < len(real) else x for i, x in enumerate(shndxs)]
+    elif isinstance(infos, bytes):   # the native ELF64 layout (_columns): st_shndx is bytes 6-7 of each 24
+        defined = _nonzero_pairs(data[6::24], data[7::24], len(shndxs))
     names = _names(strings, name_offsets)
     table = SymbolTable(names, None, section_type == SHT_DYNSYM, columns=(values, sizes, infos, others, shndxs))
     table.strings = strings
+    if defined is not None:
+        table.defined_bytes = defined
     return table
+
+
+_NONZERO = bytes([0]) + bytes([1]) * 255
+
+
+def _nonzero_pairs(low: bytes, high: bytes, count: int) -> bytes:
+    """One byte per row, 1 where the 16-bit value made of low and high bytes is not 0 (C loops only)."""
+    if not count:
+        return b""
+    either = int.from_bytes(low[:count], "little") | int.from_bytes(high[:count], "little")
+    return either.to_bytes(count, "little").translate(_NONZERO)
 
 
 def _names(strings: bytes, offsets: list[int]) -> list[str]:
@@ -215,7 +254,7 @@ class Symbols:
     def imports(self) -> set[str]:
         """Names the loader must find elsewhere (undefined in .dynsym)."""
         table = self.dynsym
-        names = set(compress(table.names, map(not_, table.shndxs)))
+        names = set(compress(table.names, table.defined_bytes.translate(_FLIP)))
         names.discard("")
         return names
 
@@ -227,8 +266,8 @@ class Symbols:
         n = len(table.names)
         if not n:
             return b""
-        columns = (bytes(map(bool, table.names)), bytes(map(bool, table.shndxs)),
-                   bytes(table.infos).translate(_EXPORT_INFO), bytes(table.others).translate(_EXPORT_OTHER))
+        columns = (bytes(map(bool, table.names)), table.defined_bytes,
+                   table.infos_bytes.translate(_EXPORT_INFO), table.others_bytes.translate(_EXPORT_OTHER))
         combined = -1
         for column in columns:
             combined &= int.from_bytes(column, "little")
@@ -244,7 +283,7 @@ class Symbols:
         flags = self._export_flags()
         if not flags:
             return [], 0
-        global_rows = int.from_bytes(flags, "little") & int.from_bytes(bytes(table.infos).translate(_GLOBAL_INFO),
+        global_rows = int.from_bytes(flags, "little") & int.from_bytes(table.infos_bytes.translate(_GLOBAL_INFO),
                                                                         "little")
         global_flags = global_rows.to_bytes(len(flags), "little")
         return list(compress(table.names, global_flags)), flags.count(1) - global_flags.count(1)
@@ -271,7 +310,7 @@ class Symbols:
         table = self.dynsym
         if not table.names:
             return set()
-        rows = bytes(table.infos).translate(_UNIQUE_INFO)
+        rows = table.infos_bytes.translate(_UNIQUE_INFO)
         if 1 not in rows:
             return set()
         return {name for name, shndx in compress(zip(table.names, table.shndxs), rows) if name and shndx != SHN_UNDEF}
