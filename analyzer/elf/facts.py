@@ -9,6 +9,7 @@ scan only. A cached entry therefore never carries one scan's closure into the ne
 """
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import threading
@@ -20,11 +21,13 @@ from operator import eq
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from interpkit.analyzer.elf import search
 from interpkit.analyzer.elf.image import (DF_STATIC_TLS, DT_FLAGS, DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME,
-                                ElfImage)
+                                SHT_NOBITS, ElfImage)
 from interpkit.analyzer.elf.modinit import InitInfo, ModuleInit, read_module_inits
+from interpkit.analyzer.elf.search import Pending
 from interpkit.analyzer.elf.symbols import LINKER_SYMBOLS, STT_OBJECT, Symbols
-from interpkit.analyzer.elf.torch_library import NONE as NO_OP_LIBRARY, OpLibraryFacts, read_op_library
+from interpkit.analyzer.elf.torch_library import NONE as NO_OP_LIBRARY, OpLibraryFacts, start_op_library
 
 _LIBPYTHON_RE = re.compile(r"^libpython(\d+)\.(\d+)[a-z]*\.so")
 _EXT_TAG_RE = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-")
@@ -243,16 +246,51 @@ def _first_positions(haystack, start: int, end: int, wanted=None) -> dict[bytes,
     return out
 
 
-def _detect_generator(image: ElfImage, symbols: Symbols, is_extension: bool,
-                      options: FactsOptions = DEFAULT_OPTIONS) -> tuple[str | None, str | None]:
+_MARKER_PREFIXES = tuple(dict.fromkeys(p for _name, _pattern, group in _GENERATOR_MARKERS for p in group))
+
+
+def _rodata_span(image: ElfImage, options: FactsOptions):
+    """(haystack, start, end) of the .rodata searched for markers; raises where it runs past the file."""
     rodata = image.section_by_name(".rodata")
-    haystack, start, end = (image.section_span(rodata) if rodata is not None and rodata.size <= options.rodata_scan_limit
-                            else (b"", 0, 0))
-    first: dict[bytes, int] = {}
+    return (image.section_span(rodata) if rodata is not None and rodata.size <= options.rodata_scan_limit
+            else (b"", 0, 0))
+
+
+def _start_marker_search(image: ElfImage, options: FactsOptions) -> Pending | None:
+    """Every marker prefix's first position in a large .rodata, found on a second thread while
+    the symbol tables are read (search.py); None (searched in place later, as before) where
+    .rodata is small, absent, not mapped, or would raise: that error is _detect_generator's to
+    give, at its turn. image.sections is read first anyway (Symbols.read)."""
+    try:
+        rodata = image.section_by_name(".rodata")
+        if (rodata is None or rodata.size > options.rodata_scan_limit or rodata.size < search.BACKGROUND_BYTES
+                or rodata.type == SHT_NOBITS or rodata.offset + rodata.size > image.file_size):
+            return None
+        haystack, start, end = image.section_span(rodata)
+    except Exception:  # noqa: BLE001 - raised again in order by _detect_generator
+        return None
+    if not isinstance(haystack, mmap.mmap):
+        return None
+    return Pending(lambda: search.first_positions(haystack, start, end, _MARKER_PREFIXES))
+
+
+def _marker_positions(haystack, start: int, end: int, prefixes) -> dict[bytes, int]:
+    """First position of each prefix (and of those sharing its anchor) in haystack[start:end]."""
+    if search.fast():
+        return search.first_positions(haystack, start, end, prefixes)
+    return _first_positions(haystack, start, end, prefixes)
+
+
+def _detect_generator(image: ElfImage, symbols: Symbols, is_extension: bool,
+                      options: FactsOptions = DEFAULT_OPTIONS,
+                      found: dict[bytes, int] | None = None) -> tuple[str | None, str | None]:
+    """found: every prefix's first position, already searched for (_start_marker_search)."""
+    haystack, start, end = _rodata_span(image, options)
+    first: dict[bytes, int] = dict(found) if found else {}
     for name, pattern, prefixes in _GENERATOR_MARKERS:
         # Looked up generator by generator, as the plain finds were: a match ends the search.
         if any(p not in first for p in prefixes):
-            first.update(_first_positions(haystack, start, end, prefixes))
+            first.update(_marker_positions(haystack, start, end, prefixes))
         starts = [first[p] for p in prefixes if first[p] >= 0]
         if not starts:
             continue
@@ -302,32 +340,50 @@ def build_facts(path: Path, options: FactsOptions = DEFAULT_OPTIONS) -> ElfFacts
     path = Path(path)
     stat = path.stat()
     with ElfImage.open(path) as image:
-        symbols = Symbols.read(image)
-        imports = frozenset(symbols.imports())
-        init = read_module_inits(image, symbols, imports)
-        is_extension = bool(init.inits)
-        # Straight from the columns: a Symbol object per export costs 0.4 s over torch's libraries.
-        exports, weak = symbols.export_names()
-        flags = sum(v for v in image.dynamic_values(DT_FLAGS) if isinstance(v, int))
-        tls = image.tls_segment or (0, 0)
-        generator, version = _detect_generator(image, symbols, is_extension, options)
-        static_types = _static_type_objects(symbols) if is_extension and "PyType_Ready" in imports else ()
-        soname = next(iter(image.dynamic_values(DT_SONAME)), None)
-        return ElfFacts(
-            path=path, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
-            machine=image.machine, elfclass=image.elfclass,
-            soname=str(soname) if soname else None,
-            needed=tuple(str(n) for n in image.dynamic_values(DT_NEEDED)),
-            rpath=_split_paths(image.dynamic_values(DT_RPATH)),
-            runpath=_split_paths(image.dynamic_values(DT_RUNPATH)),
-            static_tls_flag=bool(flags & DF_STATIC_TLS),
-            tls_filesz=tls[0], tls_memsz=tls[1],
-            imports=imports, exports=_sorted_exports(exports), weak_export_count=weak,
-            gnu_unique=tuple(sorted(symbols.gnu_unique_names())),
-            init=init, generator=generator, generator_version=version,
-            static_type_objects=static_types,
-            op_library=read_op_library(image, imports),
-        )
+        # Searches of large sections run on a second thread meanwhile (search.py); each is
+        # waited for before the image closes, so nothing of ours outlives the call.
+        background: list[Pending] = []
+        try:
+            return _facts_of(path, stat, image, options, background)
+        finally:
+            for pending in background:
+                pending.wait()
+
+
+def _facts_of(path: Path, stat, image: ElfImage, options: FactsOptions, background: list[Pending]) -> ElfFacts:
+    markers = _start_marker_search(image, options)
+    if markers is not None:
+        background.append(markers)
+    symbols = Symbols.read(image)
+    imports = frozenset(symbols.imports())
+    op_library, registerers = start_op_library(image, imports)
+    if registerers is not None:
+        background.append(registerers)
+    init = read_module_inits(image, symbols, imports)
+    is_extension = bool(init.inits)
+    # Straight from the columns: a Symbol object per export costs 0.4 s over torch's libraries.
+    exports, weak = symbols.export_names()
+    flags = sum(v for v in image.dynamic_values(DT_FLAGS) if isinstance(v, int))
+    tls = image.tls_segment or (0, 0)
+    generator, version = _detect_generator(image, symbols, is_extension, options,
+                                           markers.result() if markers is not None else None)
+    static_types = _static_type_objects(symbols) if is_extension and "PyType_Ready" in imports else ()
+    soname = next(iter(image.dynamic_values(DT_SONAME)), None)
+    return ElfFacts(
+        path=path, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+        machine=image.machine, elfclass=image.elfclass,
+        soname=str(soname) if soname else None,
+        needed=tuple(str(n) for n in image.dynamic_values(DT_NEEDED)),
+        rpath=_split_paths(image.dynamic_values(DT_RPATH)),
+        runpath=_split_paths(image.dynamic_values(DT_RUNPATH)),
+        static_tls_flag=bool(flags & DF_STATIC_TLS),
+        tls_filesz=tls[0], tls_memsz=tls[1],
+        imports=imports, exports=_sorted_exports(exports), weak_export_count=weak,
+        gnu_unique=tuple(sorted(symbols.gnu_unique_names())),
+        init=init, generator=generator, generator_version=version,
+        static_type_objects=static_types,
+        op_library=op_library(),
+    )
 
 
 class FactsCache:
@@ -389,7 +445,7 @@ class _DiskFacts:
 
     def _open(self):
         from interpkit.analyzer.cache import Store, code_fingerprint
-        from interpkit.analyzer.elf import image, modinit, symbols, torch_library
+        from interpkit.analyzer.elf import image, modinit, search, symbols, torch_library
 
         from interpkit.analyzer.cache import cache_root
 
@@ -399,7 +455,7 @@ class _DiskFacts:
             if self._store is not None and self._pid[0] == os.getpid():
                 self._store.close()
             self._store = Store("elf-facts-v1")
-            self._print = code_fingerprint([Path(m.__file__) for m in (image, modinit, symbols, torch_library)]
+            self._print = code_fingerprint([Path(m.__file__) for m in (image, modinit, search, symbols, torch_library)]
                                            + [Path(__file__)])
             self._pid = where
         return self._store

@@ -24,10 +24,14 @@ When `.strtab` is stripped, namespaces fall back to the `ns::op` schema strings 
 """
 from __future__ import annotations
 
+import mmap
 import re
 from dataclasses import dataclass
+from typing import Callable
 
+from interpkit.analyzer.elf import search
 from interpkit.analyzer.elf.image import ElfImage
+from interpkit.analyzer.elf.search import Finder, Pending
 
 DEF, FRAGMENT, IMPL, LEGACY = "def", "fragment", "impl", "legacy"
 
@@ -206,15 +210,16 @@ def _kept_registerers(span, registries: tuple[str, ...]) -> set[str]:
         pattern = re.compile(rb"g_(" + b"|".join(re.escape(n.encode()) for n in names) + rb")[0-9]")
         return {m.group(1).decode() for m in pattern.finditer(haystack, start, end)}
     kept = set()
-    for name in names:
-        needle = b"g_" + name.encode()
-        at = haystack.find(needle, start, end)
-        while at >= 0:
-            after = at + len(needle)
-            if after < end and 48 <= haystack[after] <= 57:
-                kept.add(name)
-                break
-            at = haystack.find(needle, at + 1, end)
+    with Finder(haystack) as finder:   # libc memmem where it can: off the GIL, and faster
+        for name in names:
+            needle = b"g_" + name.encode()
+            at = finder.find(needle, start, end)
+            while at >= 0:
+                after = at + len(needle)
+                if after < end and 48 <= haystack[after] <= 57:
+                    kept.add(name)
+                    break
+                at = finder.find(needle, at + 1, end)
     return kept
 
 
@@ -266,8 +271,29 @@ def _section(image: ElfImage, name: str):
 def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
     """Registrations and registry entries of one binary; NONE for anything that imports no entry point."""
     joined = _joined(imports)
-    apis = _entry_kinds(imports, joined)
-    registries = _imported_registries(imports, joined)
+    return _op_library(image, _entry_kinds(imports, joined), _imported_registries(imports, joined))
+
+
+def start_op_library(image: ElfImage, imports: frozenset[str]) -> tuple[Callable[[], OpLibraryFacts], Pending | None]:
+    """(read_op_library's answer as a function to call at its turn, the search started for it).
+    Where the answer needs Registerer names looked up in a large mapped .strtab (76 MB in
+    libtorch_cpu.so), that search starts now on a second thread (search.py); the caller waits
+    for it before closing the image. Anything that would raise is left to raise at its turn."""
+    try:
+        joined = _joined(imports)
+        apis, registries = _entry_kinds(imports, joined), _imported_registries(imports, joined)
+        span = _span(image, ".strtab") if registries else None
+    except Exception:  # noqa: BLE001 - raised again, in order, by read_op_library
+        return (lambda: read_op_library(image, imports)), None
+    if span is None or not isinstance(span[0], mmap.mmap) or span[2] - span[1] < search.BACKGROUND_BYTES:
+        return (lambda: _op_library(image, apis, registries)), None
+    pending = Pending(lambda: _kept_registerers(span, registries))
+    return (lambda: _op_library(image, apis, registries, pending)), pending
+
+
+def _op_library(image: ElfImage, apis: dict[str, set[str]], registries: tuple[str, ...],
+                kept: Pending | None = None) -> OpLibraryFacts:
+    """read_op_library once the imports are read; kept: the Registerer search, already started."""
     if not apis and not registries:
         return NONE
     strtab_span = _span(image, ".strtab")
@@ -291,7 +317,10 @@ def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
         # Only registries this binary keeps a Registerer for: calling an accessor to look
         # something up is not registering into it.
         # Stripped of .strtab, the binary cannot show which: claim nothing.
-        kept = _kept_registerers(strtab_span, registries) if strtab else set()
+        if not strtab:
+            kept = set()
+        else:
+            kept = kept.result() if kept is not None else _kept_registerers(strtab_span, registries)
         registries = tuple(r for r in registries if r.rpartition("::")[2] in kept)
     return OpLibraryFacts(tuple(sorted(registrations, key=lambda r: (r.namespace or "", r.kind, r.dispatch_key or ""))),
                           registries)
