@@ -153,15 +153,31 @@ class NameTable:
         table.spellings.update(words)
         spellings, local = table.spellings, table.local
         Attribute, Name, Load = ast.Attribute, ast.Name, ast.Load
-        for node in iter_nodes(tree):
+        # iter_nodes(tree), inlined: a generator's resume per node is a third of this walk
+        stack = [tree]
+        pop, push, extend, fields_of = stack.pop, stack.append, stack.extend, _CHILD_FIELDS
+        while stack:
+            node = pop()
+            if node is None:
+                continue
             cls_ = node.__class__
             if cls_ is Attribute:
                 spellings.add(full_name(node))
             elif cls_ is Name:
                 if node.ctx.__class__ is not Load:
                     local.add(node.id)   # Store and Del: LibCST records both as assignments
+                continue   # a Name has no child nodes
             elif cls_ in _BINDING_KINDS:
                 table._add_binding(node)
+            fields = fields_of.get(cls_)
+            if fields is None:
+                fields = _child_fields(cls_)
+            for name in fields:
+                value = getattr(node, name)
+                if value.__class__ is list:
+                    extend(value)
+                else:
+                    push(value)
         return table
 
     def _add_binding(self, node: ast.AST) -> None:
