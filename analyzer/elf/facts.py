@@ -16,8 +16,6 @@ import threading
 from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from itertools import islice
-from operator import eq
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -149,10 +147,11 @@ class ElfFacts:
             if not names or type(names) not in (tuple, frozenset):
                 continue
             try:
-                text = "\0".join(names)
+                plain = "".join(names)
             except TypeError:   # not all strings
                 continue
-            if text.count("\0") == len(names) - 1:   # no name holds a NUL of its own
+            if "\0" not in plain:   # no name holds a NUL of its own (a memchr, where counting was a loop)
+                text = "\0".join(names)
                 state[name] = _Joined(type(names) is frozenset, text, len(names))
         return state
 
@@ -323,11 +322,14 @@ def _static_type_objects(symbols: Symbols) -> tuple[str, ...]:
 
 
 def _sorted_exports(names: list[str]) -> tuple[str, ...]:
-    """tuple(sorted(set(names) - LINKER_SYMBOLS)) without hashing 57k names (libtorch_cpu.so):
-    a list in .dynsym order sorts faster than a set's order; duplicates (versioned names) are
-    then neighbours, and each linker marker is found by bisection."""
+    """tuple(sorted(set(names) - LINKER_SYMBOLS)), 57k names in libtorch_cpu.so: a list in
+    .dynsym order sorts faster than a set's order, duplicates (versioned names) are dropped in
+    order, and each linker marker is found by bisection."""
     out = sorted(names)
-    if any(map(eq, out, islice(out, 1, None))):
+    # A set's size tells whether any name repeats; the hashes it computes stay on the strings
+    # for the sets the rules make of the exports (exported_symbol_clash), so this costs the
+    # inserts only, where comparing neighbours cost a rich comparison each.
+    if len(set(out)) != len(out):
         out = list(dict.fromkeys(out))
     for marker in LINKER_SYMBOLS:
         at = bisect_left(out, marker)

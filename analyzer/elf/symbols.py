@@ -5,7 +5,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import compress, count, repeat
+from itertools import compress, repeat
 from typing import Iterator
 
 from interpkit.analyzer.elf.image import SHT_DYNSYM, SHT_SYMTAB, ElfImage
@@ -47,13 +47,18 @@ class Symbol:
 class SymbolTable:
     """Columns of one symbol section; rows become Symbol objects only when asked for."""
 
-    def __init__(self, names: list[str], rows: list[tuple[int, int, int, int, int]] | None, dynamic: bool,
-                 columns: tuple[list[int], ...] | None = None):
-        # rows: (value, size, info, other, shndx); columns: the same five as lists, rows built on demand
-        self.names = names
+    def __init__(self, names: list[str] | None, rows: list[tuple[int, int, int, int, int]] | None, dynamic: bool,
+                 columns: tuple[list[int], ...] | None = None, *, strings: bytes | None = None,
+                 offsets: list[int] | None = None):
+        # rows: (value, size, info, other, shndx); columns: the same five as lists, rows built on demand.
+        # names None: sliced from strings at offsets when first asked for (a library's facts need
+        # only the rows the filters keep: libtorch_cpu.so's 17k weak exports are never named).
+        if names is not None:
+            self.names = names
         self.dynamic = dynamic
         self._later: dict = {}
-        self.strings: bytes | None = None   # the string table the names were sliced from, when read from a file
+        self.strings = strings   # the string table the names were sliced from, when read from a file
+        self._offsets = offsets
         if rows is not None:
             self.rows = rows
         if columns is not None:
@@ -69,6 +74,32 @@ class SymbolTable:
                     self._later[name] = column
                 else:
                     setattr(self, name, column)
+
+    @cached_property
+    def names(self) -> list[str]:
+        return _names(self.strings, self._offsets, self._text)
+
+    @cached_property
+    def _text(self) -> str | None:
+        """The string table decoded once for every slicing of it, where it is ASCII (real ones are)."""
+        return self.strings.decode("ascii") if self.strings is not None and self.strings.isascii() else None
+
+    def names_where(self, flags: bytes) -> list[str]:
+        """list(compress(self.names, flags)), slicing only those names where none are made yet."""
+        if "names" in self.__dict__ or self._offsets is None:
+            return list(compress(self.names, flags))
+        return _names(self.strings, list(compress(self._offsets, flags)), self._text)
+
+    @cached_property
+    def named_bytes(self) -> bytes:
+        """One byte per row, 1 where the row's name is not empty. A name is empty exactly where
+        its offset is the table's last byte or past it, or holds a NUL (_names); offsets past the
+        table (a damaged file) are left to the names themselves."""
+        offsets, strings = self._offsets, self.strings
+        if "names" in self.__dict__ or offsets is None or not offsets or max(offsets) >= len(strings):
+            return bytes(map(bool, self.names))
+        table = strings[:-1] + b"\0"
+        return bytes(map(table.__getitem__, offsets)).translate(_NONZERO)
 
     @cached_property
     def rows(self) -> list[tuple[int, int, int, int, int]]:
@@ -116,7 +147,7 @@ class SymbolTable:
         return [row[4] for row in self.rows]
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.names) if self._offsets is None else len(self._offsets)
 
     def symbol(self, index: int) -> Symbol:
         value, size, info, other, shndx = (self.values[index], self.sizes[index], self.infos[index],
@@ -193,9 +224,8 @@ def read_symbol_table(image: ElfImage, section_type: int) -> SymbolTable:
             shndxs = [real[i] if x == SHN_XINDEX and i < len(real) else x for i, x in enumerate(shndxs)]
     elif isinstance(infos, bytes):   # the native ELF64 layout (_columns): st_shndx is bytes 6-7 of each 24
         defined = _nonzero_pairs(data[6::24], data[7::24], len(shndxs))
-    names = _names(strings, name_offsets)
-    table = SymbolTable(names, None, section_type == SHT_DYNSYM, columns=(values, sizes, infos, others, shndxs))
-    table.strings = strings
+    table = SymbolTable(None, None, section_type == SHT_DYNSYM, columns=(values, sizes, infos, others, shndxs),
+                        strings=strings, offsets=name_offsets)
     if defined is not None:
         table.defined_bytes = defined
     return table
@@ -204,25 +234,26 @@ def read_symbol_table(image: ElfImage, section_type: int) -> SymbolTable:
 _NONZERO = bytes([0]) + bytes([1]) * 255
 
 
-def _nonzero_pairs(low: bytes, high: bytes, count: int) -> bytes:
+def _nonzero_pairs(low: bytes, high: bytes, rows: int) -> bytes:
     """One byte per row, 1 where the 16-bit value made of low and high bytes is not 0 (C loops only)."""
-    if not count:
+    if not rows:
         return b""
-    either = int.from_bytes(low[:count], "little") | int.from_bytes(high[:count], "little")
-    return either.to_bytes(count, "little").translate(_NONZERO)
+    either = int.from_bytes(low[:rows], "little") | int.from_bytes(high[:rows], "little")
+    return either.to_bytes(rows, "little").translate(_NONZERO)
 
 
-def _names(strings: bytes, offsets: list[int]) -> list[str]:
+def _names(strings: bytes, offsets: list[int], text: str | None = None) -> list[str]:
     """The name at each offset: the bytes up to the next NUL (or up to the last byte of a table
     that does not end in one; nothing at or past the end), decoded as UTF-8 with replacement.
 
     The loops are C's own (map over str.find and slices, no bytecode per symbol): slicing 75k
     names one by one in a comprehension was an eighth of the torch scan. An ASCII table (all
     real ones) is decoded once and sliced as text; otherwise the bytes are sliced and decoded
-    together, one NUL-joined decode, per name only if that went wrong.
+    together, one NUL-joined decode, per name only if that went wrong. text: the table decoded
+    as ASCII, where the caller has it.
     """
-    if strings.isascii():
-        text = strings.decode("ascii")
+    if text is not None or strings.isascii():
+        text = strings.decode("ascii") if text is None else text
         return list(map(text.__getitem__, map(slice, offsets, map(text.find, repeat("\0"), offsets))))
     raw = list(map(strings.__getitem__, map(slice, offsets, map(strings.find, repeat(b"\0"), offsets))))
     names = b"\0".join(raw).decode("utf-8", "replace").split("\0") if raw else []
@@ -254,7 +285,7 @@ class Symbols:
     def imports(self) -> set[str]:
         """Names the loader must find elsewhere (undefined in .dynsym)."""
         table = self.dynsym
-        names = set(compress(table.names, table.defined_bytes.translate(_FLIP)))
+        names = set(table.names_where(table.defined_bytes.translate(_FLIP)))
         names.discard("")
         return names
 
@@ -263,10 +294,10 @@ class Symbols:
         default or protected visibility, not a section symbol. Built with C loops only
         (bytes.translate over the info/other columns, a bitwise and of the four columns)."""
         table = self.dynsym
-        n = len(table.names)
+        n = len(table)
         if not n:
             return b""
-        columns = (bytes(map(bool, table.names)), table.defined_bytes,
+        columns = (table.named_bytes, table.defined_bytes,
                    table.infos_bytes.translate(_EXPORT_INFO), table.others_bytes.translate(_EXPORT_OTHER))
         combined = -1
         for column in columns:
@@ -275,7 +306,7 @@ class Symbols:
 
     def export_indices(self) -> list[int]:
         """Rows of .dynsym that exports() returns, found on the raw columns (no Symbol objects)."""
-        return list(compress(range(len(self.dynsym.names)), self._export_flags()))
+        return list(compress(range(len(self.dynsym)), self._export_flags()))
 
     def export_names(self) -> tuple[list[str], int]:
         """(names of the STB_GLOBAL rows of exports(), in table order; how many are not STB_GLOBAL)."""
@@ -286,7 +317,7 @@ class Symbols:
         global_rows = int.from_bytes(flags, "little") & int.from_bytes(table.infos_bytes.translate(_GLOBAL_INFO),
                                                                         "little")
         global_flags = global_rows.to_bytes(len(flags), "little")
-        return list(compress(table.names, global_flags)), flags.count(1) - global_flags.count(1)
+        return table.names_where(global_flags), flags.count(1) - global_flags.count(1)
 
     def exports(self) -> list[Symbol]:
         # Filter on the raw columns first: libtorch_cpu.so has 75k rows, most of them imports.
@@ -308,12 +339,13 @@ class Symbols:
     def gnu_unique_names(self) -> set[str]:
         """Names of gnu_unique(), from the columns."""
         table = self.dynsym
-        if not table.names:
+        if not len(table):
             return set()
         rows = table.infos_bytes.translate(_UNIQUE_INFO)
         if 1 not in rows:
             return set()
-        return {name for name, shndx in compress(zip(table.names, table.shndxs), rows) if name and shndx != SHN_UNDEF}
+        return {name for name, shndx in zip(table.names_where(rows), compress(table.shndxs, rows))
+                if name and shndx != SHN_UNDEF}
 
     def find_defined(self, name: str) -> Symbol | None:
         for table in (self.dynsym, self.symtab):

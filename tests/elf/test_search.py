@@ -121,3 +121,16 @@ def test_byte_columns_match_the_lists(built_fixtures, fixture):
             assert isinstance(table.infos_bytes, bytes) and list(table.infos_bytes) == table.infos
             assert list(table.others_bytes) == table.others
             assert table.defined_bytes == bytes(map(bool, table.shndxs))
+
+
+@pytest.mark.parametrize("strings", [b"\0abc\0de\0", b"\0abc\0de", b"\0ab\xffc\0d\xe2\x82\0", b"x", b"\0\0"])
+def test_names_made_on_demand_are_the_names(strings):
+    from interpkit.analyzer.elf.symbols import SymbolTable, _names
+
+    for offsets in (list(range(len(strings))), list(range(len(strings) + 3)) + [10**6]):
+        lazy = SymbolTable(None, [], True, strings=strings, offsets=offsets)
+        names = _names(strings, offsets)
+        assert lazy.named_bytes == bytes(map(bool, names)) and len(lazy) == len(names)
+        flags = bytes(i % 3 == 0 for i in range(len(offsets)))
+        assert lazy.names_where(flags) == [n for n, keep in zip(names, flags) if keep]
+        assert lazy.names == names and lazy.names_where(flags) == [n for n, keep in zip(names, flags) if keep]
