@@ -90,6 +90,16 @@ class SymbolTable:
             return list(compress(self.names, flags))
         return _names(self.strings, list(compress(self._offsets, flags)), self._text)
 
+    def named_count(self, flags: bytes) -> int:
+        """How many rows kept by flags have a name (see named_bytes), from their first bytes."""
+        offsets, strings = self._offsets, self.strings
+        if "names" in self.__dict__ or offsets is None:
+            return sum(map(bool, compress(self.names, flags)))
+        kept = list(compress(offsets, flags))
+        if kept and max(kept) >= len(strings) - 1:
+            return sum(map(bool, _names(strings, kept, self._text)))
+        return len(kept) - bytes(map(strings.__getitem__, kept)).count(0)
+
     @cached_property
     def named_bytes(self) -> bytes:
         """One byte per row, 1 where the row's name is not empty. A name is empty exactly where
@@ -289,16 +299,17 @@ class Symbols:
         names.discard("")
         return names
 
-    def _export_flags(self) -> bytes:
+    def _export_flags(self, named: bool = True) -> bytes:
         """One byte per .dynsym row, 1 where exports() keeps the row: named, defined, not local,
-        default or protected visibility, not a section symbol. Built with C loops only
-        (bytes.translate over the info/other columns, a bitwise and of the four columns)."""
+        default or protected visibility, not a section symbol (named=False: whether named or not).
+        Built with C loops only (bytes.translate over the info/other columns, a bitwise and of the
+        columns)."""
         table = self.dynsym
         n = len(table)
         if not n:
             return b""
-        columns = (table.named_bytes, table.defined_bytes,
-                   table.infos_bytes.translate(_EXPORT_INFO), table.others_bytes.translate(_EXPORT_OTHER))
+        columns = ((table.named_bytes,) if named else ()) + (
+            table.defined_bytes, table.infos_bytes.translate(_EXPORT_INFO), table.others_bytes.translate(_EXPORT_OTHER))
         combined = -1
         for column in columns:
             combined &= int.from_bytes(column, "little")
@@ -311,13 +322,17 @@ class Symbols:
     def export_names(self) -> tuple[list[str], int]:
         """(names of the STB_GLOBAL rows of exports(), in table order; how many are not STB_GLOBAL)."""
         table = self.dynsym
-        flags = self._export_flags()
+        # Named or not, first: naming every row would touch the whole string table once more
+        # (75k rows in libtorch_cpu.so); the few unnamed ones are dropped from what is named.
+        flags = self._export_flags(named=False)
         if not flags:
             return [], 0
-        global_rows = int.from_bytes(flags, "little") & int.from_bytes(table.infos_bytes.translate(_GLOBAL_INFO),
-                                                                        "little")
-        global_flags = global_rows.to_bytes(len(flags), "little")
-        return table.names_where(global_flags), flags.count(1) - global_flags.count(1)
+        rows = int.from_bytes(flags, "little")
+        global_rows = rows & int.from_bytes(table.infos_bytes.translate(_GLOBAL_INFO), "little")
+        names = table.names_where(global_rows.to_bytes(len(flags), "little"))
+        if "" in names:
+            names = [name for name in names if name]
+        return names, table.named_count((rows & ~global_rows).to_bytes(len(flags), "little"))
 
     def exports(self) -> list[Symbol]:
         # Filter on the raw columns first: libtorch_cpu.so has 75k rows, most of them imports.

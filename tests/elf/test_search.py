@@ -134,3 +134,5 @@ def test_names_made_on_demand_are_the_names(strings):
         flags = bytes(i % 3 == 0 for i in range(len(offsets)))
         assert lazy.names_where(flags) == [n for n, keep in zip(names, flags) if keep]
         assert lazy.names == names and lazy.names_where(flags) == [n for n, keep in zip(names, flags) if keep]
+        assert SymbolTable(None, [], True, strings=strings, offsets=offsets).named_count(flags) == \
+            sum(1 for n, keep in zip(names, flags) if keep and n)
