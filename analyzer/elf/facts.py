@@ -218,34 +218,33 @@ def _split_paths(values: list) -> tuple[str, ...]:
 
 def _first_positions(haystack, start: int, end: int, wanted=None) -> dict[bytes, int]:
     """Where each marker prefix first occurs in haystack[start:end] (-1: nowhere), as
-    haystack.find(prefix, start, end) says, with one pass per anchor. wanted: only these
-    prefixes (and those sharing their anchor); default all."""
+    haystack.find(prefix, start, end) says, with one pass per anchor (libc memmem where it can,
+    search.Finder). wanted: only these prefixes (and those sharing their anchor); default all."""
     prefixes = [p for _name, _pattern, group in _GENERATOR_MARKERS for p in group]
     out: dict[bytes, int] = {}
     by_anchor: dict[bytes, list[bytes]] = {}
     for prefix in prefixes:
         by_anchor.setdefault(_SHARED_ANCHORS.get(prefix, prefix), []).append(prefix)
-    for anchor, group in by_anchor.items():
-        if wanted is not None and not any(p in wanted for p in group):
-            continue
-        if group == [anchor]:
-            out[anchor] = haystack.find(anchor, start, end)
-            continue
-        waiting = {prefix: prefix.index(anchor) for prefix in group}
-        at, hits = haystack.find(anchor, start, end), 0
-        while at >= 0 and waiting and hits < _ANCHOR_HITS_CHECKED:
-            for prefix, shift in list(waiting.items()):
-                begin = at - shift
-                if begin >= start and begin + len(prefix) <= end and haystack[begin:begin + len(prefix)] == prefix:
-                    out[prefix] = begin   # anchor hits come in order, so this is the first one
-                    del waiting[prefix]
-            at, hits = haystack.find(anchor, at + 1, end), hits + 1
-        for prefix in waiting:
-            out[prefix] = -1 if at < 0 else haystack.find(prefix, start, end)
+    with search.Finder(haystack) as finder:
+        find = finder.find
+        for anchor, group in by_anchor.items():
+            if wanted is not None and not any(p in wanted for p in group):
+                continue
+            if group == [anchor]:
+                out[anchor] = find(anchor, start, end)
+                continue
+            waiting = {prefix: prefix.index(anchor) for prefix in group}
+            at, hits = find(anchor, start, end), 0
+            while at >= 0 and waiting and hits < _ANCHOR_HITS_CHECKED:
+                for prefix, shift in list(waiting.items()):
+                    begin = at - shift
+                    if begin >= start and begin + len(prefix) <= end and haystack[begin:begin + len(prefix)] == prefix:
+                        out[prefix] = begin   # anchor hits come in order, so this is the first one
+                        del waiting[prefix]
+                at, hits = find(anchor, at + 1, end), hits + 1
+            for prefix in waiting:
+                out[prefix] = -1 if at < 0 else find(prefix, start, end)
     return out
-
-
-_MARKER_PREFIXES = tuple(dict.fromkeys(p for _name, _pattern, group in _GENERATOR_MARKERS for p in group))
 
 
 def _rodata_span(image: ElfImage, options: FactsOptions):
@@ -270,14 +269,7 @@ def _start_marker_search(image: ElfImage, options: FactsOptions) -> Pending | No
         return None
     if not isinstance(haystack, mmap.mmap):
         return None
-    return Pending(lambda: search.first_positions(haystack, start, end, _MARKER_PREFIXES))
-
-
-def _marker_positions(haystack, start: int, end: int, prefixes) -> dict[bytes, int]:
-    """First position of each prefix (and of those sharing its anchor) in haystack[start:end]."""
-    if search.fast():
-        return search.first_positions(haystack, start, end, prefixes)
-    return _first_positions(haystack, start, end, prefixes)
+    return Pending(lambda: _first_positions(haystack, start, end))
 
 
 def _detect_generator(image: ElfImage, symbols: Symbols, is_extension: bool,
@@ -289,7 +281,7 @@ def _detect_generator(image: ElfImage, symbols: Symbols, is_extension: bool,
     for name, pattern, prefixes in _GENERATOR_MARKERS:
         # Looked up generator by generator, as the plain finds were: a match ends the search.
         if any(p not in first for p in prefixes):
-            first.update(_marker_positions(haystack, start, end, prefixes))
+            first.update(_first_positions(haystack, start, end, prefixes))
         starts = [first[p] for p in prefixes if first[p] >= 0]
         if not starts:
             continue
