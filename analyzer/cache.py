@@ -56,23 +56,27 @@ def file_key(path: Path, *parts: object) -> str | None:
 # ten of them, and a scan asks for tens of thousands of real paths (keys, the graph's identities,
 # duplicates). Inside one_scan(), the real path of each folder is remembered, so a file costs
 # one lstat: realpath(folder/name) is realpath(folder)/name unless name itself is a symbolic
-# link (then the full walk runs). Outside it (a long-lived `serve`, tests that rename folders
-# between scans), every call walks the whole path as before.
+# link (then the full walk runs). Each answer of resolve() is remembered too, by the text asked
+# (an entry is named by the rule pass, the graph and the reached-file pass alike: three resolves
+# of one path cost one), so a scan assumes that no file it reads becomes a link while it runs,
+# as it assumes of folders. Outside it (a long-lived `serve`, tests that rename folders between
+# scans), every call walks the whole path as before.
 
 _FOLDERS: dict[str, str] | None = None
+_RESOLVED: dict[str, Path] | None = None
 
 
 @contextlib.contextmanager
 def one_scan() -> Iterator[None]:
-    """Real paths of folders are remembered until the outermost one_scan() ends."""
-    global _FOLDERS
-    outer = _FOLDERS
-    if outer is None:
-        _FOLDERS = {}
+    """Real paths of folders, and resolve()'s answers, are remembered until the outermost one_scan() ends."""
+    global _FOLDERS, _RESOLVED
+    outer = _FOLDERS, _RESOLVED
+    if outer[0] is None:
+        _FOLDERS, _RESOLVED = {}, {}
     try:
         yield
     finally:
-        _FOLDERS = outer
+        _FOLDERS, _RESOLVED = outer
 
 
 def realpath(path) -> str:
@@ -97,14 +101,22 @@ def realpath(path) -> str:
 
 def resolve(path) -> Path:
     """Path(path).resolve(), through realpath(): the same answer, RuntimeError on a symbolic
-    link loop included (pathlib's check on Python 3.11)."""
-    real = Path(realpath(Path(path)))
+    link loop included (pathlib's check on Python 3.11); inside one_scan() each answer is kept."""
+    memo = _RESOLVED
+    if memo is not None:
+        text = os.fspath(path)
+        found = memo.get(text)
+        if found is not None:
+            return found
+    real = Path(realpath(path if isinstance(path, Path) else Path(path)))   # a Path's text is normalised already
     if sys.version_info < (3, 13):   # 3.13 returns what realpath gives, loop or not
         try:
             os.stat(real)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise RuntimeError(f"Symlink loop from {os.fspath(path)!r}") from None
+    if memo is not None:
+        memo[text] = real
     return real
 
 
