@@ -538,6 +538,7 @@ def _mentions(path: Path | None, needle: bytes) -> bool:
     if path is None:
         return False
     try:
-        return needle in Path(path).read_bytes()
+        with open(path, "rb") as file:   # path is a Path already: no second one made
+            return needle in file.read()
     except OSError:
         return False

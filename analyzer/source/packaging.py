@@ -135,10 +135,13 @@ def _distributions_in(site_packages: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for dist in metadata.distributions(path=[str(site_packages)]):
         try:
-            label = f"{dist.metadata['Name']} {dist.version}"
+            # dist.version is dist.metadata['Version'], and each .metadata parses METADATA anew
+            fields = dist.metadata
+            label = f"{fields['Name']} {fields['Version']}"
             tops = (dist.read_text("top_level.txt") or "").split()
             if not tops:
-                tops = sorted({PurePosixPath(str(f)).parts[0].split(".")[0] for f in (dist.files or [])
+                # each entry of dist.files is a PurePosixPath already (PackagePath)
+                tops = sorted({f.parts[0].split(".")[0] for f in (dist.files or [])
                                if not str(f).startswith(("..", "/")) and ".dist-info" not in str(f)})
         except (OSError, ValueError, KeyError, TypeError):
             continue
