@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -104,6 +103,17 @@ def _closure_facts(facts: ElfFacts, dependencies) -> ClosureFacts:
 def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable | None = None,
                       closure: bool = True) -> list[FileResult]:
     """One FileResult per input (kind extension, library or error), then one per closure dependency."""
+    from interpkit.analyzer.cache import one_scan
+
+    # One scan: the real path of each folder is looked up once (cache.realpath), for the facts
+    # cache's keys and the closure's dependencies alike (torch's 12 closures ask 144 times).
+    with one_scan():
+        return _analyze(paths, config, progress, closure)
+
+
+def _analyze(paths: list[Path], config: Config, progress: Callable | None, closure: bool) -> list[FileResult]:
+    from interpkit.analyzer.cache import realpath
+
     rules = elf_rules()
     results: list[FileResult] = []
     scanned: list[tuple[FileResult, ElfFacts]] = []
@@ -115,7 +125,7 @@ def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable |
         if isinstance(loaded, str):
             results.append(FileResult(path, FileKind.ERROR, error=loaded))
         else:
-            seen.add(os.path.realpath(path))
+            seen.add(realpath(path))
             result = _result_for(path, loaded, FileKind.EXTENSION if loaded.is_extension else FileKind.LIBRARY)
             results.append(result)
             scanned.append((result, loaded))
@@ -137,7 +147,7 @@ def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable |
             for dependency in dependencies:
                 if dependency.path is None or dependency.soname in SYSTEM_LIBRARIES or is_libpython(dependency.soname):
                     continue
-                key = os.path.realpath(dependency.path)
+                key = realpath(dependency.path)
                 if key in seen:
                     continue
                 seen.add(key)

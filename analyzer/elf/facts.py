@@ -395,8 +395,10 @@ class FactsCache:
 
     @staticmethod
     def key(path: Path, options: FactsOptions) -> tuple:
+        from interpkit.analyzer.cache import realpath   # os.path.realpath, folders remembered inside one_scan()
+
         stat = os.stat(path)
-        return (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, options)
+        return (realpath(path), stat.st_size, stat.st_mtime_ns, options)
 
     def get(self, path: Path, options: FactsOptions = DEFAULT_OPTIONS) -> ElfFacts:
         key = self.key(path, options)
