@@ -12,6 +12,7 @@ from interpkit.analyzer.source.imports import ImportReader, ModuleKind, ModuleNa
 from interpkit.analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
 from interpkit.analyzer.source.batch import analyze_sources
 from interpkit.analyzer.source.batch import analyze_source_files
+from interpkit.analyzer.workers import lent_workers
 
 __all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
 
@@ -41,15 +42,17 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     entry_files = [e for e in sources if e.is_file()]
     module_names = ModuleNames()   # each entry is named once, for the rule pass, the graph and the reached pass
     reading = {e: (module_names(e)[0], e.name == "__init__.py") for e in entry_files}
-    entry_results, known_imports = analyze_sources(entry_files, config, modules={e: m for e, (m, _) in reading.items()},
-                                                   import_modules=reading, progress=progress)
-    # the files only the graph reaches (installed packages) are parsed ahead of the walk, on every core
-    imports_of = ImportReader()
-    try:
-        graph = build_import_graph(sources, config, known_imports=known_imports, imports_of=imports_of,
-                                   module_names=module_names)
-    finally:
-        imports_of.close()
+    with lent_workers():   # the rule pass's worker processes go on to parse the graph's files
+        entry_results, known_imports = analyze_sources(entry_files, config,
+                                                       modules={e: m for e, (m, _) in reading.items()},
+                                                       import_modules=reading, progress=progress)
+        # the files only the graph reaches (installed packages) are parsed ahead of the walk, on every core
+        imports_of = ImportReader()
+        try:
+            graph = build_import_graph(sources, config, known_imports=known_imports, imports_of=imports_of,
+                                       module_names=module_names)
+        finally:
+            imports_of.close()
     del known_imports   # every entry's import statements: the graph has them now
     # The plan needs only the graph; its export check (a child that imports torch, seconds) runs
     # while the reached sources and the extensions are analyzed here.

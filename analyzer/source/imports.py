@@ -172,6 +172,45 @@ def _is_type_checking(test: ast.expr) -> bool:
     return _last_component(test) == "TYPE_CHECKING"
 
 
+def _spells(node: ast.expr, names: tuple[str, ...]) -> bool:
+    """Does any identifier inside `node` (a name, attribute, keyword or lambda argument) read
+    as one of `names`? ast.unparse writes an expression's identifiers as they are and quotes
+    every string, so its text can end in `.X` or be `X` only where some identifier is X: when
+    none is, `_last_component(node)` cannot be X and the unparse is not needed. Iterative (the
+    parser accepts expressions nested deeper than a recursive walk could follow)."""
+    stack = [node]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        if not isinstance(item, ast.AST):
+            continue   # a None in a list field (dict keys of `**x`, absent kw_defaults)
+        for field in item._fields:
+            value = getattr(item, field, None)
+            if type(value) is str:
+                if value in names and field in _IDENTIFIER_FIELDS:
+                    return True
+            elif isinstance(value, ast.AST):
+                stack.append(value)
+            elif type(value) is list:
+                extend(value)
+    return False
+
+
+_IDENTIFIER_FIELDS = frozenset({"id", "attr", "arg"})
+_TYPE_CHECKING = ("TYPE_CHECKING",)
+
+
+def _is_type_checking_fast(test: ast.expr) -> bool:
+    """_is_type_checking(test), with no unparse of a test that spells no TYPE_CHECKING (most
+    are `sys.version_info >= (3, 8)`-like comparisons; the unparse was most of a file's walk)."""
+    kind = type(test)
+    if kind is ast.Name:
+        return test.id == "TYPE_CHECKING"
+    if kind is ast.Attribute:
+        return test.attr == "TYPE_CHECKING"
+    return _spells(test, _TYPE_CHECKING) and _is_type_checking(test)
+
+
 class _ImportCollector(ast.NodeVisitor):
     """Every node, as the graph has always read a file: import statements with their guard,
     TYPE_CHECKING and function context, and literal import_module("x") / __import__("x") calls
@@ -259,6 +298,8 @@ def _may_call_import(source: str) -> bool:
         return False
     import unicodedata
 
+    if unicodedata.is_normalized("NFKC", source):
+        return False   # folding changes nothing (C's quick check: most non-ASCII files)
     folded = unicodedata.normalize("NFKC", source)
     return "import_module" in folded or "__import__" in folded
 
@@ -268,11 +309,16 @@ class _StatementWalk:
     inside an expression), in the same order and with the same guard, TYPE_CHECKING and function
     context: for files where no import_module/__import__ call can occur (_may_call_import), a
     fraction of the nodes to visit. Statement nesting is bounded by the tokenizer's 100 indent
-    levels, so the recursion cannot run out of stack."""
+    levels, so the recursion cannot run out of stack.
 
-    def __init__(self, module: str, is_package: bool) -> None:
+    eager: only the refs that run at import time (neither lazy nor conditional), the ones the
+    graph follows in an installed package; bodies whose refs would all be lazy or conditional
+    (functions, guarded try bodies, TYPE_CHECKING branches) are not walked at all."""
+
+    def __init__(self, module: str, is_package: bool, eager: bool = False) -> None:
         self.package = module if is_package else module.rpartition(".")[0]
         self.refs: list[ImportRef] = []
+        self.eager = eager
 
     def walk(self, body: list[ast.stmt], guard: bool, type_checking: bool, lazy: bool) -> None:
         refs = self.refs
@@ -288,15 +334,20 @@ class _StatementWalk:
                     refs.append(ImportRef(name, node.lineno, guard or type_checking, type_checking, lazy,
                                           tuple(a.name for a in node.names if a.name != "*")))
             elif kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
-                self.walk(node.body, guard, type_checking, True)
+                if not self.eager:
+                    self.walk(node.body, guard, type_checking, True)
             elif kind is ast.ClassDef:
                 self.walk(node.body, guard, type_checking, lazy)
             elif kind is ast.If:
-                self.walk(node.body, guard, type_checking or _is_type_checking(node.test), lazy)
+                checking = type_checking or _is_type_checking_fast(node.test)
+                if not (checking and self.eager):
+                    self.walk(node.body, guard, checking, lazy)
                 if node.orelse:
                     self.walk(node.orelse, guard, type_checking, lazy)
             elif kind in _TRY_KINDS:
-                self.walk(node.body, guard or _is_import_guard([h.type for h in node.handlers]), type_checking, lazy)
+                guarded = guard or _is_import_guard([h.type for h in node.handlers])
+                if not (guarded and self.eager):
+                    self.walk(node.body, guarded, type_checking, lazy)
                 for handler in node.handlers:
                     self.walk(handler.body, guard, type_checking, lazy)
                 self.walk(node.orelse, guard, type_checking, lazy)
@@ -317,8 +368,18 @@ _WITH_KINDS = (ast.With, ast.AsyncWith)
 _MATCH_KINDS = (ast.Match,)
 
 
-def read_imports(path: Path, module: str, is_package: bool) -> list[ImportRef]:
-    """Import statements of one file; an unreadable or unparsable file has none (the rule pass reports it)."""
+def read_imports(path: Path, module: str, is_package: bool, *, eager: bool = False) -> list[ImportRef]:
+    """Import statements of one file; an unreadable or unparsable file has none (the rule pass reports it).
+    eager: only those that run at import time (imports_from_tree)."""
+    from interpkit.analyzer.gc_pause import gc_paused
+
+    with gc_paused():   # the tree has no cycles: the collector would only walk it (a third of the cost)
+        # the tree must be gone before the collector resumes, or its first young-generation
+        # pass walks every node: _read_file's frame holds it, and is freed on return
+        return _read_file(path, module, is_package, eager)
+
+
+def _read_file(path: Path, module: str, is_package: bool, eager: bool) -> list[ImportRef]:
     try:
         data = Path(path).read_bytes()
         with warnings.catch_warnings():
@@ -326,7 +387,7 @@ def read_imports(path: Path, module: str, is_package: bool) -> list[ImportRef]:
             tree = ast.parse(data, filename=str(path))
     except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    return imports_from_tree(tree, module, is_package, source=_decoded(data))
+    return imports_from_tree(tree, module, is_package, source=_decoded(data), eager=eager)
 
 
 def _decoded(data: bytes) -> str | None:
@@ -341,17 +402,24 @@ def _decoded(data: bytes) -> str | None:
         return None
 
 
-def imports_from_tree(tree: ast.AST, module: str, is_package: bool, *, source: str | None = None) -> list[ImportRef]:
+def imports_from_tree(tree: ast.AST, module: str, is_package: bool, *, source: str | None = None,
+                      eager: bool = False) -> list[ImportRef]:
     """read_imports on an already parsed file (the rule pass parses each file once for both).
 
     With the file's `source` text, a file that cannot call import_module/__import__ is read
     from its statements alone (_StatementWalk: same refs, several times faster); without it,
-    or when it can, every node is visited."""
+    or when it can, every node is visited.
+
+    eager: only the refs that are neither lazy nor conditional, exactly those of the full
+    reading in the same order (the graph follows no other in an installed package)."""
     if source is not None and isinstance(tree, ast.Module) and not _may_call_import(source):
-        walk = _StatementWalk(module, is_package)
+        walk = _StatementWalk(module, is_package, eager)
         walk.walk(tree.body, False, False, False)
         return walk.refs
-    return _visit_every_node(tree, module, is_package)
+    refs = _visit_every_node(tree, module, is_package)
+    # the visitor's fallback for very deep expressions drops every context, so its refs are
+    # filtered here rather than its walk pruned
+    return [r for r in refs if not (r.lazy or r.conditional)] if eager else refs
 
 
 def _visit_every_node(tree: ast.AST, module: str, is_package: bool) -> list[ImportRef]:
@@ -373,6 +441,8 @@ def _visit_every_node(tree: ast.AST, module: str, is_package: bool) -> list[Impo
 
 IMPORTS_CACHE = "imports-v1"
 READ_AHEAD_THRESHOLD = 24   # files not in the cache before worker processes pay for their start-up
+READ_CHUNK = 8              # files per worker task: a round trip per eight, and short waits for the walk
+LOOKUP_BATCH = 64           # files announced ahead looked up in the cache with one query
 
 
 def refs_to_rows(refs: list[ImportRef]) -> list[list]:
@@ -384,20 +454,23 @@ def refs_from_rows(rows: list[list]) -> list[ImportRef]:
             for name, line, conditional, type_checking, lazy, from_names in rows]
 
 
-def _read_in_worker(item: tuple[str, str, bool]) -> list[ImportRef]:
-    path, module, is_package = item
-    return read_imports(Path(path), module, is_package)
+def _read_chunk(items: list[tuple[str, str, bool, bool]]) -> list[str]:
+    """The refs of each file, as the cache stores them (JSON rows): cheap to send back."""
+    return [json.dumps(refs_to_rows(read_imports(Path(path), module, is_package, eager=eager)))
+            for path, module, is_package, eager in items]
 
 
 class ImportReader:
     """imports_of for build_import_graph: the import statements of a file read as a module, from
     the scan cache (`imports-v1.sqlite`, keyed by the file's real path, size and mtime, the module
-    name, the Python version and this file's code) or else parsed.
+    name, the eager flag, the Python version and this file's code) or else parsed.
 
-    The walk tells the reader each module it queues (ahead); once more than a few of those miss
-    the cache, they are parsed in worker processes in queue order while the walk goes on, so
-    the graph waits for a parse only when it has caught up with them. The answers, and so the
-    graph, are the same as reading each file when its turn comes."""
+    The walk tells the reader each module it queues (ahead); they are looked up in the cache
+    in batches, and once more than a few miss it, they are parsed in worker processes, eight
+    to a task, in queue order while the walk goes on; whenever the walk asks for a file, all
+    it announced before is looked up and sent first, so the workers never wait on a batch to
+    fill. The graph waits for a parse only when it has caught up with them. The answers, and
+    so the graph, are the same as reading each file when its turn comes."""
 
     def __init__(self, *, cache: bool = True, jobs: int | None = None) -> None:
         from interpkit.analyzer.cache import Store, code_fingerprint
@@ -406,71 +479,96 @@ class ImportReader:
         self.print_ = code_fingerprint([Path(__file__)], f"python{sys.version_info[:2]}") if self.store.enabled else ""
         self.jobs = (os.cpu_count() or 1) if jobs is None else jobs
         self.fresh: list[tuple[str, str]] = []
-        self.ready: dict[tuple[Path, str, bool], list[ImportRef]] = {}   # from the cache
-        self.missed: set[tuple[Path, str, bool]] = set()                  # looked up ahead, not cached
-        self.unsent: dict[tuple[Path, str, bool], None] = {}              # missed, not yet with a worker
-        self.pending: dict[tuple[Path, str, bool], object] = {}           # futures of the worker pool
-        self.keys: dict[tuple[Path, str, bool], str | None] = {}
+        # an item is (path, module, is_package, eager)
+        self.announced: dict[tuple, None] = {}          # told ahead, not yet looked up
+        self.ready: dict[tuple, list[ImportRef]] = {}   # from the cache
+        self.missed: set[tuple] = set()                 # looked up ahead, not cached
+        self.unsent: dict[tuple, None] = {}             # missed, not yet with a worker
+        self.pending: dict[tuple, tuple[object, int]] = {}   # (future of a chunk, index in it)
+        self.keys: dict[tuple, str | None] = {}
         self.pool = None
+        self.owned = False   # the pool is ours to shut down (not lent by the rule pass)
 
-    def _key(self, item: tuple[Path, str, bool]) -> str | None:
+    def _key(self, item: tuple) -> str | None:
         from interpkit.analyzer.cache import file_key
 
         if not self.store.enabled:
             return None
         key = self.keys.get(item)
         if key is None:
-            key = self.keys[item] = file_key(item[0], item[1], item[2], self.print_)
+            path, module, is_package, eager = item
+            key = self.keys[item] = file_key(path, module, is_package, self.print_, *(("eager",) if eager else ()))
         return key
 
-    def _cached(self, item: tuple[Path, str, bool]) -> list[ImportRef] | None:
-        key = self._key(item)
-        cached = self.store.get(key) if key else None
-        if cached is None:
-            return None
+    @staticmethod
+    def _loaded(cached) -> list[ImportRef] | None:
         try:
             return refs_from_rows(json.loads(cached))
         except (ValueError, TypeError):
             return None   # a damaged entry: read the file again
 
-    def ahead(self, path: Path, module: str, is_package: bool) -> None:
-        """The walk will ask for this file later: look it up now, and parse it early if missing."""
-        item = (path, module, is_package)
-        if item in self.ready or item in self.missed:
+    def _cached(self, item: tuple) -> list[ImportRef] | None:
+        key = self._key(item)
+        cached = self.store.get(key) if key else None
+        return None if cached is None else self._loaded(cached)
+
+    def ahead(self, path: Path, module: str, is_package: bool, eager: bool = False) -> None:
+        """The walk will ask for this file later: look it up soon, and parse it early if missing."""
+        item = (path, module, is_package, eager)
+        if item in self.announced or item in self.ready or item in self.missed:
             return
-        refs = self._cached(item)
-        if refs is not None:
-            self.ready[item] = refs
-            return
-        self.missed.add(item)
-        self.unsent[item] = None
+        self.announced[item] = None
+        if len(self.announced) >= LOOKUP_BATCH:
+            self._look_up()
+            if self.pool is not None:
+                self._send(whole_chunks=True)
+
+    def _look_up(self) -> None:
+        items, self.announced = list(self.announced), {}
+        keys = [self._key(item) for item in items]
+        found = self.store.get_many([key for key in keys if key]) if self.store.enabled else {}
+        for item, key in zip(items, keys):
+            cached = found.get(key) if key else None
+            refs = None if cached is None else self._loaded(cached)
+            if refs is not None:
+                self.ready[item] = refs
+            else:
+                self.missed.add(item)
+                self.unsent[item] = None
         if self.pool is None and self.jobs > 1 and len(self.unsent) >= READ_AHEAD_THRESHOLD:
             self._start_pool()
-        if self.pool is not None:
-            self._send()
 
     def _start_pool(self) -> None:
-        import concurrent.futures
-        import multiprocessing
+        from interpkit.analyzer.workers import worker_pool
 
         try:
-            # spawn, not fork: the parent may hold threads (rich progress) or torch
-            self.pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+            # inside lent_workers() the rule pass's workers, already started (spawned, not forked)
+            self.pool, self.owned = worker_pool(self.jobs)
         except (OSError, ValueError, ImportError):
             self.jobs = 1
 
-    def _send(self) -> None:
-        for item in self.unsent:
+    def _send(self, *, whole_chunks: bool) -> None:
+        """Unsent files to the workers in queue order, READ_CHUNK to a task (the last one short
+        unless whole_chunks)."""
+        items = list(self.unsent)
+        end = len(items) - len(items) % READ_CHUNK if whole_chunks else len(items)
+        for start in range(0, end, READ_CHUNK):
+            chunk = items[start:start + READ_CHUNK]
             try:
-                self.pending[item] = self.pool.submit(_read_in_worker, (str(item[0]), item[1], item[2]))
+                future = self.pool.submit(_read_chunk, [(str(path), module, is_package, eager)
+                                                        for path, module, is_package, eager in chunk])
             except Exception:  # noqa: BLE001 - a broken pool: what is left is read here
                 self.pool, self.jobs = None, 1
-                break
-        self.unsent = {}
+                self.unsent = {}
+                return
+            for index, item in enumerate(chunk):
+                self.pending[item] = (future, index)
+                del self.unsent[item]
 
-    def __call__(self, path: Path, module: str, is_package: bool) -> list[ImportRef]:
-        item = (path, module, is_package)
+    def __call__(self, path: Path, module: str, is_package: bool, eager: bool = False) -> list[ImportRef]:
+        item = (path, module, is_package, eager)
+        if item in self.announced or (self.pool is not None and self.announced):
+            self._look_up()   # everything announced so far, so the workers are not left waiting
         refs = self.ready.pop(item, None)
         if refs is not None:
             return refs
@@ -478,23 +576,31 @@ class ImportReader:
             refs = self._cached(item)   # not announced ahead: look it up now
             if refs is not None:
                 return refs
+        if self.pool is not None and self.unsent:
+            self._send(whole_chunks=False)
         self.unsent.pop(item, None)
-        future = self.pending.pop(item, None)
-        if future is not None:
+        text = None
+        found = self.pending.pop(item, None)
+        if found is not None:
             try:
-                refs = future.result()
+                text = found[0].result()[found[1]]
+                refs = refs_from_rows(json.loads(text))
             except Exception:  # noqa: BLE001 - a worker that died: read the file here instead
-                refs = None
-        if refs is None:
-            refs = read_imports(path, module, is_package)
+                text = None
+        if text is None:
+            refs = read_imports(path, module, is_package, eager=eager)
         key = self._key(item)
         if key:
-            self.fresh.append((key, json.dumps(refs_to_rows(refs))))
+            self.fresh.append((key, text if text is not None else json.dumps(refs_to_rows(refs))))
         return refs
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            if self.owned:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+            else:   # lent: what is still queued for it is not wanted any more
+                for future, _ in self.pending.values():
+                    future.cancel()
             self.pool = None
         self.pending.clear()
         self.store.put_many(self.fresh)
@@ -570,6 +676,10 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
     then only through imports that run at import time (module level, not guarded by
     try/except ImportError or TYPE_CHECKING); the model's own files are followed everywhere.
     Standard-library modules are recorded but never walked.
+
+    imports_of(path, module, is_package, eager=...) reads a file (read_imports, or an
+    ImportReader, whose `ahead` hears of each file as it is queued); eager is set for an
+    installed module, whose lazy and conditional imports the walk would skip anyway.
     """
     graph = ImportGraph()
     local_roots: list[Path] = []
@@ -591,31 +701,40 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
     graph.search_path = search_path
     resolver = _Resolver(search_path)
     local_prefixes = tuple(str(r) + os.sep for r in local_roots)
+    shortest = len(min(local_prefixes, key=len)) if local_prefixes else 0
 
     def is_local(path: Path | None) -> bool:
         if path is None:
             return False
         text = str(resolve(path))
-        return text.startswith(local_prefixes) and "site-packages" not in text[len(min(local_prefixes, key=len)):]
+        return text.startswith(local_prefixes) and "site-packages" not in text[shortest:]
 
+    read = imports_of or read_imports
     read_ahead = getattr(imports_of, "ahead", None)
+    follow = config.follow_imports
+    known_imports = known_imports or {}
+    reads: dict[str, bool] = {}   # module -> is a .py file the walk reads (local, or installed and followed)
 
     def announce(node: ModuleNode) -> None:
         """A module joined the queue: a reader that reads ahead (ImportReader) may start on it."""
-        if read_ahead is None or node.kind is not ModuleKind.PYTHON or node.path is None \
-                or node.path.suffix != ".py" or (not node.local and not config.follow_imports):
+        path = node.path
+        readable = node.kind is ModuleKind.PYTHON and path is not None and _is_py(path) and (node.local or follow)
+        reads[node.name] = readable
+        if not readable or read_ahead is None:
             return
-        known = known_imports.get(node.path) if known_imports else None
+        known = known_imports.get(path)
         if known is None or known[0] != (node.name, node.is_package):
-            read_ahead(node.path, node.name, node.is_package)
+            read_ahead(path, node.name, node.is_package, eager=not node.local)
 
+    nodes, edges, specs = graph.nodes, graph.edges, resolver.specs
     for name, (path, is_package) in entry_specs.items():
-        graph.nodes[name] = ModuleNode(name, ModuleKind.PYTHON if path.is_file() else ModuleKind.NAMESPACE,
-                                       path if path.is_file() else None, is_package, local=True,
-                                       conditional=False, type_checking_only=False)
+        is_file = path.is_file()
+        nodes[name] = ModuleNode(name, ModuleKind.PYTHON if is_file else ModuleKind.NAMESPACE,
+                                 path if is_file else None, is_package, local=True,
+                                 conditional=False, type_checking_only=False)
         graph.roots.append(name)
         queue.append(name)
-        announce(graph.nodes[name])
+        announce(nodes[name])
         # the packages above an entry run their __init__ too
         parts = name.split(".")
         for i in range(1, len(parts)):
@@ -623,39 +742,62 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
                     conditional=False, type_checking=False, announce=announce)
 
     walked: set[str] = set()
-    while queue and len(graph.nodes) < max_modules:
+    while queue and len(nodes) < max_modules:
         name = queue.popleft()
         if name in walked:
             continue
         walked.add(name)
-        node = graph.nodes[name]
-        if node.kind is not ModuleKind.PYTHON or node.path is None or node.path.suffix != ".py":
+        if not reads[name]:
             continue
-        if not node.local and not config.follow_imports:
-            continue
-        known = known_imports.get(node.path) if known_imports else None
+        node = nodes[name]
+        local = node.local
+        known = known_imports.get(node.path)
         # known_imports: read by the parallel rule pass, for (path, module name, is_package) as here
         refs = known[1] if known is not None and known[0] == (name, node.is_package) else \
-            (imports_of or read_imports)(node.path, name, node.is_package)
+            read(node.path, name, node.is_package, eager=not local)
+        importer_edges = None
         for ref in refs:
-            if not node.local and (ref.lazy or ref.conditional):
+            conditional = ref.conditional
+            if not local and (ref.lazy or conditional):
                 # in installed packages follow only what runs at import time, or the graph
                 # of `import torch` swallows IPython, pytest and everything else it can use
                 continue
-            targets = []
-            parts = ref.name.split(".")
-            targets.extend(".".join(parts[: i + 1]) for i in range(len(parts)))
-            for sub in ref.from_names:
-                full = f"{ref.name}.{sub}"
-                if resolver.find(ref.name) is not None and resolver.find(full) is not None:
-                    targets.append(full)
+            type_checking = ref.type_checking
+            imported = ref.name
+            targets = []   # the name and each package above it: a.b.c -> a, a.b, a.b.c
+            dot = imported.find(".")
+            while dot >= 0:
+                targets.append(imported[:dot])
+                dot = imported.find(".", dot + 1)
+            targets.append(imported)
+            if ref.from_names:
+                # `from a import b`: b is a target when it is a submodule (found as a.b)
+                spec = specs[imported] if imported in specs else resolver.find(imported)
+                if spec is not None:
+                    for sub in ref.from_names:
+                        full = f"{imported}.{sub}"
+                        if (specs[full] if full in specs else resolver.find(full)) is not None:
+                            targets.append(full)
+            if importer_edges is None:
+                importer_edges = edges.setdefault(name, set())
             for target in targets:
-                _ensure(graph, resolver, target, name, is_local, queue,
-                        conditional=ref.conditional, type_checking=ref.type_checking, announce=announce)
+                # _ensure, inline: most targets are known already
+                importer_edges.add(target)
+                found = nodes.get(target)
+                if found is None:
+                    found = _new_node(graph, resolver, target, name, is_local, queue, announce)
+                found.conditional = found.conditional and conditional
+                found.type_checking_only = found.type_checking_only and type_checking
     from interpkit.analyzer.source.op_loads import find_op_library_loads
 
     graph.op_libraries = find_op_library_loads(graph)
     return graph
+
+
+def _is_py(path: Path) -> bool:
+    """path.suffix == ".py", from the name alone (the suffix of `.py` itself is empty)."""
+    name = path.name
+    return len(name) > 3 and name.endswith(".py")
 
 
 def _ensure(graph: ImportGraph, resolver: _Resolver, target: str, importer: str, is_local, queue,
@@ -663,20 +805,26 @@ def _ensure(graph: ImportGraph, resolver: _Resolver, target: str, importer: str,
     graph.edges.setdefault(importer, set()).add(target)
     node = graph.nodes.get(target)
     if node is None:
-        try:
-            spec = resolver.find(target)
-        except (ImportError, ValueError, AttributeError, OSError):
-            spec = None
-        kind, path, is_package = _classify(target, spec)
-        node = ModuleNode(target, kind, path, is_package, local=is_local(path))
-        graph.nodes[target] = node
-        if target != importer:
-            graph.parent.setdefault(target, importer)
-        queue.append(target)
-        if announce is not None:
-            announce(node)
+        node = _new_node(graph, resolver, target, importer, is_local, queue, announce)
     node.conditional = node.conditional and conditional
     node.type_checking_only = node.type_checking_only and type_checking
+
+
+def _new_node(graph: ImportGraph, resolver: _Resolver, target: str, importer: str, is_local, queue,
+              announce) -> ModuleNode:
+    try:
+        spec = resolver.find(target)
+    except (ImportError, ValueError, AttributeError, OSError):
+        spec = None
+    kind, path, is_package = _classify(target, spec)
+    node = ModuleNode(target, kind, path, is_package, local=is_local(path))
+    graph.nodes[target] = node
+    if target != importer:
+        graph.parent.setdefault(target, importer)
+    queue.append(target)
+    if announce is not None:
+        announce(node)
+    return node
 
 
 def package_has_extension(folder: Path, *, limit: int = 20_000) -> bool:
