@@ -108,7 +108,15 @@ class Pending:
         self._func = func
         self._value = self._error = None
         self._thread = threading.Thread(target=self._run, name="interpkit-elf-search", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError:   # no thread to be had (a process at its limit): the answer, made here
+            self._thread = None
+            self._run()
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
     def _run(self) -> None:
         try:
@@ -117,10 +125,10 @@ class Pending:
             self._error = exc
 
     def wait(self) -> None:
-        self._thread.join()
+        self._join()
 
     def result(self):
-        self._thread.join()
+        self._join()
         if self._error is not None:
             raise self._error
         return self._value

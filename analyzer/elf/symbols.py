@@ -81,8 +81,14 @@ class SymbolTable:
 
     @cached_property
     def _text(self) -> str | None:
-        """The string table decoded once for every slicing of it, where it is ASCII (real ones are)."""
-        return self.strings.decode("ascii") if self.strings is not None and self.strings.isascii() else None
+        """The string table decoded once for every slicing of it, where it is ASCII (real ones are;
+        the decoder checks that as it goes, a pass isascii() would make again)."""
+        if self.strings is None:
+            return None
+        try:
+            return self.strings.decode("ascii")
+        except UnicodeDecodeError:
+            return None
 
     def names_where(self, flags: bytes) -> list[str]:
         """list(compress(self.names, flags)), slicing only those names where none are made yet."""

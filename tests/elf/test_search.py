@@ -136,3 +136,13 @@ def test_names_made_on_demand_are_the_names(strings):
         assert lazy.names == names and lazy.names_where(flags) == [n for n, keep in zip(names, flags) if keep]
         assert SymbolTable(None, [], True, strings=strings, offsets=offsets).named_count(flags) == \
             sum(1 for n, keep in zip(names, flags) if keep and n)
+
+
+def test_pending_without_a_thread_runs_in_place(monkeypatch):
+    import threading
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert search.Pending(lambda: "done").result() == "done"
