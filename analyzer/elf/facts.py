@@ -357,6 +357,10 @@ def _facts_of(path: Path, stat, image: ElfImage, options: FactsOptions, backgrou
     is_extension = bool(init.inits)
     # Straight from the columns: a Symbol object per export costs 0.4 s over torch's libraries.
     exports, weak = symbols.export_names()
+    # Sorted before the marker search's answer is asked for, to give that thread the time:
+    # neither can raise, so the file's error (if any) stays the one it was.
+    exports = _sorted_exports(exports)
+    unique = tuple(sorted(symbols.gnu_unique_names()))
     flags = sum(v for v in image.dynamic_values(DT_FLAGS) if isinstance(v, int))
     tls = image.tls_segment or (0, 0)
     generator, version = _detect_generator(image, symbols, is_extension, options,
@@ -372,8 +376,7 @@ def _facts_of(path: Path, stat, image: ElfImage, options: FactsOptions, backgrou
         runpath=_split_paths(image.dynamic_values(DT_RUNPATH)),
         static_tls_flag=bool(flags & DF_STATIC_TLS),
         tls_filesz=tls[0], tls_memsz=tls[1],
-        imports=imports, exports=_sorted_exports(exports), weak_export_count=weak,
-        gnu_unique=tuple(sorted(symbols.gnu_unique_names())),
+        imports=imports, exports=exports, weak_export_count=weak, gnu_unique=unique,
         init=init, generator=generator, generator_version=version,
         static_type_objects=static_types,
         op_library=op_library(),
