@@ -25,7 +25,7 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     the ELF analyzer on every reached extension, the import chain on each finding outside the
     entries, and the packaging plan (checked by a real export when torch is installed)."""
     config = config or Config()
-    entries = [Path(e) for e in entries]
+    entries = [e if isinstance(e, Path) else Path(e) for e in entries]
     archives = [e for e in entries if e.suffix == ".pt"]
     sources = [e for e in entries if e.suffix != ".pt"]
     results: list[FileResult] = []
@@ -58,7 +58,7 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     # while the reached sources and the extensions are analyzed here.
     plan = plan_packaging(graph)
     export = _Background(lambda: _remembered_export_check(plan, graph)) if export_check else None
-    _analyze_reached(sources, entry_results, graph, config, elf_analyzer, results, module_names)
+    _analyze_reached(entry_files, entry_results, graph, config, elf_analyzer, results, module_names)
     plan_json = plan.to_json()
     if export is not None:
         plan_json["export_check"] = export.result()
@@ -94,11 +94,10 @@ class _Background:
         return self.value
 
 
-def _analyze_reached(sources: list[Path], entry_results: list[FileResult], graph, config: Config,
+def _analyze_reached(entry_files: list[Path], entry_results: list[FileResult], graph, config: Config,
                      elf_analyzer, results: list[FileResult], module_names: ModuleNames) -> None:
     """The rules on the reached .py files, the ELF analyzer on the reached extensions and op
     libraries, each with its import chain; appended to results."""
-    entry_files = [e for e in sources if e.is_file()]
     entry_paths = {resolve(e) for e in entry_files}
     python_nodes = [n for n in graph.nodes.values()
                     if n.kind is ModuleKind.PYTHON and n.path is not None and n.path.suffix == ".py"

@@ -304,6 +304,12 @@ def _may_call_import(source: str) -> bool:
     return "import_module" in folded or "__import__" in folded
 
 
+def _may_spell(source: str, word: str) -> bool:
+    """Can an identifier of the file be `word`? An ASCII text holds its identifiers as they are;
+    in any other the parser NFKC-folds them, so one may read `word` without the text holding it."""
+    return word in source or not source.isascii()
+
+
 class _StatementWalk:
     """The refs _ImportCollector gives, from the statements alone (import statements cannot sit
     inside an expression), in the same order and with the same guard, TYPE_CHECKING and function
@@ -315,10 +321,12 @@ class _StatementWalk:
     graph follows in an installed package; bodies whose refs would all be lazy or conditional
     (functions, guarded try bodies, TYPE_CHECKING branches) are not walked at all."""
 
-    def __init__(self, module: str, is_package: bool, eager: bool = False) -> None:
+    def __init__(self, module: str, is_package: bool, eager: bool = False, spells_type_checking: bool = True) -> None:
         self.package = module if is_package else module.rpartition(".")[0]
         self.refs: list[ImportRef] = []
         self.eager = eager
+        # False: no identifier of the file is TYPE_CHECKING, so no if-test is one (_may_spell)
+        self.spells_type_checking = spells_type_checking
 
     def walk(self, body: list[ast.stmt], guard: bool, type_checking: bool, lazy: bool) -> None:
         refs = self.refs
@@ -339,7 +347,7 @@ class _StatementWalk:
             elif kind is ast.ClassDef:
                 self.walk(node.body, guard, type_checking, lazy)
             elif kind is ast.If:
-                checking = type_checking or _is_type_checking_fast(node.test)
+                checking = type_checking or (self.spells_type_checking and _is_type_checking_fast(node.test))
                 if not (checking and self.eager):
                     self.walk(node.body, guard, checking, lazy)
                 if node.orelse:
@@ -413,7 +421,7 @@ def imports_from_tree(tree: ast.AST, module: str, is_package: bool, *, source: s
     eager: only the refs that are neither lazy nor conditional, exactly those of the full
     reading in the same order (the graph follows no other in an installed package)."""
     if source is not None and isinstance(tree, ast.Module) and not _may_call_import(source):
-        walk = _StatementWalk(module, is_package, eager)
+        walk = _StatementWalk(module, is_package, eager, _may_spell(source, "TYPE_CHECKING"))
         walk.walk(tree.body, False, False, False)
         return walk.refs
     refs = _visit_every_node(tree, module, is_package)
@@ -687,7 +695,7 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
     entry_specs: dict[str, tuple[Path, bool]] = {}
     module_names = module_names or module_name_for
     for entry in entries:
-        entry = Path(entry)
+        entry = entry if isinstance(entry, Path) else Path(entry)
         name, root = module_names(entry)
         if root not in local_roots:
             local_roots.append(root)

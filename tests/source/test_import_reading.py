@@ -67,10 +67,20 @@ def test_type_checking_tests_by_hand(text, expected):
     assert imports._is_type_checking_fast(test) is imports._is_type_checking(test) is expected
 
 
+def test_a_folded_type_checking_is_one_though_the_text_lacks_it():
+    """The parser NFKC-folds identifiers: fullwidth letters read as TYPE_CHECKING."""
+    source = "import typing\nif typing.\uff34YPE_CHECKING:\n    import only_typing\nif x:\n    import plain\n"
+    assert "TYPE_CHECKING" not in source and not imports._may_call_import(source)
+    tree = ast.parse(source)
+    refs = imports_from_tree(tree, "m", False, source=source)
+    assert refs == imports._visit_every_node(tree, "m", False)
+    assert [(r.name, r.type_checking) for r in refs] == [("typing", False), ("only_typing", True), ("plain", False)]
+
+
 def test_a_test_too_deep_to_unparse_is_read_without_it():
     """ast.unparse recurses once per operand: on a test deeper than the stack allows it raised,
     and the whole file's reading with it (the graph's scan stopped); no unparse, no error."""
-    source = "if " + " + ".join(["a"] * 1500) + ":\n    import os\n"
+    source = "# TYPE_CHECKING\nif " + " + ".join(["a"] * 1500) + ":\n    import os\n"   # spelled: the test is walked
     tree = ast.parse(source)
     with pytest.raises(RecursionError):
         ast.unparse(tree.body[0].test)
