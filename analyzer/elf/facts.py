@@ -32,9 +32,10 @@ _EXT_TAG_RE = re.compile(r"\.cpython-(\d)(\d+)[a-z]*-")
 
 # Marker strings each binding generator leaves in .rodata (checked in this order: a PyO3 or
 # nanobind module may also mention pybind11 in a message, never the other way round). Each
-# pattern comes with the fixed strings its matches start with: bytes.find skims .rodata for
-# those an order of magnitude faster than the regex engine walks it (18 MB in libtorch_cpu.so),
-# and no match can start before the first of them.
+# pattern comes with the fixed strings its matches start with: a fixed-string search (libc
+# memmem, or bytes.find; search.Finder) skims .rodata for those an order of magnitude faster
+# than the regex engine walks it (18 MB in libtorch_cpu.so), and no match can start before the
+# first of them.
 _GENERATOR_MARKERS: tuple[tuple[str, re.Pattern[bytes], tuple[bytes, ...]], ...] = (
     ("pyo3", re.compile(rb"pyo3-(\d+\.\d+\.\d+)|PyO3 modules"), (b"pyo3-", b"PyO3 modules")),
     ("nanobind", re.compile(rb"__nb_internals|nanobind"), (b"__nb_internals", b"nanobind")),
