@@ -178,10 +178,11 @@ def _verify_op_library(fr: FileResult, backend: Backend, *, interpreters: int, t
                            timeout=timeout, preimport=("torch",), op_library=True, backend=backend.value).to_json()
     row = Verification.observed_row(Path(fr.path), label, backend, predicted, codes, outcome)
     steps = outcome.get("steps") or []
-    if row.status == "error" and steps and steps[-1].get("step") in ("preimport", "import") \
+    if row.status in ("error", "crash") and steps and steps[-1].get("step") in ("preimport", "import") \
             and steps[-1].get("ok") is False:
         # The process died loading torch or the library (a static initialiser's abort, such as
-        # "Key already registered" for a second libtorch_python): it does not load in this backend.
+        # "Key already registered" for a second libtorch_python, whose exit() can itself crash
+        # in the destructors while other threads run): it does not load in this backend.
         row = replace(row, status="import_error", message=f"torch or the op library did not load: {row.message}")
     return row
 

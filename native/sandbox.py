@@ -215,9 +215,14 @@ class Ending:
         lines = [line.strip() for line in self.stderr_tail.splitlines() if line.strip()]
         markers = ("Fatal Python error", "double free", "free():", "malloc():", "corrupted",
                    "Segmentation fault", "Aborted", "terminate called", "what():")
-        for line in lines:
+        for index, line in enumerate(lines):
             if line.startswith(markers) or any(marker in line for marker in markers[1:5]):
-                return line[:300]
+                # A library that prints its own error and calls exit() while other threads run
+                # can die in the exit-time destructors instead (c10's "Key already registered"
+                # then glibc's "double free", 1 run in ~30): the first error is the cause.
+                earlier = lines[0] if index and self.signal is not None and not lines[0].startswith(
+                    markers + ("Thread 0x", "Current thread", "File ")) else None
+                return f"{earlier[:240]} (then: {line[:100]})" if earlier else line[:300]
         if self.clean or not lines:
             return ""
         return lines[-1][:300]
