@@ -184,10 +184,10 @@ def _spells(node: ast.expr, names: tuple[str, ...]) -> bool:
         item = pop()
         if not isinstance(item, ast.AST):
             continue   # a None in a list field (dict keys of `**x`, absent kw_defaults)
-        for field in item._fields:
-            value = getattr(item, field, None)
+        for key in item._fields:
+            value = getattr(item, key, None)
             if type(value) is str:
-                if value in names and field in _IDENTIFIER_FIELDS:
+                if value in names and key in _IDENTIFIER_FIELDS:
                     return True
             elif isinstance(value, ast.AST):
                 stack.append(value)
