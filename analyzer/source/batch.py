@@ -167,6 +167,7 @@ def _analyze(todo: list[int], paths: list[Path], import_modules: dict, config: C
         from interpkit.analyzer.workers import worker_pool
 
         pool, owned = worker_pool(min(jobs, len(chunks)))   # lent on to the import graph inside lent_workers()
+        pending: dict = {}
         try:
             pending = {pool.submit(_run_chunk, (_items(chunk, paths, import_modules), config, fast)): chunk
                        for chunk in chunks}
