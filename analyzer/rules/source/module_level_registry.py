@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import ast
 import re
+from bisect import bisect_left, bisect_right
 from pathlib import Path
 
 import libcst as cst
@@ -250,11 +251,14 @@ def could_report(tree: ast.Module, text: str, table) -> bool:
     # Code inside a def or lambda: defs are reached through statements alone, lambdas only
     # through expressions, so expressions are walked only where the text may hold one.
     expressions = "lambda" in text or not text.isascii()
+    # A def or lambda whose lines never spell a bound name holds no write to it (an ASCII
+    # file's identifiers are its text; a non-ASCII one is walked whole, the parser NFKC-folds).
+    mentions = _NameLines(text, bound) if text.isascii() else None
     stack = list(tree.body)
     while stack:
         node = stack.pop()
         if node.__class__ in _FUNCTIONS:
-            if any(_writes_to(inner, bound) for inner in iter_nodes(node)):
+            if (mentions is None or mentions.within(node)) and any(_writes_to(inner, bound) for inner in iter_nodes(node)):
                 return True
         elif expressions:
             stack.extend(child_nodes(node))
@@ -265,6 +269,31 @@ def could_report(tree: ast.Module, text: str, table) -> bool:
 
 
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+class _NameLines:
+    """Whether the lines of a def (its decorators included) or lambda spell one of `names`:
+    the lines where each name occurs in the text (as a substring: a superset), bisected."""
+
+    def __init__(self, text: str, names: set[str]) -> None:
+        starts = [0]
+        find = text.find
+        at = find("\n")
+        while at >= 0:
+            starts.append(at + 1)
+            at = find("\n", at + 1)
+        lines = set()
+        for name in names:
+            at = find(name)
+            while at >= 0:
+                lines.add(bisect_right(starts, at))   # 1-based line of the occurrence
+                at = find(name, at + len(name))
+        self.lines = sorted(lines)
+
+    def within(self, node: ast.AST) -> bool:
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+        at = bisect_left(self.lines, first)
+        return at < len(self.lines) and self.lines[at] <= node.end_lineno
 
 
 def _writes_to(node: ast.AST, bound: set[str]) -> bool:
