@@ -47,12 +47,9 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
                                                        modules={e: m for e, (m, _) in reading.items()},
                                                        import_modules=reading, progress=progress)
         # the files only the graph reaches (installed packages) are parsed ahead of the walk, on every core
-        imports_of = ImportReader()
-        try:
+        with ImportReader() as imports_of:
             graph = build_import_graph(sources, config, known_imports=known_imports, imports_of=imports_of,
                                        module_names=module_names)
-        finally:
-            imports_of.close()
     del known_imports   # every entry's import statements: the graph has them now
     # The plan needs only the graph; its export check (a child that imports torch, seconds) runs
     # while the reached sources and the extensions are analyzed here.

@@ -602,6 +602,12 @@ class ImportReader:
             self.fresh.append((key, text if text is not None else json.dumps(refs_to_rows(refs))))
         return refs
 
+    def __enter__(self) -> "ImportReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.pool is not None:
             if self.owned:

@@ -172,11 +172,8 @@ def test_installed_modules_read_eagerly_give_the_graph_of_full_reading(tmp_path,
     assert {"inst.m39", "inst.in_class", "inst.by_call", "html", "csv"} <= names
     assert not any(n.startswith(("inst.guarded", "inst.typing", "inst.lazy")) for n in names)
     for jobs in (2, 2, 1):   # cold, then warm from the cache; then in this process alone
-        reader = ImportReader(jobs=jobs)
-        try:
+        with ImportReader(jobs=jobs) as reader:
             assert build_import_graph([model], config, imports_of=reader).to_json() == reference
-        finally:
-            reader.close()
 
 
 def test_eager_and_full_readings_are_cached_apart(tmp_path, monkeypatch):
@@ -201,16 +198,13 @@ def test_chunks_of_worker_reads_come_back_in_the_order_asked(tmp_path, monkeypat
         path = tmp_path / f"f{i}.py"
         path.write_text(f"import mod{i}\n")
         files.append(path)
-    reader = ImportReader(jobs=2)
-    try:
+    with ImportReader(jobs=2) as reader:
         for path in files[:-3] + files[:4]:
             reader.ahead(path, path.stem, False)
         assert len(reader.announced) + len(reader.missed) == len(files) - 3
         for i, path in enumerate(files):
             assert [r.name for r in reader(path, path.stem, False)] == [f"mod{i}"]
         assert reader.pool is not None and not reader.pending and not reader.unsent
-    finally:
-        reader.close()
 
 
 # -- real paths remembered in one scan ----------------------------------------------------------

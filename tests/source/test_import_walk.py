@@ -191,21 +191,15 @@ def test_reader_ahead_gives_the_graph_of_reading_in_turn(tmp_path, monkeypatch):
     config = Config(follow_imports=False)
     plain = build_import_graph([pkg], config).to_json()
     for jobs, cache in ((2, True), (1, False)):
-        reader = ImportReader(jobs=jobs, cache=cache)   # the first fills the cache
-        try:
+        with ImportReader(jobs=jobs, cache=cache) as reader:   # the first fills the cache
             ahead = build_import_graph([pkg], config, imports_of=reader).to_json()
             assert (reader.pool is not None) == (jobs > 1)
-        finally:
-            reader.close()
         assert ahead == plain
     assert (tmp_path / "cache" / f"{imports.IMPORTS_CACHE}.sqlite").is_file()
     # warm: every file from the cache, nothing parsed
     monkeypatch.setattr(imports, "read_imports", lambda *a: pytest.fail("read a cached file"))
-    reader = ImportReader(jobs=2)
-    try:
+    with ImportReader(jobs=2) as reader:
         assert build_import_graph([pkg], config, imports_of=reader).to_json() == plain
-    finally:
-        reader.close()
 
 
 def test_reader_rereads_a_changed_file(tmp_path, monkeypatch):
