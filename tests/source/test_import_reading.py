@@ -17,7 +17,7 @@ from interpkit.analyzer.config import Config
 from interpkit.analyzer.source import imports
 from interpkit.analyzer.source.imports import ImportReader, build_import_graph, imports_from_tree, read_imports
 
-from tests.source.test_import_walk import GUARDS, _real_trees
+from tests.source.test_import_walk import GUARDS, parsed_real_files
 
 # -- TYPE_CHECKING without ast.unparse ----------------------------------------------------------
 
@@ -107,18 +107,8 @@ def test_eager_reading_is_the_full_reading_filtered(source, module, is_package):
 
 @pytest.mark.slow
 def test_eager_reading_and_type_checking_over_real_trees():
-    files = sorted({f for root in _real_trees() for f in root.rglob("*.py")})
-    assert len(files) > 500
     tests = 0
-    for path in files:
-        data = path.read_bytes()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(data)
-        except (SyntaxError, ValueError):
-            continue
-        source = imports._decoded(data)
+    for path, tree, source in parsed_real_files():
         for module, is_package in (("a.b", True), ("a.b.c", False)):
             full = imports_from_tree(tree, module, is_package, source=source)
             assert imports_from_tree(tree, module, is_package, source=source, eager=True) == _eager_of(full), path

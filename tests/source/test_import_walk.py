@@ -152,11 +152,10 @@ def _real_trees() -> list[Path]:
     return roots + [stdlib / name for name in ("asyncio", "concurrent", "email", "importlib", "multiprocessing")]
 
 
-@pytest.mark.slow
-def test_statement_walk_equals_the_visitor_over_real_trees():
+def parsed_real_files():
+    """(path, tree, decoded source) of every parsable .py file of _real_trees(); asserts there are many."""
     files = sorted({f for root in _real_trees() for f in root.rglob("*.py")})
     assert len(files) > 500, "expected libcst's, rich's and pytest's installed sources"
-    statement_only = 0
     for path in files:
         data = path.read_bytes()
         try:
@@ -165,11 +164,18 @@ def test_statement_walk_equals_the_visitor_over_real_trees():
                 tree = ast.parse(data)
         except (SyntaxError, ValueError):
             continue
-        source = imports._decoded(data)
+        yield path, tree, imports._decoded(data)
+
+
+@pytest.mark.slow
+def test_statement_walk_equals_the_visitor_over_real_trees():
+    statement_only = files = 0
+    for path, tree, source in parsed_real_files():
+        files += 1
         module, is_package = ("a.b", True) if path.name == "__init__.py" else ("a.b.c", False)
         assert imports_from_tree(tree, module, is_package, source=source) == _every_node(tree, module, is_package), path
         statement_only += source is not None and not imports._may_call_import(source)
-    assert statement_only > len(files) * 0.8
+    assert statement_only > files * 0.8
 
 
 def _small_tree(tmp_path: Path) -> Path:
