@@ -1,4 +1,5 @@
-"""Worker processes lent from one part of a scan to the next.
+"""Work off the main thread: worker processes lent from one part of a scan to the next, and
+one function's answer computed on a thread (Background).
 
 The rule pass and the import graph's reader both parse on every core in spawned processes, one
 after the other. Spawning costs each worker ~0.5 CPU-s of imports (interpkit, the rules,
@@ -11,7 +12,8 @@ Spawn, not fork: the parent may hold threads (the export check, rich progress) o
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import threading
+from typing import Callable, Iterator
 
 _LENT: dict[int, object] | None = None   # inside lent_workers(): worker count -> live pool
 
@@ -50,3 +52,36 @@ def worker_pool(jobs: int):
         stale.shutdown(wait=False, cancel_futures=True)
     _LENT[jobs] = pool
     return pool, False
+
+
+class Background:
+    """fn()'s answer computed on a daemon thread (a search that releases the GIL, a wait on a
+    child process); result() waits for it and returns it or raises what it raised. The caller
+    joins it before closing what fn reads."""
+
+    def __init__(self, fn: Callable[[], object], name: str = "interpkit-background") -> None:
+        self._fn = fn
+        self._value: object = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = threading.Thread(target=self._run, name=name, daemon=True)
+        try:
+            self._thread.start()
+        except RuntimeError:   # no thread to be had (a process at its limit): the answer, made here
+            self._thread = None
+            self._run()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to result()
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def result(self):
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value

@@ -23,7 +23,7 @@ from interpkit.analyzer.elf import search
 from interpkit.analyzer.elf.image import (DF_STATIC_TLS, DT_FLAGS, DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME,
                                 SHT_NOBITS, ElfImage)
 from interpkit.analyzer.elf.modinit import InitInfo, ModuleInit, read_module_inits
-from interpkit.analyzer.elf.search import Pending
+from interpkit.analyzer.workers import Background
 from interpkit.analyzer.elf.symbols import LINKER_SYMBOLS, STT_OBJECT, Symbols
 from interpkit.analyzer.elf.torch_library import NONE as NO_OP_LIBRARY, OpLibraryFacts, start_op_library
 
@@ -255,7 +255,7 @@ def _rodata_span(image: ElfImage, options: FactsOptions):
             else (b"", 0, 0))
 
 
-def _start_marker_search(image: ElfImage, options: FactsOptions) -> Pending | None:
+def _start_marker_search(image: ElfImage, options: FactsOptions) -> Background | None:
     """Every marker prefix's first position in a large .rodata, found on a second thread while
     the symbol tables are read (search.py); None (searched in place later, as before) where
     .rodata is small, absent, not mapped, or would raise: that error is _detect_generator's to
@@ -270,7 +270,7 @@ def _start_marker_search(image: ElfImage, options: FactsOptions) -> Pending | No
         return None
     if not isinstance(haystack, mmap.mmap):
         return None
-    return Pending(lambda: _first_positions(haystack, start, end))
+    return Background(lambda: _first_positions(haystack, start, end), "interpkit-elf-search")
 
 
 def _detect_generator(image: ElfImage, symbols: Symbols, is_extension: bool,
@@ -337,7 +337,7 @@ def build_facts(path: Path, options: FactsOptions = DEFAULT_OPTIONS) -> ElfFacts
     with ElfImage.open(path) as image:
         # Searches of large sections run on a second thread meanwhile (search.py); each is
         # waited for before the image closes, so nothing of ours outlives the call.
-        background: list[Pending] = []
+        background: list[Background] = []
         try:
             return _facts_of(path, stat, image, options, background)
         finally:
@@ -345,7 +345,7 @@ def build_facts(path: Path, options: FactsOptions = DEFAULT_OPTIONS) -> ElfFacts
                 pending.wait()
 
 
-def _facts_of(path: Path, stat, image: ElfImage, options: FactsOptions, background: list[Pending]) -> ElfFacts:
+def _facts_of(path: Path, stat, image: ElfImage, options: FactsOptions, background: list[Background]) -> ElfFacts:
     markers = _start_marker_search(image, options)
     if markers is not None:
         background.append(markers)

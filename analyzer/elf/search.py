@@ -9,9 +9,6 @@ memmem or the buffer's address is unavailable, that is what runs.
 """
 from __future__ import annotations
 
-import threading
-from typing import Callable
-
 # Sections smaller than this are searched in the calling thread: starting a thread costs more.
 BACKGROUND_BYTES = 1 << 20
 
@@ -98,37 +95,3 @@ def first_positions(haystack, start: int, end: int, needles) -> dict[bytes, int]
     """Where each needle first occurs in haystack[start:end] (-1: nowhere)."""
     with Finder(haystack) as finder:
         return {needle: finder.find(needle, start, end) for needle in needles}
-
-
-class Pending:
-    """A function's answer computed on a daemon thread; result() waits for it and returns it or
-    raises what it raised. The caller joins it before closing what the function reads."""
-
-    def __init__(self, func: Callable) -> None:
-        self._func = func
-        self._value = self._error = None
-        self._thread = threading.Thread(target=self._run, name="interpkit-elf-search", daemon=True)
-        try:
-            self._thread.start()
-        except RuntimeError:   # no thread to be had (a process at its limit): the answer, made here
-            self._thread = None
-            self._run()
-
-    def _join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._func()
-        except BaseException as exc:  # noqa: BLE001 - handed to result()
-            self._error = exc
-
-    def wait(self) -> None:
-        self._join()
-
-    def result(self):
-        self._join()
-        if self._error is not None:
-            raise self._error
-        return self._value

@@ -31,7 +31,8 @@ from typing import Callable
 
 from interpkit.analyzer.elf import search
 from interpkit.analyzer.elf.image import ElfImage
-from interpkit.analyzer.elf.search import Finder, Pending
+from interpkit.analyzer.elf.search import Finder
+from interpkit.analyzer.workers import Background
 
 DEF, FRAGMENT, IMPL, LEGACY = "def", "fragment", "impl", "legacy"
 
@@ -274,7 +275,7 @@ def read_op_library(image: ElfImage, imports: frozenset[str]) -> OpLibraryFacts:
     return _op_library(image, _entry_kinds(imports, joined), _imported_registries(imports, joined))
 
 
-def start_op_library(image: ElfImage, imports: frozenset[str]) -> tuple[Callable[[], OpLibraryFacts], Pending | None]:
+def start_op_library(image: ElfImage, imports: frozenset[str]) -> tuple[Callable[[], OpLibraryFacts], Background | None]:
     """(read_op_library's answer as a function to call at its turn, the search started for it).
     Where the answer needs Registerer names looked up in a large mapped .strtab (76 MB in
     libtorch_cpu.so), that search starts now on a second thread (search.py); the caller waits
@@ -287,12 +288,12 @@ def start_op_library(image: ElfImage, imports: frozenset[str]) -> tuple[Callable
         return (lambda: read_op_library(image, imports)), None
     if span is None or not isinstance(span[0], mmap.mmap) or span[2] - span[1] < search.BACKGROUND_BYTES:
         return (lambda: _op_library(image, apis, registries)), None
-    pending = Pending(lambda: _kept_registerers(span, registries))
+    pending = Background(lambda: _kept_registerers(span, registries), "interpkit-elf-search")
     return (lambda: _op_library(image, apis, registries, pending)), pending
 
 
 def _op_library(image: ElfImage, apis: dict[str, set[str]], registries: tuple[str, ...],
-                kept: Pending | None = None) -> OpLibraryFacts:
+                kept: Background | None = None) -> OpLibraryFacts:
     """read_op_library once the imports are read; kept: the Registerer search, already started."""
     if not apis and not registries:
         return NONE

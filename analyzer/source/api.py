@@ -12,7 +12,7 @@ from interpkit.analyzer.source.imports import ImportReader, ModuleKind, ModuleNa
 from interpkit.analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
 from interpkit.analyzer.source.batch import analyze_sources
 from interpkit.analyzer.source.batch import analyze_source_files
-from interpkit.analyzer.workers import lent_workers
+from interpkit.analyzer.workers import Background, lent_workers
 
 __all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
 
@@ -54,7 +54,7 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     # The plan needs only the graph; its export check (a child that imports torch, seconds) runs
     # while the reached sources and the extensions are analyzed here.
     plan = plan_packaging(graph)
-    export = _Background(lambda: _remembered_export_check(plan, graph)) if export_check else None
+    export = Background(lambda: _remembered_export_check(plan, graph), "interpkit-export-check") if export_check else None
     _analyze_reached(entry_files, entry_results, graph, config, elf_analyzer, results, module_names)
     plan_json = plan.to_json()
     if export is not None:
@@ -64,31 +64,6 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     extras["imports"] = graph.to_json()
     extras["packaging_plan"] = plan_json
     return results, extras
-
-
-class _Background:
-    """fn() in a thread (it mostly waits on a child process); result() joins and returns or raises."""
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        import threading
-
-        self.value: object = None
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self.value = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="interpkit-export-check", daemon=True)
-        self.thread.start()
-
-    def result(self):
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 def _analyze_reached(entry_files: list[Path], entry_results: list[FileResult], graph, config: Config,

@@ -10,6 +10,7 @@ import pytest
 from interpkit.analyzer.elf import facts as facts_module, modinit, search
 from interpkit.analyzer.elf.image import SHT_DYNSYM, SHT_REL, SHT_RELA, ElfImage
 from interpkit.analyzer.elf.symbols import Symbols
+from interpkit.analyzer.workers import Background
 
 from tests.elf.test_struct_reader import damaged
 
@@ -45,12 +46,12 @@ def test_finder_finds_what_bytes_find_finds(haystack, libc, monkeypatch, tmp_pat
 
 
 def test_pending_gives_the_value_or_the_error():
-    assert search.Pending(lambda: 42).result() == 42
+    assert Background(lambda: 42).result() == 42
 
     def broken():
         raise ValueError("section runs past the end of the file")
 
-    pending = search.Pending(broken)
+    pending = Background(broken)
     pending.wait()
     with pytest.raises(ValueError, match="past the end"):
         pending.result()
@@ -145,4 +146,4 @@ def test_pending_without_a_thread_runs_in_place(monkeypatch):
         raise RuntimeError("can't start new thread")
 
     monkeypatch.setattr(threading.Thread, "start", refuse)
-    assert search.Pending(lambda: "done").result() == "done"
+    assert Background(lambda: "done").result() == "done"
