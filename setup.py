@@ -1,7 +1,8 @@
-"""Build the namespaces runtime extension and map the one import name onto the folders.
+"""Build the runtimes' C extensions and map the one import name onto the folders.
 
-Only PyInit__interpkit is exported (-fvisibility=hidden): the ik_* functions are internal
-to the extension, and exported helpers would be what our own IK303 rule flags.
+Each extension exports only its PyInit_* (-fvisibility=hidden): the ik_* functions, the shared
+worker core's included, are internal to each extension, and exported helpers would be what
+our own IK303 rule flags.
 
 Packages: `interpkit` is interpkit/, `interpkit.analyzer` is analyzer/, `interpkit.native`
 is native/, `interpkit.shims` is shims/ (package-dir in pyproject.toml); every subpackage
@@ -22,28 +23,31 @@ def packages() -> list[str]:
     return sorted(set(names))
 
 
+# The worker core (threads, mailbox, interrupt, interpreter init, finalize or retire) and the
+# bindings' shared NativeError/constants: written once, compiled into each runtime's extension.
+CORE = ["native/core/worker.c", "native/core/binding.c"]
+
+
+def runtime_extension(name: str, sources: list[str], include_dirs: list[str] = ()) -> Extension:
+    return Extension(
+        name,
+        sources=[*sources, *CORE],
+        include_dirs=["native/core", *include_dirs],
+        define_macros=[("_GNU_SOURCE", None)],
+        libraries=["dl", "pthread"],
+        extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wextra",
+                            "-Wno-unused-parameter", "-Wno-missing-field-initializers",
+                            "-Wno-cast-function-type"],
+    )
+
+
 setup(
     packages=packages(),
     ext_modules=[
-        Extension(
-            "interpkit.native._interpkit",
-            sources=["native/_interpkit.c", "native/runtime.c"],
-            include_dirs=["native/include"],
-            define_macros=[("_GNU_SOURCE", None)],
-            libraries=["dl", "pthread"],
-            extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wextra",
-                                "-Wno-unused-parameter", "-Wno-missing-field-initializers",
-                                "-Wno-cast-function-type"],
-        ),
-        # The copies runtime (native/copies.c): one interpreter per renamed libpython copy.
-        Extension(
-            "interpkit.native._copies",
-            sources=["native/copies.c"],
-            define_macros=[("_GNU_SOURCE", None)],
-            libraries=["dl", "pthread"],
-            extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wextra",
-                                "-Wno-unused-parameter", "-Wno-missing-field-initializers",
-                                "-Wno-cast-function-type"],
-        ),
+        # The namespaces runtime: one dlmopen namespace per interpreter.
+        runtime_extension("interpkit.native._interpkit", ["native/_interpkit.c", "native/runtime.c"],
+                          ["native/include"]),
+        # The copies runtime: one interpreter per renamed libpython copy.
+        runtime_extension("interpkit.native._copies", ["native/copies.c"]),
     ]
 )

@@ -8,6 +8,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "binding.h"
 #include "interpkit.h"
 
 #define MODULE_NAME_STR "interpkit.native._interpkit"
@@ -52,17 +53,6 @@ typedef struct {
     PyObject *native_error;     /* strong reference, for methods */
 } RuntimeObject;
 
-static PyObject *
-raise_native(PyObject *native_error, const ik_error *err)
-{
-    PyObject *args = Py_BuildValue("(iis)", err->status, err->index, err->message);
-    if (args != NULL) {
-        PyErr_SetObject(native_error, args);
-        Py_DECREF(args);
-    }
-    return NULL;
-}
-
 static int
 check_open(RuntimeObject *self)
 {
@@ -104,7 +94,7 @@ Runtime_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Py_END_ALLOW_THREADS
     if (runtime == NULL) {
         Py_DECREF(self);
-        return raise_native(state->native_error, &err);
+        return ik_binding_raise(state->native_error, &err);
     }
     self->runtime = runtime;
     return (PyObject *)self;
@@ -142,11 +132,41 @@ Runtime_submit(RuntimeObject *self, PyObject *args, PyObject *kwargs)
     self->active_calls--;
     PyBuffer_Release(&request);
     if (status != IK_OK) {
-        return raise_native(self->native_error, &err);
+        return ik_binding_raise(self->native_error, &err);
     }
     PyObject *result = PyBytes_FromStringAndSize(response, (Py_ssize_t)response_len);
     free(response);
     return result;
+}
+
+/* stop(index, timeout) or retire(index, timeout): interpreter index ends
+ * once, finalized or parked; the others keep running. */
+static PyObject *
+end_interpreter(RuntimeObject *self, PyObject *args, PyObject *kwargs, int retire)
+{
+    static char *kwlist[] = {"", "timeout", NULL};
+    int index;
+    double timeout = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, retire ? "i|d:retire" : "i|d:stop",
+                                     kwlist, &index, &timeout)) {
+        return NULL;
+    }
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    ik_error err = {0};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = retire ? ik_runtime_retire(self->runtime, index, timeout, &err)
+                : ik_runtime_stop(self->runtime, index, timeout, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < -1) {
+        return ik_binding_raise(self->native_error, &err);
+    }
+    if (retire) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLong(rc);
 }
 
 PyDoc_STRVAR(Runtime_stop_doc,
@@ -157,25 +177,7 @@ PyDoc_STRVAR(Runtime_stop_doc,
 static PyObject *
 Runtime_stop(RuntimeObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"", "timeout", NULL};
-    int index;
-    double timeout = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|d:stop", kwlist, &index,
-                                     &timeout)) {
-        return NULL;
-    }
-    if (check_open(self) < 0) {
-        return NULL;
-    }
-    ik_error err = {0};
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = ik_runtime_stop(self->runtime, index, timeout, &err);
-    Py_END_ALLOW_THREADS
-    if (rc < -1) {
-        return raise_native(self->native_error, &err);
-    }
-    return PyLong_FromLong(rc);
+    return end_interpreter(self, args, kwargs, 0);
 }
 
 PyDoc_STRVAR(Runtime_retire_doc,
@@ -186,25 +188,7 @@ PyDoc_STRVAR(Runtime_retire_doc,
 static PyObject *
 Runtime_retire(RuntimeObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"", "timeout", NULL};
-    int index;
-    double timeout = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|d:retire", kwlist, &index,
-                                     &timeout)) {
-        return NULL;
-    }
-    if (check_open(self) < 0) {
-        return NULL;
-    }
-    ik_error err = {0};
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = ik_runtime_retire(self->runtime, index, timeout, &err);
-    Py_END_ALLOW_THREADS
-    if (rc < -1) {
-        return raise_native(self->native_error, &err);
-    }
-    Py_RETURN_NONE;
+    return end_interpreter(self, args, kwargs, 1);
 }
 
 PyDoc_STRVAR(Runtime_teardown_doc,
@@ -318,7 +302,7 @@ Runtime_linkmap(RuntimeObject *self, PyObject *arg)
     ik_error err = {0};
     int count = ik_runtime_linkmap(self->runtime, index, &entries, &err);
     if (count < 0) {
-        return raise_native(self->native_error, &err);
+        return ik_binding_raise(self->native_error, &err);
     }
     PyObject *result = PyList_New(count);
     for (int k = 0; result != NULL && k < count; k++) {
@@ -454,31 +438,9 @@ ik_module_exec(PyObject *module)
         || PyModule_AddType(module, state->runtime_type) < 0) {
         return -1;
     }
-    state->native_error = PyErr_NewExceptionWithDoc(
-        MODULE_NAME_STR ".NativeError",
-        "NativeError(status, index, message): a failure reported by the C runtime.",
-        NULL, NULL);
-    if (state->native_error == NULL
-        || PyModule_AddObjectRef(module, "NativeError", state->native_error) < 0) {
+    state->native_error = ik_binding_add_error(module, MODULE_NAME_STR ".NativeError");
+    if (state->native_error == NULL || ik_binding_add_constants(module) < 0) {
         return -1;
-    }
-    static const struct { const char *name; int value; } statuses[] = {
-        {"ERR_DLMOPEN", IK_ERR_DLMOPEN}, {"ERR_SYMBOL", IK_ERR_SYMBOL},
-        {"ERR_INIT", IK_ERR_INIT}, {"ERR_BOOTSTRAP", IK_ERR_BOOTSTRAP},
-        {"ERR_THREAD", IK_ERR_THREAD}, {"ERR_TIMEOUT", IK_ERR_TIMEOUT},
-        {"ERR_CLOSED", IK_ERR_CLOSED}, {"ERR_REMOTE", IK_ERR_REMOTE},
-        {"ERR_MEMORY", IK_ERR_MEMORY}, {"ERR_ARGUMENT", IK_ERR_ARGUMENT},
-        {"TEARDOWN_RUNNING", IK_TEARDOWN_RUNNING},
-        {"TEARDOWN_FINALIZED", IK_TEARDOWN_FINALIZED},
-        {"TEARDOWN_RETIRED", IK_TEARDOWN_RETIRED},
-        {"TEARDOWN_LOST", IK_TEARDOWN_LOST},
-        {"TEARDOWN_FINALIZING", IK_TEARDOWN_FINALIZING},
-        {"TEARDOWN_FAILED", IK_TEARDOWN_FAILED},
-    };
-    for (size_t k = 0; k < sizeof(statuses) / sizeof(statuses[0]); k++) {
-        if (PyModule_AddIntConstant(module, statuses[k].name, statuses[k].value) < 0) {
-            return -1;
-        }
     }
     return 0;
 }
