@@ -45,9 +45,10 @@ setup(
     packages=packages(),
     ext_modules=[
         # The namespaces runtime: one dlmopen namespace per interpreter.
-        runtime_extension("interpkit.native._interpkit", ["native/_interpkit.c", "native/runtime.c"],
-                          ["native/include"]),
+        runtime_extension("interpkit.native._interpkit",
+                          ["native/namespaces/_interpkit.c", "native/namespaces/runtime.c"],
+                          ["native/namespaces/include"]),
         # The copies runtime: one interpreter per renamed libpython copy.
-        runtime_extension("interpkit.native._copies", ["native/copies.c"]),
+        runtime_extension("interpkit.native._copies", ["native/copies/_copies.c"]),
     ]
 )

@@ -395,7 +395,7 @@ def _child_main() -> None:
     result before tearing the interpreters down, then report the teardown as its own step."""
     from interpkit.analyzer.memory.smaps import read_rollup
     from interpkit.native import Runtime, sandbox
-    from interpkit.native.outcome import teardown_facts
+    from interpkit.native.sandbox.outcome import teardown_facts
 
     channel = sandbox.Channel()
     job = sandbox.read_job()
@@ -404,7 +404,7 @@ def _child_main() -> None:
     baseline = read_rollup()
     try:
         if job.get("backend") == "copies":   # the same serving in the copies runtime
-            from interpkit.native.copies import CopiesRuntime as Runtime  # noqa: N814
+            from interpkit.native.copies.runtime import CopiesRuntime as Runtime  # noqa: N814
         runtime = Runtime(job["interpreters"], sys_path=[str(_REPO_ROOT), *sys.path], timeout=job["timeout"],
                           threads_per_interpreter=job["threads_per_interpreter"])
         try:
@@ -456,8 +456,8 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
     """
     from interpkit.core.errors import InterpkitError
     from interpkit.native import sandbox
-    from interpkit.native.outcome import merge_steps, outcome_from_records
-    from interpkit.native.runtime import default_threads_per_interpreter
+    from interpkit.native.sandbox.outcome import merge_steps, outcome_from_records
+    from interpkit.native.namespaces.runtime import default_threads_per_interpreter
 
     path = Path(archive)
     if interpreters < 1 or requests < 1 or batch < 1:

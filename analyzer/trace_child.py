@@ -1,7 +1,7 @@
 """The child side of `scan --trace` (standard library only: it runs under the model's Python,
 which may not have interpkit installed).
 
-Job (one JSON line on stdin): ``sandbox`` (path of interpkit's native/sandbox.py, for the
+Job (one JSON line on stdin): ``sandbox`` (path of interpkit's native/sandbox/__init__.py, for the
 record channel), ``sys_path`` (put in front of sys.path), ``module`` (the entry's dotted name),
 ``callable`` (optional: a function of the module to call with no arguments). Records: one
 ``imported`` once the import is done, one ``called`` after the call, and ``result`` with

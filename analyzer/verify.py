@@ -34,7 +34,7 @@ class Verification:
     def observed_row(cls, path: Path, module: str, backend: Backend, predicted: Verdict,
                      codes: tuple[str, ...], outcome: dict) -> "Verification":
         """A probed row: ``status`` from import and use; a teardown failure stays in ``teardown``."""
-        from interpkit.native.outcome import ProbeOutcome
+        from interpkit.native.sandbox.outcome import ProbeOutcome
 
         observed = ProbeOutcome.from_json(outcome)
         message = outcome.get("message", "")
@@ -47,7 +47,7 @@ class Verification:
         """What tearing the interpreters down showed (``ProbeOutcome.teardown``); None if not reached."""
         if not self.outcome or self.status == "skipped":
             return None
-        from interpkit.native.outcome import ProbeOutcome
+        from interpkit.native.sandbox.outcome import ProbeOutcome
 
         return ProbeOutcome.from_json(self.outcome).teardown
 
@@ -113,19 +113,19 @@ def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, t
           python: str | None = None, config_name: str = "isolated", binary: Path | None = None) -> dict:
     """Run one sandboxed probe; returns the ProbeOutcome JSON."""
     if backend is Backend.NAMESPACES:
-        from interpkit.native.probe import probe_module
+        from interpkit.native.sandbox.probe import probe_module
 
         outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout)
     elif backend is Backend.SUBINTERPRETERS:
-        from interpkit.native.subinterp import probe_module as probe_subinterpreters
+        from interpkit.native.subinterpreters.runtime import probe_module as probe_subinterpreters
 
         # Load the binary by file: the answer is about it, not its package's __init__.
         outcome = probe_subinterpreters(module, path=sys_path, file=binary, interpreters=interpreters,
                                         timeout=timeout, python=python, config=config_name)
     elif backend is Backend.COPIES:
-        from interpkit.native.probe import probe_module
+        from interpkit.native.sandbox.probe import probe_module
 
-        # The namespaces probe's steps, run in the copies runtime (native/copies.py).
+        # The namespaces probe's steps, run in the copies runtime (native/copies/runtime.py).
         outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout, backend="copies")
     else:
         from interpkit.core.errors import RuntimeUnavailable
@@ -171,7 +171,7 @@ def _verify_op_library(fr: FileResult, backend: Backend, *, interpreters: int, t
     if backend not in (Backend.NAMESPACES, Backend.COPIES):
         return Verification(Path(fr.path), label, backend, predicted, "skipped",
                             f"op libraries load through torch; the {backend.value} probe cannot load torch", codes)
-    from interpkit.native.probe import probe_module
+    from interpkit.native.sandbox.probe import probe_module
 
     environment = site_packages_of(Path(fr.path))
     outcome = probe_module(str(Path(fr.path).resolve()), path=environment, interpreters=interpreters,

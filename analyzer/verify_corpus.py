@@ -51,7 +51,7 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
     RuntimeUnavailable when the Python is absent.
     """
     from interpkit.analyzer.elf.analyze import analyze_elf_files
-    from interpkit.native.subinterp import ModuleTarget, baseline_imports, probe_modules, resolve_python
+    from interpkit.native.subinterpreters.runtime import ModuleTarget, baseline_imports, probe_modules, resolve_python
 
     site_dir = Path(site_dir)
     if not site_dir.is_dir():
@@ -158,8 +158,8 @@ def _blame_dependencies(targets, info, configuration: str, n: int, site_dir: Pat
                         timeout_s: float) -> None:
     """A crash or hang after a clean import may come from a compiled module the import pulled
     in; when one crashes or hangs when probed alone, pin the row's failure on it."""
-    from interpkit.native.outcome import ProbeOutcome
-    from interpkit.native.subinterp import blame_dependencies
+    from interpkit.native.sandbox.outcome import ProbeOutcome
+    from interpkit.native.subinterpreters.runtime import blame_dependencies
 
     outcomes = {row.module: ProbeOutcome.from_json(row.outcome) for row, _ in targets
                 if row.outcome.get("status") in ("crash", "hang")}

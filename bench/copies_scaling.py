@@ -74,7 +74,7 @@ def _check(results: list[int], loops: int) -> None:
 
 def section_two(args) -> dict[str, tuple[float, float]]:
     from interpkit.native import Runtime
-    from interpkit.native.copies import CopiesRuntime
+    from interpkit.native.copies.runtime import CopiesRuntime
 
     target = f"{Path(__file__).stem}:task"
     paths = [str(Path(__file__).parent), *sys.path]
@@ -110,7 +110,7 @@ def section_two(args) -> dict[str, tuple[float, float]]:
 
 
 def section_many(args) -> dict[str, tuple[float, float]]:
-    from interpkit.native.copies import CopiesRuntime
+    from interpkit.native.copies.runtime import CopiesRuntime
 
     target = f"{Path(__file__).stem}:task"
     paths = [str(Path(__file__).parent), *sys.path]

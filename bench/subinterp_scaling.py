@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from interpkit.core.errors import RuntimeUnavailable
-from interpkit.native.subinterp import parallel_speedup
+from interpkit.native.subinterpreters.runtime import parallel_speedup
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os as _os
 
 # From a source checkout that is only on sys.path (another Python without interpkit installed,
-# e.g. a 3.13 child that imports interpkit.shims.copies), the subpackages are the sibling
+# e.g. a 3.13 child that imports interpkit.shims.private_copy), the subpackages are the sibling
 # folders; an installed copy (regular or editable) already finds them, and this adds nothing.
 _checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if not _os.path.isdir(_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "native")) and all(

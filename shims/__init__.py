@@ -14,6 +14,6 @@ wheel.py       repair a wheel: patched members, RECORD rewritten, same name and 
 rebuild.py     rebuild a source tree or sdist with -fno-gnu-unique -fvisibility=hidden -ftls-model=global-dynamic
 apply.py       one input: copy -> patch in a staging dir -> atomic rename; input hashed before and after
 
-The RTLD_GLOBAL guard is the namespaces runtime's own (interpkit.native.guard); the shims only
+The RTLD_GLOBAL guard is the namespaces runtime's own (interpkit.native.guest.guard); the shims only
 report RTLD_GLOBAL findings as handled there.
 """

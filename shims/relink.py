@@ -235,7 +235,7 @@ def _patch_dynamic_tags(path: Path, edits: list[Edit]) -> list[str]:
     binary.write(str(tmp))
     # LIEF can leave .gnu.hash out of step with .dynsym when .dynstr grows (measured on numpy
     # 2.1.3's _multiarray_umath: "undefined symbol" for its own functions); never ship that.
-    from interpkit.native.copies_build import hash_misses
+    from interpkit.native.copies.templates import hash_misses
 
     broken = sorted(set(hash_misses(tmp)) - set(hash_misses(path)))
     if broken:

@@ -2,7 +2,7 @@
 
 One function per decision, each returning edits or a reason (docs/conventions.md convention 4). The
 relink strategy rewrites binaries; the copies strategy changes how a module is loaded
-(``interpkit.shims.copies``); the namespace guard (``interpkit.native.guard``) is applied by the namespaces
+(``interpkit.shims.private_copy``); the namespace guard (``interpkit.native.guest.guard``) is applied by the namespaces
 runtime itself; rebuilding from source is ``interpkit.shims.rebuild`` and only applies to source input.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ class Handling:
     """How one finding is dealt with (the per-finding column of the report)."""
 
     RELINK = "relink"                  # the binary is rewritten; the re-scan must not find it again
-    COPIES = "per-interpreter copies"  # a private copy per interpreter (interpkit.shims.copies)
-    GUARD = "namespace guard"          # interpkit.native.guard, installed by the namespaces runtime
+    COPIES = "per-interpreter copies"  # a private copy per interpreter (interpkit.shims.private_copy)
+    GUARD = "namespace guard"          # interpkit.native.guest.guard, installed by the namespaces runtime
     UNFIXABLE = "unfixable"
     NOT_NEEDED = "not needed"          # informational, or affects no selected backend
 
@@ -138,7 +138,7 @@ def plan_finding(plan: PatchPlan, fr: FileResult, finding: Finding, ctx: Context
 def _plan_libpython(plan: PatchPlan, path: Path, state: ElfState, finding: Finding, ctx: Context) -> Decision:
     """Under copies the right libpython differs per interpreter, so no single file can name it:
     each interpreter's private copy is relinked to that interpreter's libpython when it is made
-    (interpkit.shims.copies.make_private_copy). A binary built for another Python cannot be relinked."""
+    (interpkit.shims.private_copy.make_private_copy). A binary built for another Python cannot be relinked."""
     if finding.datum("built_for") and state.libpython:   # IK301 found a Python-version mismatch
         return _unfixable(plan, path, finding, f"built against {', '.join(state.libpython)} for another Python; "
                                                "relinking cannot change the C API it was compiled for (rebuild it)")
@@ -177,5 +177,5 @@ def unfixable_reason(hazard: Hazard) -> str:
         Hazard.MISSING_INTERPRETER_SLOT: "the module does not declare Py_mod_multiple_interpreters; declaring it is a "
                                          "source change (and a promise the code must keep)",
         Hazard.GILSTATE: "PyGILState_* assumes one interpreter per process; the calls must be replaced in the source",
-        Hazard.RTLD_GLOBAL: "RTLD_GLOBAL loads are only neutralised inside namespaces (interpkit.native.guard)",
+        Hazard.RTLD_GLOBAL: "RTLD_GLOBAL loads are only neutralised inside namespaces (interpkit.native.guest.guard)",
     }.get(hazard, "no shim fixes this hazard")

@@ -238,7 +238,7 @@ def _check_converged(root: Path, options: Options) -> None:
 
 
 def _write_copies_manifest(root: Path, outcomes: dict[Path, FileOutcome], every_extension: bool = False) -> None:
-    """Modules that need a private copy per interpreter, for interpkit.shims.copies.install_from_manifest
+    """Modules that need a private copy per interpreter, for interpkit.shims.private_copy.install_from_manifest
     and the copies runtime (``CopiesRuntime(manifest=...)``), which needs every extension relinked
     to its interpreter's libpython copy (`every_extension`)."""
     modules = {}
@@ -283,7 +283,7 @@ def _verify(outcomes: dict[Path, FileOutcome], results: list[FileResult], option
         for fr in extensions:
             outcome = by_path[Path(fr.path).resolve()]
             if any(e.kind is EditKind.PER_INTERPRETER_COPY for e in outcome.plan.edits) and when == "before":
-                from interpkit.shims.copies import probe_legacy
+                from interpkit.shims.private_copy import probe_legacy
 
                 result = probe_legacy(Path(fr.path), fr.module or outcome.module, options.interpreters,
                                       with_copies=False, timeout=options.timeout)
@@ -295,7 +295,7 @@ def _verify(outcomes: dict[Path, FileOutcome], results: list[FileResult], option
 def _verify_copies_after(outcomes: dict[Path, FileOutcome], options: Options) -> None:
     if Backend.COPIES not in options.backends or not options.verify:
         return
-    from interpkit.shims.copies import probe_legacy
+    from interpkit.shims.private_copy import probe_legacy
 
     for path, outcome in outcomes.items():
         if outcome.kind == FileKind.EXTENSION.value and any(e.kind is EditKind.PER_INTERPRETER_COPY for e in outcome.plan.edits):

@@ -76,7 +76,7 @@ def _unattributed_anonymous(objects: list[LoadedObject]) -> int:
 
 
 def measure_namespaces(job: dict, teardown: contextlib.ExitStack, runtime_class=None) -> dict:
-    from interpkit.native.runtime import Runtime
+    from interpkit.native.namespaces.runtime import Runtime
 
     Runtime = runtime_class or Runtime  # noqa: N806 - the copies runtime has the same API
 
@@ -246,8 +246,8 @@ def measure_processes(job: dict, teardown: contextlib.ExitStack) -> dict:
 
 
 def measure_subinterpreters(job: dict, teardown: contextlib.ExitStack) -> dict:
-    """N own-GIL subinterpreters in one child of a 3.12+/3.13 Python (interpkit.native.subinterp)."""
-    from interpkit.native.subinterp import SubinterpreterRuntime, resolve_python
+    """N own-GIL subinterpreters in one child of a 3.12+/3.13 Python (interpkit.native.subinterpreters.runtime)."""
+    from interpkit.native.subinterpreters.runtime import SubinterpreterRuntime, resolve_python
 
     n = job["interpreters"]
     python = resolve_python(job.get("python") or "3.13")
@@ -299,7 +299,7 @@ def one_line(exc: BaseException) -> str:
 def measure_copies(job: dict, teardown: contextlib.ExitStack) -> dict:
     """As namespaces, in the copies runtime: namespace_libs(i) lists interpreter i's own
     libpython copy and extension copies; libc and Py*-free dependencies are shared."""
-    from interpkit.native.copies import CopiesRuntime
+    from interpkit.native.copies.runtime import CopiesRuntime
 
     return measure_namespaces(job, teardown, runtime_class=CopiesRuntime)
 

@@ -107,7 +107,7 @@ def run_child(job: dict, *, timeout_s: float = DEFAULT_TIMEOUT_S,
     happens inside it. A sample measured before the child died at teardown is kept, with
     ``teardown`` saying what went wrong."""
     from interpkit.native import sandbox
-    from interpkit.native.outcome import merge_steps, outcome_from_records
+    from interpkit.native.sandbox.outcome import merge_steps, outcome_from_records
 
     env = dict(os.environ)
     if job["backend"] == "namespaces" and job["interpreters"] >= _MANY_NAMESPACES:
@@ -146,7 +146,7 @@ def backend_unavailable(backend: str, python: str | None = None) -> str | None:
             return f"the {backend} runtime is not available ({exc})"
     if backend == "subinterpreters":
         try:
-            from interpkit.native.subinterp import resolve_python
+            from interpkit.native.subinterpreters.runtime import resolve_python
 
             info = resolve_python(python or "3.13")
         except Exception as exc:
@@ -193,7 +193,7 @@ def measure(workload: Workload, counts: list[int], backends: list[str], *,
     for backend in backends:
         reason = backend_unavailable(backend, subinterpreter_python)
         if reason is None and backend == "subinterpreters":
-            from interpkit.native.subinterp import resolve_python
+            from interpkit.native.subinterpreters.runtime import resolve_python
 
             target = str(resolve_python(subinterpreter_python or "3.13").executable)
             reason = abi_mismatch(workload, target) or not_installed(workload, target)

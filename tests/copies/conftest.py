@@ -32,7 +32,7 @@ def fixture_dirs(built_fixtures) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def copies4(fixture_dirs):
-    from interpkit.native.copies import CopiesRuntime
+    from interpkit.native.copies.runtime import CopiesRuntime
 
     with CopiesRuntime(4, timeout=120, sys_path=[*map(str, fixture_dirs.values()), *sys.path]) as runtime:
         yield runtime

@@ -10,10 +10,10 @@ from .conftest import run_child
 
 _CHILD = r"""
 import json, sys
-from interpkit.native.copies import CopiesRuntime
+from interpkit.native.copies.runtime import CopiesRuntime
 from interpkit.native.limits import find_libpython
 rt = CopiesRuntime(2, timeout=120, sys_path=[{folder!r}, *sys.path])
-rt.call_all("interpkit.native.probe_steps:import_module", "clash_a")
+rt.call_all("interpkit.native.guest.probe_steps:import_module", "clash_a")
 assert rt.call_all("clash_a:bump") == [1, 1]
 print(json.dumps({{"workdir": str(rt.workdir), "host": str(find_libpython().resolve()),
                   "copies": [str(p) for p in rt.libpython_copies]}}))

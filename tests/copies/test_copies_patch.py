@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from interpkit.native.copies import CopiesRuntime
+from interpkit.native.copies.runtime import CopiesRuntime
 from interpkit.shims.relink import read_state
 
 from .conftest import REPO_ROOT, run_child
@@ -21,10 +21,10 @@ FIXTURES = ("single_phase_static", "gnu_unique_cpp", "clash_a", "clash_b", "libp
 # host's libpython, which does not run this interpreter.
 _AS_BUILT = r"""
 import sys
-from interpkit.native.copies import CopiesRuntime
+from interpkit.native.copies.runtime import CopiesRuntime
 with CopiesRuntime(2, timeout=120, sys_path=[{folder!r}, *sys.path], copy_extensions=[]) as rt:
-    rt.call_all("interpkit.native.probe_steps:import_module", {name!r})
-    print("STATE", rt.call_all("interpkit.native.probe_steps:smoke", {name!r}))
+    rt.call_all("interpkit.native.guest.probe_steps:import_module", {name!r})
+    print("STATE", rt.call_all("interpkit.native.guest.probe_steps:smoke", {name!r}))
 """
 
 
@@ -64,11 +64,11 @@ def test_after_the_patch_output_runs_with_state_per_interpreter(patched, name):
     _, tree = patched
     with CopiesRuntime(3, timeout=120, manifest=tree / "interpkit-copies.json", sys_path=[str(tree), *sys.path],
                        weaken_unique=False) as runtime:
-        runtime.call_all("interpkit.native.probe_steps:import_module", name)
+        runtime.call_all("interpkit.native.guest.probe_steps:import_module", name)
         assert all(Path(src).resolve().parent == tree.resolve()
                    for src in runtime.copies(0) if Path(src).name.startswith(name + "."))
         if name == "libpython_linked":
-            assert runtime.call_all("interpkit.native.probe_steps:smoke", name)[2]["attributes"] >= 1
+            assert runtime.call_all("interpkit.native.guest.probe_steps:smoke", name)[2]["attributes"] >= 1
             return
         runtime.run_all(f"import {name}\nfor _ in range(_ik_index): {name}.bump()")
         assert runtime.call_all(f"{name}:bump") == [1, 2, 3]
@@ -83,7 +83,7 @@ def test_gnu_unique_before_and_after_the_patch(patched):
         extensions = None if manifest else [next(folder.glob("gnu_unique_cpp.*.so"))]
         with CopiesRuntime(2, timeout=120, sys_path=[str(folder), *sys.path], manifest=manifest,
                            copy_extensions=extensions, weaken_unique=False) as runtime:
-            runtime.call_all("interpkit.native.probe_steps:import_module", "gnu_unique_cpp")
+            runtime.call_all("interpkit.native.guest.probe_steps:import_module", "gnu_unique_cpp")
             counts[label] = [runtime.call(0, "gnu_unique_cpp:bump"), runtime.call(1, "gnu_unique_cpp:bump")]
     # Before: interpreter 1 counts on from interpreter 0's object (the process-wide unique
     # table may already hold it from an earlier copy, so only the step is fixed).

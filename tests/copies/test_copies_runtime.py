@@ -10,7 +10,7 @@ import pytest
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from interpkit.native.copies import CopiesRuntime
+from interpkit.native.copies.runtime import CopiesRuntime
 from interpkit.native.errors import RemoteError
 
 from .conftest import COUNTING
@@ -25,7 +25,7 @@ def _soname(path: str) -> str | None:
 
 
 def test_each_interpreter_runs_from_its_own_libpython_copy_on_its_own_thread(copies4):
-    infos = copies4.call_all("interpkit.native.interp_server:_info")
+    infos = copies4.call_all("interpkit.native.guest.interp_server:_info")
     assert {info["pid"] for info in infos} == {os.getpid()}
     assert len({info["sys_id"] for info in infos}) == 4            # four runtimes, not one
     assert [info["native_thread"] for info in infos] == [copies4.native_thread(k) for k in range(4)]
@@ -40,7 +40,7 @@ def test_each_interpreter_runs_from_its_own_libpython_copy_on_its_own_thread(cop
 
 
 def test_extensions_load_from_per_interpreter_copies(copies4):
-    copies4.call_all("interpkit.native.probe_steps:import_module", "clash_a")
+    copies4.call_all("interpkit.native.guest.probe_steps:import_module", "clash_a")
     seen = [copies4.copies(k) for k in range(4)]
     sources = [next(s for s in copy if Path(s).name.startswith("clash_a.")) for copy in seen]
     assert len(set(sources)) == 1                                # one source file ...
@@ -54,7 +54,7 @@ def test_extensions_load_from_per_interpreter_copies(copies4):
 
 @pytest.mark.parametrize("name", COUNTING)
 def test_c_statics_are_per_interpreter(copies4, name):
-    copies4.call_all("interpkit.native.probe_steps:import_module", name)
+    copies4.call_all("interpkit.native.guest.probe_steps:import_module", name)
     before = copies4.call_all(f"{name}:bump")
     for k in range(4):
         for _ in range(k):
@@ -76,7 +76,7 @@ def test_gnu_unique_objects_are_shared_unless_the_copy_weakens_them(fixture_dirs
     # What the GNU_UNIQUE edit is for: without it every copy binds to the first copy's object.
     with CopiesRuntime(2, timeout=120, sys_path=[str(fixture_dirs["gnu_unique_cpp"]), *sys.path],
                        weaken_unique=False, cache=tmp_path) as runtime:
-        runtime.call_all("interpkit.native.probe_steps:import_module", "gnu_unique_cpp")
+        runtime.call_all("interpkit.native.guest.probe_steps:import_module", "gnu_unique_cpp")
         first = runtime.call(0, "gnu_unique_cpp:bump")
         assert runtime.call(1, "gnu_unique_cpp:bump") == first + 1
 
@@ -84,18 +84,18 @@ def test_gnu_unique_objects_are_shared_unless_the_copy_weakens_them(fixture_dirs
 def test_32_interpreters_run_pure_python_and_fixtures_with_their_own_state(fixture_dirs):
     n = 32
     with CopiesRuntime(n, timeout=300, sys_path=[*map(str, fixture_dirs.values()), *sys.path]) as runtime:
-        assert len({info["sys_id"] for info in runtime.call_all("interpkit.native.interp_server:_info")}) == n
+        assert len({info["sys_id"] for info in runtime.call_all("interpkit.native.guest.interp_server:_info")}) == n
         assert runtime.map("math:factorial", range(3 * n)) == [__import__("math").factorial(i) for i in range(3 * n)]
-        runtime.call_all("interpkit.native.probe_steps:import_module", "single_phase_static")
+        runtime.call_all("interpkit.native.guest.probe_steps:import_module", "single_phase_static")
         runtime.run_all("import single_phase_static as m\nfor _ in range(_ik_index): m.bump()")
         assert runtime.call_all("single_phase_static:bump") == [k + 1 for k in range(n)]
-        runtime.call_all("interpkit.native.probe_steps:import_module", "bigstate")
+        runtime.call_all("interpkit.native.guest.probe_steps:import_module", "bigstate")
         assert runtime.live_indices() == list(range(n))
 
 
 def test_stop_one_interpreter_the_others_go_on(fixture_dirs):
     with CopiesRuntime(3, timeout=120, sys_path=[str(fixture_dirs["clash_a"]), *sys.path]) as runtime:
-        runtime.call_all("interpkit.native.probe_steps:import_module", "clash_a")
+        runtime.call_all("interpkit.native.guest.probe_steps:import_module", "clash_a")
         runtime.stop(0)
         assert runtime.live_indices() == [1, 2]
         assert runtime.call(1, "clash_a:bump") == 1
@@ -108,7 +108,7 @@ def test_an_extension_that_cannot_be_copied_is_that_modules_outcome(tmp_path):
     bogus.write_bytes(b"this is not an ELF file")
     with CopiesRuntime(2, timeout=120, sys_path=[str(tmp_path), *sys.path]) as runtime:
         with pytest.raises(RemoteError) as raised:
-            runtime.call(0, "interpkit.native.probe_steps:import_module", "ik_not_elf")
+            runtime.call(0, "interpkit.native.guest.probe_steps:import_module", "ik_not_elf")
         assert raised.value.type_name == "ImportError"
         assert "cannot copy ik_not_elf" in raised.value.remote_message
         assert "ik_not_elf" in " ".join(runtime.refused())
@@ -120,7 +120,7 @@ def test_templates_are_cached_by_content_and_copies_removed_on_close(fixture_dir
     templates = []
     for _ in range(2):
         runtime = CopiesRuntime(1, timeout=120, sys_path=paths, cache=tmp_path)
-        runtime.call(0, "interpkit.native.probe_steps:import_module", "clash_a")
+        runtime.call(0, "interpkit.native.guest.probe_steps:import_module", "clash_a")
         copy = next(v for k, v in runtime.copies(0).items() if Path(k).name.startswith("clash_a."))
         templates.append(Path(copy).parent.name)     # the instance folder is named by the template digest
         workdir = runtime.workdir
@@ -147,7 +147,7 @@ while True:
     keys.append(key.value)
 for value in keys[-2:]:
     libc.pthread_key_delete(ctypes.c_uint(value))
-from interpkit.native.copies import CopiesRuntime
+from interpkit.native.copies.runtime import CopiesRuntime
 from interpkit.native.errors import RuntimeStartError
 try:
     CopiesRuntime(4, timeout=60).close()
@@ -167,13 +167,13 @@ def test_static_tls_exhaustion_is_one_modules_outcome(fixture_dirs):
 
     child = run_child(f"""
 import sys
-from interpkit.native.copies import CopiesRuntime
+from interpkit.native.copies.runtime import CopiesRuntime
 from interpkit.native.errors import RemoteError
 with CopiesRuntime(40, timeout=120, sys_path=[{str(fixture_dirs["initial_exec_tls"])!r}, *sys.path]) as rt:
     loaded, failure = 0, None
     for k in range(40):
         try:
-            rt.call(k, "interpkit.native.probe_steps:import_module", "initial_exec_tls")
+            rt.call(k, "interpkit.native.guest.probe_steps:import_module", "initial_exec_tls")
             loaded += 1
         except RemoteError as exc:
             failure = exc.remote_message
@@ -198,7 +198,7 @@ def test_an_elf_without_a_dynamic_section_is_refused_with_the_reason(tmp_path):
     subprocess.run(["gcc", "-c", "-o", str(target), str(source)], check=True)     # ET_REL: no dynamic section
     with CopiesRuntime(1, timeout=120, sys_path=[str(tmp_path), *sys.path]) as runtime:
         with pytest.raises(RemoteError) as raised:
-            runtime.call(0, "interpkit.native.probe_steps:import_module", "ik_no_dynamic")
+            runtime.call(0, "interpkit.native.guest.probe_steps:import_module", "ik_no_dynamic")
         assert raised.value.type_name == "ImportError"
         assert "no dynamic section" in raised.value.remote_message
         assert runtime.call(0, "math:sqrt", 4.0) == 2.0
@@ -212,13 +212,13 @@ def test_each_interpreter_has_its_own_gil(built_fixtures):
     folder = built_fixtures("hostile_loop").parent
     child = run_child(f"""
 import os, sys, threading
-from interpkit.native.copies import CopiesRuntime
+from interpkit.native.copies.runtime import CopiesRuntime
 rt = CopiesRuntime(2, timeout=120, sys_path=[{str(folder)!r}, *sys.path])
 tid = rt.native_thread(0)
 def cpu_ticks():
     fields = open(f"/proc/self/task/{{tid}}/stat").read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])      # utime + stime of interpreter 0's thread
-threading.Thread(target=rt.call, args=(0, "interpkit.native.probe_steps:import_module", "hostile_loop"),
+threading.Thread(target=rt.call, args=(0, "interpkit.native.guest.probe_steps:import_module", "hostile_loop"),
                  daemon=True).start()
 start = cpu_ticks()
 while cpu_ticks() - start < os.sysconf("SC_CLK_TCK"):   # a second of CPU inside PyInit_'s loop

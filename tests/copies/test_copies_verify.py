@@ -95,7 +95,7 @@ def test_corpus_of_real_wheels_agrees_at_least_95_percent():
 def test_dependencies_without_python_symbols_are_loaded_once():
     """numpy's vendored OpenBLAS has no Py* references: both interpreters share one mapping of
     it, while each has its own copy of the extension that needs it."""
-    from interpkit.native.copies import CopiesRuntime
+    from interpkit.native.copies.runtime import CopiesRuntime
 
     def mapped_files() -> set[str]:
         return {line.split(None, 5)[5] for line in Path("/proc/self/maps").read_text().splitlines()
@@ -104,7 +104,7 @@ def test_dependencies_without_python_symbols_are_loaded_once():
     site = _corpus()
     before = mapped_files()  # the test process may hold its own numpy (another test imported it)
     with CopiesRuntime(2, timeout=300, sys_path=[str(site), *sys.path]) as runtime:
-        assert runtime.call_all("interpkit.native.probe_steps:import_module", "numpy")
+        assert runtime.call_all("interpkit.native.guest.probe_steps:import_module", "numpy")
         assert runtime.eval(1, "int(__import__('numpy').arange(10).sum())") == 45
         mapped = mapped_files() - before
     blas = {path for path in mapped if "libscipy_openblas" in path}

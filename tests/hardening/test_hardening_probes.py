@@ -91,7 +91,7 @@ def check_outcome(name: str, status: str, signal: str | None, message: str) -> N
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_namespaces_probe(built_fixtures, no_leftovers, name):
-    from interpkit.native.probe import probe_module
+    from interpkit.native.sandbox.probe import probe_module
 
     extension = built_fixtures(name)
     started = time.monotonic()
@@ -105,7 +105,7 @@ def test_namespaces_probe(built_fixtures, no_leftovers, name):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_subinterpreters_probe(built_fixtures, python_for, no_leftovers, name):
-    from interpkit.native.subinterp import probe_module
+    from interpkit.native.subinterpreters.runtime import probe_module
 
     python = python_for(SUBINTERPRETER_PYTHON)
     extension = built_fixtures(name, python)
@@ -182,7 +182,7 @@ def check_late_outcome(name: str, step: str, outcome) -> None:
 @pytest.mark.parametrize("step", sorted(PINNED_ON))
 @pytest.mark.parametrize("name", sorted(AFTER_IMPORT))
 def test_namespaces_probe_after_import(built_fixtures, no_leftovers, monkeypatch, name, step):
-    from interpkit.native.probe import probe_module
+    from interpkit.native.sandbox.probe import probe_module
 
     monkeypatch.setenv("INTERPKIT_HOSTILE_STEP", step)
     extension = built_fixtures(name)
@@ -197,7 +197,7 @@ def test_namespaces_probe_after_import(built_fixtures, no_leftovers, monkeypatch
 def test_subinterpreters_probe_after_import(built_fixtures, python_for, no_leftovers, monkeypatch, name, step):
     """Legacy subinterpreters: the hostile fixtures declare no multi-interpreter support, so
     isolated ones refuse them at import and never reach use or teardown."""
-    from interpkit.native.subinterp import probe_module
+    from interpkit.native.subinterpreters.runtime import probe_module
 
     monkeypatch.setenv("INTERPKIT_HOSTILE_STEP", step)
     python = python_for(SUBINTERPRETER_PYTHON)
@@ -243,7 +243,7 @@ def test_memory_keeps_its_numbers_when_teardown_crashes(built_fixtures, no_lefto
 def test_first_real_error_is_kept_over_the_abort_that_follows(tmp_path, no_leftovers):
     """The import fails with an ImportError, then the process aborts while finalising: the
     outcome is the ImportError, and the abort is kept as what happened at exit."""
-    from interpkit.native.probe import probe_module
+    from interpkit.native.sandbox.probe import probe_module
 
     (tmp_path / "ik_fails_then_aborts.py").write_text(
         "import atexit, os\natexit.register(os.abort)\nraise ImportError('libfoo.so: failed to map segment')\n")
@@ -300,7 +300,7 @@ def test_memory_limit_kills_resident_growth_and_keeps_what_was_streamed(no_lefto
 
 def test_probe_of_a_module_that_reserves_more_than_the_limit(tmp_path, no_leftovers):
     """Tens of GiB reserved per interpreter, a 1.5 GiB resident limit: the probe passes."""
-    from interpkit.native.probe import probe_module
+    from interpkit.native.sandbox.probe import probe_module
 
     (tmp_path / "ik_reserves.py").write_text(
         f"import mmap\nBLOCK = mmap.mmap(-1, {RESERVE_BYTES}, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, "

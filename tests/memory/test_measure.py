@@ -77,7 +77,7 @@ def test_processes_pay_the_same_arrays(built_fixtures):
 def test_subinterpreters_share_the_arrays(built_fixtures):
     """Own-GIL subinterpreters map the fixture once: the second interpreter does not pay 40 MiB again."""
     _need("subinterpreters", "3.13")
-    from interpkit.native.subinterp import resolve_python
+    from interpkit.native.subinterpreters.runtime import resolve_python
 
     python = str(resolve_python("3.13").executable)
     so = built_fixtures("bigstate", python)

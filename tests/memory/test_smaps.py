@@ -69,7 +69,7 @@ def test_anonymous_memory_lands_with_no_object():
 
 def test_each_namespace_owns_its_own_copy_of_libpython():
     """The same file mapped by several namespaces is told apart by each link map's load base."""
-    runtime = pytest.importorskip("interpkit.native.runtime")
+    runtime = pytest.importorskip("interpkit.native.namespaces.runtime")
     with runtime.Runtime(2) as rt:
         objects = [LoadedObject(i, o.path, o.base) for i in range(2) for o in rt.namespace_libs(i)]
         mappings = read_smaps()

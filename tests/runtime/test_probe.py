@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from interpkit.native.outcome import STATUSES
-from interpkit.native.probe import probe_module
+from interpkit.native.sandbox.outcome import STATUSES
+from interpkit.native.sandbox.probe import probe_module
 from tests.runtime.runtime_helpers import REPO_ROOT
 
 STEPS_OK = ["create", "import", "import", "smoke", "smoke", "shared_state", "destroy",
@@ -59,14 +59,14 @@ def test_hang_is_killed_with_its_process_group(modules):
     outcome = probe_module("ik_hangy", modules, interpreters=2, timeout=8)
     assert outcome.status == "hang"
     assert "during import" in outcome.message
-    leftover = subprocess.run(["pgrep", "-f", "interpkit.native.probe --child --module ik_hangy"],
+    leftover = subprocess.run(["pgrep", "-f", "interpkit.native.sandbox.probe --child --module ik_hangy"],
                               capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
 
 
 def test_command_line_prints_one_json_object(modules):
     result = subprocess.run(
-        [sys.executable, "-m", "interpkit.native.probe", "--backend", "namespaces", "--interpreters", "2",
+        [sys.executable, "-m", "interpkit.native.sandbox.probe", "--backend", "namespaces", "--interpreters", "2",
          "--module", "ik_fine", "--path", str(modules), "--timeout", "120"],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=180,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})

@@ -15,7 +15,7 @@ import pytest
 
 from interpkit.analyzer.modules import module_location
 from fixtures.build import FixtureUnavailable, build_fixture
-from interpkit.native.probe import probe_module
+from interpkit.native.sandbox.probe import probe_module
 from tests.runtime.runtime_helpers import REPO_ROOT, run_python
 
 def _is_module(folder) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from interpkit.native.guard import RTLD_GLOBAL, RTLD_LOCAL, strip_global
+from interpkit.native.guest.guard import RTLD_GLOBAL, RTLD_LOCAL, strip_global
 from tests.runtime.runtime_helpers import run_python
 
 

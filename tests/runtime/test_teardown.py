@@ -12,7 +12,7 @@ from tests.runtime.runtime_helpers import REPO_ROOT, requires_torch, run_isolate
 from tests.runtime.teardown_checks import check_clean_teardown
 
 IMPORT_TORCH = (f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n"
-                "import interpkit.native.guard\ninterpkit.native.guard.install()\nimport torch\n")
+                "import interpkit.native.guest.guard\ninterpkit.native.guest.guard.install()\nimport torch\n")
 
 
 def _tasks() -> set[int]:

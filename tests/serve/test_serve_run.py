@@ -213,7 +213,7 @@ def test_threads_per_interpreter_is_used_and_shown(example_archive):
 _HOST = """\
 import json, sys
 from interpkit.analyzer.serve import serve_package
-from interpkit.native.runtime import opened_namespaces
+from interpkit.native.namespaces.runtime import opened_namespaces
 result = serve_package(sys.argv[1], interpreters=2, requests=4, check=False)
 print(json.dumps({"served": sum(result.per_interpreter_requests), "namespaces": opened_namespaces(),
                   "torch": "torch" in sys.modules}))

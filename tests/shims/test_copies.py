@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.shims.shim_helpers import run_in_legacy_subinterpreters
-from interpkit.shims.copies import copy_path, make_private_copy, probe_legacy
+from interpkit.shims.private_copy import copy_path, make_private_copy, probe_legacy
 from interpkit.shims.relink import read_state
 
 _IMPORT_BY_FILE = """
@@ -18,8 +18,8 @@ RESULT = [mod.bump(), mod.bump()]
 """
 
 _IMPORT_WITH_HOOK = """
-import importlib, interpkit.shims.copies
-finder = interpkit.shims.copies.install({{{module!r}: {path!r}}}, {directory!r})
+import importlib, interpkit.shims.private_copy
+finder = interpkit.shims.private_copy.install({{{module!r}: {path!r}}}, {directory!r})
 mod = importlib.import_module({module!r})
 RESULT = [mod.bump(), mod.bump(), finder.loaded[{module!r}]]
 """
@@ -87,8 +87,8 @@ def test_patched_output_gives_each_interpreter_its_own_state(name, capsys, tmp_p
     assert name in json.loads(manifest.read_text())["modules"]
     before = run_in_legacy_subinterpreters([_IMPORT_BY_FILE.format(module=name, path=str(source))] * 2)
     after_body = f"""
-import importlib, interpkit.shims.copies
-interpkit.shims.copies.install_from_manifest({str(manifest)!r}, {str(tmp_path / 'copies')!r})
+import importlib, interpkit.shims.private_copy
+interpkit.shims.private_copy.install_from_manifest({str(manifest)!r}, {str(tmp_path / 'copies')!r})
 mod = importlib.import_module({name!r})
 RESULT = [mod.bump(), mod.bump()]
 """

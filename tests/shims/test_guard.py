@@ -1,4 +1,4 @@
-"""The namespace guard (interpkit.native.guard) that `interpkit patch` counts on for RTLD_GLOBAL
+"""The namespace guard (interpkit.native.guest.guard) that `interpkit patch` counts on for RTLD_GLOBAL
 findings: the shims report those as handled at load time, so the guard must really handle them."""
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ def test_guard_turns_rtld_global_into_local(tmp_path):
         import ctypes, os
         {{install}}
         ctypes.CDLL({str(liba)!r}, mode=os.RTLD_GLOBAL)
-        import interpkit.native.guard
-        print(ctypes.CDLL({str(libb)!r}).value_via_helper(), len(interpkit.native.guard.stripped))
+        import interpkit.native.guest.guard
+        print(ctypes.CDLL({str(libb)!r}).value_via_helper(), len(interpkit.native.guest.guard.stripped))
     """
     unguarded = run_child(probe.format(install="pass"))
-    guarded = run_child(probe.format(install="import interpkit.native.guard; interpkit.native.guard.install()"))
+    guarded = run_child(probe.format(install="import interpkit.native.guest.guard; interpkit.native.guest.guard.install()"))
     assert unguarded.stdout.split() == ["1", "0"], unguarded.stderr
     assert guarded.stdout.split() == ["2", "1"], guarded.stderr

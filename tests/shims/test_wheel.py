@@ -106,8 +106,8 @@ def test_repaired_wheel_installs_with_pip_and_verifies(capsys, tmp_path, built_f
     assert use.stdout.split() == ["1", "2"], use.stderr
 
     # Verify the installed modules in the real runtimes.
-    from interpkit.native.probe import probe_module
-    from interpkit.shims.copies import probe_legacy
+    from interpkit.native.sandbox.probe import probe_module
+    from interpkit.shims.private_copy import probe_legacy
 
     assert probe_module("ikfix.gnu_unique_cpp", path=site, interpreters=2).status == "ok"
     manifest = site / "ikfix-0.1.dist-info" / "interpkit-copies.json"

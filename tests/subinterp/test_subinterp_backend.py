@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from interpkit.core.errors import RuntimeUnavailable
-from interpkit.native.outcome import ProbeOutcome
+from interpkit.native.sandbox.outcome import ProbeOutcome
 from interpkit.native.pythons import ENV_VAR, find_python, inspect_python
-from interpkit.native.subinterp import (ModuleTarget, SubinterpreterError, SubinterpreterRuntime,
+from interpkit.native.subinterpreters.runtime import (ModuleTarget, SubinterpreterError, SubinterpreterRuntime,
                               parallel_speedup, probe_module, probe_modules)
 
 SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "subinterp"
@@ -145,7 +145,7 @@ def test_runtime_keeps_state_per_interpreter(python313):
 
 
 def test_crash_is_pinned_on_a_dependency_that_crashes_alone(python313):
-    from interpkit.native.subinterp import blame_dependencies
+    from interpkit.native.subinterpreters.runtime import blame_dependencies
 
     outcome = probe_module("ik_uses_datetime", SAMPLES, python=python313)
     if outcome.status != "crash":
@@ -164,7 +164,7 @@ def test_crash_is_pinned_on_a_dependency_that_crashes_alone(python313):
 def test_configured_interpreters_are_candidates(monkeypatch, python313, tmp_path):
     # [tool.interpkit] interpreters = [...] reaches discovery through Config.interpreters.
     from interpkit.analyzer.config import load_config
-    from interpkit.native.subinterp import resolve_python
+    from interpkit.native.subinterpreters.runtime import resolve_python
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     (tmp_path / "pyproject.toml").write_text(

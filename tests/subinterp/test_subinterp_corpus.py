@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from interpkit.analyzer.verify_corpus import site_module_name, verify_site_packages
-from interpkit.native.subinterp import ModuleTarget, probe_modules
+from interpkit.native.subinterpreters.runtime import ModuleTarget, probe_modules
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 from interpkit.analyzer.config import Config
 from interpkit.core.findings import Backend, Verdict
 from fixtures.build import FixtureUnavailable, build_fixture
-from interpkit.native.subinterp import ModuleTarget, probe_modules
+from interpkit.native.subinterpreters.runtime import ModuleTarget, probe_modules
 
 # name: (isolated status, isolated shared, legacy status, legacy shared)
 EXPECTED = {

@@ -10,7 +10,7 @@ glibc keeps one definition of each unique symbol per link-map namespace, whichev
 loaded it first, and marks the library un-unloadable. Two copies of the same library in the
 base namespace therefore share these objects: state meant to be per copy is shared. The
 copies runtime's loader makes each interpreter's copy with these symbols turned `STB_WEAK`
-(native/copies_build.py; measured: gnu_unique_cpp counts per interpreter), so its verdict is
+(native/copies/templates.py; measured: gnu_unique_cpp counts per interpreter), so its verdict is
 ok; a copy made any other way shares them. Each dlmopen namespace has its own unique-symbol
 table, so namespaces are unaffected; subinterpreters share the library anyway.
 

@@ -9,7 +9,7 @@ The loader binds the binary's `Py*` references to the library of that exact sona
 copies runtime loads a renamed libpython per interpreter, so such an extension binds to the
 original libpython instead of its interpreter's copy (docs/design.md, "mismatches in the
 tables") until it is relinked; the copies runtime's loader relinks each interpreter's copy to
-that interpreter's libpython (native/copies_build.py), so the same-version case is ok there.
+that interpreter's libpython (native/copies/templates.py), so the same-version case is ok there.
 Namespaces load that soname inside each namespace, which is
 the right copy. A version that does not match the ABI tag loads a second runtime everywhere.
 

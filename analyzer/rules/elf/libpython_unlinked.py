@@ -10,7 +10,7 @@ The copies runtime loads each interpreter's renamed libpython `RTLD_LOCAL`, so n
 in the global scope: the extension either fails to resolve `Py*` or binds to the one
 libpython that is global, the "mismatches in the tables". Relinking the extension to its
 interpreter's copy (adding a `DT_NEEDED`, loaded `RTLD_DEEPBIND`) fixes it, and the copies
-runtime's loader does exactly that for every extension it imports (native/copies_build.py,
+runtime's loader does exactly that for every extension it imports (native/copies/templates.py,
 checked with LD_DEBUG=bindings), so the copies verdict is ok. Namespaces and subinterpreters find the
 right libpython as they are.
 

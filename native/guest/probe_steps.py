@@ -1,6 +1,6 @@
 """Steps of a namespaces probe that run *inside* an interpreter (stdlib only).
 
-``interpkit.native.probe`` calls these through ``Runtime.call``; each returns plain data.
+``interpkit.native.sandbox.probe`` calls these through ``Runtime.call``; each returns plain data.
 """
 from __future__ import annotations
 

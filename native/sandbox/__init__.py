@@ -25,7 +25,7 @@ in its own process. The contract, both sides:
   limit killed it, and the tail of its stderr (where ``faulthandler`` and glibc write the
   cause of a crash).
 
-This module uses the standard library only: ``_subinterp_driver.py`` runs under other Pythons
+This module uses the standard library only: ``guest/subinterp_driver.py`` runs under other Pythons
 without interpkit installed and loads ``Channel`` from this file by path.
 """
 from __future__ import annotations
@@ -185,7 +185,7 @@ class Ending:
 
     @property
     def status(self) -> str:
-        """The outcome status this ending means (interpkit.native.outcome.STATUSES)."""
+        """The outcome status this ending means (interpkit.native.sandbox.outcome.STATUSES)."""
         if self.clean:
             return "ok"
         if self.memory is not None:

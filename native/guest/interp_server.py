@@ -131,7 +131,7 @@ def resolve(target: str):
 
 
 def _info() -> dict:
-    guard = sys.modules.get("interpkit.native.guard")
+    guard = sys.modules.get("interpkit.native.guest.guard")
     return {
         "pid": os.getpid(),
         "thread": threading.get_ident(),

@@ -6,7 +6,7 @@ the base link-map namespace. An extension loaded as built would bind its ``Py*``
 to the host's libpython (the one in the global scope), and one file would be one image shared
 by every interpreter (glibc keys loaded objects by device and inode). So each extension is
 loaded from a per-interpreter *instance*: a copy of the host-made *template* (DT_NEEDED on
-``libpythonX.Y...ik____``, GNU_UNIQUE made weak, SONAME renamed, see native/copies.py) whose
+``libpythonX.Y...ik____``, GNU_UNIQUE made weak, SONAME renamed, see native/copies/runtime.py) whose
 placeholder ``ik____`` is replaced by this interpreter's number. Loading it with
 ``RTLD_DEEPBIND`` puts its own dependency list (its libpython copy first) before the global
 scope, so ``Py*`` resolves to this interpreter's copy even though the host's libpython is
@@ -23,7 +23,7 @@ import _imp
 import os
 import sys
 
-TOKEN = b".ik____\0"          # placeholder in a template's .dynstr (see native/copies.py)
+TOKEN = b".ik____\0"          # placeholder in a template's .dynstr (see native/copies/runtime.py)
 
 RTLD_DEEPBIND = getattr(os, "RTLD_DEEPBIND", 0x8)
 _state: dict = {}

@@ -1,6 +1,6 @@
 """Sandboxed probe of one module under the namespaces backend.
 
-``probe_module(name, ...)`` runs ``python -m interpkit.native.probe --child`` in the sandbox
+``probe_module(name, ...)`` runs ``python -m interpkit.native.sandbox.probe --child`` in the sandbox
 (``interpkit.native.sandbox``: its own process group, a timeout, a resident-memory limit, no
 core dump). The child starts N namespaced interpreters and, in order:
 
@@ -19,11 +19,11 @@ core dump). The child starts N namespaced interpreters and, in order:
 Each step is streamed to the parent when it starts and again when it completes, so a crash or
 hang is pinned on a step and everything completed before it is kept; ``destroy`` and ``close``
 are teardown steps (``ProbeOutcome.teardown``). The result is a ``ProbeOutcome``
-(``interpkit.native.outcome``), the same shape every backend produces.
+(``interpkit.native.sandbox.outcome``), the same shape every backend produces.
 
 Command line (prints one JSON object)::
 
-    python -m interpkit.native.probe --backend namespaces --interpreters 2 --module NAME \\
+    python -m interpkit.native.sandbox.probe --backend namespaces --interpreters 2 --module NAME \\
         [--path DIR] [--timeout 60] [--preimport torch] [--memory-limit-mb MiB]
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 from interpkit.native import sandbox
-from interpkit.native.outcome import ProbeOutcome, merge_steps, outcome_from_records, teardown_facts
+from interpkit.native.sandbox.outcome import ProbeOutcome, merge_steps, outcome_from_records, teardown_facts
 
 DEFAULT_TIMEOUT_S = 60.0
 # Resident memory (Pss of the child's process group), not address space: each namespace maps
@@ -54,7 +54,7 @@ def default_memory_limit_mb(interpreters: int) -> int:
 # The child is a fresh process, so it can always have glibc's largest namespace budget
 # (docs: namespace limits); an existing setting is kept.
 NAMESPACE_TUNABLE = "glibc.rtld.nns=16"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- child side
@@ -129,10 +129,10 @@ def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...],
 def _probe(report: _Reporter, name: str, path: str | None, n: int,
            preimport: tuple[str, ...], backend: str = "namespaces", op_library: bool = False) -> int:
     from interpkit.native.errors import InterpkitError, RemoteError
-    from interpkit.native.runtime import Runtime
+    from interpkit.native.namespaces.runtime import Runtime
 
-    if backend == "copies":   # the same steps in the copies runtime (native/copies.py)
-        from interpkit.native.copies import CopiesRuntime as Runtime
+    if backend == "copies":   # the same steps in the copies runtime (native/copies/runtime.py)
+        from interpkit.native.copies.runtime import CopiesRuntime as Runtime
 
     sys_path = ([path] if path else []) + sys.path
     record = report.step("create", count=n)
@@ -148,7 +148,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
         def load_first(module: str, automatic: bool) -> str | None:
             record = report.step("preimport", module=module, automatic=automatic)
             try:
-                runtime.call_all("interpkit.native.probe_steps:import_module", module)
+                runtime.call_all("interpkit.native.guest.probe_steps:import_module", module)
             except RemoteError as exc:
                 record["ok"] = False
                 record["error"] = _remote(exc)
@@ -165,9 +165,9 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
             record = report.step("import", index)
             try:
                 if op_library:   # name is the library's path: loaded through torch (probe_steps)
-                    record["op_library"] = runtime.call(index, "interpkit.native.probe_steps:load_op_library", name)
+                    record["op_library"] = runtime.call(index, "interpkit.native.guest.probe_steps:load_op_library", name)
                 else:
-                    record["file"] = runtime.call(index, "interpkit.native.probe_steps:import_module", name)
+                    record["file"] = runtime.call(index, "interpkit.native.guest.probe_steps:import_module", name)
             except RemoteError as exc:
                 # Whatever the import raised, the module did not load here.
                 record["ok"] = False
@@ -186,7 +186,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
         for index in range(n):
             record = report.step("smoke", index)
             try:
-                result = runtime.call(index, "interpkit.native.probe_steps:smoke", name)
+                result = runtime.call(index, "interpkit.native.guest.probe_steps:smoke", name)
             except RemoteError as exc:
                 record["ok"] = False
                 record["error"] = _remote(exc)
@@ -198,8 +198,8 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
             for attr, ident in result["identities"].items():
                 identities.setdefault(attr, []).append(ident)
         if n >= 2:
-            runtime.call(0, "interpkit.native.probe_steps:set_marker", name, "interpreter 0")
-            seen = [runtime.call(index, "interpkit.native.probe_steps:get_marker", name)
+            runtime.call(0, "interpkit.native.guest.probe_steps:set_marker", name, "interpreter 0")
+            seen = [runtime.call(index, "interpkit.native.guest.probe_steps:get_marker", name)
                     for index in range(1, n)]
             if any(value is not None for value in seen):
                 shared.append("module attributes")
@@ -212,7 +212,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
                 return report.finish("hang", record["error"], shared)
             record = report.step("use_after_destroy", 1)
             try:
-                runtime.call(1, "interpkit.native.probe_steps:smoke", name)
+                runtime.call(1, "interpkit.native.guest.probe_steps:smoke", name)
             except RemoteError as exc:
                 record["ok"] = False
                 record["error"] = _remote(exc)
@@ -263,7 +263,7 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
     """
     if memory_limit_mb == AUTO:
         memory_limit_mb = default_memory_limit_mb(interpreters)
-    command = [sys.executable, "-X", "faulthandler", "-m", "interpkit.native.probe", "--child",
+    command = [sys.executable, "-X", "faulthandler", "-m", "interpkit.native.sandbox.probe", "--child",
                "--module", name, "--interpreters", str(interpreters), "--backend", backend]
     if path is not None:
         command += ["--path", str(path)]
@@ -295,7 +295,7 @@ def _second_import_exit(outcome: ProbeOutcome) -> ProbeOutcome:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m interpkit.native.probe",
+    parser = argparse.ArgumentParser(prog="python -m interpkit.native.sandbox.probe",
                                      description="Probe one module in N namespaced interpreters.")
     parser.add_argument("--backend", choices=["namespaces", "copies"], default="namespaces")
     parser.add_argument("--interpreters", type=int, default=2)

@@ -1,7 +1,7 @@
 """Child-process driver for the subinterpreters backend; run *by path* under Python 3.12/3.13.
 
 It must not import interpkit (interpkit is installed for 3.11 only); it loads the sandbox's
-child side (``sandbox.py``, standard library only) by path. The parent writes one JSON job to
+child side (``sandbox/__init__.py``, standard library only) by path. The parent writes one JSON job to
 stdin; the driver answers with JSON lines on the file descriptor that was stdout when it
 started (``sandbox.Channel``). Each probe step is streamed when it starts and again when it
 completes, so a crash or hang is pinned on a step and completed steps are never lost.
@@ -27,7 +27,7 @@ def _load_sandbox():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "_interpkit_sandbox", os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py"))
+        "_interpkit_sandbox", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sandbox", "__init__.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module   # dataclasses look their module up by name
     spec.loader.exec_module(module)

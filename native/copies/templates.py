@@ -2,7 +2,7 @@
 
 A *template* is a relinked copy whose per-interpreter names are a fixed-width placeholder
 (``.ik____`` at the end of a string in ``.dynstr``); an *instance* for interpreter k is the
-template's bytes with the placeholder replaced by ``.ik%04d`` (native/copies_loader.py), so
+template's bytes with the placeholder replaced by ``.ik%04d`` (native/guest/copies_loader.py), so
 making interpreter k's copy is a byte copy, and the relinking (LIEF) happens once per content.
 Templates are cached under ``~/.cache/interpkit-copies`` (``INTERPKIT_COPIES_CACHE``) by the
 sha256 of the input and of the recipe; instances live in the runtime's own temp folder and go
@@ -25,7 +25,7 @@ native/README.md):
   without ``Py*`` references are left alone: loaded once, shared by every interpreter.
 
 The standard library and LIEF only (this is native/, below analyzer/ and shims/);
-``interpkit.shims.copies`` drives the same templates for ``interpkit patch``.
+``interpkit.shims.private_copy`` drives the same templates for ``interpkit patch``.
 """
 from __future__ import annotations
 

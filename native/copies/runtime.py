@@ -2,15 +2,15 @@
 
 torch::deploy's mechanism, in the base link-map namespace (no dlmopen, so no glibc namespace
 ceiling): interpreter k runs from ``<soname>.ik000k``, a relinked copy of the running
-libpython loaded ``RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND`` (native/copies.c), on one dedicated
+libpython loaded ``RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND`` (native/copies/_copies.c), on one dedicated
 OS thread for its whole life. Every extension it imports is loaded from interpreter k's own
-relinked copy (native/copies_loader.py, templates from native/copies_build.py), so ``Py*``
+relinked copy (native/guest/copies_loader.py, templates from native/copies/templates.py), so ``Py*``
 binds to copy k although the host's libpython is in the global scope, and C statics are per
 interpreter. The API is the namespaces runtime's (``interpkit.native.Runtime``).
 
 Example::
 
-    from interpkit.native.copies import CopiesRuntime
+    from interpkit.native.copies.runtime import CopiesRuntime
 
     with CopiesRuntime(32) as rt:
         rt.call_all("os:getpid")                 # 32 x the same pid
@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from interpkit.native import limits
-from interpkit.native.copies_build import PLACEHOLDER, CopyRefused, TemplateMaker, copy_soname_stem
+from interpkit.native.copies.templates import PLACEHOLDER, CopyRefused, TemplateMaker, copy_soname_stem
 from interpkit.native.requests import InterpreterRequests
 from interpkit.native.errors import InterpreterClosed, InterpreterTimeout, RemoteError, RuntimeStartError
-from interpkit.native.runtime import LoadedObject
+from interpkit.native.namespaces.runtime import LoadedObject
 
-_LOADER = Path(__file__).with_name("copies_loader.py")
+_LOADER = Path(__file__).parent.parent / "guest" / "copies_loader.py"
 
 # Run in each interpreter's __main__. The loader goes in first, by file path and before any
 # package import, since importing a package may already load an extension (e.g. _opcode
@@ -63,7 +63,7 @@ _ik_loader.install({copy_id}, {directory!r}, ({request_fd}, {answer_fd}), {stdli
 import site as _ik_site
 _ik_site.main()
 _ik_sys.path[:] = {sys_path!r} + [p for p in _ik_sys.path if p not in {sys_path!r}]
-from interpkit.native.interp_server import handle as _ik_handle
+from interpkit.native.guest.interp_server import handle as _ik_handle
 """
 
 

@@ -3,7 +3,7 @@
  * mechanism).
  *
  * Each Interpreter object dlopens its own copy of libpython (a distinct file
- * with its own DT_SONAME, made by interpkit.native.copies) with
+ * with its own DT_SONAME, made by interpkit.native.copies.runtime) with
  * RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND:
  *   - RTLD_LOCAL keeps the copy out of the global scope, so nothing else
  *     binds to it by accident;

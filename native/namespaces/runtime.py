@@ -2,7 +2,7 @@
 
 Each interpreter is the running Python's shared libpython loaded again with
 ``dlmopen(LM_ID_NEWLM)`` and served by one OS thread for its whole life (see
-``native/runtime.c``). Requests and answers are pickles, so arguments and results must be
+``native/namespaces/runtime.c``). Requests and answers are pickles, so arguments and results must be
 picklable by both sides (the same Python version, so anything the host can unpickle).
 
 Example::
@@ -49,9 +49,9 @@ from interpkit.native.errors import (
 _BOOTSTRAP = """\
 import sys as _ik_sys
 _ik_sys.path[:] = {sys_path!r} + [p for p in _ik_sys.path if p not in {sys_path!r}]
-import interpkit.native.guard
-interpkit.native.guard.install()
-from interpkit.native.interp_server import handle as _ik_handle, apply_thread_budget
+import interpkit.native.guest.guard
+interpkit.native.guest.guard.install()
+from interpkit.native.guest.interp_server import handle as _ik_handle, apply_thread_budget
 apply_thread_budget({threads!r})
 del apply_thread_budget
 """

@@ -15,8 +15,8 @@ Known problems: isolated (own-GIL) subinterpreters refuse single-phase modules b
 finder runs; copies do not change that. State the module keeps outside its own image
 (``PyGILState_*``, a shared library it links) is not copied.
 
-The copies runtime (``interpkit.native.copies``) makes its own per-interpreter copies, of every
-extension, with ``interpkit.native.copies_build`` (a lower layer: native must not import shims);
+The copies runtime (``interpkit.native.copies.runtime``) makes its own per-interpreter copies, of every
+extension, with ``interpkit.native.copies.templates`` (a lower layer: native must not import shims);
 the copies made here serve legacy subinterpreters and ``interpkit patch``'s re-verification.
 
 The import hook itself (``PrivateCopyFinder``, ``install``) uses the standard library only and
@@ -191,8 +191,8 @@ import json, sys, importlib.util
 sys.path.insert(0, REPO)
 sys.path.insert(0, ROOT)
 if WITH_COPIES:
-    import interpkit.shims.copies
-    interpkit.shims.copies.install({MODULE: SOURCE}, COPIES_DIR)
+    import interpkit.shims.private_copy
+    interpkit.shims.private_copy.install({MODULE: SOURCE}, COPIES_DIR)
     import importlib
     mod = importlib.import_module(MODULE)
 else:
@@ -255,7 +255,7 @@ def probe_legacy(source: Path, module: str, interpreters: int = 2, *, with_copie
     """Import `module` from `source` in N legacy subinterpreters of one sandboxed child, with or
     without private copies.
 
-    Returns the ``ProbeOutcome`` JSON (interpkit.native.outcome) with ``status`` as its one-word
+    Returns the ``ProbeOutcome`` JSON (interpkit.native.sandbox.outcome) with ``status`` as its one-word
     ``summary`` (ok | shared_state | import_error | crash | hang | error | skipped) and
     ``files``/``images``: the file each interpreter loaded and how many images served them.
     """
@@ -263,7 +263,7 @@ def probe_legacy(source: Path, module: str, interpreters: int = 2, *, with_copie
 
     from interpkit.analyzer.modules import abi_matches, module_location
     from interpkit.native import sandbox
-    from interpkit.native.outcome import ProbeOutcome, merge_steps, outcome_from_records
+    from interpkit.native.sandbox.outcome import ProbeOutcome, merge_steps, outcome_from_records
 
     python = python or sys.executable
     if not abi_matches(Path(source), sysconfig.get_config_var("SOABI")):

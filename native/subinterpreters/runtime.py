@@ -1,7 +1,7 @@
 """The subinterpreters backend: CPython 3.12/3.13 subinterpreters driven from a child process.
 
 The tool runs on 3.11, so every probe starts another Python (found by ``interpkit.native.pythons``) on
-the driver script ``_subinterp_driver.py``, run by path: that child creates N subinterpreters
+the driver script ``guest/subinterp_driver.py``, run by path: that child creates N subinterpreters
 with the ``isolated`` (own GIL, own obmalloc, multi-phase extensions only) or ``legacy``
 (shared GIL, main-interpreter rules) configuration, imports each module in all of them, uses
 it, checks whether objects are shared, destroys one interpreter and uses the module in
@@ -28,10 +28,10 @@ from pathlib import Path
 
 from interpkit.core.errors import InterpkitError, RuntimeUnavailable
 from interpkit.native import sandbox
-from interpkit.native.outcome import ProbeOutcome, merge_steps, outcome_from_records
+from interpkit.native.sandbox.outcome import ProbeOutcome, merge_steps, outcome_from_records
 from interpkit.native.pythons import PythonInfo, find_python
 
-DRIVER = Path(__file__).with_name("_subinterp_driver.py")
+DRIVER = Path(__file__).parent.parent / "guest" / "subinterp_driver.py"
 CONFIGURATIONS = ("isolated", "legacy")
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_LIMIT_MB = 4096
