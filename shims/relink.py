@@ -27,9 +27,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from interpkit.analyzer.elf.image import SHT_DYNSYM, SHT_SYMTAB, ElfImage
+from interpkit.analyzer.elf.image import SHT_DYNSYM, ElfImage
 from interpkit.analyzer.elf.symbols import (SHN_UNDEF, STB_GNU_UNIQUE, STB_LOCAL, STV_DEFAULT, STV_HIDDEN, STV_PROTECTED,
-                                  STB_WEAK, read_symbol_table)
+                                            read_symbol_table)
+from interpkit.native.copies.rebind import rebind_symbols, unique_to_weak
 from interpkit.shims.plan import Edit, EditKind
 
 log = logging.getLogger(__name__)
@@ -161,39 +162,18 @@ def apply_binary_edits(path: Path, edits: list[Edit]) -> list[str]:
 
 
 def _patch_symbol_bytes(path: Path, wanted: dict[str, EditKind]) -> list[str]:
-    """Rewrite st_info/st_other bytes in both symbol tables; nothing else in the file moves."""
-    patches: list[tuple[int, bytes]] = []
-    done: set[str] = set()
-    with ElfImage.open(path) as image:
-        info_offset = 4 if image.elfclass == 64 else 12  # Elf64_Sym: name,info,other..; Elf32_Sym: name,value,size,info
-        for section_type in (SHT_DYNSYM, SHT_SYMTAB):
-            section = next((s for s in image.sections if s.type == section_type), None)
-            if section is None or not section.entsize:
-                continue
-            table = read_symbol_table(image, section_type)
-            for index, name in enumerate(table.names):
-                kind = wanted.get(name)
-                if kind is None:
-                    continue
-                _value, _size, info, other, shndx = table.rows[index]
-                bind, stype = info >> 4, info & 0xF
-                if shndx == SHN_UNDEF:
-                    continue  # a reference to someone else's symbol is not ours to change
-                if kind is EditKind.UNIQUE_TO_WEAK and bind == STB_GNU_UNIQUE:
-                    new_info, new_other = (STB_WEAK << 4) | stype, other
-                elif kind is EditKind.HIDE_SYMBOL and (bind != STB_LOCAL or other & 0x3 != STV_HIDDEN):
-                    new_info, new_other = (STB_LOCAL << 4) | stype, (other & ~0x3) | STV_HIDDEN
-                else:
-                    continue
-                offset = section.offset + index * section.entsize + info_offset
-                patches.append((offset, bytes((new_info, new_other))))
-                done.add(f"{name}: {'STB_GNU_UNIQUE -> STB_WEAK' if kind is EditKind.UNIQUE_TO_WEAK else 'exported -> local, hidden'}")
-    if patches:
-        with open(path, "r+b") as fh:
-            for offset, data in patches:
-                fh.seek(offset)
-                fh.write(data)
-    return sorted(done)
+    """Rewrite st_info/st_other bytes in both symbol tables (native's rebind_symbols, the one
+    byte patcher the copies runtime's templates use too); nothing else in the file moves."""
+    def rebind(name: str, info: int, other: int) -> tuple[int, int] | None:
+        kind = wanted.get(name)
+        if kind is EditKind.UNIQUE_TO_WEAK:
+            return unique_to_weak(name, info, other)
+        if kind is EditKind.HIDE_SYMBOL and (info >> 4 != STB_LOCAL or other & 0x3 != STV_HIDDEN):
+            return (STB_LOCAL << 4) | (info & 0xF), (other & ~0x3) | STV_HIDDEN
+        return None
+
+    return [f"{name}: {'STB_GNU_UNIQUE -> STB_WEAK' if wanted[name] is EditKind.UNIQUE_TO_WEAK else 'exported -> local, hidden'}"
+            for name in rebind_symbols(path, rebind)]
 
 
 def _patch_dynamic_tags(path: Path, edits: list[Edit]) -> list[str]:

@@ -16,8 +16,8 @@ native/README.md):
   mapped).
 - extension: every libpython ``DT_NEEDED`` removed and ``<libpython soname>.ik____`` added
   first, so with ``RTLD_DEEPBIND`` its lookup scope starts [itself, libpython copy k, ...];
-  ``STB_GNU_UNIQUE`` -> ``STB_WEAK`` (one unique table per namespace would otherwise hand every
-  copy the first copy's object, and pin it NODELETE); ``DT_SONAME`` renamed; ``DT_RUNPATH`` =
+  ``STB_GNU_UNIQUE`` -> ``STB_WEAK`` (``rebind.py``: one unique table per namespace would
+  otherwise hand every copy the first copy's object, and pin it NODELETE); ``DT_SONAME`` renamed; ``DT_RUNPATH`` =
   ``$ORIGIN`` (the instance folder, where dependency copies are) then the original entries made
   absolute (the copy no longer lives next to its dependencies).
 - dependencies with ``Py*`` references (a binding library such as a ``lib*_python.so``) are
@@ -39,8 +39,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from interpkit.native.copies.rebind import weaken_unique
+
 PLACEHOLDER = ".ik____"
-RECIPE = "copies-template/4"     # bump when what a template contains changes
+RECIPE = "copies-template/5"     # bump when what a template contains changes
 ENV_CACHE = "INTERPKIT_COPIES_CACHE"
 _SYSTEM_DIRS = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/local/lib/")
 
@@ -257,17 +259,10 @@ class TemplateMaker:
         binary.remove(lief.ELF.DynamicEntry.TAG.RPATH)
         binary.remove(lief.ELF.DynamicEntry.TAG.RUNPATH)
         binary.add(lief.ELF.DynamicEntryRunPath(runpath))
-        weak = lief.ELF.Symbol.BINDING.WEAK
-        unique = lief.ELF.Symbol.BINDING.GNU_UNIQUE
-        weakened = 0
-        for table in (binary.dynamic_symbols, binary.symtab_symbols) if self.weaken_unique else ():
-            for symbol in table:
-                if symbol.binding == unique:
-                    symbol.binding = weak
-                    weakened += 1
         tmp = Path(tempfile.mkstemp(prefix=".tpl-", dir=folder)[1])
         try:
             binary.write(str(tmp))
+            weakened = len(weaken_unique(tmp)) if self.weaken_unique else 0
             unreachable = sorted(set(hash_misses(tmp)) - set(hash_misses(source)))
             if unreachable:
                 raise CopyRefused(f"cannot relink {source.name} (the rewritten file's symbol hash table "
