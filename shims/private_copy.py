@@ -155,97 +155,6 @@ def install_from_manifest(manifest: str | os.PathLike, directory: str | None = N
 
 # --------------------------------------------------------------------------- observing it
 
-# Runs in a child: N legacy subinterpreters (shared GIL, single-phase modules allowed) each
-# import the module, optionally through the hook, and report the address of its PyInit_*
-# function. One address means one loaded image serves every interpreter, so its C statics
-# (counters, caches, static types, GNU_UNIQUE objects) are shared, whatever the module's
-# __dict__ looks like; a private copy per interpreter shows one address each.
-_LEGACY_PROBE = r"""
-import importlib.util, json, os, sys, tempfile
-job = json.loads(sys.stdin.readline())
-# The sandbox's child side (the record channel), loaded by path: this may be another Python.
-spec = importlib.util.spec_from_file_location("_interpkit_sandbox", job["sandbox"])
-sandbox = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = sandbox
-spec.loader.exec_module(sandbox)
-channel = sandbox.Channel()
-sandbox.no_core_dumps()
-module, source, n, with_copies = job["module"], job["source"], job["n"], job["with_copies"]
-try:
-    import _interpreters as api
-    create = lambda: api.create("legacy")
-    def run(iid, code):
-        failure = api.exec(iid, code)
-        if failure is not None:
-            raise RuntimeError(f"{failure.type.__name__}: {failure.msg}")
-except ImportError:
-    import _xxsubinterpreters as api
-    def create():
-        try:
-            return api.create(isolated=False)
-        except TypeError:
-            return api.create()
-    run = api.run_string
-body = '''
-import json, sys, importlib.util
-sys.path.insert(0, REPO)
-sys.path.insert(0, ROOT)
-if WITH_COPIES:
-    import interpkit.shims.private_copy
-    interpkit.shims.private_copy.install({MODULE: SOURCE}, COPIES_DIR)
-    import importlib
-    mod = importlib.import_module(MODULE)
-else:
-    spec = importlib.util.spec_from_file_location(MODULE, SOURCE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-import ctypes
-image = ctypes.CDLL(mod.__file__)   # the already-loaded image: dlopen hands back the same handle
-address = ctypes.cast(getattr(image, "PyInit_" + MODULE.rpartition(".")[2]), ctypes.c_void_p).value
-with open(OUT, "w") as fh:
-    json.dump({"image": address, "file": mod.__file__}, fh)
-'''
-steps, results = [], []
-
-def step(record):
-    steps.append(record)
-    channel.emit("step", seq=len(steps), **record)
-
-def done(**fields):
-    steps[-1].update(fields)
-    channel.emit("step_done", seq=len(steps), **steps[-1])
-
-def finish(status, message="", shared=()):
-    channel.emit("result", outcome={"status": status, "message": message, "signal": None,
-                                    "steps": steps, "shared_state": list(shared)},
-                 files=[r["file"] for r in results], images=len({r["image"] for r in results}))
-
-with tempfile.TemporaryDirectory() as tmp:
-    for index in range(n):
-        out = os.path.join(tmp, f"{index}.json")
-        code = (f"REPO={job['repo']!r}; MODULE={module!r}; SOURCE={source!r}; WITH_COPIES={with_copies!r}; "
-                f"COPIES_DIR={job['copies_dir']!r}; OUT={out!r}; ROOT={job['root']!r}\n" + body)
-        step({"step": "create", "interpreter": index})
-        iid = create()
-        done(ok=True)
-        step({"step": "import", "interpreter": index})
-        try:
-            run(iid, code)
-        except Exception as exc:
-            done(ok=False, error=f"interpreter {index}: {exc}"[:500])
-            finish("import_error", steps[-1]["error"])
-            sys.exit(0)
-        with open(out) as fh:
-            results.append(json.load(fh))
-        done(ok=True, file=results[-1]["file"])
-images = {r["image"] for r in results}
-shared = len(images) < len(results)
-step({"step": "shared_state", "images": len(images)})
-done(ok=not shared)
-finish("ok", f"{len(results)} interpreters ran {len(images)} loaded image(s) of the module" if shared else "",
-       ["loaded image"] if shared else [])
-"""
-
 #: Resident memory the legacy probe may hold (the sandbox kills it past this).
 LEGACY_PROBE_MEMORY_MB = 4096
 
@@ -269,14 +178,17 @@ def probe_legacy(source: Path, module: str, interpreters: int = 2, *, with_copie
     if not abi_matches(Path(source), sysconfig.get_config_var("SOABI")):
         skipped = ProbeOutcome("skipped", "built for another Python")
         return {**skipped.to_json(), "status": skipped.summary}
-    repo = str(Path(__file__).resolve().parent.parent)
     root = str((module_location(Path(source)) or (None, Path(source).parent))[1])
+    source = str(Path(source).resolve())
     with tempfile.TemporaryDirectory(prefix="interpkit-copies-probe-") as copies_dir:
-        job = {"sandbox": sandbox.__file__, "module": module, "source": str(Path(source).resolve()),
-               "n": interpreters, "with_copies": with_copies, "repo": repo, "copies_dir": copies_dir,
-               "root": root}
-        run = sandbox.run([python, "-X", "faulthandler", "-c", _LEGACY_PROBE], job,
-                          limits=sandbox.Limits(timeout_s=timeout, memory_limit_mb=memory_limit_mb))
+        # The child (interpkit.native.guest.legacy_probe) imports through this module's finder
+        # when asked to: it is named here, so the guest never imports a layer above it.
+        job = {"module": module, "source": source, "n": interpreters, "repo": str(sandbox.TREE_ROOT),
+               "root": root, "hook": f"{__name__}:install" if with_copies else None,
+               "hook_args": [{module: source}, copies_dir]}
+        run = sandbox.run([python, "-X", "faulthandler", "-m", "interpkit.native.guest.legacy_probe"], job,
+                          limits=sandbox.Limits(timeout_s=timeout, memory_limit_mb=memory_limit_mb),
+                          env=sandbox.tree_env())
     result = run.last("result")
     outcome = outcome_from_records(merge_steps(run.records), result["outcome"] if result else None,
                                    run.ending)

@@ -22,7 +22,9 @@ import sys
 import tempfile
 import threading
 import traceback
+from pathlib import Path
 
+import interpkit.native.guest as guest
 from interpkit.analyzer.memory.smaps import (
     LoadedObject,
     MemoryTotals,
@@ -32,30 +34,9 @@ from interpkit.analyzer.memory.smaps import (
     total_of,
 )
 
-# A process that imports the workload, says so on its protocol line, and waits on stdin.
-# It must run under any Python (it never imports interpkit).
-WORKER_SOURCE = r"""
-import importlib, json, os, sys
-proto = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)
-job = json.loads(sys.argv[1])
-sys.path[:0] = job["sys_path"]
-def say(**fields):
-    proto.write(json.dumps(fields) + "\n")
-say(event="baseline", pid=os.getpid())
-sys.stdin.readline()
-try:
-    for name in job["modules"]:
-        importlib.import_module(name)
-    if job["call"]:
-        module, _, func = job["call"].partition(":")
-        getattr(importlib.import_module(module), func)()
-except BaseException as exc:
-    say(event="error", message=f"{type(exc).__name__}: {exc}".splitlines()[0])
-    sys.exit(1)
-say(event="ready", pid=os.getpid())
-sys.stdin.read()
-"""
+# A process that imports the workload, says so on its protocol line, and waits on stdin; it
+# runs under any Python (guest code, run by path).
+WORKER_FILE = Path(guest.__file__).with_name("memory_worker.py")
 
 
 def _workload_source(job: dict) -> str:
@@ -176,14 +157,17 @@ def _mapped_objects(mappings) -> list[str]:
 
 
 class _Worker:
-    """One process running WORKER_SOURCE; its stderr goes to a file so a chatty module cannot block it."""
+    """One process running the memory worker (native/guest/memory_worker.py); its stderr goes to
+    a file so a chatty module cannot block it."""
 
     def __init__(self, python: str, job: dict, sys_path: list[str] | None = None) -> None:
         payload = json.dumps({"sys_path": sys_path if sys_path is not None else job["sys_path"],
                               "modules": job["modules"], "call": job.get("call")})
         self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([python, "-I", "-c", WORKER_SOURCE, payload], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([python, "-I", str(WORKER_FILE)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        self.proc.stdin.write(payload + "\n")     # the job line, as every child gets its job
+        self.proc.stdin.flush()
 
     def expect(self, event: str) -> dict:
         line = self.proc.stdout.readline()
@@ -319,43 +303,31 @@ def main(argv: list[str]) -> int:
     channel = sandbox.Channel()   # the workload may print: fd 1 goes to stderr from here on
     job = sandbox.read_job()
     sandbox.no_core_dumps()
-    steps: list[dict] = []
-
-    def step(name: str, **fields) -> dict:
-        record = {"step": name, **fields}
-        steps.append(record)
-        channel.emit("step", seq=len(steps), **record)
-        return record
-
-    def done(record: dict, **fields) -> None:
-        record.update(fields)
-        channel.emit("step_done", seq=len(steps), **record)
-
+    report = sandbox.Steps(channel)
     teardown = contextlib.ExitStack()
-    record = step("measure", backend=job["backend"], count=job["interpreters"])
+    report.step("measure", backend=job["backend"], count=job["interpreters"])
     try:
         result = MEASURERS[job["backend"]](job, teardown)
         result["error"] = None
-        done(record, ok=True)
+        report.done(ok=True)
     except BaseException as exc:  # one row's error, shown by the parent
         if os.environ.get("INTERPKIT_DEBUG"):
             traceback.print_exc()
         result = {"error": one_line(exc)}
-        done(record, ok=False, error=result["error"])
+        report.done(ok=False, error=result["error"])
     result["backend"] = job["backend"]
     result["interpreters"] = job["interpreters"]
     channel.emit("sample", sample=result)
     # Teardown is its own step: a crash or hang here is pinned on "close", after the sample.
-    record = step("close")
+    report.step("close")
     status, message = ("ok", "") if result["error"] is None else ("error", result["error"])
     try:
         teardown.close()
-        done(record, ok=True)
+        report.done(ok=True)
     except BaseException as exc:
-        done(record, ok=False, error=one_line(exc))
+        report.done(ok=False, error=one_line(exc))
         status, message = "error", f"teardown failed: {one_line(exc)}"
-    channel.emit("result", outcome={"status": status, "message": message, "signal": None,
-                                    "steps": steps, "shared_state": []})
+    report.finish(status, message)
     sys.stdout.flush()
     # The host's own finalisation is not what is measured; everything is already streamed.
     os._exit(0)

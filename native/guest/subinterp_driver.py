@@ -1,10 +1,12 @@
 """Child-process driver for the subinterpreters backend; run *by path* under Python 3.12/3.13.
 
 It must not import interpkit (interpkit is installed for 3.11 only); it loads the sandbox's
-child side (``sandbox/__init__.py``, standard library only) by path. The parent writes one JSON job to
+child side (``channel.py``, standard library only) by path. The parent writes one JSON job to
 stdin; the driver answers with JSON lines on the file descriptor that was stdout when it
-started (``sandbox.Channel``). Each probe step is streamed when it starts and again when it
-completes, so a crash or hang is pinned on a step and completed steps are never lost.
+started (``channel.Channel``). Each probe step is streamed when it starts and again when it
+completes (``channel.Steps``, the one step reporter), so a crash or hang is pinned on a step
+and completed steps are never lost. What runs inside each subinterpreter is
+``subinterp_steps.py``, loaded there by path.
 
 Modes:
   probe     import modules in N subinterpreters of one configuration and use them
@@ -21,13 +23,16 @@ import time
 
 # --------------------------------------------------------------------------- protocol
 
+_GUEST = os.path.dirname(os.path.abspath(__file__))
+_STEPS_FILE = os.path.join(_GUEST, "subinterp_steps.py")
+
+
 def _load_sandbox():
-    """interpkit.native.sandbox, loaded by path: interpkit is not installed for this Python, and
-    the sandbox's child side (the record channel) uses the standard library only."""
+    """The sandbox's child side (interpkit.native.guest.channel), loaded by path: interpkit is
+    not installed for this Python, and the channel uses the standard library only."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "_interpkit_sandbox", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sandbox", "__init__.py"))
+    spec = importlib.util.spec_from_file_location("_interpkit_sandbox", os.path.join(_GUEST, "channel.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module   # dataclasses look their module up by name
     spec.loader.exec_module(module)
@@ -71,30 +76,36 @@ def destroy_interpreter(iid):
     _api.destroy(iid)
 
 
-# Each step body is the text of a function `_ik_step()` returning a JSON-able dict. It runs in
-# the subinterpreter's __main__; its result travels back through a file, because neither API
-# returns values from 3.12 to 3.13 in the same way.
-_STEP_TEMPLATE = """
-import json as _ik_json
-{body}
+# A step is one function of subinterp_steps.py, called in the subinterpreter's __main__ with
+# keyword arguments; its result travels back through a file, because neither API returns
+# values from 3.12 to 3.13 in the same way. The module is loaded by path once per interpreter.
+_STEP_CALL = """
+import json as _ik_json, sys as _ik_sys
+_ik_steps = _ik_sys.modules.get("_interpkit_subinterp_steps")
+if _ik_steps is None:
+    import importlib.util as _ik_util
+    _ik_spec = _ik_util.spec_from_file_location("_interpkit_subinterp_steps", _ik_steps_file)
+    _ik_steps = _ik_util.module_from_spec(_ik_spec)
+    _ik_sys.modules[_ik_spec.name] = _ik_steps
+    _ik_spec.loader.exec_module(_ik_steps)
 try:
-    _ik_result = {{"ok": True, **_ik_step()}}
+    _ik_result = {"ok": True, **getattr(_ik_steps, _ik_function)(**_ik_json.loads(_ik_params))}
 except BaseException as _ik_exc:
-    _ik_result = {{"ok": False, "type": type(_ik_exc).__name__, "message": str(_ik_exc)[:2000]}}
+    _ik_result = {"ok": False, "type": type(_ik_exc).__name__, "message": str(_ik_exc)[:2000]}
 with open(_ik_out, "w") as _ik_file:
     _ik_json.dump(_ik_result, _ik_file)
 """
 
 
-def run_step(iid, body, **params):
-    """Run a step body in interpreter iid; return its result dict (never raises for the
-    step's own exceptions, which come back as ok=False)."""
+def run_step(iid, function, **params):
+    """Call subinterp_steps.<function>(**params) in interpreter iid; return its result dict
+    (never raises for the step's own exceptions, which come back as ok=False)."""
     fd, out = tempfile.mkstemp(prefix="ik-step-", suffix=".json")
     os.close(fd)
     try:
-        shared = {"_ik_out": out}
-        shared.update({f"_ik_{k}": v for k, v in params.items()})
-        _exec(iid, _STEP_TEMPLATE.format(body=body), shared)
+        shared = {"_ik_out": out, "_ik_steps_file": _STEPS_FILE, "_ik_function": function,
+                  "_ik_params": json.dumps(params)}
+        _exec(iid, _STEP_CALL, shared)
         with open(out) as handle:
             text = handle.read()
         if not text:
@@ -102,66 +113,6 @@ def run_step(iid, body, **params):
         return json.loads(text)
     finally:
         os.unlink(out)
-
-
-# --------------------------------------------------------------------------- step bodies
-
-IMPORT_BODY = """
-def _ik_step():
-    import importlib, importlib.machinery, importlib.util, sys
-    before = set(sys.modules)
-
-    def native_imports():
-        # Compiled modules this import pulled in: a crash may be theirs, not the probed one's.
-        new = set(sys.modules) - before - {_ik_name}
-        return sorted(name for name in new if name in sys.builtin_module_names
-                      or str(getattr(sys.modules[name], "__file__", "") or "").endswith(".so"))
-
-    if not _ik_path:
-        importlib.import_module(_ik_name)
-        return {"native_imports": native_imports()}
-    # Load this binary by file: the question is whether *it* loads, not its package __init__.
-    loader = importlib.machinery.ExtensionFileLoader(_ik_name, _ik_path)
-    spec = importlib.util.spec_from_file_location(_ik_name, _ik_path, loader=loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_ik_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(_ik_name, None)
-        raise
-    return {"native_imports": native_imports()}
-"""
-
-SMOKE_BODY = """
-def _ik_step():
-    import builtins, gc, sys, types
-    module = sys.modules[_ik_name]
-    # Objects every interpreter shares by design (static builtin types, immortal singletons);
-    # anything else seen with one id in two live interpreters is shared state.
-    by_design = {id(v) for v in vars(builtins).values()}
-    by_design.update(id(v) for v in vars(types).values() if isinstance(v, type))
-    scalar = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset,
-              type(Ellipsis), type(NotImplemented))
-    names = dir(module)
-    identities = {}
-    repr_errors = []
-    for name in names:
-        try:
-            value = getattr(module, name)
-        except Exception:
-            continue
-        try:
-            repr(value)
-        except Exception as exc:
-            repr_errors.append(f"{name}: {type(exc).__name__}")
-        if name.startswith("__") or isinstance(value, scalar) or id(value) in by_design:
-            continue
-        identities[name] = id(value)
-    if _ik_collect:
-        gc.collect()
-    return {"attributes": len(names), "identities": identities, "repr_errors": repr_errors[:5]}
-"""
 
 
 # --------------------------------------------------------------------------- probe mode
@@ -172,32 +123,9 @@ def _fail_status(result):
 
 def probe_module(module, config, n, sys_path):
     name, path = module["name"], module.get("path")
-    steps = []
+    report = _SANDBOX.Steps(_CHANNEL, module=name)
+    step, finish = report.step, report.finish
     interpreters = []
-
-    def completed():
-        # The previous step, once it recorded how it went, is streamed again as done.
-        if steps and "ok" in steps[-1] and not steps[-1].get("_streamed"):
-            emit("step_done", module=name, seq=len(steps), **steps[-1])
-            steps[-1]["_streamed"] = True
-
-    def step(label, interpreter=None, **extra):
-        completed()
-        record = {"step": label}
-        if interpreter is not None:
-            record["interpreter"] = interpreter
-        record.update(extra)
-        steps.append(record)
-        emit("step", module=name, seq=len(steps), **record)
-        return record
-
-    def finish(status, message="", shared=()):
-        completed()
-        for record in steps:
-            record.pop("_streamed", None)
-        emit("result", module=name, outcome={"status": status, "message": message,
-                                              "signal": None, "steps": steps,
-                                              "shared_state": sorted(shared)})
 
     try:
         for index in range(n):
@@ -208,7 +136,7 @@ def probe_module(module, config, n, sys_path):
             record["ok"] = True
         for index, iid in enumerate(interpreters):
             record = step("import", index)
-            result = run_step(iid, IMPORT_BODY, name=name, path=path or "")
+            result = run_step(iid, "import_module", name=name, path=path or "")
             record["ok"] = result["ok"]
             if not result["ok"]:
                 record["error"] = f"{result['type']}: {result['message']}"
@@ -218,7 +146,7 @@ def probe_module(module, config, n, sys_path):
         seen = {}
         for index, iid in enumerate(interpreters):
             record = step("smoke", index)
-            result = run_step(iid, SMOKE_BODY, name=name, collect=0)
+            result = run_step(iid, "smoke", name=name, collect=0)
             record["ok"] = result["ok"]
             if not result["ok"]:
                 record["error"] = f"{result['type']}: {result['message']}"
@@ -237,7 +165,7 @@ def probe_module(module, config, n, sys_path):
             destroy_interpreter(interpreters.pop(0))
             record["ok"] = True
             record = step("use_after_destroy", 1)
-            result = run_step(interpreters[0], SMOKE_BODY, name=name, collect=1)
+            result = run_step(interpreters[0], "smoke", name=name, collect=1)
             record["ok"] = result["ok"]
             if not result["ok"]:
                 record["error"] = f"{result['type']}: {result['message']}"
@@ -344,33 +272,6 @@ def run_bench(job):
 
 # --------------------------------------------------------------------------- serve mode
 
-CALL_BODY = """
-def _ik_step():
-    import base64, importlib, pickle
-    module_name, _, attr = _ik_target.partition(":")
-    target = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    args, kwargs = pickle.loads(base64.b64decode(_ik_payload))
-    try:
-        value = target(*args, **kwargs)
-    except BaseException:
-        import traceback
-        return {"raised": traceback.format_exc()}
-    return {"value": base64.b64encode(pickle.dumps(value)).decode()}
-"""
-
-RUN_BODY = """
-def _ik_step():
-    import traceback
-    try:
-        exec(compile(_ik_source, "<interpkit>", "exec"), globals())
-    except BaseException:
-        return {"raised": traceback.format_exc()}
-    return {}
-"""
-
-
 class _Worker:
     """One thread serves one interpreter for its whole life, as the namespaces runtime does."""
 
@@ -383,9 +284,9 @@ class _Worker:
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
-    def submit(self, request_id, body, params):
+    def submit(self, request_id, function, params):
         with self.ready:
-            self.requests.append((request_id, body, params))
+            self.requests.append((request_id, function, params))
             self.ready.notify()
 
     def _loop(self):
@@ -393,11 +294,11 @@ class _Worker:
             with self.ready:
                 while not self.requests:
                     self.ready.wait()
-                request_id, body, params = self.requests.pop(0)
-            if body is None:
+                request_id, function, params = self.requests.pop(0)
+            if function is None:
                 return
             try:
-                result = run_step(self.iid, body, **params)
+                result = run_step(self.iid, function, **params)
             except Exception as exc:
                 result = {"ok": False, "type": type(exc).__name__, "message": str(exc)}
             emit("reply", id=request_id, result=result)
@@ -412,10 +313,10 @@ def run_serve(job):
             break
         worker = workers[request["interpreter"]]
         if request["op"] == "run":
-            worker.submit(request["id"], RUN_BODY, {"source": request["source"]})
+            worker.submit(request["id"], "run", {"source": request["source"]})
         elif request["op"] == "call":
-            worker.submit(request["id"], CALL_BODY, {"target": request["target"],
-                                                     "payload": request["payload"]})
+            worker.submit(request["id"], "call", {"target": request["target"],
+                                                  "payload": request["payload"]})
     for worker in workers:
         worker.submit(None, None, None)
     for worker in workers:

@@ -25,8 +25,8 @@ in its own process. The contract, both sides:
   limit killed it, and the tail of its stderr (where ``faulthandler`` and glibc write the
   cause of a crash).
 
-This module uses the standard library only: ``guest/subinterp_driver.py`` runs under other Pythons
-without interpkit installed and loads ``Channel`` from this file by path.
+The child's side (``Channel``, ``read_job``, ``Steps``: the one step reporter) is guest code,
+``interpkit.native.guest.channel``; this module is the parent's side.
 """
 from __future__ import annotations
 
@@ -35,44 +35,24 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+from interpkit.native.guest.channel import Channel, Steps, no_core_dumps, read_job  # noqa: F401
 
 DEFAULT_POLL_S = 0.2
+#: The folder holding interpkit's top-level folders (interpkit/, native/, ...).
+TREE_ROOT = Path(__file__).resolve().parents[2]
 _STDERR_TAIL = 4000
 
 
 # --------------------------------------------------------------------------- child side
 
-class Channel:
-    """The child's end: JSON lines on the fd that was stdout at start; fd 1 then points at stderr."""
-
-    def __init__(self) -> None:
-        self._stream = os.fdopen(os.dup(1), "w", buffering=1)
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
-        self._lock = threading.Lock()
-
-    def emit(self, event: str, **fields) -> None:
-        line = json.dumps({"event": event, **fields}) + "\n"
-        with self._lock:  # one record per line even when several threads report
-            self._stream.write(line)
-            self._stream.flush()
-
-
-def read_job(stream=None) -> dict:
-    """The job the parent wrote as the first line of stdin."""
-    return json.loads((stream or sys.stdin).readline())
-
-
-def no_core_dumps() -> None:
-    """Crashes are expected observations here; a core file per crash would fill the disk."""
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+# The child's side is guest code, re-exported so parents and children name one harness:
+# ``Channel``, ``read_job``, ``no_core_dumps``, ``Steps`` (interpkit.native.guest.channel).
 
 
 # --------------------------------------------------------------------------- memory of a group
@@ -140,6 +120,14 @@ def kill_group(leader: int) -> None:
 
 
 # --------------------------------------------------------------------------- parent side
+
+def tree_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) with this interpkit tree first on PYTHONPATH, so a
+    child started with ``-m interpkit.…`` runs this tree's code, under any Python."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TREE_ROOT), env.get("PYTHONPATH")]))
+    return env
+
 
 def signal_name(returncode: int | None) -> str | None:
     if returncode is None or returncode >= 0:

@@ -2,7 +2,7 @@
 
 ``probe_module(name, ...)`` runs ``python -m interpkit.native.sandbox.probe --child`` in the sandbox
 (``interpkit.native.sandbox``: its own process group, a timeout, a resident-memory limit, no
-core dump). The child starts N namespaced interpreters and, in order:
+core dump), its job on stdin as every sandboxed child's is. The child starts N namespaced interpreters and, in order:
 
 ``create``            start the interpreters (``count`` = how many)
 ``preimport``         import each ``preimport`` module in every interpreter (optional; also
@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from interpkit.native import sandbox
 from interpkit.native.sandbox.outcome import ProbeOutcome, merge_steps, outcome_from_records, teardown_facts
@@ -54,42 +53,9 @@ def default_memory_limit_mb(interpreters: int) -> int:
 # The child is a fresh process, so it can always have glibc's largest namespace budget
 # (docs: namespace limits); an existing setting is kept.
 NAMESPACE_TUNABLE = "glibc.rtld.nns=16"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- child side
-
-class _Reporter:
-    """Streams each step when it starts and when it completes, then the result."""
-
-    def __init__(self) -> None:
-        self._channel = sandbox.Channel()
-        self.steps: list[dict] = []
-        self._open: dict | None = None
-
-    def step(self, name: str, interpreter: int | None = None, **extra) -> dict:
-        self.done()
-        record = {"step": name}
-        if interpreter is not None:
-            record["interpreter"] = interpreter
-        record.update(extra)
-        self.steps.append(record)
-        self._channel.emit("step", seq=len(self.steps), **record)
-        self._open = record
-        return record
-
-    def done(self) -> None:
-        """Stream the open step as completed (with what it recorded: ok, error, ...)."""
-        if self._open is not None and "ok" in self._open:
-            self._channel.emit("step_done", seq=len(self.steps), **self._open)
-            self._open = None
-
-    def finish(self, status: str, message: str = "", shared: list[str] = ()) -> int:
-        self.done()
-        outcome = ProbeOutcome(status, message, None, tuple(self.steps), tuple(sorted(shared)))
-        self._channel.emit("result", outcome=outcome.to_json())
-        return 0
-
 
 # An op library's DT_NEEDED on torch's own libraries resolves only once torch is loaded in
 # the same namespace (torch's Python package loads them, RTLD_LOCAL, by full path).
@@ -115,18 +81,21 @@ def _remote(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...],
-               backend: str = "namespaces", op_library: bool = False) -> int:
-    report = _Reporter()
+def _run_child() -> int:
+    """The child: its job is the sandbox's JSON job line, its report the one step reporter."""
+    report = sandbox.Steps(sandbox.Channel())
+    job = sandbox.read_job()
+    sandbox.no_core_dumps()
     try:
-        return _probe(report, name, path, n, preimport, backend, op_library)
+        return _probe(report, job["module"], job.get("path"), job["interpreters"], tuple(job.get("preimport", ())),
+                      job.get("backend", "namespaces"), job.get("op_library", False))
     except Exception as exc:  # noqa: BLE001 - the runtime itself failed (timeout, closed)
         if report.steps and "ok" not in report.steps[-1]:
             report.steps[-1].update(ok=False, error=_remote(exc))
         return report.finish("error", f"{_last_step(report.steps)} failed: {_remote(exc)}")
 
 
-def _probe(report: _Reporter, name: str, path: str | None, n: int,
+def _probe(report: sandbox.Steps, name: str, path: str | None, n: int,
            preimport: tuple[str, ...], backend: str = "namespaces", op_library: bool = False) -> int:
     from interpkit.native.errors import InterpkitError, RemoteError
     from interpkit.native.namespaces.runtime import Runtime
@@ -220,7 +189,7 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
                                               f"failed: {record['error']}", shared)
             record["ok"] = True
         record = report.step("close")
-    record.update(ok=True, **teardown_facts(getattr(runtime, "teardown", ())))
+    record.update(ok=True, **teardown_facts(runtime.teardown))
     if record["ok"] is False:
         return report.finish("hang", record["error"], shared)
     return report.finish("ok", "", shared)
@@ -230,11 +199,10 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
 
 def child_env() -> dict[str, str]:
     """The environment of a namespaces child: the namespace budget, interpkit importable."""
-    env = dict(os.environ)
+    env = sandbox.tree_env()
     tunables = env.get("GLIBC_TUNABLES", "")
     if "glibc.rtld.nns=" not in tunables:
         env["GLIBC_TUNABLES"] = f"{tunables}:{NAMESPACE_TUNABLE}" if tunables else NAMESPACE_TUNABLE
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
     env.pop("PYTHONSTARTUP", None)
     return env
 
@@ -263,15 +231,10 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
     """
     if memory_limit_mb == AUTO:
         memory_limit_mb = default_memory_limit_mb(interpreters)
-    command = [sys.executable, "-X", "faulthandler", "-m", "interpkit.native.sandbox.probe", "--child",
-               "--module", name, "--interpreters", str(interpreters), "--backend", backend]
-    if path is not None:
-        command += ["--path", str(path)]
-    for module in preimport:
-        command += ["--preimport", module]
-    if op_library:
-        command += ["--op-library"]
-    run = sandbox.run(command, limits=sandbox.Limits(timeout_s=timeout,
+    command = [sys.executable, "-X", "faulthandler", "-m", "interpkit.native.sandbox.probe", "--child"]
+    job = {"module": name, "path": None if path is None else str(path), "interpreters": interpreters,
+           "backend": backend, "preimport": list(preimport), "op_library": op_library}
+    run = sandbox.run(command, job, limits=sandbox.Limits(timeout_s=timeout,
                                                      memory_limit_mb=memory_limit_mb or None),
                       env=child_env())
     result = run.last("result")
@@ -309,14 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="module to import in each interpreter first (repeatable)")
     parser.add_argument("--op-library", action="store_true",
                         help="--module is the path of an op library: load it with torch.ops.load_library")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.interpreters < 1:
         parser.error("--interpreters must be at least 1")
-    if args.child:
-        sandbox.no_core_dumps()
-        return _run_child(args.module, args.path, args.interpreters, tuple(args.preimport), args.backend,
-                          args.op_library)
     limit = AUTO if args.memory_limit_mb is None else (args.memory_limit_mb or None)
     outcome = probe_module(args.module, args.path, interpreters=args.interpreters,
                            timeout=args.timeout, memory_limit_mb=limit,
@@ -327,4 +285,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The sandboxed child takes its job from stdin, like every child the sandbox starts.
+    sys.exit(_run_child() if sys.argv[1:] == ["--child"] else main())

@@ -21,7 +21,10 @@ def modules(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe_modules")
     (root / "ik_fine.py").write_text("VALUE = [1, 2]\ndef f():\n    return 3\n")
     (root / "ik_crashy.py").write_text("import ctypes\nctypes.string_at(0)\n")
-    (root / "ik_hangy.py").write_text("while True:\n    pass\n")
+    # Leaves the pid of the process that imports it, so the test can look for it afterwards.
+    (root / "ik_hangy.py").write_text("import os, pathlib\n"
+                                      "pathlib.Path(__file__).with_suffix('.pid').write_text(str(os.getpid()))\n"
+                                      "while True:\n    pass\n")
     (root / "ik_broken.py").write_text("raise ImportError('needs libfoo')\n")
     return root
 
@@ -59,9 +62,9 @@ def test_hang_is_killed_with_its_process_group(modules):
     outcome = probe_module("ik_hangy", modules, interpreters=2, timeout=8)
     assert outcome.status == "hang"
     assert "during import" in outcome.message
-    leftover = subprocess.run(["pgrep", "-f", "interpkit.native.sandbox.probe --child --module ik_hangy"],
-                              capture_output=True, text=True)
-    assert leftover.stdout.strip() == ""
+    # The child that hung (its job goes on stdin, so its pid is how to find it) is gone.
+    pid = int((modules / "ik_hangy.pid").read_text())
+    assert not os.path.exists(f"/proc/{pid}")
 
 
 def test_command_line_prints_one_json_object(modules):
