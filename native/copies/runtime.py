@@ -43,9 +43,9 @@ from typing import Any
 
 from interpkit.native import limits
 from interpkit.native.copies.templates import PLACEHOLDER, CopyRefused, TemplateMaker, copy_soname_stem
+from interpkit.native.errors import InterpreterClosed, RemoteError, RuntimeStartError
+from interpkit.native.protocol import TEARDOWN_POLICIES, LoadedObject, RuntimeTeardown
 from interpkit.native.requests import InterpreterRequests
-from interpkit.native.errors import InterpreterClosed, InterpreterTimeout, RemoteError, RuntimeStartError
-from interpkit.native.namespaces.runtime import LoadedObject
 
 _LOADER = Path(__file__).parent.parent / "guest" / "copies_loader.py"
 
@@ -211,14 +211,49 @@ class _TemplateService:
                 pass
 
 
-class CopiesRuntime(InterpreterRequests):
+class _Interpreters:
+    """The copies binding's Interpreter objects behind the per-index calls RuntimeTeardown makes
+    (the namespaces binding answers the same calls for its one Runtime object)."""
+
+    def __init__(self, module, interpreters: list) -> None:
+        self.module = module
+        self.interpreters = interpreters
+
+    def stop(self, index: int, timeout: float) -> int:
+        return self.interpreters[index].stop(timeout)
+
+    def retire(self, index: int, timeout: float) -> None:
+        self.interpreters[index].retire(timeout)
+
+    def teardown(self, index: int) -> tuple[int, int, float]:
+        return self.interpreters[index].teardown()
+
+    def shutdown(self, timeout: float) -> int:
+        """Stop every interpreter, in parallel; how many threads could not be joined."""
+        def stop(interpreter) -> None:
+            try:
+                interpreter.stop(timeout)
+            except self.module.NativeError:
+                pass                          # lost or stuck: its record says so
+
+        threads = [threading.Thread(target=stop, args=(i,)) for i in self.interpreters]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stuck = (self.module.TEARDOWN_LOST, self.module.TEARDOWN_FINALIZING)
+        return sum(1 for i in self.interpreters if i.teardown()[0] in stuck)
+
+
+class CopiesRuntime(RuntimeTeardown, InterpreterRequests):
     """``n`` interpreters in this process, each running from its own renamed libpython copy.
 
     ``copy_extensions``: which extensions outside the standard library load from per-interpreter
     relinked copies: None (default) every one; a list of paths only those (e.g. an ``interpkit
     patch`` output's manifest); ``[]`` none, so the others load as built (what the copies
     backend does to an unpatched extension). ``prepare``: extension files to relink ahead of
-    time. ``timeout`` bounds every request; ``sys_path`` defaults to the host's.
+    time. ``timeout`` bounds every request; ``sys_path`` defaults to the host's. ``teardown``
+    and what ``stop``/``close`` return are the namespaces runtime's (``protocol.RuntimeTeardown``).
     """
 
     backend = "copies"
@@ -229,11 +264,13 @@ class CopiesRuntime(InterpreterRequests):
                  copy_extensions: Iterable[str | os.PathLike] | None = None,
                  prepare: Iterable[str | os.PathLike] = (), cache: str | os.PathLike | None = None,
                  manifest: str | os.PathLike | None = None, weaken_unique: bool = True,
-                 threads_per_interpreter: int | None = None) -> None:
+                 threads_per_interpreter: int | None = None, teardown: str = "finalize") -> None:
         from interpkit.native import _copies
 
         if n < 1:
             raise ValueError(f"cannot start {n} interpreters (need at least 1)")
+        if teardown not in TEARDOWN_POLICIES:
+            raise ValueError(f"teardown must be one of {', '.join(TEARDOWN_POLICIES)} (got {teardown!r})")
         path = Path(libpython) if libpython is not None else limits.find_libpython()
         reason = limits.check_libpython(path)
         if reason:
@@ -246,6 +283,9 @@ class CopiesRuntime(InterpreterRequests):
         self.threads_per_interpreter = threads_per_interpreter
         self.libpython = path
         self._module = _copies
+        self.teardown_policy = teardown
+        self._teardown: dict = {}
+        self._native: _Interpreters | None = None
         soname = copy_soname_stem(sysconfig.get_config_var("INSTSONAME") or path.name)
         self.maker = TemplateMaker(soname, Path(cache) if cache else None, weaken_unique=weaken_unique)
         if manifest is not None:
@@ -286,9 +326,10 @@ class CopiesRuntime(InterpreterRequests):
                 except _copies.NativeError as exc:
                     raise RuntimeStartError(exc.args[2] + _keys_hint()) from None
         except BaseException:
-            self._shutdown(timeout=start_timeout)
+            _Interpreters(_copies, self._interpreters).shutdown(start_timeout)
+            self._release(None)
             raise
-        self._closed = False
+        self._native = _Interpreters(_copies, self._interpreters)
         self._stopped: set[int] = set()
         self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
         for index in range(n):
@@ -299,7 +340,7 @@ class CopiesRuntime(InterpreterRequests):
         _runtimes.add(self)
 
     def _abandon(self) -> None:
-        self._closed = True
+        self._native = None
         for interpreter in self._interpreters:
             interpreter.abandon()
         self._service = None
@@ -318,7 +359,7 @@ class CopiesRuntime(InterpreterRequests):
     # ------------------------------------------------------------------ requests
 
     def _request(self, index: int, *message: Any, timeout: float | None = None) -> Any:
-        if self._closed:
+        if self._native is None:
             raise InterpreterClosed("cannot use runtime (closed)")
         if not 0 <= index < self.n:
             raise IndexError(f"no interpreter {index} (runtime has {self.n})")
@@ -326,12 +367,7 @@ class CopiesRuntime(InterpreterRequests):
         try:
             answer = self._interpreters[index].submit(pickle.dumps(message), limit or 0.0)
         except self._module.NativeError as exc:
-            status, _, text = exc.args
-            if status == self._module.ERR_TIMEOUT:
-                raise InterpreterTimeout(text) from None
-            if status == self._module.ERR_CLOSED:
-                raise InterpreterClosed(text) from None
-            raise RemoteError(index, "InternalError", text, "") from None
+            self._raise(exc, index)
         except ValueError:
             raise InterpreterClosed(f"interpreter {index} is closed") from None
         ok, value = pickle.loads(answer)
@@ -342,7 +378,7 @@ class CopiesRuntime(InterpreterRequests):
     # ------------------------------------------------------------------ introspection
 
     def alive(self, index: int) -> bool:
-        return not self._closed and self._interpreters[index].alive()
+        return self._native is not None and self._interpreters[index].alive()
 
     def copies(self, index: int) -> dict[str, str]:
         """Extension file -> the copy interpreter ``index`` loaded it from."""
@@ -373,30 +409,9 @@ class CopiesRuntime(InterpreterRequests):
 
     # ------------------------------------------------------------------ teardown
 
-    def stop(self, index: int, timeout: float | None = None) -> None:
-        """Finalize interpreter ``index`` on its own thread; the others keep running."""
-        if self._closed or index in self._stopped:
-            return
-        self._stopped.add(index)
-        try:
-            self._interpreters[index].stop(timeout or 0.0)
-        except self._module.NativeError as exc:
-            raise InterpreterClosed(exc.args[2]) from None
+    # ------------------------------------------------------------------ teardown (protocol.RuntimeTeardown)
 
-    def _shutdown(self, timeout: float | None) -> list[str]:
-        stuck: list[str] = []
-
-        def stop(interpreter) -> None:
-            try:
-                interpreter.stop(timeout or 0.0)
-            except self._module.NativeError as exc:
-                stuck.append(exc.args[2])
-
-        threads = [threading.Thread(target=stop, args=(i,)) for i in self._interpreters]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    def _release(self, native) -> None:
         if self._service is not None:
             self._service.close()
             self._service = None
@@ -404,21 +419,7 @@ class CopiesRuntime(InterpreterRequests):
         shutil.rmtree(self.workdir, ignore_errors=True)
         if getattr(self, "_finalizer", None) is not None:
             self._finalizer.detach()
-        return stuck
-
-    def close(self, timeout: float | None = None) -> None:
-        """Finalize every interpreter (in parallel, each on its own thread), then remove the
-        copies. Raises InterpreterClosed when some worker could not be joined."""
-        if getattr(self, "_closed", True):
-            return
-        self._closed = True
-        for pool in (self._pool, self._broadcast):
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-        stuck = self._shutdown(timeout)
-        if stuck:
-            raise InterpreterClosed(f"cannot close {len(stuck)} interpreter(s) ({stuck[0]})")
 
     def __repr__(self) -> str:
-        state = "closed" if getattr(self, "_closed", True) else f"{len(self.live_indices())} live"
+        state = "closed" if getattr(self, "_native", None) is None else f"{len(self.live_indices())} live"
         return f"<CopiesRuntime n={self.n} {state} libpython={self.libpython.name}>"

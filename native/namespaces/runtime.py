@@ -28,18 +28,16 @@ import threading
 import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from interpkit.native import _interpkit, limits
+from interpkit.native.errors import InterpreterClosed, RemoteError, RuntimeStartError
+from interpkit.native.protocol import TEARDOWN_POLICIES, LoadedObject, RuntimeTeardown, TeardownRecord
 from interpkit.native.requests import InterpreterRequests
-from interpkit.native.errors import (
-    InterpreterClosed,
-    InterpreterTimeout,
-    RemoteError,
-    RuntimeStartError,
-)
+
+__all__ = ["Runtime", "LoadedObject", "TeardownRecord", "TEARDOWN_POLICIES", "opened_namespaces",
+           "default_threads_per_interpreter"]
 
 # Run in each interpreter's __main__ before anything else. The guard goes first: nothing may
 # dlopen with RTLD_GLOBAL before it is installed (docs/facts.md fact 3). ``_ik_index`` is set by
@@ -56,8 +54,6 @@ apply_thread_budget({threads!r})
 del apply_thread_budget
 """
 
-TEARDOWN_POLICIES = ("finalize", "retire")
-
 _live_lock = threading.Lock()
 _live_interpreters = 0          # namespaced interpreters running in this process
 # Namespaces dlmopen'd by this process so far. glibc 2.36 neither reuses a namespace id nor
@@ -66,49 +62,12 @@ _live_interpreters = 0          # namespaced interpreters running in this proces
 _opened_namespaces = 0
 
 
-@dataclass(frozen=True)
-class LoadedObject:
-    """One object in an interpreter's link-map namespace: its path and load bias."""
-
-    path: str
-    base: int
-    namespace: int
-
-
 def _live(delta: int, opened: int = 0) -> int:
     global _live_interpreters, _opened_namespaces
     with _live_lock:
         _live_interpreters += delta
         _opened_namespaces += opened
         return _live_interpreters
-
-
-@dataclass(frozen=True)
-class TeardownRecord:
-    """What happened to one interpreter at teardown (``Runtime.teardown``).
-
-    ``outcome``: ``"finalized"`` (Py_FinalizeEx ran on its own thread, which was joined;
-    ``finalize_rc`` is its result), ``"retired"`` (not finalized on purpose, see ``reason``:
-    its thread is parked for the life of the process, holding no GIL, and its libraries'
-    finalizers and atexit handlers never run) or ``"lost"`` (a request never came back, or
-    finalization did not finish in time: its thread is left running). ``seconds`` is how long
-    finalization took (0 when it did not run).
-    """
-
-    index: int
-    outcome: str
-    reason: str = ""
-    finalize_rc: int | None = None
-    seconds: float = 0.0
-
-    @property
-    def retired(self) -> bool:
-        """True unless the interpreter was finalized."""
-        return self.outcome != "finalized"
-
-    def as_dict(self) -> dict:
-        return {"index": self.index, "outcome": self.outcome, "reason": self.reason,
-                "finalize_rc": self.finalize_rc, "seconds": round(self.seconds, 3)}
 
 
 def default_threads_per_interpreter(n: int) -> int:
@@ -137,7 +96,7 @@ def opened_namespaces() -> int:
     return _opened_namespaces
 
 
-class Runtime(InterpreterRequests):
+class Runtime(RuntimeTeardown, InterpreterRequests):
     """``n`` isolated interpreters in this process, each in its own link-map namespace.
 
     ``libpython`` defaults to the running Python's own shared library; ``timeout`` (seconds)
@@ -153,6 +112,8 @@ class Runtime(InterpreterRequests):
     ``"retire"`` (never finalize; for libraries that cannot be torn down safely).
     ``rt.teardown`` records what happened to each interpreter.
     """
+
+    backend = "namespaces"
 
     def __init__(self, n: int, *, libpython: str | os.PathLike | None = None,
                  timeout: float | None = None, sys_path: Iterable[str] | None = None,
@@ -177,6 +138,7 @@ class Runtime(InterpreterRequests):
         self.n = n
         self.timeout = timeout
         self.libpython = path
+        self._module = _interpkit
         #: Threads each interpreter's pools get (0: the libraries' defaults, no budget).
         self.threads_per_interpreter = (default_threads_per_interpreter(n)
                                         if threads_per_interpreter is None else threads_per_interpreter)
@@ -221,16 +183,6 @@ class Runtime(InterpreterRequests):
                 return limit
             return RuntimeStartError(f"cannot load interpreter {index} ({message})")
         return RuntimeStartError(message)
-
-    def _raise(self, exc: _interpkit.NativeError, index: int) -> None:
-        status, _, message = exc.args
-        if status == _interpkit.ERR_TIMEOUT:
-            raise InterpreterTimeout(message) from None
-        if status == _interpkit.ERR_CLOSED:
-            raise InterpreterClosed(message) from None
-        if status == _interpkit.ERR_REMOTE:
-            raise RemoteError(index, "InternalError", message, "") from None
-        raise RuntimeStartError(message) from None
 
     # ------------------------------------------------------------------ requests
 
@@ -277,116 +229,13 @@ class Runtime(InterpreterRequests):
             raise InterpreterClosed(exc.args[2]) from None
         return [LoadedObject(path, base, namespace) for path, base in entries if path]
 
-    # ------------------------------------------------------------------ teardown
+    # ------------------------------------------------------------------ teardown (protocol.RuntimeTeardown)
 
-    @property
-    def teardown(self) -> tuple[TeardownRecord, ...]:
-        """One record per interpreter torn down so far (all of them after ``close``), by index."""
-        return tuple(self._teardown[index] for index in sorted(self._teardown))
+    def _torn_down(self, count: int) -> None:
+        _live(-count)
 
-    def _finalize_hazard(self, index: int) -> str:
-        """Why finalizing interpreter ``index`` would hang, as the interpreter sees it ("" if none)."""
-        try:
-            return self._request(index, "teardown_check", timeout=30.0) or ""
-        except (InterpreterClosed, InterpreterTimeout, RemoteError):
-            # Busy past the check's timeout, lost, or broken: no positive sign of a hang, so
-            # finalize as asked (the C side waits for a request in flight, and reports a loss).
-            return ""
-
-    def _record(self, index: int, reason: str = "") -> TeardownRecord:
-        state, rc, seconds = self._native.teardown(index)
-        if state == _interpkit.TEARDOWN_FINALIZED:
-            record = TeardownRecord(index, "finalized",
-                                    "" if rc == 0 else "Py_FinalizeEx returned -1 (an error while "
-                                                       "flushing or running atexit handlers)", rc, seconds)
-        elif state == _interpkit.TEARDOWN_RETIRED:
-            record = TeardownRecord(index, "retired", reason or "retired on request")
-        elif state == _interpkit.TEARDOWN_LOST:
-            record = TeardownRecord(index, "lost", "a request never came back (blocked in C with "
-                                                   "the GIL held); its thread is left running")
-        elif state == _interpkit.TEARDOWN_FINALIZING:
-            record = TeardownRecord(index, "lost", reason or "finalization did not finish in time; "
-                                                             "its thread is left running")
-        else:
-            record = TeardownRecord(index, "lost", reason or "never started")
-        self._teardown[index] = record
-        return record
-
-    def _retire_reason(self, index: int, finalize: bool | None) -> str:
-        """"" to finalize interpreter ``index``, else why it is retired instead."""
-        if finalize is False or (finalize is None and self.teardown_policy == "retire"):
-            return "retired on request (teardown='retire')" if finalize is None else \
-                "retired on request (finalize=False)"
-        if not self.alive(index):
-            return ""
-        hazard = self._finalize_hazard(index)
-        return f"not finalized: {hazard}" if hazard else ""
-
-    def stop(self, index: int, timeout: float | None = None, *,
-             finalize: bool | None = None) -> TeardownRecord | None:
-        """Tear interpreter ``index`` down on its own thread; the others keep running.
-
-        It is finalized, unless ``finalize=False`` (or the runtime's ``teardown="retire"``), or
-        the interpreter shows a reason finalizing would hang (a non-daemon thread still
-        running): then it is retired. Returns its ``TeardownRecord`` (None if the runtime is
-        closed). Never kills the process; raises InterpreterClosed for a lost interpreter and
-        InterpreterTimeout when finalization does not finish within ``timeout`` (both also
-        recorded).
-        """
-        if self._native is None:
-            return None
-        if index in self._stopped:
-            return self._teardown.get(index)
-        if not 0 <= index < self.n:
-            raise IndexError(f"no interpreter {index} (runtime has {self.n})")
-        reason = self._retire_reason(index, finalize)
-        try:
-            if reason:
-                self._native.retire(index, timeout or 0.0)
-            else:
-                self._native.stop(index, timeout or 0.0)
-        except _interpkit.NativeError as exc:
-            self._record(index, exc.args[2])
-            self._raise(exc, index)
-        finally:
-            self._stopped.add(index)
-            _live(-1)
-        return self._record(index, reason)
-
-    def close(self, timeout: float | None = None) -> tuple[TeardownRecord, ...]:
-        """Tear every interpreter down (in parallel) and join the threads (docs/facts.md fact 7).
-
-        Each is finalized or retired as in ``stop``; returns ``self.teardown``. Raises
-        InterpreterClosed when some worker could not be joined (a request stuck in C code);
-        its thread is left running, without the GIL of any other interpreter, and the records
-        say which.
-        """
-        if self._native is None:
-            return self.teardown
-        for pool in (self._pool, self._broadcast):
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-        native = self._native
-        remaining = [index for index in range(self.n) if index not in self._stopped]
-        reasons = {index: self._retire_reason(index, None) for index in remaining}
-        for index, reason in reasons.items():
-            if reason:
-                try:
-                    native.retire(index, timeout or 0.0)
-                except _interpkit.NativeError:
-                    pass                      # lost: recorded below
-        leaked = native.shutdown(timeout or 0.0)
-        for index in remaining:
-            self._record(index, reasons[index])
-        self._stopped.update(remaining)
-        self._native = None
+    def _release(self, native) -> None:
         native.close(0.0)
-        _live(-len(remaining))
-        if leaked:
-            raise InterpreterClosed(
-                f"cannot close {leaked} interpreter(s) (a request never came back; "
-                "their threads are left running)")
-        return self.teardown
 
     def __repr__(self) -> str:
         state = "closed" if self._native is None else f"{len(self.live_indices())} live"
