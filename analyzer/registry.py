@@ -21,13 +21,13 @@ from pathlib import Path
 from interpkit.core.findings import ALL_BACKENDS, Backend, DataValue, Finding, Severity, Verdict, findings_data
 
 
-class Fixable(str, enum.Enum):
+class Fixable(enum.StrEnum):
     ALWAYS = "always"
     SOMETIMES = "sometimes"
     NONE = "none"
 
 
-class Lifecycle(str, enum.Enum):
+class Lifecycle(enum.StrEnum):
     STABLE = "stable"
     PREVIEW = "preview"
     REMOVED = "removed"
@@ -154,13 +154,6 @@ def rule_named(kind: str, name: str) -> RegisteredRule:
 def rules_of(package_name: str) -> list[RegisteredRule]:
     """The rules of one family package, e.g. "interpkit.analyzer.rules.elf"."""
     return list(_family(package_name))
-
-
-def get_rule(code: str) -> Rule:
-    try:
-        return all_rules()[code.upper()].rule
-    except KeyError:
-        raise KeyError(code) from None
 
 
 def code_matches(code: str, patterns: tuple[str, ...]) -> bool:

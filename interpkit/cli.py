@@ -31,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"interpkit.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"interpkit.commands.{name}":
-                continue  # command not built yet in this checkout
-            raise
-        module.configure_parser(sub)
+        importlib.import_module(f"interpkit.commands.{name}").configure_parser(sub)
     return parser
 
 

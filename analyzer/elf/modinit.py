@@ -29,7 +29,7 @@ MODULEDEF_TYPE = "PyModuleDef_Type"
 _MAX_SLOTS = 64  # a real slot table has a handful; stop reading garbage long before this
 
 
-class InitKind(str, enum.Enum):
+class InitKind(enum.StrEnum):
     SINGLE_PHASE = "single-phase"
     MULTI_PHASE = "multi-phase"
     UNKNOWN = "unknown"

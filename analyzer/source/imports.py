@@ -26,7 +26,7 @@ from interpkit.analyzer.modules import enclosing_packages
 EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
-class ModuleKind(str, enum.Enum):
+class ModuleKind(enum.StrEnum):
     PYTHON = "python"          # pure-Python source
     EXTENSION = "extension"    # a compiled extension module (.so)
     STDLIB = "stdlib"          # standard library (or built into the interpreter)

@@ -585,11 +585,6 @@ def analyze_bytes(path: Path, data: bytes, config: Config, *, rules: list[Loaded
     return analyze_text(path, text, config, rules=rules, module=module, fast=fast, import_module=import_module)
 
 
-def scan_source_file(path: Path, config: Config, *, rules: list[LoadedSourceRule] | None = None,
-                     module: str | None = None, fast: bool = True) -> FileResult:
-    return analyze_file(Path(path), config, rules=rules, module=module, fast=fast).result
-
-
 def analyze_file(path: Path, config: Config, *, rules: list[LoadedSourceRule] | None = None,
                  module: str | None = None, fast: bool = True,
                  import_module: tuple[str, bool] | None = None) -> SourceOutcome:

@@ -11,6 +11,7 @@ from interpkit.native.sandbox.outcome import ProbeOutcome
 from interpkit.native.pythons import ENV_VAR, find_python, inspect_python
 from interpkit.native.subinterpreters.runtime import (ModuleTarget, SubinterpreterError, SubinterpreterRuntime,
                               parallel_speedup, probe_module, probe_modules)
+from tests.subinterp.conftest import DATETIME_TEARDOWN_CRASH
 
 SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "subinterp"
 
@@ -147,9 +148,11 @@ def test_runtime_keeps_state_per_interpreter(python313):
 def test_crash_is_pinned_on_a_dependency_that_crashes_alone(python313):
     from interpkit.native.subinterpreters.runtime import blame_dependencies
 
+    if python313.version != DATETIME_TEARDOWN_CRASH:
+        pytest.skip(f"the _datetime teardown crash is CPython {'.'.join(map(str, DATETIME_TEARDOWN_CRASH))}'s "
+                    f"(this is {'.'.join(map(str, python313.version))})")
     outcome = probe_module("ik_uses_datetime", SAMPLES, python=python313)
-    if outcome.status != "crash":
-        pytest.skip(f"_datetime does not crash on teardown with this Python ({outcome.status})")
+    assert outcome.status == "crash", outcome
     assert "_datetime" in [n for s in outcome.steps for n in s.get("native_imports", ())]
     blamed = blame_dependencies({"ik_uses_datetime": outcome}, python=python313,
                                 sys_path=(str(SAMPLES),))
