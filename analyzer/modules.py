@@ -42,3 +42,31 @@ def abi_matches(path: Path, soabi: str) -> bool:
     """Can an interpreter with this SOABI (sysconfig's, e.g. cpython-311-x86_64-linux-gnu) import the file?"""
     tag = extension_tag(path)
     return tag is None or tag == "abi3" or tag == soabi
+
+
+_ABI3_WHEEL_TAG = re.compile(r"cp(\d)(\d+)-abi3-")
+
+
+def abi3_floor(path: Path) -> tuple[int, int] | None:
+    """The oldest CPython an abi3 extension is for: the cpXY of its wheel's ``cpXY-abi3-*`` tag,
+    read from the .dist-info (beside its sys.path entry) whose RECORD lists the file; None when
+    no installed metadata says (the file name carries no floor)."""
+    location = module_location(path)
+    if location is None:
+        return None
+    root = location[1]
+    try:
+        relative = Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
+    for info in sorted(root.glob("*.dist-info")):
+        try:
+            listed = any(line.split(",", 1)[0] == relative for line in (info / "RECORD").read_text().splitlines())
+            wheel = (info / "WHEEL").read_text() if listed else ""
+        except OSError:
+            continue
+        floors = [(int(m.group(1)), int(m.group(2))) for line in wheel.splitlines() if line.startswith("Tag:")
+                  if (m := _ABI3_WHEEL_TAG.match(line.partition(":")[2].strip()))]
+        if floors:
+            return min(floors)
+    return None

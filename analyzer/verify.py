@@ -9,12 +9,13 @@ the reason, beside everything observed before it.
 """
 from __future__ import annotations
 
+import platform
 import sysconfig
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from interpkit.core.findings import Backend, FileKind, FileResult, Verdict
-from interpkit.analyzer.modules import abi_matches, module_location
+from interpkit.analyzer.modules import abi3_floor, abi_matches, extension_tag, module_location
 
 OBSERVED_STATUSES = ("ok", "import_error", "crash", "hang", "error", "skipped")
 
@@ -29,6 +30,7 @@ class Verification:
     message: str = ""
     codes: tuple[str, ...] = ()        # the findings behind the prediction
     outcome: dict = field(default_factory=dict)
+    python: str = ""                  # the CPython version the observation is for ("3.14.10")
 
     @classmethod
     def observed_row(cls, path: Path, module: str, backend: Backend, predicted: Verdict,
@@ -75,7 +77,7 @@ class Verification:
             "path": str(self.path), "module": self.module, "backend": self.backend.value,
             "predicted": self.predicted.value, "observed": self.observed.value, "status": self.status,
             "message": self.message, "agrees": self.agrees, "codes": list(self.codes),
-            "outcome": self.outcome, "teardown": self.teardown,
+            "outcome": self.outcome, "teardown": self.teardown, "python": self.python or None,
         }
 
 
@@ -195,9 +197,29 @@ def target_soabi(backend: Backend, python: str | None) -> str:
     return sysconfig.get_config_var("SOABI")
 
 
+def subinterpreter_python(path: Path, python: str | None):
+    """(the Python that verifies this extension in subinterpreters, None) or (None, why it is
+    skipped). ``python`` named by the user is used for what it can load; otherwise each
+    extension gets a Python of its ABI: cpython-3XY exactly, abi3 from its wheel's floor up
+    (interpkit.native.pythons.python_for_abi), and the reason names the Python that is missing."""
+    from interpkit.core.errors import RuntimeUnavailable
+    from interpkit.native.pythons import find_python, python_for_abi
+
+    tag = extension_tag(path)
+    if python:
+        info = find_python(python)
+        if abi_matches(path, info.soabi):
+            return info, None
+        return None, f"built for another interpreter ({tag}; --python {python} is {info.soabi})"
+    try:
+        return python_for_abi(tag, floor=abi3_floor(path) if tag == "abi3" else None), None
+    except RuntimeUnavailable as exc:
+        return None, str(exc)
+
+
 def verify_results(files: list[FileResult], backend: Backend, *, interpreters: int, timeout: float,
                    python: str | None = None, config_name: str = "isolated", progress=None) -> list[Verification]:
-    soabi = target_soabi(backend, python)
+    soabi = target_soabi(backend, python) if backend is not Backend.SUBINTERPRETERS else ""
     rows: list[Verification] = []
     for fr in files:
         if is_op_library(fr):
@@ -215,12 +237,22 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
                                      "file name is not an importable module name", codes))
             continue
         module, sys_path = location
-        if not abi_matches(Path(fr.path), soabi):
-            rows.append(Verification(Path(fr.path), module, backend, predicted, "skipped",
-                                     f"built for another interpreter (runtime is {soabi})", codes))
+        runtime = None
+        if backend is Backend.SUBINTERPRETERS:
+            runtime, reason = subinterpreter_python(Path(fr.path), python)
+        elif not abi_matches(Path(fr.path), soabi):
+            reason = f"built for another interpreter (runtime is {soabi})"
+        else:
+            reason = None
+        if reason:
+            rows.append(Verification(Path(fr.path), module, backend, predicted, "skipped", reason, codes))
             continue
+        if runtime is not None:
+            python_used, version = str(runtime.executable), runtime.full_version
+        else:
+            python_used, version = python, platform.python_version()   # namespaces and copies run this Python
         outcome = probe(backend, module, sys_path, interpreters=interpreters, timeout=timeout,
-                        python=python, config_name=config_name, binary=Path(fr.path))
+                        python=python_used, config_name=config_name, binary=Path(fr.path))
         if backend is Backend.SUBINTERPRETERS:
             # The verdict covers every PyInit_* in the binary; a second one can only be
             # loaded by file under its own name, which the subinterpreters probe can do.
@@ -228,10 +260,11 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
             for other in _other_inits(fr, module):
                 dotted = f"{package}.{other}" if package else other
                 extra = probe(backend, dotted, sys_path, interpreters=interpreters, timeout=timeout,
-                              python=python, config_name=config_name, binary=Path(fr.path))
+                              python=python_used, config_name=config_name, binary=Path(fr.path))
                 if _STATUS_RANK[extra["status"]] > _STATUS_RANK[outcome["status"]]:
                     outcome = {**extra, "message": f"{dotted}: {extra.get('message', '')}"}
-        rows.append(Verification.observed_row(Path(fr.path), module, backend, predicted, codes, outcome))
+        row = Verification.observed_row(Path(fr.path), module, backend, predicted, codes, outcome)
+        rows.append(replace(row, python=version))
         if progress:
             progress()
     return rows
@@ -278,7 +311,8 @@ class VerifyReport:
         for r in self.data["results"]:
             agree = {True: "agrees", False: "DISAGREES", None: "undecided"}[r["agrees"]]
             detail = (r.get("message") or "").splitlines()[0][:200] if r.get("message") else ""
-            out.append(f"{r['path']}: {r['module']} predicted {r['predicted']}, observed {r['observed']} "
+            on = f" on Python {r['python']}" if r.get("python") else ""
+            out.append(f"{r['path']}: {r['module']} predicted {r['predicted']}, observed {r['observed']}{on} "
                        f"({r['status']}, {agree})" + (f": {detail}" if detail else ""))
         out.extend(f"{r['path']}: {line}" for r in self.data["results"] if (line := teardown_line(r)))
         out.extend(f"{e['path']}: error: {e['error']}" for e in self.data["errors"])
@@ -303,12 +337,12 @@ class VerifyReport:
         fold = "fold" if console.is_terminal else "ignore"  # off a terminal the width is unbounded anyway
         table = Table(title=f"verify: {self.data['backend']}, {self.data['interpreters']} interpreters",
                       title_justify="left")
-        for column in ("module", "predicted", "observed", "status", "agree", "findings", "detail"):
+        for column in ("module", "python", "predicted", "observed", "status", "agree", "findings", "detail"):
             table.add_column(column, overflow=fold, no_wrap=column in ("module", "findings") and not console.is_terminal)
         for r in self.data["results"]:
             agree = {True: Text("yes", "green"), False: Text("NO", "bold red"), None: Text("-", "dim")}[r["agrees"]]
             detail = (r.get("message") or "").splitlines()[0][:120] if r.get("message") else ""
-            table.add_row(r["module"], Text(r["predicted"], style[r["predicted"]]),
+            table.add_row(r["module"], r.get("python") or "-", Text(r["predicted"], style[r["predicted"]]),
                           Text(r["observed"], style[r["observed"]]), r["status"], agree, ",".join(r["codes"]), detail)
         yield table
         for r in self.data["results"]:

@@ -143,7 +143,8 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
         "compared": len(compared),
         "left_out": [{"module": row.module, "status": row.status, "reason": row.message}
                      for row in probed if row not in compared],
-        "rows": [row.to_json() for row in rows],
+        "rows": [{**row.to_json(), "python": info.full_version if row.status != "skipped" else None}
+                 for row in rows],
         "summary": summary,
         "agreement": summary["agreement"],
         "agreement_all": round(agreed_all / len(observed_decided), 4) if observed_decided else None,

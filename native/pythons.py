@@ -1,11 +1,16 @@
-"""Find other CPython interpreters (3.12, 3.13) that the subinterpreters backend can drive.
+"""Find other CPython interpreters (3.12 to 3.15) that the subinterpreters backend can drive.
 
 The tool itself runs on 3.11 (torch), so own-GIL subinterpreters live in a child process of
 another Python. Candidates come from, in order: ``INTERPKIT_PYTHONS`` (``os.pathsep``-separated
 paths or command names), ``[tool.interpkit] interpreters`` (passed in by the caller, which
 reads the configuration), the CPython builds under ``pyenv root`` (the command is run; no
-path is assumed), and ``python3.13`` / ``python3.12`` on ``PATH``. Each candidate is *run*
-once to learn what it really is; nothing is trusted from its file name.
+path is assumed), and ``python3.15`` … ``python3.12`` on ``PATH``. Each candidate is *run*
+once to learn what it really is; nothing is trusted from its file name. A candidate may be a
+wrapper script (e.g. a Python started through another loader, docs/facts.md fact 12): when the
+``sys.executable`` it reports does not start by itself, the candidate's own path is kept.
+
+``python_for_abi`` picks, for an extension's ABI tag (``cpython-314-x86_64-linux-gnu``,
+``abi3`` with its floor), a Python that can load it, or says which Python is missing.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from interpkit.core.errors import RuntimeUnavailable
 ENV_VAR = "INTERPKIT_PYTHONS"
 # Commands looked up on PATH last, newest first: pyenv's shims on PATH can name a version that
 # is not selected (the shim then fails when run), so pyenv's own builds are tried before them.
-PATH_MINORS: tuple[int, ...] = (13, 12, 11)
+PATH_MINORS: tuple[int, ...] = (15, 14, 13, 12, 11)
 # The oldest CPython with own-GIL subinterpreters; older pyenv builds are not candidates.
 OLDEST_SUBINTERPRETERS = (3, 12)
 _CPYTHON_BUILD = re.compile(r"(\d+)\.(\d+)\.(\d+)")   # pyenv's names for plain CPython builds
@@ -33,7 +38,8 @@ _PROBE_TIMEOUT_S = 20
 _PROBE_SOURCE = r"""
 import json, sys, sysconfig
 api = None
-for name in ("_interpreters", "_xxsubinterpreters"):
+# 3.14+: PEP 734's public API; 3.13: _interpreters; 3.12: _xxsubinterpreters.
+for name in ("concurrent.interpreters", "_interpreters", "_xxsubinterpreters"):
     try:
         __import__(name)
     except ImportError:
@@ -59,7 +65,7 @@ class PythonInfo:
     executable: Path
     version: tuple[int, int, int]
     implementation: str
-    subinterpreter_api: str | None   # "_interpreters" (3.13) or "_xxsubinterpreters" (3.12)
+    subinterpreter_api: str | None   # "concurrent.interpreters" (3.14+), "_interpreters" (3.13), "_xxsubinterpreters" (3.12)
     shared_libpython: bool
     free_threaded: bool = False
     soabi: str = ""                  # e.g. "cpython-313-x86_64-linux-gnu"
@@ -68,6 +74,10 @@ class PythonInfo:
     def short_version(self) -> str:
         return f"{self.version[0]}.{self.version[1]}"
 
+    @property
+    def full_version(self) -> str:
+        return ".".join(map(str, self.version))
+
     def unsupported_reason(self) -> str | None:
         """None when own-GIL subinterpreters can be driven from Python code, else why not."""
         if self.implementation != "cpython":
@@ -75,7 +85,7 @@ class PythonInfo:
         if self.version[:2] < (3, 12):
             return f"{self.executable} is Python {self.short_version} (own-GIL subinterpreters need 3.12+)"
         if self.subinterpreter_api is None:
-            return f"{self.executable} has neither _interpreters nor _xxsubinterpreters"
+            return f"{self.executable} has neither concurrent.interpreters, _interpreters nor _xxsubinterpreters"
         return None
 
 
@@ -158,7 +168,7 @@ def inspect_python(candidate: str) -> PythonInfo | str:
     except (IndexError, ValueError):
         return f"{candidate}: did not answer the probe"
     return PythonInfo(
-        executable=Path(data["executable"]),
+        executable=_runnable_executable(Path(data["executable"]), path),
         version=tuple(data["version"]),
         implementation=data["implementation"],
         subinterpreter_api=data["api"],
@@ -166,6 +176,18 @@ def inspect_python(candidate: str) -> PythonInfo | str:
         free_threaded=data["free_threaded"],
         soabi=data["soabi"] or "",
     )
+
+
+def _runnable_executable(reported: Path, ran: Path) -> Path:
+    """The interpreter's own sys.executable when it starts by itself, else the path that ran
+    (a wrapper script whose binary needs another loader or environment)."""
+    if reported == ran or reported.resolve() == ran.resolve():
+        return reported
+    try:
+        done = subprocess.run([str(reported), "-I", "-c", "pass"], capture_output=True, timeout=_PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return ran
+    return reported if done.returncode == 0 else ran
 
 
 def discover_pythons(configured: tuple[str, ...] | list[str] = ()) -> tuple[list[PythonInfo], list[str]]:
@@ -217,3 +239,45 @@ def find_python(wanted: str, configured: tuple[str, ...] | list[str] = ()) -> Py
     raise RuntimeUnavailable(
         f"cannot find Python {wanted} with subinterpreter support "
         f"(set {ENV_VAR} or [tool.interpkit] interpreters; tried: {tried})")
+
+
+_CPYTHON_ABI = re.compile(r"cpython-(\d)(\d+)(t?)-")
+
+
+def python_for_abi(tag: str | None, *, floor: tuple[int, int] | None = None, preferred: str = "3.13",
+                   configured: tuple[str, ...] | list[str] = ()) -> PythonInfo:
+    """A Python with subinterpreter support that can load an extension whose file name carries
+    ABI ``tag``: ``cpython-314-x86_64-linux-gnu`` needs exactly 3.14 (``314t`` a free-threaded
+    build), ``abi3`` any 3.12+ from its ``floor`` up (``preferred`` when it fits, else the
+    oldest that does), no tag ``preferred``. Raises RuntimeUnavailable naming the Python that
+    is missing and every candidate tried."""
+    if tag is None:
+        return find_python(preferred, configured)
+    match = _CPYTHON_ABI.match(tag)
+    if match:
+        version, threaded = f"{match.group(1)}.{match.group(2)}", bool(match.group(3))
+        found, rejected = discover_pythons(configured)
+        for info in found:
+            if (info.short_version == version and info.free_threaded == threaded
+                    and info.unsupported_reason() is None):
+                return info
+        build = "free-threaded CPython" if threaded else "CPython"
+        tried = "; ".join(rejected + [f"{i.executable}: is {i.full_version}" + (" free-threaded" if i.free_threaded else "")
+                                      for i in found]) or "no candidates"
+        raise RuntimeUnavailable(f"needs {build} {version} (built for {tag}); no such Python with subinterpreter "
+                                 f"support was found (set {ENV_VAR} or [tool.interpkit] interpreters; tried: {tried})")
+    if tag != "abi3":
+        raise RuntimeUnavailable(f"needs an interpreter for ABI {tag}, which is not CPython's")
+    lowest = max(floor or OLDEST_SUBINTERPRETERS, OLDEST_SUBINTERPRETERS)
+    found, rejected = discover_pythons(configured)
+    fitting = sorted((info for info in found if info.version[:2] >= lowest and not info.free_threaded
+                      and info.unsupported_reason() is None), key=lambda info: info.version)
+    for info in fitting:
+        if info.short_version == preferred:
+            return info
+    if fitting:
+        return fitting[0]
+    tried = "; ".join(rejected + [f"{i.executable}: is {i.full_version}" for i in found]) or "no candidates"
+    raise RuntimeUnavailable(f"needs CPython {lowest[0]}.{lowest[1]} or newer (abi3"
+                             + (f" from {floor[0]}.{floor[1]}" if floor else "")
+                             + f"); no such Python with subinterpreter support was found (set {ENV_VAR}; tried: {tried})")

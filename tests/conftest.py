@@ -24,7 +24,7 @@ from fixtures.build import FixtureUnavailable, build_fixture, find_python  # noq
 INTEGRATION_FOLDERS = frozenset({"cli", "copies", "hardening", "memory", "realstack", "runtime", "serve", "shims",
                                  "subinterp"})
 INTEGRATION_FIXTURES = frozenset({"built_fixtures", "fixture_copy", "python_for", "python312", "python313",
-                                  "runtime2", "torch_dir", "realstack_python"})
+                                  "runtime2", "torch_dir", "realstack_python", "wheels_for"})
 INTEGRATION_MARKS = frozenset({"torch", "slow", "realstack"})
 
 
@@ -42,15 +42,40 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def python_for():
-    """python_for("3.13") -> interpreter path, or skip the test when this machine lacks it."""
+    """python_for("3.13") -> interpreter path, or skip the test when this machine lacks it.
+
+    3.14 and 3.15 are Debian sid's builds, fetched and cached by content on first use
+    (fixtures/pythons.py); the skip then names why they could not be fetched."""
+    from fixtures.pythons import SID_VERSIONS, PythonsUnavailable, python_for as sid_python
 
     def find(version: str) -> str:
         candidate = find_python(version)
+        if candidate is None and version in SID_VERSIONS:
+            try:
+                sid_python(version)
+            except PythonsUnavailable as exc:
+                pytest.skip(f"Python {version} cannot be fetched from Debian sid: {exc}")
         if candidate is None:
             pytest.skip(f"Python {version} is not installed here")
         return candidate
 
     return find
+
+
+@pytest.fixture(scope="session")
+def wheels_for():
+    """wheels_for("3.14", ["numpy"]) -> folder of those cp314 wheels unpacked (PYTHONPATH entry),
+    downloaded with the host pip and cached by content (fixtures/pythons.py); skips with pip's
+    reason when they cannot be fetched."""
+    from fixtures.pythons import PythonsUnavailable, wheels_for as fetch
+
+    def wheels(version: str, requirements: list[str]) -> Path:
+        try:
+            return fetch(version, requirements)
+        except PythonsUnavailable as exc:
+            pytest.skip(str(exc))
+
+    return wheels
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -198,9 +199,17 @@ class _Worker:
 def measure_processes(job: dict, teardown: contextlib.ExitStack) -> dict:
     """N separate processes: the sum of their Pss is what they cost together."""
     n = job["interpreters"]
-    # The same search path the namespaces see (the host's), so both import the same files.
-    sys_path = [*job["sys_path"], *sys.path]
-    workers = [_Worker(sys.executable, job, sys_path) for _ in range(n)]
+    if job.get("python"):
+        # Processes of the Python the subinterpreters ran on (3.14 against its own
+        # subinterpreters); its own sys.path, the host's site-packages are another ABI's.
+        from interpkit.native.subinterpreters.runtime import resolve_python
+
+        python = resolve_python(job["python"])
+        executable, sys_path, version = str(python.executable), list(job["sys_path"]), python.full_version
+    else:
+        # The same search path the namespaces see (the host's), so both import the same files.
+        executable, sys_path, version = sys.executable, [*job["sys_path"], *sys.path], platform.python_version()
+    workers = [_Worker(executable, job, sys_path) for _ in range(n)]
     try:
         for worker in workers:
             worker.expect("baseline")
@@ -220,7 +229,7 @@ def measure_processes(job: dict, teardown: contextlib.ExitStack) -> dict:
                 loaded = _mapped_objects(mappings)
                 attribution = split.as_dict()
         return {"baseline": MemoryTotals().as_dict(), "total": total.as_dict(), "attribution": attribution,
-                "per_interpreter": per_interpreter, "loaded": loaded}
+                "per_interpreter": per_interpreter, "loaded": loaded, "python_version": version}
     finally:
         for worker in workers:
             worker.stop()
@@ -260,7 +269,8 @@ def measure_subinterpreters(job: dict, teardown: contextlib.ExitStack) -> dict:
     split = attribute(mappings, [], pid=pid)
     return {"baseline": baseline.as_dict(), "started": started.as_dict(), "total": total_of(mappings).as_dict(),
             "attribution": split.as_dict(), "per_interpreter": per_interpreter,
-            "loaded": _mapped_objects(mappings), "python": str(python.executable)}
+            "loaded": _mapped_objects(mappings), "python": str(python.executable),
+            "python_version": python.full_version}
 
 
 def _close_server(rt) -> None:
@@ -317,6 +327,8 @@ def main(argv: list[str]) -> int:
         report.done(ok=False, error=result["error"])
     result["backend"] = job["backend"]
     result["interpreters"] = job["interpreters"]
+    if job["backend"] in ("namespaces", "copies", "threads"):
+        result.setdefault("python_version", platform.python_version())  # they run in this Python
     channel.emit("sample", sample=result)
     # Teardown is its own step: a crash or hang here is pinned on "close", after the sample.
     report.step("close")

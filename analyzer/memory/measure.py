@@ -97,6 +97,11 @@ class Sample:
         return cls(data["backend"], data["interpreters"], data.get("error"), totals("total"), totals("baseline"),
                    data.get("per_interpreter") or [], data.get("loaded") or [], data)
 
+    @property
+    def python_version(self) -> str | None:
+        """The CPython the sample was measured on ("3.14.10"); None when the child did not say."""
+        return self.raw.get("python_version")
+
 
 # ---------------------------------------------------------------------------- one child
 
@@ -191,8 +196,11 @@ def measure(workload: Workload, counts: list[int], backends: list[str], *,
     """One Sample per (backend, count), in that order; unavailable backends give error samples."""
     samples: list[Sample] = []
     for backend in backends:
-        reason = backend_unavailable(backend, subinterpreter_python)
-        if reason is None and backend == "subinterpreters":
+        # With a Python named for the subinterpreters, the processes are of that Python too:
+        # interpreter k+1 against process k+1 of the same CPython.
+        other_python = backend == "subinterpreters" or (backend == "processes" and subinterpreter_python)
+        reason = backend_unavailable("subinterpreters" if other_python else backend, subinterpreter_python)
+        if reason is None and other_python:
             from interpkit.native.subinterpreters.runtime import resolve_python
 
             target = str(resolve_python(subinterpreter_python or "3.13").executable)
@@ -204,7 +212,7 @@ def measure(workload: Workload, counts: list[int], backends: list[str], *,
             if progress is not None:
                 progress(f"measuring {backend} with {count} interpreter{'s' if count != 1 else ''}")
             job = {"backend": backend, "interpreters": count, **workload.as_dict()}
-            if backend == "subinterpreters":
+            if other_python:
                 job["python"] = subinterpreter_python or "3.13"
             samples.append(run_child(job, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb))
     return samples

@@ -61,7 +61,7 @@ JSON_SCHEMA = {
                 "heap_bytes": _NULLABLE_INT, "estimate_bytes": _NULLABLE_INT, "estimate_low_bytes": _NULLABLE_INT,
                 "estimate_loaded_bytes": _NULLABLE_INT, "estimate_error": _NULLABLE_NUMBER,
                 "estimate_error_total": _NULLABLE_NUMBER, "total_rss_bytes": _NULLABLE_INT,
-                "error": {"type": ["string", "null"]},
+                "error": {"type": ["string", "null"]}, "python": {"type": ["string", "null"]},
             },
         }},
     },
@@ -84,6 +84,7 @@ class Row:
     estimate_loaded: int | None = None       # the same arithmetic on the files this run actually loaded
     total_rss: int | None = None             # secondary: over-counts shared file pages
     error: str | None = None
+    python: str | None = None                # the CPython measured ("3.14.10")
 
     @property
     def estimate_error(self) -> float | None:
@@ -106,7 +107,7 @@ class Row:
             "estimate_bytes": self.estimate, "estimate_low_bytes": self.estimate_low,
             "estimate_loaded_bytes": self.estimate_loaded,
             "estimate_error": self.estimate_error, "estimate_error_total": self.estimate_error_total,
-            "total_rss_bytes": self.total_rss, "error": self.error,
+            "total_rss_bytes": self.total_rss, "error": self.error, "python": self.python,
         }
 
 
@@ -142,7 +143,8 @@ class MemoryReport:
             for sample in sorted(group, key=lambda s: s.interpreters):
                 static = estimate.backend(backend)
                 row = Row(backend, sample.interpreters, error=sample.error,
-                          estimate=static.private_per_interpreter, estimate_low=static.private_low_per_interpreter)
+                          estimate=static.private_per_interpreter, estimate_low=static.private_low_per_interpreter,
+                          python=sample.python_version)
                 report.rows.append(row)
                 if sample.error or sample.total is None:
                     continue
@@ -186,7 +188,7 @@ class MemoryReport:
         table = Table(title="Memory per interpreter, MiB. Pss total is the headline (RSS, last column, counts a "
                             "shared file page once per mapping); marginal private = Δ Private_Dirty per added "
                             "interpreter = its files' private pages + its heap.", title_justify="left")
-        headings = (("backend", "left"), ("N", "right"), ("Pss total", "right"), ("marginal private", "right"),
+        headings = (("backend", "left"), ("Python", "left"), ("N", "right"), ("Pss total", "right"), ("marginal private", "right"),
                     ("Δ Pss/interp", "right"), ("files priv.", "right"), ("heap", "right"),
                     ("estimate low–high", "right"), ("err files", "right"), ("err total", "right"), ("RSS", "right"))
         for heading, justify in headings:
@@ -195,9 +197,10 @@ class MemoryReport:
         for row in self.rows:
             if row.error:
                 state = "skipped" if row.error.startswith("skipped") else "[red]failed[/red]"
-                table.add_row(row.backend, str(row.interpreters), state, "", "", "", "", _range(row), "", "", "")
+                table.add_row(row.backend, row.python or "", str(row.interpreters), state, "", "", "", "", _range(row),
+                              "", "", "")
                 continue
-            table.add_row(row.backend, str(row.interpreters), _mib(row.total_pss), _mib(row.marginal_private_dirty),
+            table.add_row(row.backend, row.python or "", str(row.interpreters), _mib(row.total_pss), _mib(row.marginal_private_dirty),
                           _mib(row.marginal_pss), _mib(row.files_private), _mib(row.heap),
                           _range(row), _percent(row.estimate_error), _percent(row.estimate_error_total),
                           _mib(row.total_rss))

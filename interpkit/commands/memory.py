@@ -34,7 +34,7 @@ def configure_parser(sub) -> None:
                         help="what to measure: a backend, several (comma-separated) or all of them (default: "
                         "namespaces; processes and threads are the comparisons)")
     parser.add_argument("--python", metavar="PYTHON", help="interpreter for the subinterpreters backend "
-                        "(a path, or 3.13/3.12; default: 3.13)")
+                        "(a path, or 3.15 … 3.12; default: 3.13); when named, the processes compared are of it too")
     parser.add_argument("--no-follow-imports", action="store_true",
                         help="estimate from the named modules' own extension files, not everything they import")
     parser.add_argument("--estimate-only", action="store_true", help="print the static estimate; start nothing")

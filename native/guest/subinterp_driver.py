@@ -1,4 +1,4 @@
-"""Child-process driver for the subinterpreters backend; run *by path* under Python 3.12/3.13.
+"""Child-process driver for the subinterpreters backend; run *by path* under Python 3.12 to 3.15.
 
 It must not import interpkit (interpkit is installed for 3.11 only); it loads the sandbox's
 child side (``channel.py``, standard library only) by path. The parent writes one JSON job to
@@ -47,33 +47,66 @@ def emit(event, **fields):
     _CHANNEL.emit(event, **fields)
 
 
-# --------------------------------------------------------------------------- the two APIs
+# --------------------------------------------------------------------------- the three APIs
+# An interpreter is whatever create_interpreter returns: a concurrent.interpreters.Interpreter
+# on 3.14+, an interpreter id on 3.12/3.13; only the three functions below look inside it.
 
 try:
-    import _interpreters as _api   # 3.13
-
-    def create_interpreter(config):
-        return _api.create(config)
-
-    def _exec(iid, code, shared):
-        failure = _api.exec(iid, code, shared)
-        if failure is not None:
-            raise RuntimeError(f"{failure.type.__name__}: {failure.msg}")
-
+    from concurrent import interpreters as _public   # 3.14+: PEP 734, the public API
 except ImportError:
-    import _xxsubinterpreters as _api   # 3.12: no config objects, only isolated=True/False
+    _public = None
+
+if _public is not None:
+    API = "concurrent.interpreters"
 
     def create_interpreter(config):
-        if config not in ("isolated", "legacy"):
+        if config == "isolated":
+            return _public.create()
+        if config != "legacy":
             raise ValueError(f"unknown configuration {config!r}")
-        return _api.create(isolated=(config == "isolated"))
+        # The public API creates only isolated interpreters; the legacy preset is asked from
+        # the module it is built on, and the handle is the public Interpreter all the same.
+        import _interpreters
+        return _public.Interpreter(_interpreters.create("legacy", reqrefs=True), _ownsref=True)
 
-    def _exec(iid, code, shared):
-        _api.run_string(iid, code, shared)
+    def _exec(interp, code, shared):
+        if shared:
+            interp.prepare_main(shared)
+        try:
+            interp.exec(code)
+        except _public.ExecutionFailed as exc:
+            raise RuntimeError(f"{exc.excinfo.type.__name__}: {exc.excinfo.msg}") from None
 
+    def destroy_interpreter(interp):
+        interp.close()
 
-def destroy_interpreter(iid):
-    _api.destroy(iid)
+else:
+    try:
+        import _interpreters as _api   # 3.13
+        API = "_interpreters"
+
+        def create_interpreter(config):
+            return _api.create(config)
+
+        def _exec(iid, code, shared):
+            failure = _api.exec(iid, code, shared)
+            if failure is not None:
+                raise RuntimeError(f"{failure.type.__name__}: {failure.msg}")
+
+    except ImportError:
+        import _xxsubinterpreters as _api   # 3.12: no config objects, only isolated=True/False
+        API = "_xxsubinterpreters"
+
+        def create_interpreter(config):
+            if config not in ("isolated", "legacy"):
+                raise ValueError(f"unknown configuration {config!r}")
+            return _api.create(isolated=(config == "isolated"))
+
+        def _exec(iid, code, shared):
+            _api.run_string(iid, code, shared)
+
+    def destroy_interpreter(iid):
+        _api.destroy(iid)
 
 
 # A step is one function of subinterp_steps.py, called in the subinterpreter's __main__ with

@@ -233,7 +233,7 @@ def test_verify_accepts_a_wheel_and_names_members_inside_it(tmp_path, built_fixt
     assert list(scratch.iterdir()) == []  # the unpacked copy is gone
     concise = interpkit("verify", wheel, "-f", "concise", "-q")
     assert sorted(concise.stdout.splitlines()) == sorted(
-        f"{rows[m]['path']}: {m} predicted ok, observed ok (ok, agrees)" for m in rows)
+        f"{rows[m]['path']}: {m} predicted ok, observed ok on Python {rows[m]['python']} (ok, agrees)" for m in rows)
 
 
 def test_verify_loads_wheels_found_inside_a_folder(tmp_path, built_fixtures):

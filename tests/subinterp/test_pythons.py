@@ -69,7 +69,7 @@ def test_env_var_then_configuration_then_pyenv_then_path(tmp_path, monkeypatch, 
 
     order = pythons.candidate_list([str(configured)])
     assert order[:4] == ["/nonexistent/python3.13", str(from_env), str(configured), str(from_pyenv)]
-    assert order[4:] == ["python3.13", "python3.12"]
+    assert order[4:] == ["python3.15", "python3.14", "python3.13", "python3.12"]
     assert pythons.find_python("3.13", [str(configured)]).executable == from_env
 
     monkeypatch.delenv(pythons.ENV_VAR)
@@ -80,5 +80,5 @@ def test_env_var_then_configuration_then_pyenv_then_path(tmp_path, monkeypatch, 
 def test_without_pyenv_only_path_names_remain(tmp_path, monkeypatch, clean_search):
     monkeypatch.setenv("PATH", str(tmp_path))   # nothing on it: no pyenv, no python3.x
     assert pythons.pyenv_root() is None and pythons.pyenv_pythons() == []
-    assert pythons.candidate_list() == ["python3.13", "python3.12"]
+    assert pythons.candidate_list() == ["python3.15", "python3.14", "python3.13", "python3.12"]
     assert pythons.python_for_version("3.13") is None
