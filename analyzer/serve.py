@@ -36,12 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interpkit.analyzer.serve_weights import Weights
 from interpkit.core.errors import InputError
 
 SCHEMA = "interpkit-run/1"
 MODEL_PACKAGE = "interpkit"
 MODEL_RESOURCE = "model.pkl"
 REQUESTS_RESOURCE = "requests.pkl"
+#: How the interpreters get the archive's tensor storages (analyzer/serve_weights.py).
+WEIGHTS = tuple(str(choice) for choice in Weights)
 _WORKER = "interpkit.analyzer.serve_worker"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +59,12 @@ JSON_SCHEMA = {
     "properties": {
         "schema": {"const": SCHEMA},
         "archive": {"type": "string"},
-        "model": {"type": "object", "required": ["model_type", "example_requests", "batch_method", "torch_threads"]},
+        "model": {"type": "object", "required": ["model_type", "example_requests", "batch_method", "torch_threads"],
+                  "properties": {"weights": {
+                      "type": "object", "required": ["weights", "file_backed_bytes", "heap_bytes"],
+                      "properties": {"weights": {"enum": list(WEIGHTS)}, "file_backed_bytes": _BYTES,
+                                     "heap_bytes": _BYTES, "mapped_storages": _BYTES, "mapped_bytes": _BYTES,
+                                     "copied_storages": _BYTES, "copied_bytes": _BYTES}}}},
         "interpreters": {"type": "integer", "minimum": 1},
         "requests": {"type": "integer", "minimum": 1},
         "batch": {"type": "integer", "minimum": 1},
@@ -300,7 +308,7 @@ def _remote_line(exc: Exception) -> str:
 
 def _serve_here(runtime, path: Path, *, requests: int, batch: int, check: bool, torch_threads: int,
                 package: str, resource: str, requests_resource: str, keep_answers: bool,
-                report: Progress, baseline) -> ServeResult:
+                report: Progress, baseline, weights: str = "mapped") -> ServeResult:
     """Serve from ``runtime``'s interpreters in this process (the sandboxed child's side)."""
     from interpkit.native import RemoteError
 
@@ -310,7 +318,7 @@ def _serve_here(runtime, path: Path, *, requests: int, batch: int, check: bool, 
     started = time.perf_counter()
     try:
         loaded = runtime.call_all(f"{_WORKER}:load", str(path.resolve()), package, resource,
-                                  requests_resource, torch_threads)
+                                  requests_resource, torch_threads, weights)
     except RemoteError as exc:
         raise InputError(f"cannot load {path} in interpreter {exc.interpreter} ({_remote_line(exc)})") from None
     load_seconds = time.perf_counter() - started
@@ -412,6 +420,7 @@ def _child_main() -> None:
                                  check=job["check"], torch_threads=job["torch_threads"], package=job["package"],
                                  resource=job["resource"], requests_resource=job["requests_resource"],
                                  keep_answers=job["keep_answers"], baseline=baseline,
+                                 weights=job.get("weights", WEIGHTS[0]),
                                  report=lambda phase, done, total: channel.emit(
                                      "progress", phase=phase, done=done, total=total))
             channel.emit("served", result={**dataclasses.asdict(result), "check": result.check.as_dict()})
@@ -443,14 +452,17 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
                   package: str = MODEL_PACKAGE, resource: str = MODEL_RESOURCE,
                   requests_resource: str = REQUESTS_RESOURCE, keep_answers: bool = False,
                   threads_per_interpreter: int | None = None, backend: str = "namespaces",
-                  progress: Progress | None = None) -> ServeResult:
+                  weights: str = "mapped", progress: Progress | None = None) -> ServeResult:
     """Serve ``requests`` requests of the archive's model from ``interpreters`` interpreters; see the module doc.
 
     The interpreters run in a sandboxed child process (never in this one); its result is
     streamed before they are torn down, so a crash or hang at teardown keeps the report and
     sets ``ServeResult.teardown``. ``threads_per_interpreter`` sizes each interpreter's
     intra-op pools (None: cores ÷ N; 0: the libraries' defaults); ``torch_threads`` (default:
-    the same) is what torch.set_num_threads gets in each. Raises InputError for an archive
+    the same) is what torch.set_num_threads gets in each. ``weights="mapped"`` (the default) maps
+    the archive's tensor storages from the file, so the interpreters share one copy of the
+    weights in the page cache (analyzer/serve_weights.py); ``"copied"`` is torch.package's own
+    reading, one heap copy per interpreter. Raises InputError for an archive
     that does not follow the protocol or a model that fails to load or answer (one line, the
     remote exception's type and message).
     """
@@ -460,6 +472,8 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
     from interpkit.native.namespaces.runtime import default_threads_per_interpreter
 
     path = Path(archive)
+    if weights not in WEIGHTS:
+        raise InputError(f"cannot serve with weights {weights!r} (expected one of {', '.join(WEIGHTS)})")
     if interpreters < 1 or requests < 1 or batch < 1:
         raise InputError("cannot serve (interpreters, requests and batch must be 1 or more)")
     problem = archive_problem(path, package, resource, requests_resource)
@@ -470,7 +484,8 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
     job = {"archive": str(path), "interpreters": interpreters, "requests": requests, "batch": batch,
            "check": check, "torch_threads": threads if torch_threads is None else torch_threads,
            "threads_per_interpreter": threads, "timeout": timeout, "package": package, "resource": resource,
-           "requests_resource": requests_resource, "keep_answers": keep_answers, "backend": backend}
+           "requests_resource": requests_resource, "keep_answers": keep_answers, "backend": backend,
+           "weights": weights}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
     # A backstop for a child stuck where no request timeout reaches (C code, a hung teardown):

@@ -12,21 +12,33 @@ import re
 import warnings
 from typing import Any
 
+from interpkit.analyzer.serve_weights import MappedRecords, Weights, file_backed_bytes
+
 _MANGLE_PREFIX = re.compile(r"<torch_package_\d+>\.")
 _model: Any = None
 _requests: list[Any] = []
 
 
-def load(archive: str, package: str, resource: str, requests_resource: str, torch_threads: int) -> dict:
-    """Load the model and the example requests from ``archive``; returns what was loaded."""
+def load(archive: str, package: str, resource: str, requests_resource: str, torch_threads: int,
+         weights: str = Weights.MAPPED) -> dict:
+    """Load the model and the example requests from ``archive``; returns what was loaded.
+
+    ``weights`` is ``"mapped"`` (tensor storages are slices of one file mapping of the archive,
+    shared by every interpreter through the page cache; analyzer/serve_weights.py) or
+    ``"copied"`` (torch.package's own reading: a heap copy per interpreter).
+    """
     global _model, _requests
     import torch
     from torch.package import PackageImporter
 
+    weights = Weights(weights)   # a ValueError names an unknown choice
     if torch_threads > 0:
         # N interpreters on few cores: intra-op threads of each would only fight each other.
         torch.set_num_threads(torch_threads)
     importer = PackageImporter(archive)
+    records = None
+    if weights is Weights.MAPPED:
+        records = importer.zip_reader = MappedRecords(importer.zip_reader, archive)
     with warnings.catch_warnings():
         # torch.package itself still goes through TypedStorage; the warning is not the model's.
         warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
@@ -38,9 +50,39 @@ def load(archive: str, package: str, resource: str, requests_resource: str, torc
         raise TypeError(f"{package}/{requests_resource} must hold a non-empty list of requests")
     _model, _requests = model, list(requests)
     kind = type(model)
+    tensors = reachable_tensors(model)
+    loaded_weights = {"weights": str(weights), **(records.summary() if records is not None else {}),
+                      # Where the model's own tensors live now, as /proc/self/maps says.
+                      **file_backed_bytes(tensors, archive)}
     return {"model_type": _MANGLE_PREFIX.sub("", f"{kind.__module__}.{kind.__qualname__}"),
             "example_requests": len(_requests), "batch_method": callable(getattr(model, "batch", None)),
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "weights": loaded_weights}
+
+
+def reachable_tensors(root: Any, limit: int = 200_000) -> list[Any]:
+    """The tensors reachable from ``root`` through containers and instance attributes (at most
+    ``limit`` objects visited); classes, modules and functions are not entered, so this is the
+    model's own data, whatever holds it (an nn.Module, a plain object around one, a dict)."""
+    import gc
+    import types
+
+    import torch
+
+    opaque = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+              types.CodeType, types.FrameType, str, bytes, int, float)
+    found: list[Any] = []
+    seen: set[int] = set()
+    pending = [root]
+    while pending and len(seen) < limit:
+        value = pending.pop()
+        if id(value) in seen or isinstance(value, opaque):
+            continue
+        seen.add(id(value))
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+            continue
+        pending.extend(gc.get_referents(value))
+    return found
 
 
 def serve(indices: list[int]) -> list[Any]:

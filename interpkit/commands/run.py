@@ -41,6 +41,10 @@ def configure_parser(sub) -> None:
                         "defaults (default: cores ÷ N)")
     parser.add_argument("--backend", choices=("namespaces", "copies"), default="namespaces",
                         help="runtime to serve from (default: namespaces)")
+    parser.add_argument("--weights", choices=("mapped", "copied"), default="mapped",
+                        help="mapped: the archive's tensor storages are mapped from the file, one copy in the "
+                        "page cache shared by every interpreter; copied: torch.package's own reading, a heap "
+                        "copy per interpreter (default: %(default)s)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip replaying the requests in one interpreter to compare the answers")
     parser.add_argument("--timeout", type=positive_seconds, default=600.0, metavar="SECONDS",
@@ -68,7 +72,8 @@ def run(args) -> int:
         result = serve_package(args.archive, interpreters=args.interpreters, requests=args.requests,
                                batch=args.batch, check=not args.no_check,
                                threads_per_interpreter=args.threads_per_interpreter,
-                               timeout=args.timeout, backend=args.backend, progress=progress)
+                               timeout=args.timeout, backend=args.backend, weights=args.weights,
+                               progress=progress)
     if args.format == "json":
         emit(json.dumps(result.to_json(), indent=2) + "\n", args.output)
     elif args.output:

@@ -35,3 +35,15 @@ def test_startup_one_interpreter():
     lines = _bench("startup.py", "--interpreters", "1")
     assert re.match(r"\s+1\s+\d+\.\d{3}\s+\d+\.\d{3}", lines[2]), lines[2]
     assert lines[-1].startswith("summary: interpreter 1 up with torch in ")
+
+
+def test_weights_sharing_small_model():
+    lines = _bench("weights_sharing.py", "--interpreters", "2", "--width", "256", "--layers", "2", "--requests", "2")
+    labels = [line[:42].strip() for line in lines]
+    for label in ("1 interpreter, weights mapped", "2 interpreters, weights mapped", "2 interpreters, weights copied",
+                  "2 processes", "2 forked after preload (+ parent)", "2 forked after preload, gc.freeze()"):
+        assert label in labels
+    assert "answers vs 1 interpreter: equal (2 compared)" in lines[-2], lines[-2]
+    summary = (r"summary: 2 interpreters \d+\.\d\dx 1 interpreter with weights mapped \(target <= 2\.00: "
+               r"(met|missed); copied: \d+\.\d\dx\); vs 2 processes \d+\.\d\dx, vs 2 forked after preload")
+    assert re.match(summary, lines[-1]), lines[-1]
