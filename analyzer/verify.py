@@ -20,6 +20,11 @@ from interpkit.analyzer.modules import abi3_floor, abi_matches, extension_tag, m
 OBSERVED_STATUSES = ("ok", "import_error", "crash", "hang", "error", "skipped")
 
 
+# the dynamic loader's words for a DT_NEEDED entry or dlopen path it could not find
+MISSING_LIBRARY = "cannot open shared object file"
+UNRESOLVED_DEPENDENCY = "IK306"   # the finding that predicts exactly that failure
+
+
 @dataclass
 class Verification:
     path: Path
@@ -61,9 +66,25 @@ class Verification:
     def observed(self) -> Verdict:
         if self.status == "ok" and not self.outcome.get("shared_state"):
             return Verdict.OK
+        if self.unpredicted_failure:
+            return Verdict.UNKNOWN
         if self.status in ("ok", "import_error", "crash", "hang"):
             return Verdict.FAIL
         return Verdict.UNKNOWN
+
+    @property
+    def unpredicted_failure(self) -> str | None:
+        """Why a failure says nothing about the prediction: the dynamic loader could not find a
+        library (the probe's environment, such as a relinked copy whose search path misses
+        libtorch_python.so), while no finding predicted that (IK306, unresolved dependency).
+        A predicted failure (a registry abort, a refused import) is another one, so the row is
+        undecided rather than counted as agreement."""
+        if self.status not in ("import_error", "crash") or UNRESOLVED_DEPENDENCY in self.codes:
+            return None
+        text = self.message or str(self.outcome.get("message") or "")
+        if MISSING_LIBRARY not in text:
+            return None
+        return "a library was not found where the probe ran, which no finding predicts"
 
     @property
     def agrees(self) -> bool | None:
@@ -77,6 +98,7 @@ class Verification:
             "path": str(self.path), "module": self.module, "backend": self.backend.value,
             "predicted": self.predicted.value, "observed": self.observed.value, "status": self.status,
             "message": self.message, "agrees": self.agrees, "codes": list(self.codes),
+            "undecided_because": self.unpredicted_failure,
             "outcome": self.outcome, "teardown": self.teardown, "python": self.python or None,
         }
 
@@ -311,6 +333,8 @@ class VerifyReport:
         for r in self.data["results"]:
             agree = {True: "agrees", False: "DISAGREES", None: "undecided"}[r["agrees"]]
             detail = (r.get("message") or "").splitlines()[0][:200] if r.get("message") else ""
+            if r.get("undecided_because"):
+                detail = f"{detail} (undecided: {r['undecided_because']})"
             on = f" on Python {r['python']}" if r.get("python") else ""
             out.append(f"{r['path']}: {r['module']} predicted {r['predicted']}, observed {r['observed']}{on} "
                        f"({r['status']}, {agree})" + (f": {detail}" if detail else ""))
@@ -342,6 +366,8 @@ class VerifyReport:
         for r in self.data["results"]:
             agree = {True: Text("yes", "green"), False: Text("NO", "bold red"), None: Text("-", "dim")}[r["agrees"]]
             detail = (r.get("message") or "").splitlines()[0][:120] if r.get("message") else ""
+            if r.get("undecided_because"):
+                detail = f"{detail} (undecided: {r['undecided_because']})"
             table.add_row(r["module"], r.get("python") or "-", Text(r["predicted"], style[r["predicted"]]),
                           Text(r["observed"], style[r["observed"]]), r["status"], agree, ",".join(r["codes"]), detail)
         yield table

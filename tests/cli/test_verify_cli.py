@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,34 @@ def test_extension_for_another_python_is_skipped_with_the_reason(tmp_path, built
     data = _verify(folder)  # namespaces backend runs this Python, not 3.13
     [row] = data["results"]
     assert row["status"] == "skipped" and "another interpreter" in row["message"]
+
+
+def test_a_library_missing_where_the_probe_runs_is_not_agreement(tmp_path):
+    """Issue 24 (9): the copies probe failed on "libtorch_python.so: cannot open shared object
+    file" and the row read `agree` with a predicted registry abort: any failure counted as the
+    predicted one. Here a real extension (single_phase_static, predicted ok) needs a library
+    that is there when scanned and gone when probed: that failure is neither agreement nor
+    disagreement, the row is undecided and says why."""
+    import sysconfig
+
+    from fixtures.build import FIXTURES_DIR
+    from interpkit.analyzer.config import Config
+    from interpkit.analyzer.scan import scan_paths
+    from interpkit.analyzer.verify import verify_results
+    from interpkit.core.findings import Backend, Verdict
+
+    dependency = tmp_path / "libik_dependency.so"
+    (tmp_path / "dep.c").write_text("int ik_dependency(void) { return 1; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(dependency), str(tmp_path / "dep.c")], check=True)
+    extension = tmp_path / f"single_phase_static{sysconfig.get_config_var('EXT_SUFFIX')}"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-I", sysconfig.get_paths()["include"],
+                    str(FIXTURES_DIR / "single_phase_static" / "module.c"), "-o", str(extension),
+                    f"-L{tmp_path}", "-Wl,--no-as-needed", "-lik_dependency", "-Wl,-rpath,$ORIGIN"], check=True)
+    report = scan_paths([extension], Config(follow_imports=False), only="elf")
+    scanned = [fr for fr in report.files if Path(fr.path).name == extension.name]
+    assert scanned[0].verdicts[Backend.NAMESPACES] is Verdict.OK
+    dependency.unlink()
+    [row] = verify_results(scanned, Backend.NAMESPACES, interpreters=2, timeout=120)
+    assert row.status == "import_error" and "cannot open shared object file" in row.message
+    assert row.observed is Verdict.UNKNOWN and row.agrees is None
+    assert "no finding predicts" in row.to_json()["undecided_because"]
