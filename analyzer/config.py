@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from interpkit.core.errors import InputError
-from interpkit.core.findings import Finding, Severity
+from interpkit.core.findings import Backend, Finding, Severity
 from interpkit.analyzer.registry import code_matches
 
 
@@ -24,15 +24,23 @@ class Config:
     third_party_source: bool = False
     python_paths: tuple[str, ...] = ()  # extra sys.path entries for import resolution
     interpreters: tuple[str, ...] = field(default_factory=tuple)  # other Pythons (3.12/3.13)
+    # The runtimes the user serves with (`--backend`, [tool.interpkit] backend): a finding that
+    # affects none of them is not reported and sets no exit status. Empty: every backend.
+    backends: tuple[Backend, ...] = ()
 
     def enabled(self, code: str) -> bool:
         return code_matches(code, self.select) and not code_matches(code, self.ignore)
 
     def keep(self, finding: Finding) -> bool:
-        return self.enabled(finding.code)
+        if not self.enabled(finding.code):
+            return False
+        # a finding naming no backend (a model-source hazard, an unreadable input) concerns all
+        return not self.backends or not finding.backends or not finding.backends.isdisjoint(self.backends)
 
-    def with_cli(self, *, select=None, ignore=None, extend_ignore=None, fail_on=None) -> "Config":
+    def with_cli(self, *, select=None, ignore=None, extend_ignore=None, fail_on=None, backends=None) -> "Config":
         cfg = self
+        if backends:
+            cfg = replace(cfg, backends=tuple(backends))
         if select:
             cfg = replace(cfg, select=tuple(select))
         if ignore:
@@ -40,6 +48,20 @@ class Config:
         if fail_on:
             cfg = replace(cfg, fail_on=Severity.parse(fail_on))
         return cfg
+
+
+def parse_backends(value) -> tuple[Backend, ...]:
+    """"namespaces", "namespaces,copies" or a list of names; ValueError names the choices."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for name in (str(n).strip().lower() for n in names):
+        if not name:
+            continue
+        try:
+            out.append(Backend(name))
+        except ValueError:
+            raise ValueError(f"unknown backend {name!r} (use {', '.join(b.value for b in Backend)})") from None
+    return tuple(dict.fromkeys(out))
 
 
 def _split_codes(value) -> tuple[str, ...]:
@@ -87,6 +109,8 @@ def load_config(pyproject: Path | None) -> Config:
             cfg = replace(cfg, third_party_source=bool(section["third-party-source"]))
         if "python-paths" in section:
             cfg = replace(cfg, python_paths=tuple(map(str, section["python-paths"])))
+        if "backend" in section:
+            cfg = replace(cfg, backends=parse_backends(section["backend"]))
         if "interpreters" in section:
             cfg = replace(cfg, interpreters=tuple(map(str, section["interpreters"])))
     except (TypeError, ValueError) as exc:

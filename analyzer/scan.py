@@ -167,7 +167,8 @@ def _scan_wheel(wheel: Path, config: Config, *, only: str | None, advance: Calla
     return [FileResult(wheel, FileKind.ARCHIVE, facts={"members_scanned": len(results)}), *results]
 
 
-def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], None]) -> tuple[list[FileResult], dict]:
+def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], None],
+                    model: ModelInput | None = None) -> tuple[list[FileResult], dict]:
     """Run each analyzer on its files; returns the results and report extras (plans, graphs)."""
     from interpkit.analyzer.elf.analyze import analyze_elf_files
     from interpkit.analyzer.source import api as source_api
@@ -178,7 +179,9 @@ def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], N
         # the source pass calls back as files finish (in worker processes), not all at the end
         if config.follow_imports:
             files, model_extras = source_api.scan_model(found.python, config, elf_analyzer=analyze_elf_files,
-                                                        progress=advance)
+                                                        progress=advance,
+                                                        traced=model.traced if model else None,
+                                                        model=model.entry_point if model else None)
             results.extend(files)
             extras.update(model_extras)
         else:
@@ -194,8 +197,16 @@ def _scan_collected(found: Collected, config: Config, *, advance: Callable[[], N
     return results, extras
 
 
+@dataclass(frozen=True)
+class ModelInput:
+    """What a scan knows of the model beyond its files: the modules a trace saw loaded (name ->
+    file, fed to the packaging plan) and the entry point whose answer the export check pickles."""
+    traced: dict = field(default_factory=dict)
+    entry_point: object = None    # packaging.ModelObject
+
+
 def scan_paths(paths, config: Config | None = None, *, progress: bool | None = False, only: str | None = None,
-               cache: bool = False) -> Report:
+               cache: bool = False, model: ModelInput | None = None) -> Report:
     """Scan the paths. cache=True (the CLI) also keeps whole reports in the scan cache: a scan of
     an unchanged tree with the same configuration and code is then one read."""
     from interpkit.analyzer.cache import one_scan
@@ -203,20 +214,21 @@ def scan_paths(paths, config: Config | None = None, *, progress: bool | None = F
     config = config or Config()
     with one_scan():   # real paths of folders are looked up once per scan (cache.realpath)
         found = collect([Path(p) for p in paths], only=only)
-        key = _report_key(found, config, only) if cache else None
+        key = _report_key(found, config, only, model) if cache else None
         if key is not None:
             cached = _REPORTS.get(key)
             if cached is not None:
                 return cached
-        report = _scan_found(found, config, progress=progress, only=only)
+        report = _scan_found(found, config, progress=progress, only=only, model=model)
     if key is not None:
         _REPORTS.put(key, report)
     return report
 
 
-def _scan_found(found: Collected, config: Config, *, progress: bool | None, only: str | None) -> Report:
+def _scan_found(found: Collected, config: Config, *, progress: bool | None, only: str | None,
+                model: ModelInput | None = None) -> Report:
     with _progress(found.total(), enabled=progress) as advance:
-        results, extras = _scan_collected(found, config, advance=advance)
+        results, extras = _scan_collected(found, config, advance=advance, model=model)
         for wheel in found.wheels:
             results.extend(_scan_wheel(wheel, config, only=only, advance=advance))
             advance()
@@ -228,7 +240,7 @@ def _scan_found(found: Collected, config: Config, *, progress: bool | None, only
     return report
 
 
-def _report_key(found: Collected, config: Config, only: str | None) -> str | None:
+def _report_key(found: Collected, config: Config, only: str | None, model: ModelInput | None = None) -> str | None:
     """What a whole report depends on: every collected file as it is now (real path, size,
     mtime), the configuration, the analyzer's own code, and what import resolution and the
     closure search look at outside the tree (the interpreter, and each sys.path folder's mtime,
@@ -237,7 +249,8 @@ def _report_key(found: Collected, config: Config, only: str | None) -> str | Non
 
     from interpkit.analyzer.cache import code_fingerprint, file_key
 
-    parts = [repr(config), repr(only), sys.executable, os.environ.get("LD_LIBRARY_PATH", "")]
+    parts = [repr(config), repr(only), sys.executable, os.environ.get("LD_LIBRARY_PATH", ""),
+             repr(sorted(model.traced.items())) if model else "", repr(model.entry_point) if model else ""]
     for path in [*found.python, *found.elf, *found.wheels, *found.packages]:
         key = file_key(path)
         if key is None:

@@ -125,16 +125,36 @@ def _real(path) -> str:
         return str(path)
 
 
+def model_input(traces: list[Trace]):
+    """What the scan takes from the traces: every module they saw loaded (for the packaging
+    plan) and the first entry point named with a callable (the model the export check pickles)."""
+    from interpkit.analyzer.scan import ModelInput
+    from interpkit.analyzer.source.imports import module_name_for
+    from interpkit.analyzer.source.packaging import ModelObject
+
+    traced: dict[str, str] = {}
+    for trace in traces:
+        traced.update(trace.modules)
+    called = next((t.target for t in traces if t.target.callable), None)
+    entry_point = ModelObject(module_name_for(called.entry)[0], called.callable) if called else None
+    return ModelInput(traced=traced, entry_point=entry_point)
+
+
 def apply_trace(report: Report, targets: list[TraceTarget], config: Config, *,
                 python: str = sys.executable, timeout: float = DEFAULT_TIMEOUT_S) -> None:
     """Run each trace and union what it loaded with the report (in place)."""
+    apply_traces(report, [run_trace(t, config, python=python, timeout=timeout) for t in targets], config)
+
+
+def apply_traces(report: Report, traces: list[Trace], config: Config) -> None:
+    """Union what each trace loaded with the report (in place)."""
     from interpkit.analyzer.elf.analyze import analyze_elf_files
     from interpkit.analyzer.elf.closure import is_libpython
 
     static = {_real(fr.path) for fr in report.files if fr.kind in (FileKind.EXTENSION, FileKind.LIBRARY)}
     summaries = []
-    for target in targets:
-        trace = run_trace(target, config, python=python, timeout=timeout)
+    for trace in traces:
+        target = trace.target
         if trace.error:
             report.files.append(FileResult(target.entry, FileKind.ERROR, error=f"cannot trace {target.label} ({trace.error})"))
         by_file = {_real(path): name for name, path in trace.extensions.items()}

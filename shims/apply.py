@@ -36,6 +36,7 @@ class PatchOutcome:
     changed: bool = False
     notes: list[str] = field(default_factory=list)
     rebuild: list[dict] = field(default_factory=list)   # per member: codes the rebuild flags removed / kept
+    rebuild_planned: bool = False   # --dry-run / --check on a source tree: a rebuild would run
 
     @property
     def unfixed(self) -> list[tuple[FileOutcome, FindingOutcome]]:
@@ -45,7 +46,8 @@ class PatchOutcome:
         return {"input": str(self.input), "output": str(self.output) if self.output else None,
                 "input_sha256": self.input_sha256, "output_sha256": self.output_sha256,
                 "changed": self.changed, "files": [f.to_json() for f in self.files], "notes": self.notes,
-                **({"rebuild": self.rebuild} if self.rebuild else {})}
+                **({"rebuild": self.rebuild} if self.rebuild else {}),
+                **({"rebuild_planned": True} if self.rebuild_planned else {})}
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,9 @@ class PatchReport:
 
     @property
     def would_change(self) -> int:
-        return sum(len(f.plan.binary_edits) for o in self.outcomes for f in o.files)
+        """Binary edits, plus one per source tree that would be rebuilt."""
+        return (sum(len(f.plan.binary_edits) for o in self.outcomes for f in o.files)
+                + sum(1 for o in self.outcomes if o.rebuild_planned))
 
     @property
     def failed(self) -> bool:
@@ -73,7 +77,8 @@ class PatchReport:
     def summary(self) -> dict:
         return {"inputs": len(self.outcomes), "files": sum(len(o.files) for o in self.outcomes),
                 "edits": self.would_change, "unfixed": self.unfixed,
-                "fixed": sum(1 for o in self.outcomes for f in o.files for x in f.findings if x.after == "fixed")}
+                "fixed": sum(1 for o in self.outcomes for f in o.files for x in f.findings if x.after == "fixed")
+                + sum(change.get("findings_removed", 0) for o in self.outcomes for change in o.rebuild)}
 
     def to_json(self) -> dict:
         return {"schema": "interpkit-patch/1", "backends": sorted(b.value for b in self.backends),
@@ -200,6 +205,9 @@ def patch_input(path: Path, outdir: Path | None, options: Options) -> PatchOutco
     try:
         if path.suffix == ".whl":
             staged = wheel.repair_wheel(path, staging, options, outcome)
+        elif rebuild.is_source(path) and not writes:
+            staged = None
+            rebuild.plan_rebuild(path, outcome)
         elif rebuild.is_source(path):
             staged = rebuild.rebuild(path, staging, options, outcome)
         elif not writes:

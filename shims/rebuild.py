@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 from interpkit.core.errors import InputError
@@ -138,15 +139,39 @@ def rebuild(path: Path, staging: Path, options, outcome) -> Path:
     hardened = build_wheel(source, work / "hardened", hardened=True)
     before = _scan_wheel_findings(plain, options)
     after = _scan_wheel_findings(hardened, options)
-    changes = []
-    for member in sorted(set(before) | set(after)):
-        gone = sorted(code for code, _ in before.get(member, set()) - after.get(member, set()))
-        new = sorted(code for code, _ in after.get(member, set()) - before.get(member, set()))
-        kept = sorted({code for code, _ in before.get(member, set()) & after.get(member, set())})
-        changes.append({"member": member, "removed_by_flags": gone, "added_by_flags": new, "kept": kept})
     outcome.notes.append("rebuilt with " + " ".join(HARDENING_CFLAGS + HARDENING_LDFLAGS))
-    outcome.rebuild = changes
-    for change in changes:
+    outcome.rebuild = rebuild_changes(before, after)
+    for change in outcome.rebuild:
         outcome.notes.append(f"{change['member']}: flags removed {', '.join(change['removed_by_flags']) or 'nothing'}"
                              + (f"; still {', '.join(change['kept'])}" if change["kept"] else ""))
     return wheel_shim.repair_wheel(hardened, staging, options, outcome)
+
+
+def rebuild_changes(before: dict[str, set[tuple[str, str | None]]],
+                    after: dict[str, set[tuple[str, str | None]]]) -> list[dict]:
+    """Per member: the codes the flags removed (none of their findings is left), the codes
+    still found (the table lists those), the new ones, and how many findings went away.
+    A code with one symbol gone and another kept is `kept`, never both: the header and the
+    table then agree."""
+    changes = []
+    for member in sorted(set(before) | set(after)):
+        old, new = before.get(member, set()), after.get(member, set())
+        old_codes, new_codes = {code for code, _ in old}, {code for code, _ in new}
+        changes.append({"member": member, "removed_by_flags": sorted(old_codes - new_codes),
+                        "added_by_flags": sorted(new_codes - old_codes), "kept": sorted(old_codes & new_codes),
+                        "findings_removed": len(old - new)})
+    return changes
+
+
+def plan_rebuild(path: Path, outcome) -> None:
+    """--dry-run / --check on a source tree: what a patch would do, without building anything
+    (two wheel builds take minutes, and the findings of the rebuilt wheel exist only after)."""
+    path = Path(path)
+    if path.is_file():
+        with tempfile.TemporaryDirectory(prefix="interpkit-sdist-") as folder:
+            _unpack_sdist(path, Path(folder))      # an unreadable sdist is refused here too
+    outcome.rebuild_planned = True
+    outcome.changed = True
+    outcome.notes.append(f"would rebuild {path.name} with " + " ".join(HARDENING_CFLAGS + HARDENING_LDFLAGS)
+                         + ", then repair the wheel; what the flags remove is known after the build "
+                         "(run without --dry-run/--check)")

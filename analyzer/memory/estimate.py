@@ -327,37 +327,20 @@ def extension_files_of_module(name: str, python: str = sys.executable) -> list[P
     A package contributes every extension file inside it that ``python`` could import; a
     pure-Python module contributes nothing (libpython alone carries it).
     """
-    from importlib.machinery import PathFinder
-
     from interpkit.analyzer.modules import abi_matches
+    from interpkit.analyzer.source.imports import find_module_spec
 
     parts = name.split(".")
     if not all(p.isidentifier() for p in parts):
         raise InputError(f"cannot import {name!r} (not a dotted module name)")
-    spec = PathFinder.find_spec(parts[0])
+    # found as `import` finds it, every sys.meta_path finder included (an editable install's)
+    spec = find_module_spec(name)
     if spec is None:
         if parts[0] in sys.builtin_module_names:
             return []
         raise InputError(f"cannot find module {name} (not on sys.path of {python})")
     locations = list(spec.submodule_search_locations or [])
     origin = Path(spec.origin) if spec.origin and spec.has_location else None
-    for part in parts[1:]:
-        child = None
-        for folder in locations:
-            folder = Path(folder)
-            if (folder / part).is_dir():
-                child = ("package", folder / part)
-                break
-            hits = sorted(folder.glob(f"{part}.*"))
-            if hits:
-                child = ("module", hits[0])
-                break
-        if child is None:
-            raise InputError(f"cannot find module {name} (no {part} in {locations[0] if locations else parts[0]})")
-        if child[0] == "package":
-            locations, origin = [str(child[1])], None
-        else:
-            locations, origin = [], child[1]
     soabi = _soabi(python)
     if locations:
         found = []

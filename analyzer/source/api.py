@@ -9,7 +9,7 @@ from interpkit.analyzer.config import Config
 from interpkit.core.findings import FileKind, FileResult
 from interpkit.analyzer.cache import resolve
 from interpkit.analyzer.source.imports import ImportReader, ModuleKind, ModuleNames, build_import_graph
-from interpkit.analyzer.source.packaging import check_export, plan_packaging, scan_package_archive
+from interpkit.analyzer.source.packaging import ModelObject, check_export, plan_packaging, scan_package_archive
 from interpkit.analyzer.source.batch import analyze_sources
 from interpkit.analyzer.source.batch import analyze_source_files
 from interpkit.analyzer.workers import Background, lent_workers
@@ -18,12 +18,16 @@ __all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
 
 
 def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..., list[FileResult]] | None = None,
-               export_check: bool = True, progress: Callable[[int], None] | None = None
+               export_check: bool = True, progress: Callable[[int], None] | None = None,
+               traced: dict[str, str] | None = None, model: ModelObject | None = None
                ) -> tuple[list[FileResult], dict]:
     """Pre-packaging scan: import graph from `entries`, rules on the model's own .py files (and on
     every reached third-party .py file with config.third_party_source),
     the ELF analyzer on every reached extension, the import chain on each finding outside the
-    entries, and the packaging plan (checked by a real export when torch is installed)."""
+    entries, and the packaging plan (checked by a real export when torch is installed).
+
+    traced: the modules a trace saw loaded (name -> file), which the plan takes in too;
+    model: the entry point whose answer the export check pickles."""
     config = config or Config()
     entries = [e if isinstance(e, Path) else Path(e) for e in entries]
     archives = [e for e in entries if e.suffix == ".pt"]
@@ -53,7 +57,7 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     del known_imports   # every entry's import statements: the graph has them now
     # The plan needs only the graph; its export check (a child that imports torch, seconds) runs
     # while the reached sources and the extensions are analyzed here.
-    plan = plan_packaging(graph)
+    plan = plan_packaging(graph, traced=traced, model=model)
     export = Background(lambda: _remembered_export_check(plan, graph), "interpkit-export-check") if export_check else None
     _analyze_reached(entry_files, entry_results, graph, config, elf_analyzer, results, module_names)
     plan_json = plan.to_json()

@@ -1,7 +1,8 @@
 """Import graph of a model: from its entry files through installed packages, down to the .so files.
 
-Modules are found with `importlib.machinery.PathFinder` over the model's own folders,
-`config.python_paths` and `sys.path`, exactly as `import` would search them, but nothing is
+Modules are found with the finders of `sys.meta_path` (PathFinder over the model's own folders,
+`config.python_paths` and `sys.path`; then those installs add, such as editable installs),
+exactly as `import` would search them, but nothing is
 ever imported or executed: import statements are read from the source. They are read with
 CPython's `ast` rather than LibCST because the graph may cover thousands of files (all of
 torch) and only the import statements matter here; the rule pass uses LibCST.
@@ -22,6 +23,7 @@ from pathlib import Path
 from interpkit.analyzer.cache import resolve
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.modules import enclosing_packages
+from interpkit.analyzer.source.installed import editable_projects
 
 EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
@@ -71,6 +73,35 @@ class ImportGraph:
     # torch.ops/torch.classes.load_library calls and where they point (op_loads.OpLibraryLoad):
     # op libraries have no PyInit_, so no import statement reaches them.
     op_libraries: list = field(default_factory=list)
+    # what makes a file the model's own: under these folders, outside site-packages (from
+    # `shortest` characters on) and outside an editable install's checkout
+    local_prefixes: tuple[str, ...] = ()
+    installed_prefixes: tuple[str, ...] = ()
+    shortest: int = 0
+
+    def is_local(self, path: Path | None) -> bool:
+        if path is None:
+            return False
+        text = str(resolve(path))
+        return text.startswith(self.local_prefixes) and "site-packages" not in text[self.shortest:] \
+            and not text.startswith(self.installed_prefixes)
+
+    def traced_nodes(self, traced: dict[str, str]) -> list[ModuleNode]:
+        """Nodes for what a trace (`scan --trace`) saw loaded, name -> file, in packages the
+        import statements never reached or reached as missing (lazy and dynamic imports, or
+        imports through a finder the walk could not follow). The standard library is left out:
+        torch.package externs it by itself."""
+        found_tops = {n.top_level for n in self.nodes.values() if n.kind is not ModuleKind.MISSING}
+        out = []
+        for name, file in sorted(traced.items()):
+            top = name.partition(".")[0]
+            if top in found_tops or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+                continue
+            path = Path(file)
+            kind = ModuleKind.EXTENSION if file.endswith(EXTENSION_SUFFIXES) else ModuleKind.PYTHON
+            out.append(ModuleNode(name, kind, path, path.stem == "__init__", local=self.is_local(path),
+                                  conditional=False, type_checking_only=False))
+        return out
 
     def chain_to(self, name: str) -> tuple[str, ...]:
         """Shortest import chain from an entry module to `name` (entry first)."""
@@ -623,28 +654,50 @@ class ImportReader:
 
 
 class _Resolver:
-    """find_spec without importing: parents' `submodule_search_locations` come from their own specs."""
+    """find_spec without importing, as `import` searches: each finder of sys.meta_path in turn
+    (PathFinder over the search path, then what installs put there, such as setuptools'
+    `__editable___*_finder` of an editable install); parents' `submodule_search_locations`
+    come from their own specs. The built-in and frozen importers are left to _classify."""
 
     def __init__(self, search_path: list[str]) -> None:
         self.search_path = search_path
         self.specs: dict[str, importlib.machinery.ModuleSpec | None] = {}
+        skip = (importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter)
+        self.finders = [f for f in sys.meta_path if f not in skip]
+        if importlib.machinery.PathFinder not in self.finders:
+            self.finders.insert(0, importlib.machinery.PathFinder)
 
     def find(self, name: str) -> importlib.machinery.ModuleSpec | None:
         if name in self.specs:
             return self.specs[name]
         self.specs[name] = None  # guards against cycles through odd finders
         parent, _, _ = name.rpartition(".")
-        try:
-            if parent:
-                parent_spec = self.find(parent)
-                locations = _search_locations(parent_spec) if parent_spec else []
-                spec = importlib.machinery.PathFinder.find_spec(name, locations) if locations else None
-            else:
-                spec = importlib.machinery.PathFinder.find_spec(name, self.search_path)
-        except (ImportError, ValueError, KeyError, AttributeError, OSError, TypeError):
-            spec = None
+        if parent:
+            parent_spec = self.find(parent)
+            if parent_spec is None:
+                return None
+            locations = _search_locations(parent_spec)
+        spec = None
+        for finder in self.finders:
+            try:
+                if finder is importlib.machinery.PathFinder:
+                    if parent and not locations:
+                        continue
+                    spec = finder.find_spec(name, locations if parent else self.search_path)
+                else:
+                    find_spec = getattr(finder, "find_spec", None)
+                    spec = find_spec(name, locations if parent else None) if find_spec else None
+            except (ImportError, ValueError, KeyError, AttributeError, OSError, TypeError):
+                spec = None
+            if spec is not None:
+                break
         self.specs[name] = spec
         return spec
+
+
+def find_module_spec(name: str, search_path: list[str] | None = None) -> importlib.machinery.ModuleSpec | None:
+    """The spec `import name` would use (no module is imported, none of its code runs)."""
+    return _Resolver(list(sys.path) if search_path is None else search_path).find(name)
 
 
 def _search_locations(spec) -> list[str]:
@@ -714,14 +767,15 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
     search_path += [p for p in sys.path if p and p not in search_path]
     graph.search_path = search_path
     resolver = _Resolver(search_path)
-    local_prefixes = tuple(str(r) + os.sep for r in local_roots)
-    shortest = len(min(local_prefixes, key=len)) if local_prefixes else 0
-
-    def is_local(path: Path | None) -> bool:
-        if path is None:
-            return False
-        text = str(resolve(path))
-        return text.startswith(local_prefixes) and "site-packages" not in text[shortest:]
+    graph.local_prefixes = local_prefixes = tuple(str(r) + os.sep for r in local_roots)
+    graph.shortest = len(min(local_prefixes, key=len)) if local_prefixes else 0
+    # An editable install's checkout beside the model (inside its folder) is installed code:
+    # Python imports it through the install, and the serving host has it installed too. The
+    # model's own project, installed editable while the model lives in it, stays the model's.
+    real_roots = [resolve(r) for r in local_roots]
+    graph.installed_prefixes = tuple(str(folder) + os.sep for folder in editable_projects()
+                                     if not any(r == folder or folder in r.parents for r in real_roots))
+    is_local = graph.is_local
 
     read = imports_of or read_imports
     read_ahead = getattr(imports_of, "ahead", None)

@@ -23,10 +23,28 @@ from interpkit.analyzer.config import Config
 from interpkit.core.errors import ArchiveError
 from interpkit.core.findings import FileKind, FileResult
 from interpkit.analyzer.source.imports import ImportGraph, ModuleKind, package_has_extension
+from interpkit.analyzer.source.installed import editable_project_of
 
-# torch.package refuses to extern these (they are part of the importer itself)
-_NEVER_EXTERN = frozenset({"sys", "io", "builtins", "__future__"})
+# where the model goes in the archive: analyzer/serve.py serves this resource
+MODEL_PACKAGE, MODEL_RESOURCE = "interpkit", "model.pkl"
+# torch.package's importer provides these itself; every other standard-library module,
+# sys and io included, must be extern'ed or an interned module that imports it fails to export
+# ("Module had no __file__ defined ... add it to extern: exporter.extern('sys')").
+_NEVER_EXTERN = frozenset({"builtins", "__future__"})
 MAX_PY_MEMBER = 16 << 20
+
+
+@dataclass(frozen=True)
+class ModelObject:
+    """The model the plan must package: `module.callable()` returns it (`--trace model.py:build`).
+    The export check pickles what it returns, so "export ok" means the model itself packages,
+    not only its module."""
+    module: str
+    callable: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.module}:{self.callable}"
 
 
 @dataclass
@@ -37,31 +55,39 @@ class PackagingPlan:
     save_modules: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)   # top-level name → why it went where it did
     search_path: list[str] = field(default_factory=list)
+    model: ModelObject | None = None
 
     def snippet(self, archive: str = "model.pt") -> str:
-        lines = ["from torch.package import PackageExporter", "",
-                 f"with PackageExporter({archive!r}) as exporter:"]
+        lines = ["from torch.package import PackageExporter", ""]
+        if self.model is not None:
+            lines[1:1] = [f"from {self.model.module} import {self.model.callable.partition('.')[0]}"]
+        lines.append(f"with PackageExporter({archive!r}) as exporter:")
         for action, patterns in (("extern", self.extern), ("mock", self.mock), ("intern", self.intern)):
             if patterns:
                 lines.append(f"    exporter.{action}({patterns!r})")
         for module in self.save_modules:
             lines.append(f"    exporter.save_module({module!r})")
+        if self.model is not None:
+            lines.append(f"    exporter.save_pickle({MODEL_PACKAGE!r}, {MODEL_RESOURCE!r}, {self.model.callable}())")
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict:
         return {"intern": self.intern, "extern": self.extern, "mock": self.mock,
                 "save_modules": self.save_modules, "reasons": dict(sorted(self.reasons.items())),
-                "snippet": self.snippet()}
+                "model": self.model.label if self.model else None, "snippet": self.snippet()}
 
 
 def _patterns(top: str, is_package: bool) -> list[str]:
     return [top, f"{top}.**"] if is_package else [top]
 
 
-def plan_packaging(graph: ImportGraph) -> PackagingPlan:
-    plan = PackagingPlan(search_path=list(graph.search_path))
+def plan_packaging(graph: ImportGraph, *, traced: dict[str, str] | None = None,
+                   model: ModelObject | None = None) -> PackagingPlan:
+    """traced: what a trace saw loaded (name -> file), planned with the graph's modules, so a
+    package only the trace reached is extern'ed rather than mocked. model: the object to pickle."""
+    plan = PackagingPlan(search_path=list(graph.search_path), model=model)
     by_top: dict[str, list] = {}
-    for node in graph.nodes.values():
+    for node in [*graph.nodes.values(), *graph.traced_nodes(traced or {})]:
         by_top.setdefault(node.top_level, []).append(node)
     for top in sorted(by_top):
         nodes = by_top[top]
@@ -95,7 +121,10 @@ def plan_packaging(graph: ImportGraph) -> PackagingPlan:
             plan.extern += _patterns(top, is_package)
             plan.reasons[top] = f"loads an op library ({Path(loader.path).name})"
             continue
-        installed = _installed_distribution(head.path) if not any(n.local for n in nodes) else None
+        # a namespace package (google, from protobuf) has no file of its own: its modules say
+        # which distribution put it there
+        located = next((n.path for n in sorted(nodes, key=lambda n: n.name != top) if n.path is not None), None)
+        installed = _installed_distribution(located) if not any(n.local for n in nodes) else None
         if installed is not None:
             # Interning an installed package copies its source into every archive and makes
             # the exporter import all of it; the serving host has it installed anyway.
@@ -116,9 +145,13 @@ def plan_packaging(graph: ImportGraph) -> PackagingPlan:
 
 def _installed_distribution(path: Path | None) -> str | None:
     """`name version` of the distribution that installed the module at path, or None when it
-    is not under a site-packages folder (the model's own code, a --python-path folder)."""
+    is neither under a site-packages folder nor in an editable install's checkout (the model's
+    own code, a --python-path folder)."""
     if path is None:
         return None
+    editable = editable_project_of(path)
+    if editable is not None:
+        return editable[1]
     for parent in Path(path).parents:
         if parent.name in ("site-packages", "dist-packages"):
             top = Path(path).relative_to(parent).parts[0]
@@ -151,18 +184,32 @@ def _distributions_in(site_packages: Path) -> dict[str, str]:
 
 
 def _check_script(plan: PackagingPlan) -> str:
-    """The printed snippet, framed to export into argv[2] and then load each saved module back."""
+    """The printed snippet, framed to export into argv[2] and then load each saved module (and
+    the pickled model) back."""
+    snippet = plan.snippet("ARCHIVE").replace("PackageExporter('ARCHIVE')", "PackageExporter(archive)")
+    if plan.model is not None:
+        # the object the entry point returns is what gets pickled: say what it was
+        call = f"{plan.model.callable}()"
+        snippet = snippet.replace(
+            f", {call})\n",
+            f", _interpkit_model)\n").replace(
+            "    exporter.save_pickle(",
+            f"    _interpkit_model = {call}\n"
+            "    print('INTERPKIT-MODEL ' + json.dumps({'model_type': None if _interpkit_model is None else "
+            "type(_interpkit_model).__module__ + '.' + type(_interpkit_model).__qualname__}), flush=True)\n"
+            "    exporter.save_pickle(", 1)
     return "\n".join([
         "import json, sys, time",
         "sys.path[:0] = json.loads(sys.argv[1])",
         "archive = sys.argv[2]",
         "t0 = time.perf_counter()",
-        plan.snippet("ARCHIVE").replace("PackageExporter('ARCHIVE')", "PackageExporter(archive)"),
+        snippet,
         "print('INTERPKIT-EXPORTED ' + json.dumps({'export_seconds': round(time.perf_counter() - t0, 3)}), flush=True)",
         "from torch.package import PackageImporter",
         "importer = PackageImporter(archive)",
         f"for name in {plan.save_modules!r}:",
         "    importer.import_module(name)",
+        *([f"importer.load_pickle({MODEL_PACKAGE!r}, {MODEL_RESOURCE!r})"] if plan.model is not None else []),
         "print('INTERPKIT-IMPORTED ' + json.dumps({'modules': sorted(importer.modules)[:200]}), flush=True)",
     ]) + "\n"
 
@@ -194,12 +241,18 @@ def check_export(plan: PackagingPlan, *, timeout: float = 180.0, python: str = s
             if line.startswith("INTERPKIT-EXPORTED "):
                 out.update(json.loads(line.split(" ", 1)[1]))
                 out["archive_bytes"] = os.path.getsize(archive) if os.path.exists(archive) else 0
+            elif line.startswith("INTERPKIT-MODEL "):
+                out.update(json.loads(line.split(" ", 1)[1]))
             elif line.startswith("INTERPKIT-IMPORTED "):
                 out["loaded_modules"] = json.loads(line.split(" ", 1)[1])["modules"]
         out["ok"] = "export_seconds" in out             # the export itself succeeded
         out["loads"] = "loaded_modules" in out          # and the archive imports back
+        if plan.model is not None:
+            out["model"] = plan.model.label
         if proc.returncode != 0:
             out["reason"] = _last_error_line(proc.stderr)
+        elif plan.model is not None and out.get("model_type", "") is None:
+            out["reason"] = f"{plan.model.label}() returned None: nothing but the modules was packaged"
         return out
 
 

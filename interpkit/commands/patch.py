@@ -75,7 +75,7 @@ def run(args) -> int:
         # An input that cannot be read as what it claims to be cannot be patched at all: unusable input.
         raise InputError(str(exc)) from None
     for path, outcome in zip(args.paths, outcomes):
-        if not outcome.files and not outcome.rebuild:
+        if not outcome.files and not outcome.rebuild and not outcome.rebuild_planned:
             raise InputError(f"cannot patch {path} (nothing to patch: no ELF files, wheels or buildable sources)")
     mode = "check" if args.check else "dry-run" if args.dry_run else "patch"
     report = PatchReport(tuple(outcomes), backends, args.interpreters, mode)

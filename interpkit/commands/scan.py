@@ -15,11 +15,16 @@ def configure_parser(sub) -> None:
         "torch.package archives. Python entry files are followed through their imports down to the "
         "extensions they reach and those extensions' DT_NEEDED closure.",
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    # nargs="*": `scan --trace model.py` (the optional value of --trace takes the only path) is
+    # checked in run(), which then scans the traced file
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     add_output_arguments(parser, formats=("table", CONCISE, "json", "sarif"))
     add_rule_arguments(parser)
     add_exit_zero_argument(parser)
     parser.add_argument("--only", choices=("elf", "source"), help="scan only ELF files or only Python source")
+    parser.add_argument("--backend", type=_backends, default=None, metavar="namespaces|subinterpreters|copies",
+                        help="judge only what these runtimes need (comma-separated): findings that affect none of "
+                        "them are left out of the report and the exit status (default: every backend)")
     parser.add_argument("--no-closure", action="store_true", help="do not follow DT_NEEDED dependencies")
     parser.add_argument("--no-follow-imports", action="store_true", help="scan the named Python files only, not what they import")
     parser.add_argument("--third-party-source", action="store_true",
@@ -46,7 +51,17 @@ def resolve_config(args):
         raise InputError(f"cannot read {args.config} (no such file)")
     config = load_config(pyproject)
     _check_configured_codes(config, pyproject)
-    return config.with_cli(select=args.select, ignore=args.ignore, fail_on=args.fail_on)
+    return config.with_cli(select=args.select, ignore=args.ignore, fail_on=args.fail_on,
+                           backends=getattr(args, "backend", None))
+
+
+def _backends(text: str):
+    from interpkit.analyzer.config import parse_backends
+
+    try:
+        return parse_backends(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _check_configured_codes(config, pyproject) -> None:
@@ -67,6 +82,7 @@ def run(args) -> int:
     from interpkit.analyzer.output import exit_status
     from interpkit.analyzer.scan import scan_paths
 
+    _trace_path_as_path(args)
     config = resolve_config(args)
     if args.no_closure:
         config = replace(config, follow_closure=False)
@@ -76,13 +92,36 @@ def run(args) -> int:
         config = replace(config, third_party_source=True)
     # None: console.progress decides (a bar on a terminal, a plain line every few seconds elsewhere)
     progress = args.progress
-    report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only, cache=True)
+    traces, model = [], None
     if args.trace is not None:
-        from interpkit.analyzer.trace import apply_trace, targets_for
+        # the trace runs first: what it saw loaded feeds the packaging plan, and its entry point
+        # is the model object the export check pickles
+        from interpkit.analyzer.trace import model_input, run_trace, targets_for
 
-        apply_trace(report, targets_for(args.trace, args.paths), config, timeout=args.trace_timeout)
+        traces = [run_trace(target, config, timeout=args.trace_timeout) for target in targets_for(args.trace, args.paths)]
+        model = model_input(traces)
+    report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only, cache=True,
+                        model=model)
+    if traces:
+        from interpkit.analyzer.trace import apply_traces
+
+        apply_traces(report, traces, config)
     render(report, args)
     return 0 if args.exit_zero else exit_status(report, config.fail_on)
+
+
+def _trace_path_as_path(args) -> None:
+    """`scan --trace model.py` names the path through --trace's value: scan that file."""
+    if args.paths:
+        return
+    from interpkit.core.errors import InputError
+
+    if isinstance(args.trace, str):
+        from interpkit.analyzer.trace import parse_target
+
+        args.paths = [parse_target(args.trace).entry]
+        return
+    raise InputError("scan needs a PATH (a file or folder to scan; `interpkit scan --help`)")
 
 
 def render(report, args) -> None:

@@ -200,3 +200,44 @@ def test_run_unusable_input_is_a_usage_error(inputs, name, words):
 def test_rules_known_and_unknown_code():
     assert interpkit("rules", "IK902").returncode == 0
     assert_usage_error(interpkit("rules", "IK999"), "no such rule")
+
+
+def test_scan_backend_judges_only_what_that_runtime_needs(tmp_path):
+    """Issue 24 (13): numpy's extensions have subinterpreters-only errors (IK102): a model that
+    imports numpy made every scan exit 1, also for someone serving with namespaces. --backend
+    (or [tool.interpkit] backend) keeps only the findings that affect the named runtimes."""
+    import json
+
+    model = tmp_path / "model.py"
+    model.write_text("import numpy\n")
+    reports = {}
+    for name, extra in (("all", ()), ("namespaces", ("--backend", "namespaces")),
+                        ("subinterpreters", ("--backend", "subinterpreters"))):
+        done = interpkit("scan", model, "--format", "json", "--no-closure", *extra, cwd=tmp_path)
+        reports[name] = (done.returncode, {(f["code"], tuple(f["backends"]))
+                                           for fr in json.loads(done.stdout)["files"] for f in fr["findings"]})
+    assert reports["all"][0] == 1 and ("IK102", ("subinterpreters",)) in reports["all"][1]
+    assert reports["subinterpreters"] == reports["all"][:1] + ({f for f in reports["all"][1]
+                                                                 if "subinterpreters" in f[1]},)
+    assert reports["namespaces"][0] == 0
+    assert reports["namespaces"][1] == {f for f in reports["all"][1] if "namespaces" in f[1]}
+    (tmp_path / "pyproject.toml").write_text('[tool.interpkit]\nbackend = "namespaces"\n')
+    assert interpkit("scan", model, "--no-closure", "-q", cwd=tmp_path).returncode == 0
+    (tmp_path / "pyproject.toml").write_text('[tool.interpkit]\nbackend = "nowhere"\n')
+    assert_usage_error(interpkit("scan", model, cwd=tmp_path), "unknown backend")
+    assert_usage_error(interpkit("scan", model, "--backend", "nowhere", cwd=tmp_path), "unknown backend")
+
+
+def test_scan_trace_alone_names_the_model(tmp_path):
+    """Issue 24 (7): `interpkit scan --trace model.py` (as the README writes it) failed with
+    "PATH required": --trace's optional value took the only path. No path at all stays exit 2."""
+    model = tmp_path / "model.py"
+    model.write_text("import json\n\n\ndef build():\n    return json.dumps([1])\n")
+    done = interpkit("scan", "--trace", model, "--format", "json", "--no-closure", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    report = json.loads(done.stdout)
+    assert [t["target"] for t in report["trace"]] == [str(model)] and report["trace"][0]["ok"]
+    assert any(fr["path"] == str(model) for fr in report["files"])
+    assert_usage_error(interpkit("scan", cwd=tmp_path), "PATH")

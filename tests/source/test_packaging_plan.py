@@ -11,7 +11,7 @@ import pytest
 
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.source.imports import build_import_graph
-from interpkit.analyzer.source.packaging import PackagingPlan, check_export, plan_packaging
+from interpkit.analyzer.source.packaging import ModelObject, PackagingPlan, check_export, plan_packaging
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -69,3 +69,71 @@ def test_a_failed_export_check_is_in_the_summary_and_sets_the_exit_status(tmp_pa
     assert as_json.returncode == 1
     check = json.loads(as_json.stdout)["packaging_plan"]["export_check"]
     assert check["ran"] and not (check["ok"] and check["loads"])
+
+
+def test_a_namespace_package_of_an_installed_distribution_is_extern(tmp_path):
+    """Issue 24 (5): a namespace package (google from protobuf, here mpl_toolkits from the
+    installed matplotlib) has no file of its own; its modules say which distribution put it
+    there, so it is extern'ed, never interned as "pure Python"."""
+    import matplotlib
+
+    model = tmp_path / "plots.py"
+    model.write_text("from mpl_toolkits.mplot3d import axes3d\n")
+    graph = build_import_graph([model], Config())
+    assert graph.nodes["mpl_toolkits"].path is None    # the namespace node itself
+    plan = plan_packaging(graph)
+    assert {"mpl_toolkits", "mpl_toolkits.**"} <= set(plan.extern) and "mpl_toolkits" not in plan.intern
+    assert plan.reasons["mpl_toolkits"] == f"installed distribution matplotlib {matplotlib.__version__}"
+
+
+def _model_using(tmp_path, library_body: str, model_body: str):
+    site = tmp_path / "site" / "site-packages"
+    (site / "fancylib").mkdir(parents=True)
+    (site / "fancylib" / "__init__.py").write_text(library_body)
+    info = site / "fancylib-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fancylib\nVersion: 1.0\n")
+    model = tmp_path / "model" / "net.py"
+    model.parent.mkdir()
+    model.write_text(model_body)
+    return model, site
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_a_model_module_that_uses_sys_and_io_exports(tmp_path):
+    """Issue 24 (4): torch.package asks for extern('sys') (it externs the rest of the standard
+    library by itself), so an interned module that imports sys or io must find them extern'ed."""
+    model, site = _model_using(tmp_path, "", (
+        "import io\nimport sys\n\nimport torch\n\n\nclass Net(torch.nn.Module):\n"
+        "    def forward(self, x):\n        return x * len(sys.byteorder) + len(io.StringIO('ab').read())\n\n\n"
+        "def build():\n    return Net()\n"))
+    graph = build_import_graph([model], Config())
+    plan = plan_packaging(graph, model=ModelObject("net", "build"))
+    assert {"sys", "io"} <= set(plan.extern) and plan.intern == ["net"]
+    check = check_export(plan)
+    assert check["ok"] and check["loads"], check.get("reason")
+    assert check["model_type"] == "net.Net"
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_the_export_check_pickles_the_model_so_mocking_its_library_fails(tmp_path):
+    """Issue 24 (3): a plan that mocks the library the model's objects come from exports the
+    model's module and imports it back, but cannot package the model: with the entry point
+    given, the check pickles what it returns, and fails as the user's export would."""
+    model, site = _model_using(tmp_path, (
+        "import torch\n\n\nclass Layer(torch.nn.Module):\n    def forward(self, x):\n        return x + 1\n"),
+        "import torch\nimport fancylib\n\n\ndef build():\n    return torch.nn.Sequential(fancylib.Layer())\n")
+    base = dict(extern=["torch", "torch.**"], mock=["fancylib", "fancylib.**"], intern=["net"],
+                save_modules=["net"], search_path=[str(model.parent), str(site)])
+    module_only = check_export(PackagingPlan(**base))
+    assert module_only["ok"] and module_only["loads"]          # what the check used to call "export ok"
+    with_model = check_export(PackagingPlan(**base, model=ModelObject("net", "build")))
+    assert with_model["ok"] is False and "was mocked out during packaging" in with_model["reason"]
+    assert with_model["model_type"] == "torch.nn.modules.container.Sequential"
+    # the plan the scan makes for it externs the installed library, and the model packages
+    graph = build_import_graph([model], Config(python_paths=(str(site),)))
+    planned = check_export(plan_packaging(graph, model=ModelObject("net", "build")))
+    assert planned["ok"] and planned["loads"], planned.get("reason")
+
