@@ -14,13 +14,40 @@ from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 
 from interpkit.analyzer.elf.image import EM_X86_64, ElfImage
+from interpkit.analyzer.elf.slot_stores import read_stores, slots_written_anywhere, slots_written_at
 from interpkit.analyzer.elf.symbols import STT_FUNC, Symbols
 
 # Include/moduleobject.h (3.12: slots 1-3; 3.13: 1-4). Checked against the 3.12.1 and 3.13.0 headers.
 Py_mod_create, Py_mod_exec, Py_mod_multiple_interpreters, Py_mod_gil = 1, 2, 3, 4
 MULTIPLE_INTERPRETERS_VALUES = {0: "not-supported", 1: "supported", 2: "per-interpreter-gil-supported"}
 GIL_VALUES = {0: "used", 1: "not-used"}
-SLOT_NAMES = {1: "Py_mod_create", 2: "Py_mod_exec", 3: "Py_mod_multiple_interpreters", 4: "Py_mod_gil"}
+# 3.15 (PEP 820, Include/slots_generated.h) numbers every slot once: a build against the 3.15
+# headers writes 84-87 for the four module slots above (the limited API before 3.15 keeps 1-4,
+# and 3.15 accepts both), and adds module slots 92-110. Checked against the 3.15.2 headers;
+# docs/facts.md lists them.
+PEP820_RENUMBERED = {84: Py_mod_create, 85: Py_mod_exec, 86: Py_mod_multiple_interpreters, 87: Py_mod_gil}
+Py_slot_subslots, Py_mod_slots = 92, 94
+SLOT_NAMES = {1: "Py_mod_create", 2: "Py_mod_exec", 3: "Py_mod_multiple_interpreters", 4: "Py_mod_gil",
+              92: "Py_slot_subslots", 94: "Py_mod_slots", 100: "Py_mod_name", 101: "Py_mod_doc",
+              102: "Py_mod_state_size", 103: "Py_mod_methods", 104: "Py_mod_state_traverse",
+              105: "Py_mod_state_clear", 106: "Py_mod_state_free", 109: "Py_mod_abi", 110: "Py_mod_token"}
+MODEXPORT_PREFIX = "PyModExport_"   # PEP 793 (3.15): returns a PySlot array instead of a module or def
+
+
+def module_slot_id(raw: int) -> int | None:
+    """A PyModuleDef_Slot `int slot` as the module slot it names (3.15 numbers folded onto 1-4),
+    0 for the end marker, None for a number that is no module slot."""
+    raw = raw - (1 << 32) if raw >= 1 << 31 else raw
+    if raw == 0:
+        return 0
+    raw = PEP820_RENUMBERED.get(raw, raw)
+    return raw if raw in SLOT_NAMES else None
+
+
+def pyslot_id(raw: int) -> int | None:
+    """The first word of a PEP 820 `PySlot` (uint16 sl_id, uint16 sl_flags) as a module slot id."""
+    return module_slot_id(raw & 0xFFFF)
+
 
 SINGLE_PHASE_CREATORS = ("PyModule_Create2", "PyModule_Create", "_PyModule_CreateInitialized")
 MULTI_PHASE_INIT = "PyModuleDef_Init"
@@ -45,6 +72,8 @@ class Slots:
     entries: tuple[tuple[int, int | None], ...] = ()
     readable: bool = True
     reason: str | None = None  # why it is unreadable
+    address: int | None = None  # where the table lives, when it is in the file's address space
+    how: str | None = None      # where the entries were read from, when not from the file's data
 
     def value(self, slot_id: int) -> int | None:
         return next((v for s, v in self.entries if s == slot_id), None)
@@ -64,24 +93,35 @@ class ModuleInit:
     m_size: int | None = None
     slots: Slots | None = None   # multi-phase only
     calls: tuple[str, ...] = ()  # imported functions the init function calls or jumps to
+    export: Slots | None = None  # the PySlot array of PyModExport_<module> (PEP 793), when exported
+
+    @property
+    def declared(self) -> Slots | None:
+        """The slots the importing Python reads: PyModExport_'s array where the binary has one
+        (3.15 looks for it before PyInit_, and binding generators declare the same in both)."""
+        if self.export is not None and self.export.readable:
+            return self.export
+        return self.slots
 
     @property
     def multiple_interpreters(self) -> str | None:
         """Declared Py_mod_multiple_interpreters; "absent" when the table has no such slot."""
-        if self.slots is None or not self.slots.readable:
+        slots = self.declared
+        if slots is None or not slots.readable:
             return None
-        if not self.slots.has(Py_mod_multiple_interpreters):
+        if not slots.has(Py_mod_multiple_interpreters):
             return "absent"
-        value = self.slots.value(Py_mod_multiple_interpreters)
+        value = slots.value(Py_mod_multiple_interpreters)
         return MULTIPLE_INTERPRETERS_VALUES.get(value, f"unknown({value})") if value is not None else None
 
     @property
     def gil(self) -> str | None:
-        if self.slots is None or not self.slots.readable:
+        slots = self.declared
+        if slots is None or not slots.readable:
             return None
-        if not self.slots.has(Py_mod_gil):
+        if not slots.has(Py_mod_gil):
             return "absent"
-        value = self.slots.value(Py_mod_gil)
+        value = slots.value(Py_mod_gil)
         return GIL_VALUES.get(value, f"unknown({value})") if value is not None else None
 
     def to_json(self) -> dict:
@@ -89,14 +129,19 @@ class ModuleInit:
                      "proved": self.proved, "how": self.how}
         if self.m_size is not None:
             out["m_size"] = self.m_size
-        if self.slots is not None:
-            out["slots_readable"] = self.slots.readable
-            if self.slots.readable:
-                out["slots"] = [[SLOT_NAMES.get(s, str(s)), v] for s, v in self.slots.entries]
+        slots = self.declared
+        if slots is not None:
+            out["slots_readable"] = slots.readable
+            if slots.readable:
+                out["slots"] = [[SLOT_NAMES.get(s, str(s)), v] for s, v in slots.entries]
                 out["multiple_interpreters"] = self.multiple_interpreters
                 out["gil"] = self.gil
-            elif self.slots.reason:
-                out["slots_unreadable"] = self.slots.reason
+                if slots.how:
+                    out["slots_read_from"] = slots.how
+            elif slots.reason:
+                out["slots_unreadable"] = slots.reason
+        if self.export is not None:
+            out["export"] = MODEXPORT_PREFIX + self.module
         return out
 
 
@@ -144,25 +189,40 @@ def _looks_like_moduledef(image: ElfImage, address: int, layout: dict[str, int] 
     return name is not None and name[0] in ("address", "symbol") and name[1] != 0
 
 
-def read_slots(image: ElfImage, address: int) -> Slots:
+def read_slots(image: ElfImage, address: int, decode_id=module_slot_id, depth: int = 0) -> Slots:
+    """The slot table at address: PyModuleDef_Slot entries (decode_id=module_slot_id) or PEP 820
+    PySlot entries (pyslot_id); both are 16 bytes on 64-bit targets. Nested tables
+    (Py_slot_subslots, Py_mod_slots) are read in place of the slot that points to them."""
     p = image.pointer_size
-    entry = struct.Struct(image.endian + ("iiQ" if p == 8 else "iI"))
+    entry = struct.Struct(image.endian + ("IiQ" if p == 8 else "Ii"))
     entries: list[tuple[int, int | None]] = []
     for index in range(_MAX_SLOTS):
         at = address + index * entry.size
         raw = image.read(at, entry.size)
         if raw is None:
-            return Slots(tuple(entries), False, "slot table is all zero at load time (.bss): filled in at run time, or empty")
-        slot_id = entry.unpack(raw)[0]
+            return Slots(tuple(entries), False, "slot table is all zero at load time (.bss): filled in at run time, or empty",
+                         address=address)
         value_at = at + entry.size - p
         # A relocated value is a pointer (exec/create functions); the declared flags are plain integers.
         value = None if value_at in image.relocation_index else entry.unpack(raw)[-1]
+        slot_id = decode_id(entry.unpack(raw)[0])
         if slot_id == 0:
-            return Slots(tuple(entries))
-        if slot_id < 0 or slot_id > 64:
-            return Slots(tuple(entries), False, f"slot id {slot_id} is not a CPython slot")
+            return Slots(tuple(entries), address=address)
+        if slot_id is None:
+            number = entry.unpack(raw)[0]
+            return Slots(tuple(entries), False, f"slot id {number & 0xFFFF if decode_id is pyslot_id else number} "
+                         "is not a CPython module slot", address=address)
+        if slot_id in (Py_slot_subslots, Py_mod_slots) and depth < 4:
+            pointer = image.read_ptr(value_at)
+            if pointer is None or pointer[0] != "address" or not pointer[1]:
+                return Slots(tuple(entries), False, f"{SLOT_NAMES[slot_id]} points outside the file's data", address=address)
+            nested = read_slots(image, pointer[1], pyslot_id if slot_id == Py_slot_subslots else module_slot_id, depth + 1)
+            if not nested.readable:
+                return replace(nested, entries=tuple(entries) + nested.entries, address=address)
+            entries.extend(nested.entries)
+            continue
         entries.append((slot_id, value))
-    return Slots(tuple(entries), False, "slot table has no terminator")
+    return Slots(tuple(entries), False, "slot table has no terminator", address=address)
 
 
 def read_moduledef(image: ElfImage, address: int) -> tuple[int | None, Slots]:
@@ -256,8 +316,9 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
     info = _InitsBeingRead(imports_single_phase=any(n in imports for n in SINGLE_PHASE_CREATORS),
                            imports_multi_phase=MULTI_PHASE_INIT in imports)
     init_symbols = symbols.defined_dynamic_with_prefix("PyInit_")
+    exports = read_module_exports(image, symbols) if symbols.defined_dynamic_with_prefix(MODEXPORT_PREFIX) else {}
     if not init_symbols:
-        return info.frozen()
+        return info.with_exports(exports).frozen()
     x86 = image.machine == EM_X86_64 and image.little_endian
     slots = _slot_names(image, symbols) if x86 else []
     plt = _plt_targets(image, symbols, slots) if x86 else {}
@@ -270,8 +331,17 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
                                if x86 and sym.type == STT_FUNC else ([], set()))
         first = len(info.inits)
         defs = [t for t in lea_targets if _looks_like_moduledef(image, t)]
+        if not defs and lea_targets and info.imports_multi_phase:
+            # PyO3 passes the address of its own ModuleDef, which holds the PyModuleDef inside.
+            if def_candidates is None:
+                def_candidates = _moduledef_candidates(image)
+            defs = _embedded_defs(lea_targets, def_candidates)
+        stores = None
         if defs and (MULTI_PHASE_INIT in called or not called & set(SINGLE_PHASE_CREATORS)) and info.imports_multi_phase:
             m_size, slots = read_moduledef(image, defs[0])
+            if not slots.readable and slots.address is not None:
+                stores = read_stores(image, sym.value, image.read(sym.value, sym.size) or b"")
+                slots = _slots_from_stores(stores, slots, sym.name)
             info.inits.append(ModuleInit(sym.name, module, InitKind.MULTI_PHASE, True,
                                          f"{sym.name} passes a PyModuleDef to {MULTI_PHASE_INIT}",
                                          defs[0], m_size, slots))
@@ -286,7 +356,13 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
         if info.imports_multi_phase and not info.imports_single_phase:
             if def_candidates is None:
                 def_candidates = _moduledef_candidates(image)
-            if len(def_candidates) == 1 and len(init_symbols) == 1:
+            written = (slots_written_anywhere(read_stores(image, sym.value, image.read(sym.value, sym.size) or b""),
+                                              module_slot_id, frozenset({Py_mod_multiple_interpreters}))
+                       if x86 and sym.type == STT_FUNC and sym.size else None)
+            if written is not None:
+                m_size, slots = None, Slots(written, how=f"{sym.name} stores the slot table at run time")
+                how = f"{sym.name} writes a slot table and the binary imports only PyModuleDef_Init"
+            elif len(def_candidates) == 1 and len(init_symbols) == 1:
                 m_size, slots = read_moduledef(image, def_candidates[0])
                 how = "the binary imports only PyModuleDef_Init and holds one PyModuleDef"
             else:
@@ -313,7 +389,53 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
             info.inits.append(ModuleInit(sym.name, module, InitKind.UNKNOWN, False, reason))
         if len(info.inits) > first:
             info.inits[-1] = replace(info.inits[-1], calls=tuple(sorted(called)))
-    return info.frozen()
+    return info.with_exports(exports).frozen()
+
+
+def _embedded_defs(lea_targets: list[int], candidates: list[int], window: int = 64) -> list[int]:
+    """The PyModuleDef inside a larger static object whose address the init function takes
+    (PyO3's ModuleDef holds it 16 bytes in): the nearest candidate at most `window` bytes after
+    the first such address; the next module's object starts well past that."""
+    for target in lea_targets:
+        found = [c for c in candidates if target <= c < target + window]
+        if found:
+            return [min(found)]
+    return []
+
+
+def _slots_from_stores(stores, unread: Slots, function: str) -> Slots:
+    """A .bss slot table read back from the constant stores the init function makes into it."""
+    written = slots_written_at(stores, unread.address, module_slot_id)
+    if written is None:
+        return unread
+    return Slots(written, address=unread.address, how=f"{function} stores the slot table at run time")
+
+
+def read_module_exports(image: ElfImage, symbols: Symbols) -> dict[str, Slots]:
+    """PEP 793 entry points: module name -> the PySlot array PyModExport_<name> returns.
+    The function is expected to return the address of a static array (`lea`, then `ret`);
+    an array it fills at run time is read back from its stores, as for PyInit_."""
+    out: dict[str, Slots] = {}
+    x86 = image.machine == EM_X86_64 and image.little_endian
+    for sym in sorted(symbols.defined_dynamic_with_prefix(MODEXPORT_PREFIX), key=lambda s: s.name):
+        module = sym.name[len(MODEXPORT_PREFIX):]
+        code = image.read(sym.value, sym.size) if x86 and sym.type == STT_FUNC and sym.size else None
+        if code is None:
+            out[module] = Slots((), False, f"cannot decode {sym.name}")
+            continue
+        targets = [sym.value + m.start() + 7 + struct.unpack_from("<i", code, m.start() + 3)[0]
+                   for m in _LEA_RIP.finditer(code) if m.start() + 7 <= len(code)]
+        slots = Slots((), False, f"{sym.name} takes no address of a slot array")
+        for target in targets:
+            slots = read_slots(image, target, pyslot_id)
+            if not slots.readable and slots.address is not None and not slots.entries:
+                written = slots_written_at(read_stores(image, sym.value, code), target, pyslot_id)
+                if written is not None:
+                    slots = Slots(written, address=target, how=f"{sym.name} stores the slot array at run time")
+            if slots.readable and slots.entries:
+                break
+        out[module] = slots
+    return out
 
 
 @dataclass
@@ -323,6 +445,18 @@ class _InitsBeingRead:
     imports_single_phase: bool
     imports_multi_phase: bool
     inits: list[ModuleInit] = field(default_factory=list)
+
+    def with_exports(self, exports: dict[str, Slots]) -> "_InitsBeingRead":
+        """Attach each PyModExport_ array to its PyInit_; an export without one is a module of its own."""
+        by_module = {init.module: position for position, init in enumerate(self.inits)}
+        for module, slots in exports.items():
+            if module in by_module:
+                self.inits[by_module[module]] = replace(self.inits[by_module[module]], export=slots)
+            else:
+                self.inits.append(ModuleInit(MODEXPORT_PREFIX + module, module, InitKind.MULTI_PHASE, True,
+                                             f"{MODEXPORT_PREFIX}{module} returns a slot array (PEP 793)",
+                                             export=slots))
+        return self
 
     def frozen(self) -> InitInfo:
         return InitInfo(tuple(self.inits), self.imports_single_phase, self.imports_multi_phase)

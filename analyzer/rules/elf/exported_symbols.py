@@ -1,8 +1,9 @@
-"""Extension exports default-visibility symbols besides `PyInit_*`.
+"""Extension exports default-visibility symbols besides its entry points.
 
 ## What it does
 Flags extension modules whose `.dynsym` exports global, default-visibility definitions other
-than their `PyInit_*` functions.
+than their entry points: `PyInit_*`, and `PyModExport_*` (PEP 793, 3.15), which CPython
+looks up before `PyInit_*`.
 
 ## Why is this bad?
 An exported symbol can be interposed: if another object in the global scope (a library
@@ -35,12 +36,15 @@ from typing import Iterator
 from interpkit.core.findings import Finding, Severity
 from interpkit.analyzer.registry import Fixable, Rule
 
+from interpkit.analyzer.elf.modinit import MODEXPORT_PREFIX
 from interpkit.analyzer.rules.elf._text import examples, plural, symbols_data
+
+ENTRY_POINT_PREFIXES = ("PyInit_", MODEXPORT_PREFIX)
 
 RULE = Rule(
     code="IK303",
     name="exported-symbols",
-    title="extension exports symbols beyond PyInit_*",
+    title="extension exports symbols beyond its entry points",
     severity=Severity.INFO,
     verdicts={},
     fix="build with -fvisibility=hidden or make helpers static",
@@ -52,7 +56,7 @@ RULE = Rule(
 def check(facts) -> Iterator[Finding]:
     if not facts.is_extension:
         return
-    extra = [n for n in facts.exports if not n.startswith("PyInit_")]
+    extra = [n for n in facts.exports if not n.startswith(ENTRY_POINT_PREFIXES)]
     if extra:
-        yield RULE.finding(facts.path, f"exports {plural(len(extra), 'symbol')} besides PyInit_*: {examples(extra)}",
+        yield RULE.finding(facts.path, f"exports {plural(len(extra), 'symbol')} besides its entry points: {examples(extra)}",
                            symbol=extra[0], data=symbols_data(extra))

@@ -52,6 +52,7 @@ def check(facts) -> Iterator[Finding]:
             yield RULE.finding(facts.path, f"cannot tell how `{init.symbol}` creates its module ({init.how})",
                                symbol=init.symbol, data={"init": init.symbol})
         elif init.kind.value == "multi-phase" and init.multiple_interpreters is None:
-            reason = init.slots.reason if init.slots is not None and init.slots.reason else "slot value is relocated"
+            declared = init.declared
+            reason = declared.reason if declared is not None and declared.reason else "slot value is relocated"
             yield RULE.finding(facts.path, f"cannot read the Py_mod_multiple_interpreters slot of `{init.symbol}` ({reason})",
                                symbol=init.symbol, data={"init": init.symbol})
