@@ -15,6 +15,7 @@ and run the call, taken in turn so that each interpreter's own heap shows up as 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -154,10 +155,13 @@ def measure_threads(job: dict, teardown: contextlib.ExitStack) -> dict:
         release.wait()
 
     threads = [threading.Thread(target=serve, name=f"interpkit-memory-{i}") for i in range(n)]
+    anonymous_before = _unattributed_anonymous([])
     for thread in threads:
         thread.start()
     ready.wait()
     mappings = read_smaps()
+    # What the threads added (stacks, their malloc arenas, what the call keeps), each its share.
+    heap = (attribute(mappings, []).anonymous.private_dirty - anonymous_before) // n
     release.set()
     for thread in threads:
         thread.join()
@@ -165,7 +169,8 @@ def measure_threads(job: dict, teardown: contextlib.ExitStack) -> dict:
         raise RuntimeError(failures[0].splitlines()[0])
     split = attribute(mappings, [])
     return {"baseline": baseline.as_dict(), "total": total_of(mappings).as_dict(),
-            "attribution": split.as_dict(), "per_interpreter": [], "loaded": _mapped_objects(mappings)}
+            "attribution": split.as_dict(), "per_interpreter": [{"heap_bytes": heap}] * n,
+            "loaded": _mapped_objects(mappings)}
 
 
 def _mapped_objects(mappings) -> list[str]:
@@ -242,6 +247,113 @@ def measure_processes(job: dict, teardown: contextlib.ExitStack) -> dict:
             worker.stop()
 
 
+# ---------------------------------------------------------------------------- processes forked after preloading
+
+# A process that imports the workload and runs the call once (the preload), optionally calls
+# gc.freeze(), then forks N children that each run the call (their share of the work) and wait.
+# It says ready with every pid once all children have run; closing its stdin ends them all.
+FORKED_SOURCE = r"""
+import gc, importlib, json, os, sys
+proto = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+job = json.loads(sys.argv[1])
+sys.path[:0] = job["sys_path"]
+def say(**fields):
+    proto.write(json.dumps(fields) + "\n")
+def work():
+    for name in job["modules"]:
+        importlib.import_module(name)
+    if job["call"]:
+        module, _, func = job["call"].partition(":")
+        getattr(importlib.import_module(module), func)()
+try:
+    work()
+except BaseException as exc:
+    say(event="error", message=f"{type(exc).__name__}: {exc}".splitlines()[0])
+    sys.exit(1)
+if job["freeze"]:
+    # Objects of the preload move to a generation the collector never walks: a child's
+    # collection no longer writes their headers, so their pages stay shared.
+    gc.freeze()
+ready_r, ready_w = os.pipe()
+release_r, release_w = os.pipe()
+children = []
+for _ in range(job["children"]):
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r); os.close(release_w)
+        try:
+            work()
+            os.write(ready_w, b"r")
+        except BaseException as exc:
+            say(event="error", message=f"a forked child: {type(exc).__name__}: {exc}".splitlines()[0])
+            os.write(ready_w, b"e")
+        os.read(release_r, 1)
+        os._exit(0)
+    children.append(pid)
+os.close(ready_w); os.close(release_r)
+for _ in children:
+    answer = os.read(ready_r, 1)
+    if answer != b"r":
+        if not answer:
+            say(event="error", message="a forked child ended before it ran the workload")
+        os.close(release_w)
+        sys.exit(1)
+say(event="ready", parent=os.getpid(), children=children)
+sys.stdin.read()
+os.close(release_w)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def measure_forked(job: dict, teardown: contextlib.ExitStack, *, freeze: bool = False) -> dict:
+    """N processes forked after their parent preloaded the workload (a pre-fork server's
+    ``--preload``); the parent stays, as a server's master does, and its Pss counts: the
+    pages it shares with the children are split between them all."""
+    sys_path = [*job["sys_path"], *sys.path]
+    payload = json.dumps({"sys_path": sys_path, "modules": job["modules"], "call": job.get("call"),
+                          "children": job["interpreters"], "freeze": freeze})
+    stderr = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-I", "-c", FORKED_SOURCE, payload], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+    def stop() -> None:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+
+    try:
+        line = proc.stdout.readline()
+        message = json.loads(line) if line.strip() else {"event": "exit"}
+        if message["event"] != "ready":
+            stderr.seek(0)
+            tail = stderr.read().decode(errors="replace").strip().splitlines()
+            raise RuntimeError(message.get("message") or (tail or ["the preloading process ended"])[-1])
+        parent = message["parent"]
+        parent_mappings = read_smaps(parent)
+        total = total_of(parent_mappings)
+        per_interpreter = []
+        for pid in message["children"]:
+            mappings = read_smaps(pid)
+            child_total = total_of(mappings)
+            total.add(child_total)
+            # What the child wrote after the fork: everything else it still shares with the parent.
+            per_interpreter.append({"heap_bytes": child_total.private_dirty,
+                                    "objects": attribute(mappings, [], pid=pid).host_objects.as_dict()})
+        return {"baseline": MemoryTotals().as_dict(), "total": total.as_dict(),
+                "parent": total_of(parent_mappings).as_dict(),
+                "attribution": attribute(parent_mappings, [], pid=parent).as_dict(),
+                "per_interpreter": per_interpreter, "loaded": _mapped_objects(parent_mappings)}
+    finally:
+        stop()
+
+
 # ---------------------------------------------------------------------------- subinterpreters
 
 
@@ -310,6 +422,8 @@ MEASURERS = {
     "threads": measure_threads,
     "processes": measure_processes,
     "subinterpreters": measure_subinterpreters,
+    "forked": measure_forked,
+    "forked-frozen": functools.partial(measure_forked, freeze=True),
 }
 
 
