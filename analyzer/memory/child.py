@@ -33,24 +33,31 @@ from interpkit.analyzer.memory.smaps import (
     total_of,
 )
 
-# A process that imports the workload, says so on its protocol line, and waits on stdin.
-# It must run under any Python (it never imports interpkit).
-WORKER_SOURCE = r"""
-import importlib, json, os, sys
+# What every measured process runs first (it must run under any Python: it never imports
+# interpkit): its protocol line on a copy of fd 1 (fd 1 itself goes to stderr, so a chatty
+# module cannot corrupt it), the job, and work(): the imports, then the call.
+_PROCESS_PROLOGUE = r"""
+import gc, importlib, json, os, sys
 proto = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
 job = json.loads(sys.argv[1])
 sys.path[:0] = job["sys_path"]
 def say(**fields):
     proto.write(json.dumps(fields) + "\n")
-say(event="baseline", pid=os.getpid())
-sys.stdin.readline()
-try:
+def work():
     for name in job["modules"]:
         importlib.import_module(name)
     if job["call"]:
         module, _, func = job["call"].partition(":")
         getattr(importlib.import_module(module), func)()
+"""
+
+# A process that says it started, runs the workload when told, says so and waits on stdin.
+WORKER_SOURCE = _PROCESS_PROLOGUE + r"""
+say(event="baseline", pid=os.getpid())
+sys.stdin.readline()
+try:
+    work()
 except BaseException as exc:
     say(event="error", message=f"{type(exc).__name__}: {exc}".splitlines()[0])
     sys.exit(1)
@@ -252,20 +259,7 @@ def measure_processes(job: dict, teardown: contextlib.ExitStack) -> dict:
 # A process that imports the workload and runs the call once (the preload), optionally calls
 # gc.freeze(), then forks N children that each run the call (their share of the work) and wait.
 # It says ready with every pid once all children have run; closing its stdin ends them all.
-FORKED_SOURCE = r"""
-import gc, importlib, json, os, sys
-proto = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)
-job = json.loads(sys.argv[1])
-sys.path[:0] = job["sys_path"]
-def say(**fields):
-    proto.write(json.dumps(fields) + "\n")
-def work():
-    for name in job["modules"]:
-        importlib.import_module(name)
-    if job["call"]:
-        module, _, func = job["call"].partition(":")
-        getattr(importlib.import_module(module), func)()
+FORKED_SOURCE = _PROCESS_PROLOGUE + r"""
 try:
     work()
 except BaseException as exc:
