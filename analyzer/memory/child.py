@@ -301,6 +301,16 @@ for pid in children:
 """
 
 
+# An OpenMP pool started before fork() does not exist in the child, whose first parallel
+# region then waits for it forever (libgomp; torch's forward pass with its default threads):
+# a pre-fork server keeps its parent single-threaded, and so does this one.
+_THREAD_POOL_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _single_threaded_environment() -> dict[str, str]:
+    return {**os.environ, **{name: "1" for name in _THREAD_POOL_VARIABLES}}
+
+
 def measure_forked(job: dict, teardown: contextlib.ExitStack, *, freeze: bool = False) -> dict:
     """N processes forked after their parent preloaded the workload (a pre-fork server's
     ``--preload``); the parent stays, as a server's master does, and its Pss counts: the
@@ -310,7 +320,7 @@ def measure_forked(job: dict, teardown: contextlib.ExitStack, *, freeze: bool = 
                           "children": job["interpreters"], "freeze": freeze})
     stderr = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-I", "-c", FORKED_SOURCE, payload], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+                            stdout=subprocess.PIPE, stderr=stderr, text=True, env=_single_threaded_environment())
 
     def stop() -> None:
         with contextlib.suppress(OSError):
