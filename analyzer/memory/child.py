@@ -387,7 +387,10 @@ def measure_subinterpreters(job: dict, teardown: contextlib.ExitStack) -> dict:
         anon_prev = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
         rt.run(index, source)
         anon_now = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
-        per_interpreter.append({"heap_bytes": start_share + anon_now - anon_prev})
+        # The start share is mostly the server's own main interpreter, paid once however many
+        # subinterpreters it holds: what a further one repeats is what the workload added.
+        per_interpreter.append({"heap_bytes": start_share + anon_now - anon_prev,
+                                "repeated_heap_bytes": anon_now - anon_prev})
     mappings = read_smaps(pid)
     split = attribute(mappings, [], pid=pid)
     return {"baseline": baseline.as_dict(), "started": started.as_dict(), "total": total_of(mappings).as_dict(),

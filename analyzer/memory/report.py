@@ -105,7 +105,8 @@ class Prediction:
 
     backend: str
     base_pss: int            # Pss of the measured one-interpreter run, everything shared counted once
-    heap: int                # what that interpreter added of anonymous memory (heap, arenas, stacks)
+    heap: int                # what that interpreter added of anonymous memory (heap, arenas, stacks) and
+                             # each further one repeats (a subinterpreters server's own start is left out)
     files: int               # files only: the static ELF estimate of its private file pages
 
     @property
@@ -257,7 +258,12 @@ class MemoryReport:
                 row.total_private_dirty = sample.total.private_dirty
                 row.total_shared = sample.total.shared_clean + sample.total.shared_dirty
                 if sample.interpreters == 1 and row.heap is not None:
-                    report.predictions[backend] = Prediction(backend, sample.total.pss, row.heap,
+                    # What a further interpreter repeats of the first one's heap, where the child
+                    # could tell it apart from a one-off start (a subinterpreters server), else all of it.
+                    repeated = _mean([p["repeated_heap_bytes"] for p in sample.per_interpreter
+                                      if "repeated_heap_bytes" in p])
+                    report.predictions[backend] = Prediction(backend, sample.total.pss,
+                                                             row.heap if repeated is None else repeated,
                                                              static.private_per_interpreter)
                 if sample.loaded:
                     row.estimate_loaded = estimate_loaded([Path(p) for p in sample.loaded]) \

@@ -52,7 +52,7 @@ def test_predictions_start_from_one_interpreter(peers_report):
     for backend, prediction in peers_report["predictions"].items():
         one = rows[(backend, 1)]
         assert prediction["base_pss_bytes"] == one["total_pss_bytes"] == one["predicted_pss_bytes"]
-        assert prediction["heap_bytes"] == one["heap_bytes"]
+        assert prediction["heap_bytes"] == one["heap_bytes"]   # (subinterpreters: the workload's part only)
         assert prediction["files_bytes"] == peers_report["estimate"]["backends"][backend][
             "private_per_interpreter_bytes"]
         two = rows[(backend, 2)]
