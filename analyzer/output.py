@@ -100,17 +100,22 @@ def rule_codes(text: str) -> tuple[str, ...]:
     return codes
 
 
-def write_atomic(path: Path, text: str | Iterable[str]) -> None:
+def write_atomic(path: Path, text: str | bytes | Iterable[str]) -> None:
     """Write via a temp file in the same folder and rename: readers see all or nothing. `text`
-    may come in pieces (a site-packages JSON report is megabytes, encoded as it is written)."""
+    may come in pieces (a site-packages JSON report is megabytes, encoded as it is written),
+    or be bytes (a picture)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"cannot write {path} (no such directory {folder})")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines([text] if isinstance(text, str) else text)
+        if isinstance(text, bytes):
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(text)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.writelines([text] if isinstance(text, str) else text)
         os.replace(tmp, path)
     except BaseException:
         try:

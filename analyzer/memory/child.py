@@ -15,6 +15,7 @@ and run the call, taken in turn so that each interpreter's own heap shows up as 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -38,6 +39,8 @@ from interpkit.analyzer.memory.smaps import (
 # A process that imports the workload, says so on its protocol line, and waits on stdin; it
 # runs under any Python (guest code, run by path).
 WORKER_FILE = Path(guest.__file__).with_name("memory_worker.py")
+# The forked rows' process: it preloads the workload, then forks the N children (guest code).
+FORKED_FILE = Path(guest.__file__).with_name("memory_forked.py")
 
 
 def _workload_source(job: dict) -> str:
@@ -136,10 +139,13 @@ def measure_threads(job: dict, teardown: contextlib.ExitStack) -> dict:
         release.wait()
 
     threads = [threading.Thread(target=serve, name=f"interpkit-memory-{i}") for i in range(n)]
+    anonymous_before = _unattributed_anonymous([])
     for thread in threads:
         thread.start()
     ready.wait()
     mappings = read_smaps()
+    # What the threads added (stacks, their malloc arenas, what the call keeps), each its share.
+    heap = (attribute(mappings, []).anonymous.private_dirty - anonymous_before) // n
     release.set()
     for thread in threads:
         thread.join()
@@ -147,7 +153,8 @@ def measure_threads(job: dict, teardown: contextlib.ExitStack) -> dict:
         raise RuntimeError(failures[0].splitlines()[0])
     split = attribute(mappings, [])
     return {"baseline": baseline.as_dict(), "total": total_of(mappings).as_dict(),
-            "attribution": split.as_dict(), "per_interpreter": [], "loaded": _mapped_objects(mappings)}
+            "attribution": split.as_dict(), "per_interpreter": [{"heap_bytes": heap}] * n,
+            "loaded": _mapped_objects(mappings)}
 
 
 def _mapped_objects(mappings) -> list[str]:
@@ -235,6 +242,67 @@ def measure_processes(job: dict, teardown: contextlib.ExitStack) -> dict:
             worker.stop()
 
 
+# ---------------------------------------------------------------------------- processes forked after preloading
+
+# An OpenMP pool started before fork() does not exist in the child, whose first parallel
+# region then waits for it forever (libgomp; torch's forward pass with its default threads):
+# a pre-fork server keeps its parent single-threaded, and so does this one.
+_THREAD_POOL_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _single_threaded_environment() -> dict[str, str]:
+    return {**os.environ, **{name: "1" for name in _THREAD_POOL_VARIABLES}}
+
+
+def measure_forked(job: dict, teardown: contextlib.ExitStack, *, freeze: bool = False) -> dict:
+    """N processes forked after their parent preloaded the workload (a pre-fork server's
+    ``--preload``); the parent stays, as a server's master does, and its Pss counts: the
+    pages it shares with the children are split between them all."""
+    sys_path = [*job["sys_path"], *sys.path]
+    payload = json.dumps({"sys_path": sys_path, "modules": job["modules"], "call": job.get("call"),
+                          "children": job["interpreters"], "freeze": freeze})
+    stderr = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-I", str(FORKED_FILE)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True, env=_single_threaded_environment())
+    proc.stdin.write(payload + "\n")     # the job line, as every child gets its job
+    proc.stdin.flush()
+
+    def stop() -> None:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+
+    try:
+        line = proc.stdout.readline()
+        message = json.loads(line) if line.strip() else {"event": "exit"}
+        if message["event"] != "ready":
+            stderr.seek(0)
+            tail = stderr.read().decode(errors="replace").strip().splitlines()
+            raise RuntimeError(message.get("message") or (tail or ["the preloading process ended"])[-1])
+        parent = message["parent"]
+        parent_mappings = read_smaps(parent)
+        total = total_of(parent_mappings)
+        per_interpreter = []
+        for pid in message["children"]:
+            mappings = read_smaps(pid)
+            child_total = total_of(mappings)
+            total.add(child_total)
+            # What the child wrote after the fork: everything else it still shares with the parent.
+            per_interpreter.append({"heap_bytes": child_total.private_dirty,
+                                    "objects": attribute(mappings, [], pid=pid).host_objects.as_dict()})
+        return {"baseline": MemoryTotals().as_dict(), "total": total.as_dict(),
+                "parent": total_of(parent_mappings).as_dict(),
+                "attribution": attribute(parent_mappings, [], pid=parent).as_dict(),
+                "per_interpreter": per_interpreter, "loaded": _mapped_objects(parent_mappings)}
+    finally:
+        stop()
+
+
 # ---------------------------------------------------------------------------- subinterpreters
 
 
@@ -264,7 +332,10 @@ def measure_subinterpreters(job: dict, teardown: contextlib.ExitStack) -> dict:
         anon_prev = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
         rt.run(index, source)
         anon_now = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
-        per_interpreter.append({"heap_bytes": start_share + anon_now - anon_prev})
+        # The start share is mostly the server's own main interpreter, paid once however many
+        # subinterpreters it holds: what a further one repeats is what the workload added.
+        per_interpreter.append({"heap_bytes": start_share + anon_now - anon_prev,
+                                "repeated_heap_bytes": anon_now - anon_prev})
     mappings = read_smaps(pid)
     split = attribute(mappings, [], pid=pid)
     return {"baseline": baseline.as_dict(), "started": started.as_dict(), "total": total_of(mappings).as_dict(),
@@ -304,6 +375,8 @@ MEASURERS = {
     "threads": measure_threads,
     "processes": measure_processes,
     "subinterpreters": measure_subinterpreters,
+    "forked": measure_forked,
+    "forked-frozen": functools.partial(measure_forked, freeze=True),
 }
 
 

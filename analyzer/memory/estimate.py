@@ -17,6 +17,9 @@ What is private to one interpreter depends on how the backend loads the files:
   System libraries (libc, libstdc++, ...) are loaded once.
 - ``processes`` (the comparison): like ``namespaces``, and the dynamic loader's data too.
 - ``threads`` (the comparison): one interpreter, N threads: TLS only.
+- ``forked``, ``forked-frozen`` (the comparison): N processes forked after their parent loaded
+  the workload (with ``gc.freeze()`` before the fork): the parent's pages, relocated files
+  included, stay shared copy-on-write; a child pays only what it writes, which no file tells.
 
 Sizes are rounded to pages the way the loader maps them: a segment occupies every page from
 the one holding its first byte to the one holding its last; the part of a writable segment
@@ -40,7 +43,9 @@ from interpkit.core.errors import FileFormatError, InputError
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PF_W = 0x2
 
-BACKENDS = ("namespaces", "subinterpreters", "copies", "processes", "threads")
+BACKENDS = ("namespaces", "subinterpreters", "copies", "processes", "threads", "forked", "forked-frozen")
+#: Processes forked after their parent loaded everything: every page stays shared until written.
+FORKED_BACKENDS = ("forked", "forked-frozen")
 
 # Libraries under these folders come with the system: `copies` leaves them in the base namespace.
 _SYSTEM_PREFIXES = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/local/lib/")
@@ -89,6 +94,9 @@ class ObjectFootprint:
         zeroed tail page), which every copy pays before any code runs.
         """
         writable = self.relocated_bytes if low else self.writable_bytes
+        if backend in FORKED_BACKENDS:
+            # Relocated and zeroed in the parent before the fork; no file says what a child rewrites.
+            return 0
         if backend in ("subinterpreters", "threads"):
             return self.tls_bytes
         if backend == "namespaces":
@@ -105,7 +113,7 @@ class ObjectFootprint:
     def shared_bytes(self, backend: str) -> int:
         """What is paid once however many interpreters there are."""
         everything = self.writable_bytes + self.text_bytes
-        if backend in ("subinterpreters", "threads"):
+        if backend in ("subinterpreters", "threads", *FORKED_BACKENDS):
             return everything
         if backend == "namespaces":
             return everything if self.role is Role.LOADER else self.text_bytes

@@ -23,7 +23,7 @@ from pathlib import Path
 from interpkit.core.errors import InputError
 from interpkit.analyzer.memory.smaps import MemoryTotals
 
-MEASURED_BACKENDS = ("namespaces", "subinterpreters", "copies", "processes", "threads")
+MEASURED_BACKENDS = ("namespaces", "subinterpreters", "copies", "processes", "threads", "forked", "forked-frozen")
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_LIMIT_MB = 8192
 # glibc gives 11 namespaces by default, 15 with this tunable set before the process starts (docs/facts.md fact 5).

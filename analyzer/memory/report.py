@@ -1,7 +1,18 @@
-"""The memory report: per backend and interpreter count, measured Pss and marginal cost beside the static estimate.
+"""The memory report: per backend and interpreter count, measured Pss beside its prediction, and the cheapest option.
 
-One ``MemoryReport`` is rendered three ways: a rich table, JSON (``interpkit-memory/1``) and
-an optional PNG plot. Nothing here measures or reads ELF files; it only combines.
+One ``MemoryReport`` is rendered three ways: a rich table, JSON (``interpkit-memory/1``,
+documented in docs/memory-contract.md) and an optional PNG plot. Nothing here measures or
+reads ELF files; it only combines.
+
+The prediction of a backend's Pss for N interpreters uses only what is known before N
+run: the one-interpreter sample of that backend and the static ELF facts,
+
+    predicted(N) = Pss(1) + (N - 1) x (heap(1) + files(static))
+
+heap(1) being the anonymous memory the first interpreter (thread, process, forked child)
+added and files(static) what the ELF estimate says each further one keeps private of its
+files. What all of them share (text, the page cache, a forked parent's pages) is in Pss(1)
+once and does not grow. The static estimate alone ("files only") stays a detail.
 """
 from __future__ import annotations
 
@@ -22,7 +33,7 @@ _NULLABLE_NUMBER = {"type": ["number", "null"]}
 JSON_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "required": ["schema", "workload", "page_size", "estimate", "rows"],
+    "required": ["schema", "workload", "page_size", "estimate", "rows", "predictions", "cheapest"],
     "properties": {
         "schema": {"const": SCHEMA},
         "page_size": {"type": "integer"},
@@ -52,9 +63,10 @@ JSON_SCHEMA = {
             "type": "object",
             "required": ["backend", "interpreters", "total_pss_bytes", "marginal_pss_bytes",
                          "marginal_private_dirty_bytes", "files_private_bytes", "heap_bytes", "estimate_bytes", "estimate_low_bytes",
-                         "estimate_error", "estimate_error_total", "total_rss_bytes", "error"],
+                         "estimate_error", "estimate_error_total", "total_rss_bytes", "error",
+                         "private_dirty_bytes", "shared_bytes", "predicted_pss_bytes", "prediction_error"],
             "properties": {
-                "backend": {"enum": ["namespaces", "subinterpreters", "copies", "processes", "threads"]},
+                "backend": {"enum": list(BACKENDS)},
                 "interpreters": {"type": "integer", "minimum": 1},
                 "total_pss_bytes": _NULLABLE_INT, "marginal_pss_bytes": _NULLABLE_INT,
                 "marginal_private_dirty_bytes": _NULLABLE_INT, "files_private_bytes": _NULLABLE_INT,
@@ -62,10 +74,51 @@ JSON_SCHEMA = {
                 "estimate_loaded_bytes": _NULLABLE_INT, "estimate_error": _NULLABLE_NUMBER,
                 "estimate_error_total": _NULLABLE_NUMBER, "total_rss_bytes": _NULLABLE_INT,
                 "error": {"type": ["string", "null"]}, "python": {"type": ["string", "null"]},
+                "private_dirty_bytes": _NULLABLE_INT, "shared_bytes": _NULLABLE_INT,
+                "predicted_pss_bytes": _NULLABLE_INT, "prediction_error": _NULLABLE_NUMBER,
             },
         }},
+        "predictions": {"type": "object", "additionalProperties": {
+            "type": "object",
+            "required": ["backend", "base_pss_bytes", "heap_bytes", "files_bytes", "per_interpreter_bytes"],
+            "properties": {"backend": {"enum": list(BACKENDS)}, "base_pss_bytes": {"type": "integer"},
+                           "heap_bytes": {"type": "integer"}, "files_bytes": {"type": "integer"},
+                           "per_interpreter_bytes": {"type": "integer"}},
+        }},
+        "cheapest": {"oneOf": [{"type": "null"}, {
+            "type": "object",
+            "required": ["interpreters", "backend", "ranking", "line"],
+            "properties": {"interpreters": {"type": "integer", "minimum": 1}, "backend": {"enum": list(BACKENDS)},
+                           "ranking": {"type": "array", "minItems": 2, "items": {
+                               "type": "object", "required": ["backend", "total_pss_bytes"],
+                               "properties": {"backend": {"enum": list(BACKENDS)},
+                                              "total_pss_bytes": {"type": "integer"}}}},
+                           "line": {"type": "string"}},
+        }]},
     },
 }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A backend's Pss for N interpreters, from its one-interpreter sample and the ELF estimate."""
+
+    backend: str
+    base_pss: int            # Pss of the measured one-interpreter run, everything shared counted once
+    heap: int                # what that interpreter added of anonymous memory (heap, arenas, stacks) and
+                             # each further one repeats (a subinterpreters server's own start is left out)
+    files: int               # files only: the static ELF estimate of its private file pages
+
+    @property
+    def per_interpreter(self) -> int:
+        return self.heap + self.files
+
+    def pss(self, interpreters: int) -> int:
+        return self.base_pss + (interpreters - 1) * self.per_interpreter
+
+    def as_dict(self) -> dict:
+        return {"backend": self.backend, "base_pss_bytes": self.base_pss, "heap_bytes": self.heap,
+                "files_bytes": self.files, "per_interpreter_bytes": self.per_interpreter}
 
 
 @dataclass
@@ -85,6 +138,16 @@ class Row:
     total_rss: int | None = None             # secondary: over-counts shared file pages
     error: str | None = None
     python: str | None = None                # the CPython measured ("3.14.10")
+    total_private_dirty: int | None = None   # all of it: pages written by this process (these processes)
+    total_shared: int | None = None          # Shared_Clean + Shared_Dirty: pages another mapping also holds
+    predicted_pss: int | None = None         # Prediction.pss(N), None without a one-interpreter sample
+
+    @property
+    def prediction_error(self) -> float | None:
+        """(predicted − measured) / measured total Pss."""
+        if self.predicted_pss is None or not self.total_pss:
+            return None
+        return (self.predicted_pss - self.total_pss) / self.total_pss
 
     @property
     def estimate_error(self) -> float | None:
@@ -108,6 +171,8 @@ class Row:
             "estimate_loaded_bytes": self.estimate_loaded,
             "estimate_error": self.estimate_error, "estimate_error_total": self.estimate_error_total,
             "total_rss_bytes": self.total_rss, "error": self.error, "python": self.python,
+            "private_dirty_bytes": self.total_private_dirty, "shared_bytes": self.total_shared,
+            "predicted_pss_bytes": self.predicted_pss, "prediction_error": self.prediction_error,
         }
 
 
@@ -125,12 +190,47 @@ def _mean(values: list[int]) -> int | None:
     return sum(values) // len(values) if values else None
 
 
+@dataclass(frozen=True)
+class Cheapest:
+    """Which option held the workload at N interpreters for the least total Pss, and the others."""
+
+    interpreters: int
+    ranking: tuple[tuple[str, int], ...]      # (backend, total Pss), least first
+
+    @property
+    def backend(self) -> str:
+        return self.ranking[0][0]
+
+    def line(self) -> str:
+        best, pss = self.ranking[0]
+        others = ", ".join(f"{name} {value / MIB:,.1f} MiB ({value / pss:.2f}x)" for name, value in self.ranking[1:])
+        return (f"least memory for {self.interpreters}: {best}, {pss / MIB:,.1f} MiB Pss"
+                + (f"; then {others}" if others else ""))
+
+    def as_dict(self) -> dict:
+        return {"interpreters": self.interpreters, "backend": self.backend,
+                "ranking": [{"backend": name, "total_pss_bytes": value} for name, value in self.ranking],
+                "line": self.line()}
+
+
 @dataclass
 class MemoryReport:
     workload: Workload
     estimate: StaticEstimate
     samples: list[Sample]
     rows: list[Row] = field(default_factory=list)
+    predictions: dict[str, Prediction] = field(default_factory=dict)
+
+    @property
+    def cheapest(self) -> Cheapest | None:
+        """At the largest N measured with at least two options, the one with the least Pss."""
+        measured = [row for row in self.rows if row.total_pss is not None]
+        for count in sorted({row.interpreters for row in measured}, reverse=True):
+            at = sorted(((row.backend, row.total_pss) for row in measured if row.interpreters == count),
+                        key=lambda item: item[1])
+            if len(at) >= 2:
+                return Cheapest(count, tuple(at))
+        return None
 
     @classmethod
     def build(cls, workload: Workload, estimate: StaticEstimate, samples: list[Sample]) -> "MemoryReport":
@@ -157,10 +257,24 @@ class MemoryReport:
                 row.files_private = _mean([p["objects"]["private_dirty_bytes"] for p in sample.per_interpreter
                                            if "objects" in p])
                 row.heap = _mean([p["heap_bytes"] for p in sample.per_interpreter if "heap_bytes" in p])
+                row.total_private_dirty = sample.total.private_dirty
+                row.total_shared = sample.total.shared_clean + sample.total.shared_dirty
+                if sample.interpreters == 1 and row.heap is not None:
+                    # What a further interpreter repeats of the first one's heap, where the child
+                    # could tell it apart from a one-off start (a subinterpreters server), else all of it.
+                    repeated = _mean([p["repeated_heap_bytes"] for p in sample.per_interpreter
+                                      if "repeated_heap_bytes" in p])
+                    report.predictions[backend] = Prediction(backend, sample.total.pss,
+                                                             row.heap if repeated is None else repeated,
+                                                             static.private_per_interpreter)
                 if sample.loaded:
                     row.estimate_loaded = estimate_loaded([Path(p) for p in sample.loaded]) \
                         .backend(backend).private_per_interpreter
                 previous = (sample.interpreters, sample.total)
+        for row in report.rows:
+            prediction = report.predictions.get(row.backend)
+            if prediction is not None and row.total_pss is not None:
+                row.predicted_pss = prediction.pss(row.interpreters)
         return report
 
     # ------------------------------------------------------------------ JSON
@@ -172,6 +286,8 @@ class MemoryReport:
             "workload": self.workload.as_dict(),
             "estimate": self.estimate.as_dict(),
             "rows": [row.as_dict() for row in self.rows],
+            "predictions": {name: prediction.as_dict() for name, prediction in self.predictions.items()},
+            "cheapest": self.cheapest.as_dict() if self.cheapest else None,
             "samples": [sample.raw or {"backend": sample.backend, "interpreters": sample.interpreters,
                                        "error": sample.error} for sample in self.samples],
         }
@@ -185,26 +301,28 @@ class MemoryReport:
     def __rich_console__(self, console, options):
         from rich.table import Table
 
-        table = Table(title="Memory per interpreter, MiB. Pss total is the headline (RSS, last column, counts a "
-                            "shared file page once per mapping); marginal private = Δ Private_Dirty per added "
-                            "interpreter = its files' private pages + its heap.", title_justify="left")
-        headings = (("backend", "left"), ("Python", "left"), ("N", "right"), ("Pss total", "right"), ("marginal private", "right"),
-                    ("Δ Pss/interp", "right"), ("files priv.", "right"), ("heap", "right"),
-                    ("estimate low–high", "right"), ("err files", "right"), ("err total", "right"), ("RSS", "right"))
+        table = Table(title="Memory, MiB. Pss total is the headline (a page shared by k mappings counts 1/k in "
+                            "each; RSS, last column, counts it k times). predicted = Pss(1) + (N−1) × (heap of "
+                            "interpreter 1 + its files' private pages, static ELF estimate), known before N ran.",
+                      title_justify="left")
+        headings = (("backend", "left"), ("Python", "left"), ("N", "right"), ("Pss total", "right"), ("predicted", "right"),
+                    ("error", "right"), ("Δ Pss/interp", "right"), ("Private_Dirty", "right"),
+                    ("Shared", "right"), ("RSS", "right"))
         for heading, justify in headings:
             # headings may wrap at spaces to fit the console's width; numbers have none to wrap at
             table.add_column(heading, justify=justify, style="dim" if heading == "RSS" else None)
         for row in self.rows:
             if row.error:
                 state = "skipped" if row.error.startswith("skipped") else "[red]failed[/red]"
-                table.add_row(row.backend, row.python or "", str(row.interpreters), state, "", "", "", "", _range(row),
-                              "", "", "")
+                table.add_row(row.backend, row.python or "", str(row.interpreters), state, *[""] * 6)
                 continue
-            table.add_row(row.backend, row.python or "", str(row.interpreters), _mib(row.total_pss), _mib(row.marginal_private_dirty),
-                          _mib(row.marginal_pss), _mib(row.files_private), _mib(row.heap),
-                          _range(row), _percent(row.estimate_error), _percent(row.estimate_error_total),
-                          _mib(row.total_rss))
+            table.add_row(row.backend, row.python or "", str(row.interpreters), _mib(row.total_pss), _mib(row.predicted_pss),
+                          _percent(row.prediction_error), _mib(row.marginal_pss), _mib(row.total_private_dirty),
+                          _mib(row.total_shared), _mib(row.total_rss))
         yield table
+        cheapest = self.cheapest
+        if cheapest is not None:
+            yield f"[bold]{cheapest.line()}[/bold]"
         for row in self.rows:
             if row.error:
                 yield f"  {row.backend} × {row.interpreters}: {row.error}"
@@ -213,9 +331,27 @@ class MemoryReport:
                 # Measured, then tearing the backend down failed: the numbers stand, the run fails.
                 yield (f"  [red]{sample.backend} × {sample.interpreters}: measured, then teardown failed: "
                        f"{sample.teardown.get('message') or sample.teardown.get('status')}[/red]")
+        yield self._detail_table()
         yield self._estimate_table()
         if self.estimate.missing:
             yield f"[yellow]not found (counted as nothing): {', '.join(self.estimate.missing)}[/yellow]"
+
+    def _detail_table(self):
+        from rich.table import Table
+
+        table = Table(title="Per interpreter, MiB: its heap and its files' private pages, measured, beside the "
+                            "static ELF estimate (files only, no heap); marginal private = Δ Private_Dirty per "
+                            "added interpreter.", title_justify="left")
+        for heading in ("backend", "N", "marginal private", "heap", "files priv.", "files only: estimate",
+                        "err files", "err total"):
+            table.add_column(heading, justify="left" if heading == "backend" else "right")
+        for row in self.rows:
+            if row.error:
+                continue
+            table.add_row(row.backend, str(row.interpreters), _mib(row.marginal_private_dirty), _mib(row.heap),
+                          _mib(row.files_private), _range(row), _percent(row.estimate_error),
+                          _percent(row.estimate_error_total))
+        return table
 
     def _estimate_table(self):
         from rich.table import Table
@@ -235,7 +371,12 @@ class MemoryReport:
     # ------------------------------------------------------------------ plot
 
     def plot(self, path: Path) -> None:
-        """Total Pss against interpreter count per backend; the namespaces estimate dashed."""
+        """Total Pss against interpreter count for every option measured, each beside its
+        prediction (dashed, the same colour); written atomically (a PNG, all or nothing)."""
+        import io
+
+        from interpkit.analyzer.output import write_atomic
+
         try:
             import matplotlib
 
@@ -245,34 +386,43 @@ class MemoryReport:
             raise InputError("cannot plot (matplotlib is not installed: pip install 'interpkit[plot]')") from None
         figure, axes = plt.subplots(figsize=(7, 4.5))
         backends = list(dict.fromkeys(row.backend for row in self.rows))
+        counts = sorted({r.interpreters for r in self.rows if r.total_pss is not None}) or [1]
         for backend in backends:
             points = [(r.interpreters, r.total_pss / MIB) for r in self.rows
                       if r.backend == backend and r.total_pss is not None]
-            if points:
-                label = f"{backend} (sum of Pss)" if backend == "processes" else backend
-                axes.plot(*zip(*points), marker="o", label=label)
-        namespaces = [r for r in self.rows if r.backend == "namespaces" and r.total_pss is not None]
-        if namespaces:
-            first = namespaces[0]
-            start = first.total_pss - first.interpreters * first.marginal_pss
-            xs = [0] + [r.interpreters for r in namespaces]
-            axes.plot(xs, [(start + x * (first.estimate or 0)) / MIB for x in xs], linestyle="--", color="grey",
-                      label="namespaces: static estimate of private files (no heap)")
-        counts = sorted({r.interpreters for r in self.rows})
-        axes.set_xticks([0, *counts] if namespaces else counts)
-        axes.set_xlabel("interpreters")
+            if not points:
+                continue
+            label = {"processes": "processes (sum of Pss)",
+                     "forked": "forked after preload (+ parent)",
+                     "forked-frozen": "forked after preload, gc.freeze()"}.get(backend, backend)
+            (line,) = axes.plot(*zip(*points), marker="o", label=label)
+            prediction = self.predictions.get(backend)
+            if prediction is not None:
+                xs = [1, *[n for n in counts if n > 1]]
+                axes.plot(xs, [prediction.pss(n) / MIB for n in xs], linestyle="--", color=line.get_color(),
+                          alpha=0.7)
+        if self.predictions:
+            axes.plot([], [], linestyle="--", color="grey", label="predicted from N = 1 (heap + ELF files)")
+        axes.set_xticks(counts)
+        axes.set_xlabel("interpreters (threads, processes, forked children)")
         axes.set_ylabel("total Pss (MiB)")
-        modules = ", ".join(self.workload.modules) or "nothing imported"
-        axes.set_title(f"Memory vs interpreters ({modules})")
+        what = ", ".join(self.workload.modules) or "nothing imported"
+        if self.workload.call:
+            what += f"; {self.workload.call}()"
+        axes.set_title(f"Memory vs N ({what})", fontsize="medium")
+        axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
         figure.tight_layout()
+        picture = io.BytesIO()
         try:
-            figure.savefig(path, dpi=120)
-        except OSError as exc:
-            raise InputError(f"cannot write {path} ({exc.strerror or exc})") from None
+            figure.savefig(picture, format="png", dpi=100)
         finally:
             plt.close(figure)
+        try:
+            write_atomic(path, picture.getvalue())
+        except OSError as exc:
+            raise InputError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
 def _mib(value: int | None) -> str:

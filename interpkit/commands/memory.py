@@ -8,19 +8,25 @@ from pathlib import Path
 from interpkit.core.errors import InputError
 from interpkit.analyzer.output import add_exit_zero_argument, add_output_arguments, positive_seconds
 
-_BACKEND_CHOICES = ("namespaces", "subinterpreters", "copies", "processes", "threads", "all")
+_BACKEND_CHOICES = ("namespaces", "subinterpreters", "copies", "processes", "threads", "forked", "forked-frozen",
+                    "all")
+# The runtime and what a user would pick instead of it; copies is asked for by name.
+_DEFAULT_BACKENDS = ("namespaces", "threads", "processes", "forked", "forked-frozen", "subinterpreters")
 
 
 def configure_parser(sub) -> None:
     parser = sub.add_parser(
         "memory",
-        help="memory per interpreter: measured Pss and marginal cost vs the static ELF estimate",
+        help="memory of N interpreters beside the peers (threads, processes, forked after preload): "
+        "measured Pss and its prediction",
         description="Start 1..N interpreters, import the given modules (and extension files), optionally call "
-        "a function, and read /proc/<pid>/smaps: total Pss, the marginal cost of the next interpreter, "
-        "the private memory of the files each interpreter loaded and its heap, beside a static estimate "
-        "from the ELF segments of libpython, the extensions and their DT_NEEDED closure. Compared with N "
-        "separate processes (sum of Pss) and one process with N threads. Every measurement runs in a "
-        "child process with a timeout and a memory limit.",
+        "a function, and read /proc/<pid>/smaps: total Pss, Private_Dirty, Shared, the marginal cost of the next "
+        "interpreter, beside a prediction of the Pss for N made from the one-interpreter run (its heap) and the "
+        "static ELF estimate of each interpreter's private file pages. By default the options a user would "
+        "pick instead are measured in the same run: one process with N threads, N processes (sum of Pss), N "
+        "processes forked after preloading the workload (with and without gc.freeze()) and, where the workload "
+        "imports there, subinterpreters of --python; one line names the option that holds N for the least "
+        "memory. Every measurement runs in a child process with a timeout and a memory limit.",
     )
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                         help="extension modules (.so) or Python files to import, or folders/libraries to estimate")
@@ -29,12 +35,15 @@ def configure_parser(sub) -> None:
     parser.add_argument("--call", metavar="MOD:FUNC", help="call this function with no arguments after the imports "
                         "(e.g. a forward pass)")
     parser.add_argument("--interpreters", "-n", type=_counts, default=[1, 2, 4], metavar="N,N,...",
-                        help="interpreter counts to measure (default: 1,2,4)")
-    parser.add_argument("--backend", type=_backends, default=["namespaces"], metavar="|".join(_BACKEND_CHOICES),
+                        help="interpreter counts to measure; 1 is always measured, the predictions start "
+                        "from it (default: 1,2,4)")
+    parser.add_argument("--backend", type=_backends, default=list(_DEFAULT_BACKENDS),
+                        metavar="|".join(_BACKEND_CHOICES),
                         help="what to measure: a backend, several (comma-separated) or all of them (default: "
-                        "namespaces; processes and threads are the comparisons)")
+                        f"{','.join(_DEFAULT_BACKENDS)}: the namespaces and the peers a user would pick)")
     parser.add_argument("--python", metavar="PYTHON", help="interpreter for the subinterpreters backend "
-                        "(a path, or 3.15 … 3.12; default: 3.13); when named, the processes compared are of it too")
+                        "(a path, or 3.15 … 3.12; default: 3.14 where one is found, else 3.13); when named, the processes "
+                        "compared are of it too")
     parser.add_argument("--no-follow-imports", action="store_true",
                         help="estimate from the named modules' own extension files, not everything they import")
     parser.add_argument("--estimate-only", action="store_true", help="print the static estimate; start nothing")
@@ -112,8 +121,10 @@ def run(args) -> int:
                 if status is not None:
                     status.update(message)
 
-            samples = measure(workload, args.interpreters, backends, timeout_s=args.timeout,
-                              memory_limit_mb=args.memory_limit, subinterpreter_python=args.python,
+            python = args.python or (_default_subinterpreter_python() if "subinterpreters" in backends else None)
+            counts = sorted({1, *args.interpreters})   # every prediction starts from one interpreter
+            samples = measure(workload, counts, backends, timeout_s=args.timeout,
+                              memory_limit_mb=args.memory_limit, subinterpreter_python=python,
                               progress=progress)
     report = MemoryReport.build(workload, estimate, samples)
     if args.format == "json":
@@ -129,6 +140,17 @@ def run(args) -> int:
     # So is one measured but not torn down cleanly: its numbers are in the report, beside why.
     failed = failed or any(sample.teardown for sample in samples)
     return 0 if args.exit_zero else int(failed)
+
+
+def _default_subinterpreter_python() -> str:
+    """3.14 where one is found (own-GIL subinterpreters with concurrent.interpreters), else 3.13."""
+    try:
+        from interpkit.native.subinterp import resolve_python
+
+        resolve_python("3.14")
+        return "3.14"
+    except Exception:  # noqa: BLE001 - not found or not usable: the older default answers for itself
+        return "3.13"
 
 
 class _Quiet:
