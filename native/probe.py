@@ -116,10 +116,10 @@ def _remote(exc: BaseException) -> str:
 
 
 def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...],
-               backend: str = "namespaces", op_library: bool = False) -> int:
+               backend: str = "namespaces", op_library: bool = False, libpython: str | None = None) -> int:
     report = _Reporter()
     try:
-        return _probe(report, name, path, n, preimport, backend, op_library)
+        return _probe(report, name, path, n, preimport, backend, op_library, libpython)
     except Exception as exc:  # noqa: BLE001 - the runtime itself failed (timeout, closed)
         if report.steps and "ok" not in report.steps[-1]:
             report.steps[-1].update(ok=False, error=_remote(exc))
@@ -127,7 +127,8 @@ def _run_child(name: str, path: str | None, n: int, preimport: tuple[str, ...],
 
 
 def _probe(report: _Reporter, name: str, path: str | None, n: int,
-           preimport: tuple[str, ...], backend: str = "namespaces", op_library: bool = False) -> int:
+           preimport: tuple[str, ...], backend: str = "namespaces", op_library: bool = False,
+           libpython: str | None = None) -> int:
     from interpkit.native.errors import InterpkitError, RemoteError
     from interpkit.native.runtime import Runtime
 
@@ -135,9 +136,9 @@ def _probe(report: _Reporter, name: str, path: str | None, n: int,
         from interpkit.native.copies import CopiesRuntime as Runtime
 
     sys_path = ([path] if path else []) + sys.path
-    record = report.step("create", count=n)
+    record = report.step("create", count=n, python=".".join(map(str, sys.version_info[:3])))
     try:
-        runtime = Runtime(n, sys_path=sys_path)
+        runtime = Runtime(n, sys_path=sys_path, **({"libpython": libpython} if libpython else {}))
     except InterpkitError as exc:
         record["ok"] = False
         record["error"] = str(exc)
@@ -251,7 +252,7 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
                  timeout: float = DEFAULT_TIMEOUT_S,
                  memory_limit_mb: int | str | None = AUTO,
                  preimport: tuple[str, ...] = (), backend: str = "namespaces",
-                 op_library: bool = False) -> ProbeOutcome:
+                 op_library: bool = False, runtime=None) -> ProbeOutcome:
     """Import and use ``name`` in ``interpreters`` namespaced interpreters, in a sandbox.
 
     ``path`` is put in front of ``sys.path`` in the child and its interpreters;
@@ -260,11 +261,15 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
     ``memory_limit_mb`` bounds the child's resident memory (``"auto"``: see
     ``default_memory_limit_mb``; None: no limit). Never raises for anything the probed
     module does; a problem starting the child itself comes back as status ``error``.
+    ``runtime`` (``runtime_build.NamespacesRuntimeFor``) runs the child under another Python,
+    with the runtime extension built for it; None: this Python.
     """
     if memory_limit_mb == AUTO:
         memory_limit_mb = default_memory_limit_mb(interpreters)
-    command = [sys.executable, "-X", "faulthandler", "-m", "interpkit.native.probe", "--child",
-               "--module", name, "--interpreters", str(interpreters), "--backend", backend]
+    command = [*(runtime.command() if runtime else [sys.executable, "-X", "faulthandler"]),
+               "-m", "interpkit.native.probe", "--child",
+               "--module", name, "--interpreters", str(interpreters), "--backend", backend,
+               *(runtime.child_arguments() if runtime else [])]
     if path is not None:
         command += ["--path", str(path)]
     for module in preimport:
@@ -310,13 +315,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--op-library", action="store_true",
                         help="--module is the path of an op library: load it with torch.ops.load_library")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    # A child under another Python: the runtime extension built for it, and its libpython.
+    parser.add_argument("--runtime-extension", help=argparse.SUPPRESS)
+    parser.add_argument("--libpython", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.interpreters < 1:
         parser.error("--interpreters must be at least 1")
     if args.child:
         sandbox.no_core_dumps()
+        if args.runtime_extension:
+            from interpkit.native.runtime_build import activate
+
+            activate(args.runtime_extension)
         return _run_child(args.module, args.path, args.interpreters, tuple(args.preimport), args.backend,
-                          args.op_library)
+                          args.op_library, args.libpython)
     limit = AUTO if args.memory_limit_mb is None else (args.memory_limit_mb or None)
     outcome = probe_module(args.module, args.path, interpreters=args.interpreters,
                            timeout=args.timeout, memory_limit_mb=limit,

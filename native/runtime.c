@@ -41,6 +41,7 @@ typedef struct ik_api {
     int (*ns_pthread_create)(pthread_t *, const pthread_attr_t *,
                              void *(*)(void *), void *);
     int (*ns_pthread_join)(pthread_t, void **);
+    void (*ns_cxa_finalize)(void *);
     void (*PyConfig_InitPythonConfig)(PyConfig *);
     PyStatus (*PyConfig_SetBytesString)(PyConfig *, wchar_t **, const char *);
     PyStatus (*Py_InitializeFromConfig)(const PyConfig *);
@@ -67,8 +68,18 @@ typedef struct ik_api {
     PyThreadState *(*PyEval_SaveThread)(void);
     void (*PyEval_RestoreThread)(PyThreadState *);
     PyInterpreterState *(*PyInterpreterState_Get)(void);
+#if PY_VERSION_HEX < 0x030C0000
     int (*_PyEval_AddPendingCall)(PyInterpreterState *, int (*)(void *), void *);
     void (*_PyEval_SignalAsyncExc)(PyInterpreterState *);
+#else
+    /* 3.12+ (built per Python, native/runtime_build.py): the private call takes more
+     * arguments; the public one reaches the main interpreter's main thread, which in a
+     * namespace of its own is this worker's. */
+    int (*Py_AddPendingCall)(int (*)(void *), void *);
+#if PY_VERSION_HEX < 0x030D0000
+    void (*_PyEval_SignalAsyncExc)(PyInterpreterState *);
+#endif
+#endif
     int (*PyThreadState_SetAsyncExc)(unsigned long, PyObject *);
     int (*Py_FinalizeEx)(void);
 } ik_api;
@@ -83,6 +94,7 @@ static const ik_symbol ik_symbols[] = {
     {"__ctype_init", offsetof(ik_api, ik_ctype_init)},
     {"pthread_create", offsetof(ik_api, ns_pthread_create)},
     {"pthread_join", offsetof(ik_api, ns_pthread_join)},
+    {"__cxa_finalize", offsetof(ik_api, ns_cxa_finalize)},
     IK_SYM(PyConfig_InitPythonConfig),
     IK_SYM(PyConfig_SetBytesString),
     IK_SYM(Py_InitializeFromConfig),
@@ -108,8 +120,15 @@ static const ik_symbol ik_symbols[] = {
     IK_SYM(PyEval_SaveThread),
     IK_SYM(PyEval_RestoreThread),
     IK_SYM(PyInterpreterState_Get),
+#if PY_VERSION_HEX < 0x030C0000
     IK_SYM(_PyEval_AddPendingCall),
     IK_SYM(_PyEval_SignalAsyncExc),
+#else
+    IK_SYM(Py_AddPendingCall),
+#if PY_VERSION_HEX < 0x030D0000
+    IK_SYM(_PyEval_SignalAsyncExc),
+#endif
+#endif
     IK_SYM(PyThreadState_SetAsyncExc),
     IK_SYM(Py_FinalizeEx),
 };
@@ -496,6 +515,17 @@ ik_worker_main(void *arg)
     w->api.Py_DecRef(w->handler);
     w->handler = NULL;
     int rc = w->api.Py_FinalizeEx();
+#if PY_VERSION_HEX >= 0x030C0000
+    /* The namespace is used up once its interpreter is finalized: run the exit handlers
+     * its libraries registered with its libc (atexit, C++ static destructors) here, on
+     * the thread its libc created, not at process exit on the main thread, where that
+     * libc reads the base libc's thread-specific values under its own key numbers
+     * (docs/facts.md fact 14: OpenSSL 3.6's OPENSSL_cleanup crashed there after scipy).
+     * Measured on 3.12-3.15; 3.11's teardown (fact 8, with torch) is left as it was. */
+    if (rc == 0) {
+        w->api.ns_cxa_finalize(NULL);
+    }
+#endif
     clock_gettime(CLOCK_MONOTONIC, &finished);
     pthread_mutex_lock(&w->lock);
     w->finalize_rc = rc;
@@ -898,6 +928,7 @@ ik_runtime_submit(ik_runtime *rt, int index, const char *request,
         /* Interrupt Python code with a pending call, then give it a grace
          * period; code blocked in C while holding the GIL cannot be interrupted. */
         w->interrupt_serial = w->serial;
+#if PY_VERSION_HEX < 0x030C0000
         w->api._PyEval_AddPendingCall(w->interp, ik_interrupt, w);
         /* 3.11 sets the eval breaker for a pending call only when the caller
          * is the interpreter's main thread, which this host thread is not.
@@ -906,6 +937,14 @@ ik_runtime_submit(ik_runtime *rt, int index, const char *request,
          * If the request finished meanwhile, the flag stays set until the
          * next async exception: correct, only a little slower. */
         w->api._PyEval_SignalAsyncExc(w->interp);
+#else
+        w->api.Py_AddPendingCall(ik_interrupt, w);
+#if PY_VERSION_HEX < 0x030D0000
+        /* 3.12 still sets the eval breaker only from the main thread (as 3.11 above);
+         * 3.13+ sets the bit in the thread state holding that interpreter's GIL. */
+        w->api._PyEval_SignalAsyncExc(w->interp);
+#endif
+#endif
         struct timespec grace = ik_deadline(IK_INTERRUPT_GRACE);
         while (!w->has_response) {
             if (ik_wait(w, &grace) == ETIMEDOUT) {
