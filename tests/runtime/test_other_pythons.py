@@ -47,12 +47,8 @@ print(json.dumps(out))
 
 
 @pytest.fixture
-def every_python(python_for, monkeypatch):
-    found = {version: python_for(version) for version in VERSIONS}
-    monkeypatch.setenv(pythons.ENV_VAR, os.pathsep.join(found.values()))
-    pythons.inspect_python.cache_clear()
-    yield found
-    pythons.inspect_python.cache_clear()
+def every_python(named_pythons):
+    return named_pythons(*VERSIONS)
 
 
 def _in_namespaces(version: str, n: int, setup: str, expression: str, sys_path: list[str]) -> dict:
