@@ -124,3 +124,24 @@ def test_numpy_loads_in_namespaces_where_subinterpreters_refuse_it(every_python,
     for row in refused["results"]:
         assert row["status"] == "import_error", (row["module"], row["message"])
         assert "does not support loading in subinterpreters" in row["message"]
+
+
+_LIMIT_CHILD = r"""
+import sys
+from interpkit.native.runtime_build import activate
+activate(sys.argv[1])
+from interpkit.native import NamespaceLimitError, Runtime
+try:
+    Runtime(16, libpython=sys.argv[2])
+except NamespaceLimitError as exc:
+    print(exc)
+"""
+
+
+def test_namespace_limit_is_named_on_314(every_python):
+    runtime = namespaces_runtime_for(pythons.find_python("3.14"))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GLIBC_TUNABLES": "glibc.rtld.nns=16"}
+    done = subprocess.run([*runtime.command(), "-c", _LIMIT_CHILD, str(runtime.extension), runtime.python.libpython],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "at most 15 namespaced interpreters" in done.stdout and "glibc.rtld.nns=16" in done.stdout
