@@ -134,12 +134,14 @@ def teardown_line(row: dict) -> str | None:
 
 
 def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, timeout: float,
-          python: str | None = None, config_name: str = "isolated", binary: Path | None = None) -> dict:
-    """Run one sandboxed probe; returns the ProbeOutcome JSON."""
+          python: str | None = None, config_name: str = "isolated", binary: Path | None = None,
+          runtime=None) -> dict:
+    """Run one sandboxed probe; returns the ProbeOutcome JSON. ``runtime``: the namespaces
+    runtime of another Python (native/namespaces/build.py), None for this one."""
     if backend is Backend.NAMESPACES:
         from interpkit.native.sandbox.probe import probe_module
 
-        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout)
+        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout, runtime=runtime)
     elif backend is Backend.SUBINTERPRETERS:
         from interpkit.native.subinterpreters.runtime import probe_module as probe_subinterpreters
 
@@ -239,6 +241,19 @@ def subinterpreter_python(path: Path, python: str | None):
         return None, str(exc)
 
 
+def namespaces_runtime(path: Path):
+    """(the namespaces runtime of a Python this extension was built for, None) or (None, why it
+    is skipped): a cp312 … cp315 module runs in namespaces of that Python, in a child of it."""
+    from interpkit.core.errors import RuntimeUnavailable
+    from interpkit.native.pythons import python_for_abi
+    from interpkit.native.namespaces.build import namespaces_runtime_for
+
+    try:
+        return namespaces_runtime_for(python_for_abi(extension_tag(path), runtime="namespaces")), None
+    except RuntimeUnavailable as exc:
+        return None, str(exc)
+
+
 def verify_results(files: list[FileResult], backend: Backend, *, interpreters: int, timeout: float,
                    python: str | None = None, config_name: str = "isolated", progress=None) -> list[Verification]:
     soabi = target_soabi(backend, python) if backend is not Backend.SUBINTERPRETERS else ""
@@ -259,13 +274,16 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
                                      "file name is not an importable module name", codes))
             continue
         module, sys_path = location
-        runtime = None
+        runtime = other_namespaces = None
         if backend is Backend.SUBINTERPRETERS:
             runtime, reason = subinterpreter_python(Path(fr.path), python)
-        elif not abi_matches(Path(fr.path), soabi):
-            reason = f"built for another interpreter (runtime is {soabi})"
-        else:
+        elif abi_matches(Path(fr.path), soabi):
             reason = None
+        elif backend is Backend.NAMESPACES:
+            other_namespaces, reason = namespaces_runtime(Path(fr.path))
+            runtime = other_namespaces.python if other_namespaces else None
+        else:
+            reason = f"built for another interpreter (runtime is {soabi})"
         if reason:
             rows.append(Verification(Path(fr.path), module, backend, predicted, "skipped", reason, codes))
             continue
@@ -274,7 +292,7 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
         else:
             python_used, version = python, platform.python_version()   # namespaces and copies run this Python
         outcome = probe(backend, module, sys_path, interpreters=interpreters, timeout=timeout,
-                        python=python_used, config_name=config_name, binary=Path(fr.path))
+                        python=python_used, config_name=config_name, binary=Path(fr.path), runtime=other_namespaces)
         if backend is Backend.SUBINTERPRETERS:
             # The verdict covers every PyInit_* in the binary; a second one can only be
             # loaded by file under its own name, which the subinterpreters probe can do.

@@ -1,6 +1,6 @@
 """Throughput of a Python-bound loop: 1 vs N own-GIL subinterpreters, and N threads in one.
 
-Prints the ratios from one run per Python (3.12, 3.13; skipped with the reason when absent).
+Prints the ratios from one run per Python (3.12 … 3.15; skipped with the reason when absent).
 Usage: python bench/subinterp_scaling.py [-n N] [--loops K] [--python 3.13 ...]
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main() -> int:
     args = parser.parse_args()
     print(f"{'python':>8} {'1 interp s':>11} {f'{args.n} interps s':>12} {f'{args.n} threads s':>12} "
           f"{'interps x':>10} {'threads x':>10}")
-    for version in args.python or ["3.12", "3.13"]:
+    for version in args.python or ["3.12", "3.13", "3.14", "3.15"]:
         try:
             r = parallel_speedup(version, n=args.n, loops=args.loops, repeat=args.repeat)
         except RuntimeUnavailable as exc:

@@ -46,7 +46,31 @@ for name in ("concurrent.interpreters", "_interpreters", "_xxsubinterpreters"):
         continue
     api = name
     break
+# The libpython a namespace can load: the one mapped into this process, else the one the
+# build installed beside a statically linked executable (Debian: LIBDIR/INSTSONAME, found
+# under this interpreter's own prefix when the tree was unpacked elsewhere).
+import os
+libpython = None
+version = "libpython%d.%d" % sys.version_info[:2]
+try:
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split(None, 5)[-1].strip() if len(line.split(None, 5)) == 6 else ""
+            if os.path.basename(path).startswith(version) and ".so" in path:
+                libpython = path
+                break
+except OSError:
+    pass
+name, libdir = sysconfig.get_config_var("INSTSONAME"), sysconfig.get_config_var("LIBDIR") or ""
+folders = [libdir]
+if libdir.startswith("/usr/") and sys.base_prefix != "/usr":
+    folders.insert(0, sys.base_prefix + libdir[len("/usr"):])
+for folder in folders if libpython is None and name and ".so" in name else ():
+    if os.path.isfile(os.path.join(folder, name)):
+        libpython = os.path.join(folder, name)
+        break
 print(json.dumps({
+    "libpython": libpython,
     "executable": sys.executable,
     "version": list(sys.version_info[:3]),
     "implementation": sys.implementation.name,
@@ -69,6 +93,7 @@ class PythonInfo:
     shared_libpython: bool
     free_threaded: bool = False
     soabi: str = ""                  # e.g. "cpython-313-x86_64-linux-gnu"
+    libpython: str = ""              # the shared libpython a namespace loads ("" when there is none)
 
     @property
     def short_version(self) -> str:
@@ -86,6 +111,18 @@ class PythonInfo:
             return f"{self.executable} is Python {self.short_version} (own-GIL subinterpreters need 3.12+)"
         if self.subinterpreter_api is None:
             return f"{self.executable} has neither concurrent.interpreters, _interpreters nor _xxsubinterpreters"
+        return None
+
+
+    def namespaces_unavailable(self) -> str | None:
+        """None when the namespaces runtime can run on this Python, else why not."""
+        if self.implementation != "cpython" or self.version[:2] < (3, 11):
+            return f"{self.executable} is {self.implementation} {self.short_version} (namespaces need CPython 3.11+)"
+        if self.free_threaded:
+            return f"{self.executable} is free-threaded (the namespaces runtime is built for the GIL's ABI)"
+        if not self.libpython:
+            return (f"{self.executable} has no shared libpython{self.short_version} (each namespace loads one; "
+                    "build it with --enable-shared)")
         return None
 
 
@@ -175,6 +212,7 @@ def inspect_python(candidate: str) -> PythonInfo | str:
         shared_libpython=data["shared"],
         free_threaded=data["free_threaded"],
         soabi=data["soabi"] or "",
+        libpython=data.get("libpython") or "",
     )
 
 
@@ -245,12 +283,15 @@ _CPYTHON_ABI = re.compile(r"cpython-(\d)(\d+)(t?)-")
 
 
 def python_for_abi(tag: str | None, *, floor: tuple[int, int] | None = None, preferred: str = "3.13",
-                   configured: tuple[str, ...] | list[str] = ()) -> PythonInfo:
+                   configured: tuple[str, ...] | list[str] = (), runtime: str = "subinterpreters") -> PythonInfo:
     """A Python with subinterpreter support that can load an extension whose file name carries
     ABI ``tag``: ``cpython-314-x86_64-linux-gnu`` needs exactly 3.14 (``314t`` a free-threaded
     build), ``abi3`` any 3.12+ from its ``floor`` up (``preferred`` when it fits, else the
-    oldest that does), no tag ``preferred``. Raises RuntimeUnavailable naming the Python that
-    is missing and every candidate tried."""
+    oldest that does), no tag ``preferred``. ``runtime`` "namespaces" asks for a shared
+    libpython instead of subinterpreter support. Raises RuntimeUnavailable naming the Python
+    that is missing and every candidate tried."""
+    unusable = PythonInfo.namespaces_unavailable if runtime == "namespaces" else PythonInfo.unsupported_reason
+    support = "a shared libpython" if runtime == "namespaces" else "subinterpreter support"
     if tag is None:
         return find_python(preferred, configured)
     match = _CPYTHON_ABI.match(tag)
@@ -258,20 +299,19 @@ def python_for_abi(tag: str | None, *, floor: tuple[int, int] | None = None, pre
         version, threaded = f"{match.group(1)}.{match.group(2)}", bool(match.group(3))
         found, rejected = discover_pythons(configured)
         for info in found:
-            if (info.short_version == version and info.free_threaded == threaded
-                    and info.unsupported_reason() is None):
+            if info.short_version == version and info.free_threaded == threaded and unusable(info) is None:
                 return info
         build = "free-threaded CPython" if threaded else "CPython"
         tried = "; ".join(rejected + [f"{i.executable}: is {i.full_version}" + (" free-threaded" if i.free_threaded else "")
                                       for i in found]) or "no candidates"
-        raise RuntimeUnavailable(f"needs {build} {version} (built for {tag}); no such Python with subinterpreter "
-                                 f"support was found (set {ENV_VAR} or [tool.interpkit] interpreters; tried: {tried})")
+        raise RuntimeUnavailable(f"needs {build} {version} (built for {tag}); no such Python with {support} "
+                                 f"was found (set {ENV_VAR} or [tool.interpkit] interpreters; tried: {tried})")
     if tag != "abi3":
         raise RuntimeUnavailable(f"needs an interpreter for ABI {tag}, which is not CPython's")
     lowest = max(floor or OLDEST_SUBINTERPRETERS, OLDEST_SUBINTERPRETERS)
     found, rejected = discover_pythons(configured)
     fitting = sorted((info for info in found if info.version[:2] >= lowest and not info.free_threaded
-                      and info.unsupported_reason() is None), key=lambda info: info.version)
+                      and unusable(info) is None), key=lambda info: info.version)
     for info in fitting:
         if info.short_version == preferred:
             return info
@@ -280,4 +320,4 @@ def python_for_abi(tag: str | None, *, floor: tuple[int, int] | None = None, pre
     tried = "; ".join(rejected + [f"{i.executable}: is {i.full_version}" for i in found]) or "no candidates"
     raise RuntimeUnavailable(f"needs CPython {lowest[0]}.{lowest[1]} or newer (abi3"
                              + (f" from {floor[0]}.{floor[1]}" if floor else "")
-                             + f"); no such Python with subinterpreter support was found (set {ENV_VAR}; tried: {tried})")
+                             + f"); no such Python with {support} was found (set {ENV_VAR}; tried: {tried})")

@@ -24,7 +24,8 @@ from fixtures.build import FixtureUnavailable, build_fixture, find_python  # noq
 INTEGRATION_FOLDERS = frozenset({"cli", "copies", "hardening", "memory", "realstack", "runtime", "serve", "shims",
                                  "subinterp"})
 INTEGRATION_FIXTURES = frozenset({"built_fixtures", "fixture_copy", "python_for", "python312", "python313",
-                                  "runtime2", "torch_dir", "realstack_python", "wheels_for"})
+                                  "runtime2", "torch_dir", "realstack_python", "wheels_for",
+                                  "named_pythons"})
 INTEGRATION_MARKS = frozenset({"torch", "slow", "realstack"})
 
 
@@ -60,6 +61,25 @@ def python_for():
         return candidate
 
     return find
+
+
+@pytest.fixture
+def named_pythons(python_for, monkeypatch):
+    """named_pythons("3.14", "3.15") -> {version: interpreter path}: INTERPKIT_PYTHONS names
+    exactly those for this test (this process and the `interpkit` children it starts), and
+    discovery's cache is cleared around it. Skips like python_for when one is missing."""
+    import os
+
+    from interpkit.native import pythons
+
+    def name(*versions: str) -> dict[str, str]:
+        found = {version: python_for(version) for version in versions}
+        monkeypatch.setenv(pythons.ENV_VAR, os.pathsep.join(found.values()))
+        pythons.inspect_python.cache_clear()
+        return found
+
+    yield name
+    pythons.inspect_python.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -145,7 +145,7 @@ def run(args) -> int:
 def _default_subinterpreter_python() -> str:
     """3.14 where one is found (own-GIL subinterpreters with concurrent.interpreters), else 3.13."""
     try:
-        from interpkit.native.subinterp import resolve_python
+        from interpkit.native.subinterpreters.runtime import resolve_python
 
         resolve_python("3.14")
         return "3.14"

@@ -23,7 +23,8 @@ def configure_parser(sub) -> None:
     parser.add_argument("--interpreters", "-n", type=positive_int, default=2, metavar="N",
                         help="interpreters per probe (default: 2; at most 15 with namespaces)")
     parser.add_argument("--backend", choices=("namespaces", "subinterpreters", "copies"), default="namespaces")
-    parser.add_argument("--python", metavar="VERSION", help="Python for the subinterpreters backend (default: 3.13)")
+    parser.add_argument("--python", metavar="VERSION", help="Python for the subinterpreters backend (default: for "
+                        "each extension a Python of its ABI, cp312 … cp315; abi3 from its floor up, 3.13 preferred)")
     parser.add_argument("--subinterpreter-config", choices=("isolated", "legacy"), default="isolated",
                         help="own-GIL isolated (default) or legacy shared-GIL subinterpreters")
     parser.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="SECONDS",

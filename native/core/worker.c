@@ -30,9 +30,16 @@ static const struct { const char *name; size_t offset; } ik_python_symbols[] = {
     IK_SYM(PyUnicode_AsUTF8), IK_SYM(PyErr_Fetch), IK_SYM(PyErr_Clear),
     IK_SYM(PyExc_TimeoutError), IK_SYM(Py_IncRef), IK_SYM(Py_DecRef),
     IK_SYM(PyEval_SaveThread), IK_SYM(PyEval_RestoreThread),
-    IK_SYM(PyInterpreterState_Get), IK_SYM(_PyEval_AddPendingCall),
-    IK_SYM(_PyEval_SignalAsyncExc), IK_SYM(PyThreadState_SetAsyncExc),
-    IK_SYM(Py_FinalizeEx),
+    IK_SYM(PyInterpreterState_Get),
+#if PY_VERSION_HEX < 0x030C0000
+    IK_SYM(_PyEval_AddPendingCall), IK_SYM(_PyEval_SignalAsyncExc),
+#else
+    IK_SYM(Py_AddPendingCall),
+#if PY_VERSION_HEX < 0x030D0000
+    IK_SYM(_PyEval_SignalAsyncExc),
+#endif
+#endif
+    IK_SYM(PyThreadState_SetAsyncExc), IK_SYM(Py_FinalizeEx),
 };
 #undef IK_SYM
 
@@ -364,6 +371,17 @@ ik_worker_main(void *arg)
     w->api.Py_DecRef(w->handler);
     w->handler = NULL;
     int rc = w->api.Py_FinalizeEx();
+#if PY_VERSION_HEX >= 0x030C0000
+    /* The namespace is used up once its interpreter is finalized: run the exit handlers
+     * its libraries registered with its libc (atexit, C++ static destructors) here, on
+     * the thread its libc created, not at process exit on the main thread, where that
+     * libc reads the base libc's thread-specific values under its own key numbers
+     * (docs/facts.md: OpenSSL 3.6's OPENSSL_cleanup crashed there after scipy).
+     * Measured on 3.12-3.15; 3.11's teardown (with torch) is left as it was. */
+    if (rc == 0 && w->run_exit_handlers != NULL) {
+        w->run_exit_handlers(NULL);
+    }
+#endif
     clock_gettime(CLOCK_MONOTONIC, &finished);
     pthread_mutex_lock(&w->lock);
     w->finalize_rc = rc;
@@ -462,6 +480,7 @@ ik_worker_submit(ik_worker *w, const char *request, size_t request_len,
         /* Interrupt Python code with a pending call, then give it a grace
          * period; code blocked in C while holding the GIL cannot be interrupted. */
         w->interrupt_serial = w->serial;
+#if PY_VERSION_HEX < 0x030C0000
         w->api._PyEval_AddPendingCall(w->interp, ik_interrupt, w);
         /* 3.11 sets the eval breaker for a pending call only when the caller
          * is the interpreter's main thread, which this host thread is not.
@@ -470,6 +489,14 @@ ik_worker_submit(ik_worker *w, const char *request, size_t request_len,
          * If the request finished meanwhile, the flag stays set until the
          * next async exception: correct, only a little slower. */
         w->api._PyEval_SignalAsyncExc(w->interp);
+#else
+        w->api.Py_AddPendingCall(ik_interrupt, w);
+#if PY_VERSION_HEX < 0x030D0000
+        /* 3.12 still sets the eval breaker only from the main thread (as 3.11 above);
+         * 3.13+ sets the bit in the thread state holding that interpreter's GIL. */
+        w->api._PyEval_SignalAsyncExc(w->interp);
+#endif
+#endif
         struct timespec grace = ik_deadline(IK_INTERRUPT_GRACE);
         while (!w->has_response) {
             if (ik_wait(w, &grace) == ETIMEDOUT) {

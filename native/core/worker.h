@@ -55,8 +55,18 @@ typedef struct ik_python_api {
     PyThreadState *(*PyEval_SaveThread)(void);
     void (*PyEval_RestoreThread)(PyThreadState *);
     PyInterpreterState *(*PyInterpreterState_Get)(void);
+#if PY_VERSION_HEX < 0x030C0000
     int (*_PyEval_AddPendingCall)(PyInterpreterState *, int (*)(void *), void *);
     void (*_PyEval_SignalAsyncExc)(PyInterpreterState *);
+#else
+    /* 3.12+ (built per Python, native/namespaces/build.py): the private call takes more
+     * arguments; the public one reaches the main interpreter's main thread, which in a
+     * namespace of its own is this worker's. */
+    int (*Py_AddPendingCall)(int (*)(void *), void *);
+#if PY_VERSION_HEX < 0x030D0000
+    void (*_PyEval_SignalAsyncExc)(PyInterpreterState *);
+#endif
+#endif
     int (*PyThreadState_SetAsyncExc)(unsigned long, PyObject *);
     int (*Py_FinalizeEx)(void);
 } ik_python_api;
@@ -87,6 +97,10 @@ typedef struct ik_worker {
     ik_python_api api;
     ik_thread_create create_thread;  /* the libc that runs the thread's exit path */
     ik_thread_join join_thread;
+    /* The exit handlers of the worker's own libc (a namespace's __cxa_finalize), run on
+     * this thread once its interpreter finalized cleanly; NULL where the libc is the
+     * process's own (copies), whose handlers belong to process exit. */
+    void (*run_exit_handlers)(void *);
     void (*thread_setup)(void); /* first call on the new thread, or NULL */
 
     pthread_t thread;

@@ -76,6 +76,8 @@ ik_load_namespace_libc(ik_worker *w, ik_error *err)
     }
     memcpy(&w->create_thread, &create, sizeof(void *));
     memcpy(&w->join_thread, &join, sizeof(void *));
+    void *exit_handlers = dlsym(w->handle, "__cxa_finalize");
+    memcpy(&w->run_exit_handlers, &exit_handlers, sizeof(void *));
     w->thread_setup = ik_namespace_thread_setup;
     return ik_worker_load_api(w, "namespace", err);
 }

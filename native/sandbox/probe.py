@@ -86,9 +86,15 @@ def _run_child() -> int:
     report = sandbox.Steps(sandbox.Channel())
     job = sandbox.read_job()
     sandbox.no_core_dumps()
+    if job.get("runtime_extension"):
+        # A child under another Python: the runtime extension built for it, loaded before
+        # anything imports the runtime.
+        from interpkit.native.namespaces.build import activate
+
+        activate(job["runtime_extension"])
     try:
         return _probe(report, job["module"], job.get("path"), job["interpreters"], tuple(job.get("preimport", ())),
-                      job.get("backend", "namespaces"), job.get("op_library", False))
+                      job.get("backend", "namespaces"), job.get("op_library", False), job.get("libpython"))
     except Exception as exc:  # noqa: BLE001 - the runtime itself failed (timeout, closed)
         if report.steps and "ok" not in report.steps[-1]:
             report.steps[-1].update(ok=False, error=_remote(exc))
@@ -96,7 +102,8 @@ def _run_child() -> int:
 
 
 def _probe(report: sandbox.Steps, name: str, path: str | None, n: int,
-           preimport: tuple[str, ...], backend: str = "namespaces", op_library: bool = False) -> int:
+           preimport: tuple[str, ...], backend: str = "namespaces", op_library: bool = False,
+           libpython: str | None = None) -> int:
     from interpkit.native.errors import InterpkitError, RemoteError
     from interpkit.native.namespaces.runtime import Runtime
 
@@ -104,9 +111,9 @@ def _probe(report: sandbox.Steps, name: str, path: str | None, n: int,
         from interpkit.native.copies.runtime import CopiesRuntime as Runtime
 
     sys_path = ([path] if path else []) + sys.path
-    record = report.step("create", count=n)
+    record = report.step("create", count=n, python=".".join(map(str, sys.version_info[:3])))
     try:
-        runtime = Runtime(n, sys_path=sys_path)
+        runtime = Runtime(n, sys_path=sys_path, **({"libpython": libpython} if libpython else {}))
     except InterpkitError as exc:
         record["ok"] = False
         record["error"] = str(exc)
@@ -219,7 +226,7 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
                  timeout: float = DEFAULT_TIMEOUT_S,
                  memory_limit_mb: int | str | None = AUTO,
                  preimport: tuple[str, ...] = (), backend: str = "namespaces",
-                 op_library: bool = False) -> ProbeOutcome:
+                 op_library: bool = False, runtime=None) -> ProbeOutcome:
     """Import and use ``name`` in ``interpreters`` namespaced interpreters, in a sandbox.
 
     ``path`` is put in front of ``sys.path`` in the child and its interpreters;
@@ -228,12 +235,16 @@ def probe_module(name: str, path: str | os.PathLike | None = None, *, interprete
     ``memory_limit_mb`` bounds the child's resident memory (``"auto"``: see
     ``default_memory_limit_mb``; None: no limit). Never raises for anything the probed
     module does; a problem starting the child itself comes back as status ``error``.
+    ``runtime`` (``namespaces.build.NamespacesRuntimeFor``) runs the child under another Python,
+    with the runtime extension built for it; None: this Python.
     """
     if memory_limit_mb == AUTO:
         memory_limit_mb = default_memory_limit_mb(interpreters)
-    command = [sys.executable, "-X", "faulthandler", "-m", "interpkit.native.sandbox.probe", "--child"]
+    command = [*(runtime.command() if runtime else [sys.executable, "-X", "faulthandler"]),
+               "-m", "interpkit.native.sandbox.probe", "--child"]
     job = {"module": name, "path": None if path is None else str(path), "interpreters": interpreters,
-           "backend": backend, "preimport": list(preimport), "op_library": op_library}
+           "backend": backend, "preimport": list(preimport), "op_library": op_library,
+           **(runtime.job_fields() if runtime else {})}
     run = sandbox.run(command, job, limits=sandbox.Limits(timeout_s=timeout,
                                                      memory_limit_mb=memory_limit_mb or None),
                       env=child_env())

@@ -64,11 +64,11 @@ def test_isolated_subinterpreters_observed_as_predicted(tmp_path, built_fixtures
     assert data["summary"]["crashes_predicted_safe"] == []
 
 
-def test_extension_for_another_python_is_skipped_with_the_reason(tmp_path, built_fixtures, python_for):
+def test_extension_for_another_python_runs_in_namespaces_of_that_python(tmp_path, built_fixtures, python_for):
     folder = _folder_of(tmp_path, built_fixtures, ["clean"], python_for("3.13"))
-    data = _verify(folder)  # namespaces backend runs this Python, not 3.13
+    data = _verify(folder)  # the namespaces runtime built for 3.13, in a child of 3.13
     [row] = data["results"]
-    assert row["status"] == "skipped" and "another interpreter" in row["message"]
+    assert row["status"] == "ok" and row["python"].startswith("3.13."), row
 
 
 def test_a_library_missing_where_the_probe_runs_is_not_agreement(tmp_path):
@@ -100,3 +100,12 @@ def test_a_library_missing_where_the_probe_runs_is_not_agreement(tmp_path):
     assert row.status == "import_error" and "cannot open shared object file" in row.message
     assert row.observed is Verdict.UNKNOWN and row.agrees is None
     assert "no finding predicts" in row.to_json()["undecided_because"]
+
+
+def test_extension_for_a_missing_python_is_skipped_with_the_reason(tmp_path, built_fixtures, python_for, monkeypatch):
+    folder = _folder_of(tmp_path, built_fixtures, ["clean"], python_for("3.13"))
+    monkeypatch.setenv("PATH", str(tmp_path))           # no pyenv, no python3.13 to find
+    monkeypatch.setenv("INTERPKIT_PYTHONS", "")
+    [row] = _verify(folder)["results"]
+    assert row["status"] == "skipped" and row["python"] is None
+    assert row["message"].startswith("needs CPython 3.13 (built for cpython-313-x86_64-linux-gnu)"), row["message"]

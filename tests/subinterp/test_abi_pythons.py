@@ -19,13 +19,8 @@ TAGS = {"3.12": "312", "3.13": "313", "3.14": "314", "3.15": "315"}
 
 
 @pytest.fixture
-def every_python(python_for, monkeypatch):
-    """INTERPKIT_PYTHONS naming 3.12 to 3.15 (this process and the `interpkit` children)."""
-    found = {version: python_for(version) for version in TAGS}
-    monkeypatch.setenv(pythons.ENV_VAR, os.pathsep.join(found.values()))
-    pythons.inspect_python.cache_clear()
-    yield found
-    pythons.inspect_python.cache_clear()
+def every_python(named_pythons):
+    return named_pythons(*TAGS)
 
 
 def _verify(*args: str, env: dict | None = None) -> dict:

@@ -3,7 +3,6 @@ serving runtime, both configurations, and `memory` (interpreter k+1 against proc
 same Python). Real interpreters from fixtures/pythons.py."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -17,12 +16,8 @@ VERSIONS = ("3.14", "3.15")
 
 
 @pytest.fixture
-def sid_pythons(python_for, monkeypatch):
-    found = {version: python_for(version) for version in VERSIONS}
-    monkeypatch.setenv(pythons.ENV_VAR, os.pathsep.join(found.values()))
-    pythons.inspect_python.cache_clear()
-    yield found
-    pythons.inspect_python.cache_clear()
+def sid_pythons(named_pythons):
+    return named_pythons(*VERSIONS)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -69,3 +69,14 @@ def test_wheels_for_that_python_import_there(python_for, wheels_for, version):
     code = "import markupsafe._speedups as s; print(s.__file__)"
     assert _run(python, code, PYTHONPATH=str(folder)) == str(speedups)
     assert wheels_for(version, ["markupsafe"]) == folder  # the second ask is the cached folder
+
+
+def test_unfetchable_packages_give_the_reason(tmp_path, monkeypatch):
+    # An empty cache and no apt-get to run: the reason the tests skip with says so.
+    monkeypatch.setattr(pythons, "CACHE_ROOT", tmp_path / "cache")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(pythons.PythonsUnavailable, match="apt-get is not installed"):
+        pythons.python_for("3.14")
+    with pytest.raises(pythons.PythonsUnavailable, match="only 3.14, 3.15"):
+        pythons.python_for("3.9")
+    assert not any((tmp_path / "cache").glob("*/usr"))  # nothing half-built is left
