@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import platform
 import sysconfig
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from interpkit.core.findings import Backend, FileKind, FileResult, Verdict
 from interpkit.analyzer.modules import abi3_floor, abi_matches, extension_tag, module_location
+from interpkit.native.sandbox.outcome import ObservedStatus, ProbeOutcome
 
-OBSERVED_STATUSES = ("ok", "import_error", "crash", "hang", "error", "skipped")
+OBSERVED_STATUSES = tuple(s.value for s in ObservedStatus if s is not ObservedStatus.SHARED_STATE)
+SCHEMA = "interpkit-verify/1"
 
 
 # the dynamic loader's words for a DT_NEEDED entry or dlopen path it could not find
@@ -25,38 +30,55 @@ MISSING_LIBRARY = "cannot open shared object file"
 UNRESOLVED_DEPENDENCY = "IK306"   # the finding that predicts exactly that failure
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verification:
+    """One module's prediction and observation: built once from the probe's typed outcome, then
+    rendered (``to_json``, ``__rich_console__``) without being rebuilt or changed.
+
+    ``status`` is one of OBSERVED_STATUSES: what import and use showed (a teardown failure stays
+    in ``teardown``). ``details`` is what a whole-environment run adds beside the probe's
+    outcome in the row's ``outcome`` JSON (other inits, a baseline import, the dependency a
+    crash is blamed on, shared state another init saw).
+    """
+
     path: Path
     module: str
     backend: Backend
     predicted: Verdict
-    status: str                       # one of OBSERVED_STATUSES
+    status: ObservedStatus
     message: str = ""
     codes: tuple[str, ...] = ()        # the findings behind the prediction
-    outcome: dict = field(default_factory=dict)
+    outcome: ProbeOutcome | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
     python: str = ""                  # the CPython version the observation is for ("3.14.10")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", ObservedStatus(self.status))
 
     @classmethod
     def observed_row(cls, path: Path, module: str, backend: Backend, predicted: Verdict,
-                     codes: tuple[str, ...], outcome: dict) -> "Verification":
+                     codes: tuple[str, ...], outcome: ProbeOutcome, *, message: str | None = None,
+                     details: Mapping[str, Any] | None = None) -> "Verification":
         """A probed row: ``status`` from import and use; a teardown failure stays in ``teardown``."""
-        from interpkit.native.sandbox.outcome import ProbeOutcome
+        if message is None:
+            message = "" if outcome.failed_at_teardown and outcome.use_status != outcome.status else outcome.message
+        return cls(path, module, backend, predicted, outcome.use_status, message, codes, outcome, details or {})
 
-        observed = ProbeOutcome.from_json(outcome)
-        message = outcome.get("message", "")
-        if observed.failed_at_teardown and observed.use_status != observed.status:
-            message = ""
-        return cls(path, module, backend, predicted, observed.use_status, message, codes, outcome)
+    @cached_property
+    def outcome_json(self) -> dict:
+        """The probe's outcome as JSON, with ``details`` beside it ({} when nothing was probed)."""
+        return {**self.outcome.to_json(), **self.details} if self.outcome is not None else dict(self.details)
 
     @property
+    def shared_state(self) -> tuple[str, ...]:
+        return tuple(self.outcome_json.get("shared_state") or ())
+
+    @cached_property
     def teardown(self) -> dict | None:
         """What tearing the interpreters down showed (``ProbeOutcome.teardown``); None if not reached."""
-        if not self.outcome or self.status == "skipped":
+        if self.outcome is None or self.status == ObservedStatus.SKIPPED:
             return None
-        from interpkit.native.sandbox.outcome import ProbeOutcome
-
-        return ProbeOutcome.from_json(self.outcome).teardown
+        return self.outcome.teardown
 
     @property
     def teardown_failed(self) -> bool:
@@ -64,7 +86,7 @@ class Verification:
 
     @property
     def observed(self) -> Verdict:
-        if self.status == "ok" and not self.outcome.get("shared_state"):
+        if self.status == ObservedStatus.OK and not self.shared_state:
             return Verdict.OK
         if self.unpredicted_failure:
             return Verdict.UNKNOWN
@@ -81,7 +103,7 @@ class Verification:
         undecided rather than counted as agreement."""
         if self.status not in ("import_error", "crash") or UNRESOLVED_DEPENDENCY in self.codes:
             return None
-        text = self.message or str(self.outcome.get("message") or "")
+        text = self.message or (self.outcome.message if self.outcome is not None else "")
         if MISSING_LIBRARY not in text:
             return None
         return "a library was not found where the probe ran, which no finding predicts"
@@ -96,11 +118,29 @@ class Verification:
     def to_json(self) -> dict:
         return {
             "path": str(self.path), "module": self.module, "backend": self.backend.value,
-            "predicted": self.predicted.value, "observed": self.observed.value, "status": self.status,
+            "predicted": self.predicted.value, "observed": self.observed.value, "status": self.status.value,
             "message": self.message, "agrees": self.agrees, "codes": list(self.codes),
             "undecided_because": self.unpredicted_failure,
-            "outcome": self.outcome, "teardown": self.teardown, "python": self.python or None,
+            "outcome": self.outcome_json, "teardown": self.teardown, "python": self.python or None,
         }
+
+    def teardown_line(self) -> str | None:
+        """"module: teardown crash (SIGABRT): ..." when tearing down failed, else None."""
+        teardown = self.teardown or {}
+        if teardown.get("status") in (None, "ok", "shared_state"):
+            return None
+        signal = f" ({teardown['signal']})" if teardown.get("signal") else ""
+        message = (teardown.get("message") or "").splitlines()[0][:200] if teardown.get("message") else ""
+        return f"{self.module}: teardown {teardown['status']}{signal}" + (f": {message}" if message else "")
+
+    def __rich_console__(self, console, options):
+        from rich.text import Text
+
+        style = {"ok": "green", "fail": "red", "unknown": "yellow"}
+        agree = {True: ("agrees", "green"), False: ("DISAGREES", "bold red"), None: ("undecided", "dim")}[self.agrees]
+        yield Text.assemble(self.module, " predicted ", (self.predicted.value, style[self.predicted.value]),
+                            ", observed ", (self.observed.value, style[self.observed.value]),
+                            f" ({self.status.value}, ", agree, ")")
 
 
 def confusion(rows: list[Verification]) -> dict:
@@ -122,22 +162,11 @@ def confusion(rows: list[Verification]) -> dict:
     }
 
 
-def teardown_line(row: dict) -> str | None:
-    """"module: teardown crash (SIGABRT) during destroy in interpreter 0: ..." for a JSON row
-    whose teardown failed, else None."""
-    teardown = row.get("teardown") or {}
-    if teardown.get("status") in (None, "ok", "shared_state"):
-        return None
-    signal = f" ({teardown['signal']})" if teardown.get("signal") else ""
-    message = (teardown.get("message") or "").splitlines()[0][:200] if teardown.get("message") else ""
-    return f"{row['module']}: teardown {teardown['status']}{signal}" + (f": {message}" if message else "")
-
-
 def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, timeout: float,
           python: str | None = None, config_name: str = "isolated", binary: Path | None = None,
-          runtime=None) -> dict:
-    """Run one sandboxed probe; returns the ProbeOutcome JSON. ``runtime``: the namespaces
-    runtime of another Python (native/namespaces/build.py), None for this one."""
+          runtime=None) -> ProbeOutcome:
+    """Run one sandboxed probe; its typed outcome. ``runtime``: the namespaces runtime of
+    another Python (native/namespaces/build.py), None for this one."""
     if backend is Backend.NAMESPACES:
         from interpkit.native.sandbox.probe import probe_module
 
@@ -157,7 +186,7 @@ def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, t
         from interpkit.core.errors import RuntimeUnavailable
 
         raise RuntimeUnavailable(f"cannot verify with the {backend.value} backend (not implemented)")
-    return outcome.to_json()
+    return outcome
 
 
 _STATUS_RANK = {"ok": 0, "error": 1, "import_error": 2, "hang": 3, "crash": 4}
@@ -201,9 +230,9 @@ def _verify_op_library(fr: FileResult, backend: Backend, *, interpreters: int, t
 
     environment = site_packages_of(Path(fr.path))
     outcome = probe_module(str(Path(fr.path).resolve()), path=environment, interpreters=interpreters,
-                           timeout=timeout, preimport=("torch",), op_library=True, backend=backend.value).to_json()
+                           timeout=timeout, preimport=("torch",), op_library=True, backend=backend.value)
     row = Verification.observed_row(Path(fr.path), label, backend, predicted, codes, outcome)
-    steps = outcome.get("steps") or []
+    steps = outcome.steps
     if row.status in ("error", "crash") and steps and steps[-1].get("step") in ("preimport", "import") \
             and steps[-1].get("ok") is False:
         # The process died loading torch or the library (a static initialiser's abort, such as
@@ -301,8 +330,8 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
                 dotted = f"{package}.{other}" if package else other
                 extra = probe(backend, dotted, sys_path, interpreters=interpreters, timeout=timeout,
                               python=python_used, config_name=config_name, binary=Path(fr.path))
-                if _STATUS_RANK[extra["status"]] > _STATUS_RANK[outcome["status"]]:
-                    outcome = {**extra, "message": f"{dotted}: {extra.get('message', '')}"}
+                if _STATUS_RANK[extra.status] > _STATUS_RANK[outcome.status]:
+                    outcome = replace(extra, message=f"{dotted}: {extra.message}")
         row = Verification.observed_row(Path(fr.path), module, backend, predicted, codes, outcome)
         rows.append(replace(row, python=version))
         if progress:
@@ -312,52 +341,60 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """One `interpkit verify` run: the ``interpkit-verify/1`` JSON, a rich table, one line per module.
+    """One `interpkit verify` run, built once from the typed rows: the ``interpkit-verify/1``
+    JSON (``to_json``), a rich table (``__rich_console__``/``renderables``), one line per module.
 
-    ``data`` is the JSON document itself (paths already as the user named them), so the
-    three renderings cannot drift apart.
+    ``paths`` are the rows' paths as the user named them (a file inside a wheel by the wheel);
+    ``header`` the run's own fields before the results (backend and interpreters, or a whole
+    environment's figures, its ``summary`` included).
     """
 
-    data: dict
+    rows: tuple[Verification, ...]
+    paths: tuple[str, ...]
+    errors: tuple[tuple[str, str], ...]
+    header: Mapping[str, Any]
 
     @classmethod
     def from_rows(cls, rows: list[Verification], errors: list[tuple[str, str]], backend: Backend,
-                  interpreters: int, *, display=str) -> "VerifyReport":
-        results = []
-        for row in rows:
-            entry = row.to_json()
-            entry["path"] = display(row.path)
-            results.append(entry)
-        return cls({"schema": "interpkit-verify/1", "backend": backend.value, "interpreters": interpreters,
-                    "results": results, "errors": [{"path": path, "error": error} for path, error in errors],
-                    "summary": confusion(rows)})
+                  interpreters: int, *, display=str, header: Mapping[str, Any] | None = None) -> "VerifyReport":
+        return cls(tuple(rows), tuple(display(row.path) for row in rows), tuple(errors),
+                   dict(header) if header is not None else {"backend": backend.value, "interpreters": interpreters})
 
-    @property
+    @cached_property
     def summary(self) -> dict:
-        return self.data["summary"]
+        return self.header.get("summary") or confusion(list(self.rows))
+
+    @cached_property
+    def _json(self) -> dict:
+        results = [{**row.to_json(), "path": path} for row, path in zip(self.rows, self.paths)]
+        data = {"schema": SCHEMA, **self.header, "results": results,
+                "errors": [{"path": path, "error": error} for path, error in self.errors]}
+        if "summary" not in self.header:
+            data["summary"] = self.summary
+        return data
 
     @property
     def failed(self) -> bool:
         """A disagreement, a crash predicted safe, a failed teardown, or an unreadable input."""
         s = self.summary
         return (s["agreed"] < s["decided"] or bool(s["crashes_predicted_safe"])
-                or bool(s.get("teardown_failures")) or bool(self.data.get("errors")))
+                or bool(s.get("teardown_failures")) or bool(self.errors))
 
     def to_json(self) -> dict:
-        return self.data
+        return self._json
 
     def concise_lines(self) -> list[str]:
         out = []
-        for r in self.data["results"]:
-            agree = {True: "agrees", False: "DISAGREES", None: "undecided"}[r["agrees"]]
-            detail = (r.get("message") or "").splitlines()[0][:200] if r.get("message") else ""
-            if r.get("undecided_because"):
-                detail = f"{detail} (undecided: {r['undecided_because']})"
-            on = f" on Python {r['python']}" if r.get("python") else ""
-            out.append(f"{r['path']}: {r['module']} predicted {r['predicted']}, observed {r['observed']}{on} "
-                       f"({r['status']}, {agree})" + (f": {detail}" if detail else ""))
-        out.extend(f"{r['path']}: {line}" for r in self.data["results"] if (line := teardown_line(r)))
-        out.extend(f"{e['path']}: error: {e['error']}" for e in self.data["errors"])
+        for row, path in zip(self.rows, self.paths):
+            agree = {True: "agrees", False: "DISAGREES", None: "undecided"}[row.agrees]
+            detail = row.message.splitlines()[0][:200] if row.message else ""
+            if row.unpredicted_failure:
+                detail = f"{detail} (undecided: {row.unpredicted_failure})"
+            on = f" on Python {row.python}" if row.python else ""
+            out.append(f"{path}: {row.module} predicted {row.predicted.value}, observed {row.observed.value}{on} "
+                       f"({row.status.value}, {agree})" + (f": {detail}" if detail else ""))
+        out.extend(f"{path}: {line}" for row, path in zip(self.rows, self.paths) if (line := row.teardown_line()))
+        out.extend(f"{path}: error: {error}" for path, error in self.errors)
         return out
 
     def summary_text(self) -> str:
@@ -377,23 +414,24 @@ class VerifyReport:
 
         style = {"ok": "green", "fail": "red", "unknown": "yellow"}
         fold = "fold" if console.is_terminal else "ignore"  # off a terminal the width is unbounded anyway
-        table = Table(title=f"verify: {self.data['backend']}, {self.data['interpreters']} interpreters",
+        table = Table(title=f"verify: {self.header['backend']}, {self.header['interpreters']} interpreters",
                       title_justify="left")
         for column in ("module", "python", "predicted", "observed", "status", "agree", "findings", "detail"):
             table.add_column(column, overflow=fold, no_wrap=column in ("module", "findings") and not console.is_terminal)
-        for r in self.data["results"]:
-            agree = {True: Text("yes", "green"), False: Text("NO", "bold red"), None: Text("-", "dim")}[r["agrees"]]
-            detail = (r.get("message") or "").splitlines()[0][:120] if r.get("message") else ""
-            if r.get("undecided_because"):
-                detail = f"{detail} (undecided: {r['undecided_because']})"
-            table.add_row(r["module"], r.get("python") or "-", Text(r["predicted"], style[r["predicted"]]),
-                          Text(r["observed"], style[r["observed"]]), r["status"], agree, ",".join(r["codes"]), detail)
+        for row in self.rows:
+            agree = {True: Text("yes", "green"), False: Text("NO", "bold red"), None: Text("-", "dim")}[row.agrees]
+            detail = row.message.splitlines()[0][:120] if row.message else ""
+            if row.unpredicted_failure:
+                detail = f"{detail} (undecided: {row.unpredicted_failure})"
+            predicted, observed = row.predicted.value, row.observed.value
+            table.add_row(row.module, row.python or "-", Text(predicted, style[predicted]), Text(observed, style[observed]),
+                          row.status.value, agree, ",".join(row.codes), detail)
         yield table
-        for r in self.data["results"]:
-            if line := teardown_line(r):
+        for row in self.rows:
+            if line := row.teardown_line():
                 yield Text.assemble(("teardown failed ", "bold red"), line)
-        for error in self.data["errors"]:
-            yield Text.assemble(("error ", "bold red"), error["path"], f": {error['error']}")
+        for path, error in self.errors:
+            yield Text.assemble(("error ", "bold red"), path, f": {error}")
         if quiet:
             return
         yield Text(self.summary_text())

@@ -12,7 +12,9 @@ and the comparison leaves it out instead of blaming either side.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from interpkit.analyzer.config import Config
 from interpkit.core.errors import InputError
@@ -34,9 +36,30 @@ def site_module_name(path: Path, site_dir: Path) -> str | None:
 
 
 def _status_column(row: Verification) -> str:
-    if row.status == "ok" and row.outcome.get("shared_state"):
+    if row.status == "ok" and row.shared_state:
         return "shared_state"
     return row.status
+
+
+@dataclass
+class _Row:
+    """A row while its observations come in (probe, other inits, baseline, blame); frozen into
+    a Verification once, at the end."""
+
+    path: Path
+    module: str
+    predicted: Verdict
+    codes: tuple[str, ...]
+    status: str = "skipped"
+    message: str = ""
+    outcome: Any = None                 # ProbeOutcome
+    details: dict = field(default_factory=dict)
+
+    def freeze(self, backend: Backend, python_version: str) -> Verification:
+        """The typed row; ``python_version`` is the CPython the observation is for (none when skipped)."""
+        return Verification(self.path, self.module, backend, self.predicted, self.status, self.message,
+                            self.codes, self.outcome, self.details,
+                            python_version if self.status != "skipped" else "")
 
 
 def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
@@ -50,6 +73,22 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
     "disagreements": [...], ...}. Raises InputError for a bad directory and
     RuntimeUnavailable when the Python is absent.
     """
+    rows, figures = verify_environment(site_dir, python, n, config, configuration=configuration,
+                                       timeout_s=timeout_s, batch_size=batch_size)
+    before = {key: value for key, value in figures.items() if key not in _AFTER_ROWS}
+    after = {key: value for key, value in figures.items() if key in _AFTER_ROWS}
+    return {**before, "rows": [row.to_json() for row in rows], **after}
+
+
+# The figures that follow "rows" in verify_site_packages' dict (its key order is the JSON's).
+_AFTER_ROWS = ("summary", "agreement", "agreement_all", "status_matrix", "crashes_predicted_safe",
+               "teardown_failures", "disagreements")
+
+
+def verify_environment(site_dir: Path | str, python: str = "3.13", n: int = 2,
+                       config: Config | None = None, *, configuration: str = "isolated",
+                       timeout_s: float = 60.0, batch_size: int = 1) -> tuple[list[Verification], dict]:
+    """``verify_site_packages`` as typed rows and the run's figures (every key but "rows")."""
     from interpkit.analyzer.elf.analyze import analyze_elf_files
     from interpkit.native.subinterpreters.runtime import ModuleTarget, baseline_imports, probe_modules, resolve_python
 
@@ -64,9 +103,9 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
     results = analyze_elf_files(candidates, config) if candidates else []
     backend = Backend.SUBINTERPRETERS
 
-    rows: list[Verification] = []
-    targets: list[tuple[Verification, ModuleTarget]] = []
-    extra_inits: list[tuple[Verification, ModuleTarget]] = []
+    rows: list[_Row] = []
+    targets: list[tuple[_Row, ModuleTarget]] = []
+    extra_inits: list[tuple[_Row, ModuleTarget]] = []
     for fr in results:
         if fr.kind is not FileKind.EXTENSION:
             continue
@@ -75,10 +114,10 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
         predicted = fr.verdicts.get(backend, Verdict.UNKNOWN)
         name = site_module_name(path, site_dir)
         if name is None:
-            rows.append(Verification(path, fr.module or path.name, backend, predicted, "skipped",
-                                     "file name is not an importable module name", codes))
+            rows.append(_Row(path, fr.module or path.name, predicted, codes,
+                             message="file name is not an importable module name"))
             continue
-        row = Verification(path, name, backend, predicted, "skipped", "", codes)
+        row = _Row(path, name, predicted, codes)
         rows.append(row)
         if not abi_matches(path, info.soabi):
             row.message = f"built for another interpreter (runtime is {info.soabi})"
@@ -97,16 +136,16 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
     for row, target in targets:
         outcome = outcomes[target.name]
         # Import and use decide the row; a teardown failure stays in row.teardown (verify.py).
-        row.status, row.outcome = outcome.use_status, outcome.to_json()
+        row.status, row.outcome = outcome.use_status, outcome
         row.message = outcome.message if outcome.use_status == outcome.status else ""
     for row, target in extra_inits:
         outcome = outcomes[target.name]
-        row.outcome.setdefault("other_inits", {})[target.name] = outcome.to_json()
+        row.details.setdefault("other_inits", {})[target.name] = outcome.to_json()
         if row.status == "ok" and (outcome.use_status != "ok" or outcome.shared_state):
             row.status = outcome.use_status
             row.message = f"{target.name} (another init in this binary): {outcome.message}"
             if outcome.shared_state:
-                row.outcome["shared_state"] = list(outcome.shared_state)
+                row.details["shared_state"] = list(outcome.shared_state)
 
     errored = [(row, t) for row, t in targets if row.status == "error"]
     if errored:
@@ -114,16 +153,17 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
                                     sys_path=(str(site_dir),), timeout_s=timeout_s,
                                     batch_size=batch_size)
         for row, target in errored:
-            row.outcome["baseline"] = baseline[target.name].to_json()
+            row.details["baseline"] = baseline[target.name].to_json()
             if not baseline[target.name].ok:
                 row.message = f"broken outside subinterpreters too: {baseline[target.name].message}"
 
     _blame_dependencies(targets, info, configuration, n, site_dir, timeout_s)
 
+    rows = [row.freeze(backend, info.full_version) for row in rows]
     probed = [row for row in rows if row.status != "skipped"]
     # Compared: what the binary itself decides. Left out, with the reason in the row: modules
     # broken outside subinterpreters too, and crashes a compiled dependency causes on its own.
-    compared = [row for row in probed if "blamed_on" not in row.outcome
+    compared = [row for row in probed if "blamed_on" not in row.details
                 and not row.message.startswith("broken outside subinterpreters")]
     summary = confusion(compared)
     status_matrix = {p.value: {c: 0 for c in OBSERVED_COLUMNS} for p in Verdict}
@@ -131,7 +171,7 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
         status_matrix[row.predicted.value][_status_column(row)] += 1
     observed_decided = [row for row in compared if row.observed is not Verdict.UNKNOWN]
     agreed_all = sum(1 for row in observed_decided if row.agrees)
-    return {
+    return rows, {
         "site_packages": str(site_dir),
         "python": str(info.executable),
         "python_version": ".".join(map(str, info.version)),
@@ -143,8 +183,6 @@ def verify_site_packages(site_dir: Path | str, python: str = "3.13", n: int = 2,
         "compared": len(compared),
         "left_out": [{"module": row.module, "status": row.status, "reason": row.message}
                      for row in probed if row not in compared],
-        "rows": [{**row.to_json(), "python": info.full_version if row.status != "skipped" else None}
-                 for row in rows],
         "summary": summary,
         "agreement": summary["agreement"],
         "agreement_all": round(agreed_all / len(observed_decided), 4) if observed_decided else None,
@@ -159,17 +197,16 @@ def _blame_dependencies(targets, info, configuration: str, n: int, site_dir: Pat
                         timeout_s: float) -> None:
     """A crash or hang after a clean import may come from a compiled module the import pulled
     in; when one crashes or hangs when probed alone, pin the row's failure on it."""
-    from interpkit.native.sandbox.outcome import ProbeOutcome
     from interpkit.native.subinterpreters.runtime import blame_dependencies
 
-    outcomes = {row.module: ProbeOutcome.from_json(row.outcome) for row, _ in targets
-                if row.outcome.get("status") in ("crash", "hang")}
+    outcomes = {row.module: row.outcome for row, _ in targets
+                if row.outcome is not None and row.outcome.status in ("crash", "hang")}
     blamed = blame_dependencies(outcomes, python=info, config=configuration, n=n,
                                 sys_path=(str(site_dir),), timeout_s=timeout_s)
     for row, _ in targets:
         if row.module in blamed:
             dependency, alone = blamed[row.module]
             verb = {"crash": "crashes", "hang": "hangs"}[alone.status]
-            row.outcome["blamed_on"] = dependency
+            row.details["blamed_on"] = dependency
             row.message = (f"{row.message} " if row.message else "") + (
                 f"(caused by {dependency}, which {verb} when probed alone: {alone.message})")

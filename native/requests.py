@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,16 @@ from interpkit.native.errors import InterpreterClosed
 
 class InterpreterRequests:
     POOL_PREFIX = "interpkit"   # thread names of the request pools, per backend
+
+    def _start_serving(self) -> None:
+        """Every interpreter free and none stopped; the pools start on first use."""
+        self._stopped: set[int] = set()
+        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(self.n):
+            self._free.put(index)
+        self._pool: ThreadPoolExecutor | None = None
+        self._broadcast: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def run(self, index: int, source: str, *, timeout: float | None = None) -> None:
         """Execute ``source`` in interpreter ``index``'s ``__main__``.

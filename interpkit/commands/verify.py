@@ -66,20 +66,20 @@ def _verify_paths(paths, backend, args):
         report = scan_paths(unpacked.paths, Config(follow_imports=False), only="elf",
                             progress=sys.stderr.isatty() and not args.quiet)
         # a wheel inside a folder was also scanned in memory; its unpacked folder is what gets loaded
-        report.files = [fr for fr in report.files if not unpacked.is_wheel_copy(fr.path)]
+        files = [fr for fr in report.files if not unpacked.is_wheel_copy(fr.path)]
         errors = [(str(path), error) for path, error in unpacked.errors]
-        errors += [(unpacked.display(fr.path), unpacked.display_text(fr.error)) for fr in report.files if fr.error]
-        if not any(verifiable(fr) for fr in report.files):
+        errors += [(unpacked.display(fr.path), unpacked.display_text(fr.error)) for fr in files if fr.error]
+        if not any(verifiable(fr) for fr in files):
             # Nothing to load is an unusable input (exit 2), not a clean result.
             if errors:
                 raise InputError(errors[0][1])
             raise InputError(f"cannot verify {', '.join(str(p) for p in paths)} (no extension modules or op libraries found)")
         from interpkit.analyzer.console import progress
 
-        modules = sum(1 for fr in report.files if verifiable(fr))
+        modules = sum(1 for fr in files if verifiable(fr))
         # one step per probed module: a bar on a terminal, a plain line every few seconds in a log
         with progress("verifying", total=modules) as advance:
-            rows = verify_results(report.files, backend, interpreters=args.interpreters, timeout=args.timeout,
+            rows = verify_results(files, backend, interpreters=args.interpreters, timeout=args.timeout,
                                   python=args.python, config_name=args.subinterpreter_config, progress=advance)
         return VerifyReport.from_rows(rows, errors, backend, args.interpreters, display=unpacked.display)
 
@@ -88,16 +88,16 @@ def _verify_environment(args):
     """A whole site-packages under CPython subinterpreters: every PyInit_* of every binary,
     one child per module, crashes blamed on a compiled dependency when it crashes alone too."""
     from interpkit.analyzer.verify import VerifyReport
-    from interpkit.analyzer.verify_corpus import verify_site_packages
+    from interpkit.analyzer.verify_corpus import verify_environment
+    from interpkit.core.findings import Backend
 
     if not args.site_packages.is_dir():
         raise InputError(f"cannot verify {args.site_packages} (not a directory)")
-    corpus = verify_site_packages(args.site_packages, args.python or "3.13", args.interpreters,
-                                  configuration=args.subinterpreter_config, timeout_s=args.timeout)
-    rows = corpus.pop("rows")
+    rows, figures = verify_environment(args.site_packages, args.python or "3.13", args.interpreters,
+                                       configuration=args.subinterpreter_config, timeout_s=args.timeout)
     if not rows:
         raise InputError(f"cannot verify {args.site_packages} (no extension modules found)")
-    return VerifyReport({"schema": "interpkit-verify/1", **corpus, "results": rows, "errors": []})
+    return VerifyReport.from_rows(rows, [], Backend.SUBINTERPRETERS, args.interpreters, header=figures)
 
 
 def render(report, args) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import queue
 import selectors
 import shutil
 import sys
@@ -37,7 +36,6 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -330,13 +328,7 @@ class CopiesRuntime(RuntimeTeardown, InterpreterRequests):
             self._release(None)
             raise
         self._native = _Interpreters(_copies, self._interpreters)
-        self._stopped: set[int] = set()
-        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for index in range(n):
-            self._free.put(index)
-        self._pool: ThreadPoolExecutor | None = None
-        self._broadcast: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._start_serving()
         _runtimes.add(self)
 
     def _abandon(self) -> None:

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import queue
 import sys
 import threading
 import weakref
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -156,13 +154,7 @@ class Runtime(RuntimeTeardown, InterpreterRequests):
             _live(0, opened=index if status == _interpkit.ERR_DLMOPEN else n)
             raise self._start_error(status, index, message, opened) from None
         _live(n, opened=n)
-        self._stopped: set[int] = set()
-        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for index in range(n):
-            self._free.put(index)
-        self._pool: ThreadPoolExecutor | None = None
-        self._broadcast: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._start_serving()
         self._forked = False
         _runtimes.add(self)
 

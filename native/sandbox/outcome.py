@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 #: ``ok``            every step passed and nothing was seen shared between interpreters
 #: ``shared_state``  every step ran, but state was seen shared (for one-word reports; a probe
@@ -25,7 +26,19 @@ from dataclasses import dataclass
 #: ``hang``          no progress within the timeout; the child was killed
 #: ``error``         anything else went wrong (a failed step, an exit without a result)
 #: ``skipped``       not run (wrong ABI, not an importable name); message says why
-STATUSES = ("ok", "shared_state", "import_error", "crash", "hang", "error", "skipped")
+class ObservedStatus(StrEnum):
+    """What a sandboxed run observed (the list above); compares and serialises as its string."""
+
+    OK = "ok"
+    SHARED_STATE = "shared_state"
+    IMPORT_ERROR = "import_error"
+    CRASH = "crash"
+    HANG = "hang"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+STATUSES = tuple(status.value for status in ObservedStatus)
 TEARDOWN_STEPS = ("destroy", "close", "exit")
 _PASSED = ("ok", "shared_state")
 # A Python exception line on stderr ("ImportError: ...", "OSError: ..."): the first real error
@@ -37,12 +50,12 @@ _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception)): \S")
 class ProbeOutcome:
     """The observed result of importing and using one module in N interpreters.
 
-    ``status`` is one of ``STATUSES``; ``steps`` lists what was done in order (the step a
-    failure happened in comes last); ``shared_state`` names what was seen shared across
-    interpreters (empty when nothing was).
+    ``status`` is an ``ObservedStatus`` (a plain string is taken and checked); ``steps`` lists
+    what was done in order (the step a failure happened in comes last); ``shared_state`` names
+    what was seen shared across interpreters (empty when nothing was).
     """
 
-    status: str
+    status: ObservedStatus
     message: str = ""
     signal: str | None = None          # e.g. "SIGSEGV"; only for status == "crash"
     steps: tuple[dict, ...] = ()       # {"step": "import", "interpreter": 0, "ok": True, ...}
@@ -51,15 +64,16 @@ class ProbeOutcome:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown probe status {self.status!r}")
+        object.__setattr__(self, "status", ObservedStatus(self.status))
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     @property
-    def summary(self) -> str:
+    def summary(self) -> ObservedStatus:
         """One word: the status, or ``shared_state`` for an ok run that saw shared state."""
-        return "shared_state" if self.status == "ok" and self.shared_state else self.status
+        return ObservedStatus.SHARED_STATE if self.status == "ok" and self.shared_state else self.status
 
     @property
     def failed_at_teardown(self) -> bool:
@@ -92,9 +106,9 @@ class ProbeOutcome:
         return None
 
     @property
-    def use_status(self) -> str:
+    def use_status(self) -> ObservedStatus:
         """What import and use showed: the status, or ``ok`` when only teardown failed."""
-        return "ok" if self.failed_at_teardown and self.steps and \
+        return ObservedStatus.OK if self.failed_at_teardown and self.steps and \
             all(s.get("ok", True) for s in self.steps if s.get("step") not in TEARDOWN_STEPS) \
             else self.status
 

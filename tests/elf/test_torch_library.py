@@ -93,7 +93,7 @@ def test_verify_loads_an_op_library_as_torch_does_in_each_interpreter(built_fixt
     files = analyze_elf_files([path], Config())
     [row] = verify_results(files, Backend.NAMESPACES, interpreters=2, timeout=300)
     assert (row.status, row.observed, row.agrees) == ("ok", Verdict.OK, True), row.message
-    loads = [s for s in row.outcome["steps"] if s["step"] == "import"]
+    loads = [s for s in row.outcome.steps if s["step"] == "import"]
     assert [s["interpreter"] for s in loads] == [0, 1]
     for step in loads:   # its own libtorch per namespace: all three operators registered in each
         assert step["op_library"]["registered"] == 3 and step["op_library"]["namespaces"] == ["maskrcnn_oplib"]
