@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +110,24 @@ for _ in range(ROUNDS):
     rows["1 thread"].append(timed([lambda: ns["work"](LOOPS)]))
     rows["2 threads"].append(timed([lambda: ns["work"](LOOPS)] * 2))
 for s in subs: s.close()
+# What a user of InterpreterPoolExecutor gets: the same loop from an importable module (the
+# pool pickles the callable by reference), 2 workers warmed up first.
+from concurrent.futures import InterpreterPoolExecutor
+import _ik_bench_work
+with InterpreterPoolExecutor(2) as pool:
+    list(pool.map(_ik_bench_work.work, [10, 10]))
+    rows["InterpreterPoolExecutor(2)"] = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        list(pool.map(_ik_bench_work.work, [LOOPS, LOOPS]))
+        rows["InterpreterPoolExecutor(2)"].append(time.perf_counter() - start)
+    try:  # numpy in the pool: refused, and the message says how
+        pool.submit(_ik_bench_work.numpy_version).result()
+        out["pool_numpy"] = "loaded"
+    except Exception as exc:
+        # numpy's message is a page of install advice; its last line is the cause.
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        out["pool_numpy"] = f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
 wall, startups, pss = processes(PURE, "", LOOPS, 2)
 out["pure"] = {name: min(v) for name, v in rows.items()}
 out["pure"]["2 processes"] = wall
@@ -164,13 +184,23 @@ def main() -> int:
     from interpkit.native.namespaces.build import namespaces_runtime_for
 
     info = find_python(args.python)
+    scratch = tempfile.mkdtemp(prefix="ik-bench-")
+    # The pool's workers import the work by name: a module on PYTHONPATH (subinterpreters
+    # take it from the environment, not from the parent's sys.path edits).
+    Path(scratch, "_ik_bench_work.py").write_text(
+        "def work(count):\n    total = 0\n    for i in range(count):\n        total += i * i % 7\n    return total\n"
+        "def numpy_version():\n    import numpy\n    return numpy.__version__\n")
     runtime = namespaces_runtime_for(info)
     wheels = wheels_for(info.short_version, ["numpy"])
     job = {"loops": args.loops, "ops": args.ops, "rounds": args.rounds, "wheels": str(wheels),
            "extension": str(runtime.extension), "libpython": info.libpython}
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GLIBC_TUNABLES": "glibc.rtld.nns=16"}
-    done = subprocess.run([*runtime.command(), "-c", CHILD, json.dumps(job)], capture_output=True, text=True,
-                          env=env, timeout=3600)
+    env = {**os.environ, "GLIBC_TUNABLES": "glibc.rtld.nns=16",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), scratch, str(wheels)])}
+    try:
+        done = subprocess.run([*runtime.command(), "-c", CHILD, json.dumps(job)], capture_output=True, text=True,
+                              env=env, timeout=3600)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if done.returncode != 0:
         print(done.stderr[-3000:], file=sys.stderr)
         return 1
@@ -184,7 +214,7 @@ def main() -> int:
         print(f"| configuration | wall s | throughput vs {one} |\n| --- | --- | --- |")
         base = r[key][one]
         for name, wall in r[key].items():
-            workers = int(name.split()[0])
+            workers = 2 if name.startswith("InterpreterPoolExecutor") else int(name.split()[0])
             print(f"| {name} | {wall:.3f} | {workers * base / wall:.2f}x |")
     mib = lambda kib: f"{kib / 1024:.1f}"
     print("\nstart-up and Pss per added worker")
@@ -197,6 +227,7 @@ def main() -> int:
           f"{mib(r['numpy_import_in_host_pss_kib'])} |")
     print(f"| process with numpy | {r['proc_numpy_startup_s'] * 1e3:.1f} | {mib(r['proc_numpy_pss_kib'])} |")
     print(f"\nnamespaces teardown: {', '.join(r['ns_teardown'])}")
+    print(f"numpy submitted to InterpreterPoolExecutor: {r['pool_numpy']}")
     return 0
 
 
