@@ -35,3 +35,14 @@ def test_startup_one_interpreter():
     lines = _bench("startup.py", "--interpreters", "1")
     assert re.match(r"\s+1\s+\d+\.\d{3}\s+\d+\.\d{3}", lines[2]), lines[2]
     assert lines[-1].startswith("summary: interpreter 1 up with torch in ")
+
+
+def test_runtime_scaling_names_the_archive_it_serves(tmp_path):
+    """Issue 24 (14): --archive X printed "example torch.package MLP" whatever X was."""
+    archive = tmp_path / "served.pt"
+    subprocess.run([sys.executable, str(REPO_ROOT / "fixtures/models/make_example_package.py"), str(archive)],
+                   check=True, capture_output=True, timeout=600, cwd=REPO_ROOT)
+    lines = _bench("runtime_scaling.py", "--sections", "model", "--requests", "8", "--chunk", "2", "--repeat", "1",
+                   "--archive", str(archive))
+    [model_line] = [line for line in lines if line.startswith("model: ")]
+    assert model_line.startswith(f"model: torch.package archive {archive}, 8 requests"), model_line
