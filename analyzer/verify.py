@@ -132,12 +132,15 @@ def teardown_line(row: dict) -> str | None:
 
 
 def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, timeout: float,
-          python: str | None = None, config_name: str = "isolated", binary: Path | None = None) -> dict:
-    """Run one sandboxed probe; returns the ProbeOutcome JSON."""
+          python: str | None = None, config_name: str = "isolated", binary: Path | None = None,
+          preimport: tuple[str, ...] = ()) -> dict:
+    """Run one sandboxed probe; returns the ProbeOutcome JSON. preimport: modules each
+    interpreter imports first (namespaces and copies)."""
     if backend is Backend.NAMESPACES:
         from interpkit.native.probe import probe_module
 
-        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout)
+        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout,
+                               preimport=preimport)
     elif backend is Backend.SUBINTERPRETERS:
         from interpkit.native.subinterp import probe_module as probe_subinterpreters
 
@@ -148,7 +151,8 @@ def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, t
         from interpkit.native.probe import probe_module
 
         # The namespaces probe's steps, run in the copies runtime (native/copies.py).
-        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout, backend="copies")
+        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout, backend="copies",
+                               preimport=preimport)
     else:
         from interpkit.core.errors import RuntimeUnavailable
 
@@ -241,8 +245,13 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
             rows.append(Verification(Path(fr.path), module, backend, predicted, "skipped",
                                      f"built for another interpreter (runtime is {soabi})", codes))
             continue
+        # An extension that also registers dispatcher operators (TORCH_LIBRARY in a pybind11
+        # module) is imported after torch, so the probe sees what its import registers and
+        # calls one of those operators, as it does for an op library without PyInit_.
+        registers_ops = bool((fr.facts.get("op_library") or {}).get("registrations"))
         outcome = probe(backend, module, sys_path, interpreters=interpreters, timeout=timeout,
-                        python=python, config_name=config_name, binary=Path(fr.path))
+                        python=python, config_name=config_name, binary=Path(fr.path),
+                        preimport=("torch",) if registers_ops and backend is not Backend.SUBINTERPRETERS else ())
         if backend is Backend.SUBINTERPRETERS:
             # The verdict covers every PyInit_* in the binary; a second one can only be
             # loaded by file under its own name, which the subinterpreters probe can do.
