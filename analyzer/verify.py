@@ -247,11 +247,13 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
             continue
         # An extension that also registers dispatcher operators (TORCH_LIBRARY in a pybind11
         # module) is imported after torch, so the probe sees what its import registers and
-        # calls one of those operators, as it does for an op library without PyInit_.
+        # calls one of those operators, as it does for an op library without PyInit_. Only in
+        # namespaces: torch itself cannot load in copies (a second libtorch_python aborts),
+        # and that probe keeps finding it through the import's own failure (import_error).
         registers_ops = bool((fr.facts.get("op_library") or {}).get("registrations"))
         outcome = probe(backend, module, sys_path, interpreters=interpreters, timeout=timeout,
                         python=python, config_name=config_name, binary=Path(fr.path),
-                        preimport=("torch",) if registers_ops and backend is not Backend.SUBINTERPRETERS else ())
+                        preimport=("torch",) if registers_ops and backend is Backend.NAMESPACES else ())
         if backend is Backend.SUBINTERPRETERS:
             # The verdict covers every PyInit_* in the binary; a second one can only be
             # loaded by file under its own name, which the subinterpreters probe can do.
