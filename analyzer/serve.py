@@ -100,18 +100,31 @@ def export_model(out: str | os.PathLike, model: Any, requests: list[Any], *,
     ``intern`` names the model's own modules (glob patterns as in ``PackageExporter.intern``);
     torch and the standard library are extern'ed implicitly by torch.package.
     """
+    import shutil
+    import tempfile
+
     from torch.package import PackageExporter
 
     out = Path(out)
-    with warnings.catch_warnings(), PackageExporter(str(out)) as exporter:
-        # torch.package itself still goes through TypedStorage; the warning is not the model's.
-        warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
-        for action, patterns in (("extern", extern), ("mock", mock), ("intern", intern)):
-            patterns = list(patterns)
-            if patterns:
-                getattr(exporter, action)(patterns)
-        exporter.save_pickle(MODEL_PACKAGE, MODEL_RESOURCE, model)
-        exporter.save_pickle(MODEL_PACKAGE, REQUESTS_RESOURCE, list(requests))
+    # Atomic: a failed export (a module the plan left out, an object that does not pickle) leaves
+    # no partial archive for `run` to reject as corrupt, and never half-overwrites an old one.
+    # The archive is written under its own name (torch.package names its top folder after the
+    # file) in a folder beside it, then renamed into place.
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else "."))
+    try:
+        staged = folder / out.name
+        with warnings.catch_warnings(), PackageExporter(str(staged)) as exporter:
+            # torch.package itself still goes through TypedStorage; the warning is not the model's.
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            for action, patterns in (("extern", extern), ("mock", mock), ("intern", intern)):
+                patterns = list(patterns)
+                if patterns:
+                    getattr(exporter, action)(patterns)
+            exporter.save_pickle(MODEL_PACKAGE, MODEL_RESOURCE, model)
+            exporter.save_pickle(MODEL_PACKAGE, REQUESTS_RESOURCE, list(requests))
+        os.replace(staged, out)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return out
 
 

@@ -52,6 +52,7 @@ class Trace:
     seconds: float
     stdlib: tuple[str, ...] = ()        # the child Python's standard-library folders
     site: tuple[str, ...] = ()          # and its site-packages
+    preloaded: frozenset[str] = frozenset()   # loaded at start-up, before the child's work
 
     @property
     def extensions(self) -> dict[str, str]:
@@ -59,6 +60,19 @@ class Trace:
         are left out, as the static graph records but never scans them."""
         return {name: path for name, path in self.modules.items()
                 if path.endswith(self.extension_suffixes) and not self.in_stdlib(path)}
+
+    def modules_of_the_model(self) -> dict[str, str]:
+        """The loaded modules an archive of the model could need, name -> file: not the child's
+        own (its script as __main__, the sandbox's record channel), not what start-up loaded
+        (an editable install's finder), not the standard library's files (_sysconfigdata_*,
+        named like no importable module), only importable names."""
+        from interpkit.native import sandbox
+
+        own = {_real(_CHILD), _real(sandbox.__file__)}
+        return {name: path for name, path in self.modules.items()
+                if name not in ("__main__", "__mp_main__") and name not in self.preloaded
+                and all(p.isidentifier() for p in name.split("."))
+                and _real(path) not in own and not self.in_stdlib(path)}
 
     def in_stdlib(self, path: str) -> bool:
         real = _real(path)
@@ -115,7 +129,8 @@ def run_trace(target: TraceTarget, config: Config, *, python: str = sys.executab
         error = f"the model raised while {'importing' if failure['stage'] == 'import' else 'calling ' + str(target.callable)}: {failure['error']}"
     return Trace(target, dict(result.get("modules") or {}), tuple(result.get("shared_objects") or ()),
                  tuple(result.get("extension_suffixes") or ()), error, seconds,
-                 tuple(result.get("stdlib") or ()), tuple(result.get("site") or ()))
+                 tuple(result.get("stdlib") or ()), tuple(result.get("site") or ()),
+                 frozenset(result.get("preloaded") or ()))
 
 
 def _real(path) -> str:
@@ -134,7 +149,7 @@ def model_input(traces: list[Trace]):
 
     traced: dict[str, str] = {}
     for trace in traces:
-        traced.update(trace.modules)
+        traced.update(trace.modules_of_the_model())
     called = next((t.target for t in traces if t.target.callable), None)
     entry_point = ModelObject(module_name_for(called.entry)[0], called.callable) if called else None
     return ModelInput(traced=traced, entry_point=entry_point)

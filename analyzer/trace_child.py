@@ -5,7 +5,8 @@ Job (one JSON line on stdin): ``sandbox`` (path of interpkit's native/sandbox/__
 record channel), ``sys_path`` (put in front of sys.path), ``module`` (the entry's dotted name),
 ``callable`` (optional: a function of the module to call with no arguments). Records: one
 ``imported`` once the import is done, one ``called`` after the call, and ``result`` with
-every module in sys.modules that has a file and every shared object in /proc/self/maps.
+every module in sys.modules that has a file (and, as ``preloaded``, the names loaded before
+the child started its work) and every shared object in /proc/self/maps.
 An exception in the model is a ``result`` with ``error``; a crash or hang is the parent's to see.
 """
 from __future__ import annotations
@@ -59,6 +60,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main() -> int:
+    # what site and the .pth files loaded before the model (an editable install's finder,
+    # _distutils_hack): in every process of this Python, none of it the model's
+    preloaded = sorted(sys.modules)
     job = json.loads(sys.stdin.readline())
     channel = _channel(job["sandbox"])
     sys.path[:0] = [p for p in job["sys_path"] if p not in sys.path[:1]]
@@ -80,7 +84,7 @@ def main() -> int:
     import sysconfig
 
     paths = sysconfig.get_paths()
-    channel.emit("result", modules=loaded_modules(), shared_objects=mapped_shared_objects(),
+    channel.emit("result", modules=loaded_modules(), preloaded=preloaded, shared_objects=mapped_shared_objects(),
                  extension_suffixes=list(importlib.machinery.EXTENSION_SUFFIXES), error=error,
                  stdlib=sorted({os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib") if k in paths}),
                  site=sorted({os.path.realpath(paths[k]) for k in ("purelib", "platlib") if k in paths}))

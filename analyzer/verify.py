@@ -164,13 +164,15 @@ def confusion(rows: list[Verification]) -> dict:
 
 def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, timeout: float,
           python: str | None = None, config_name: str = "isolated", binary: Path | None = None,
-          runtime=None) -> ProbeOutcome:
+          runtime=None, preimport: tuple[str, ...] = ()) -> ProbeOutcome:
     """Run one sandboxed probe; its typed outcome. ``runtime``: the namespaces runtime of
-    another Python (native/namespaces/build.py), None for this one."""
+    another Python (native/namespaces/build.py), None for this one. ``preimport``: modules each
+    interpreter imports first (namespaces and copies)."""
     if backend is Backend.NAMESPACES:
         from interpkit.native.sandbox.probe import probe_module
 
-        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout, runtime=runtime)
+        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout, runtime=runtime,
+                               preimport=preimport)
     elif backend is Backend.SUBINTERPRETERS:
         from interpkit.native.subinterpreters.runtime import probe_module as probe_subinterpreters
 
@@ -181,7 +183,8 @@ def probe(backend: Backend, module: str, sys_path: Path, *, interpreters: int, t
         from interpkit.native.sandbox.probe import probe_module
 
         # The namespaces probe's steps, run in the copies runtime (native/copies/runtime.py).
-        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout, backend="copies")
+        outcome = probe_module(module, path=sys_path, interpreters=interpreters, timeout=timeout, backend="copies",
+                               preimport=preimport)
     else:
         from interpkit.core.errors import RuntimeUnavailable
 
@@ -320,8 +323,15 @@ def verify_results(files: list[FileResult], backend: Backend, *, interpreters: i
             python_used, version = str(runtime.executable), runtime.full_version
         else:
             python_used, version = python, platform.python_version()   # namespaces and copies run this Python
+        # An extension that also registers dispatcher operators (TORCH_LIBRARY in a pybind11
+        # module) is imported after torch, so the probe sees what its import registers and
+        # calls one of those operators, as it does for an op library without PyInit_. Only in
+        # namespaces: torch itself cannot load in copies (a second libtorch_python aborts),
+        # and that probe keeps finding it through the import's own failure (import_error).
+        registers_ops = bool((fr.facts.get("op_library") or {}).get("registrations"))
         outcome = probe(backend, module, sys_path, interpreters=interpreters, timeout=timeout,
-                        python=python_used, config_name=config_name, binary=Path(fr.path), runtime=other_namespaces)
+                        python=python_used, config_name=config_name, binary=Path(fr.path), runtime=other_namespaces,
+                        preimport=("torch",) if registers_ops and backend is Backend.NAMESPACES else ())
         if backend is Backend.SUBINTERPRETERS:
             # The verdict covers every PyInit_* in the binary; a second one can only be
             # loaded by file under its own name, which the subinterpreters probe can do.

@@ -223,9 +223,14 @@ def model_memory(archive: Path, folder: Path) -> dict[str, int | str]:
     return memory
 
 
+def model_label(archive: Path | None) -> str:
+    """What the model section serves: the archive named with --archive, else the bundled example."""
+    return f"torch.package archive {archive}" if archive is not None else "example torch.package MLP"
+
+
 def print_model(best: dict, memory: dict, args) -> None:
     one = best["one"][0]
-    print(f"model: example torch.package MLP, {args.requests} requests in calls of {args.chunk}, "
+    print(f"model: {model_label(args.archive)}, {args.requests} requests in calls of {args.chunk}, "
           f"best of {args.repeat}")
     print(f"{'configuration':<28}{'seconds':>10}{'req/s':>10}{'vs 1 interp':>13}{'cpu/wall':>10}"
           f"{'cpu ms/req':>12}{'Pss MiB':>10}")

@@ -121,7 +121,11 @@ def packaging_plan(plan: dict) -> Group:
     if not check.get("ran"):
         verdict = Text(f"export check: not run ({check.get('reason', 'unknown reason')})", style="yellow")
     elif check.get("ok") and check.get("loads"):
-        verdict = Text(f"export check: exported and imported back in {check.get('seconds', 0):g} s", style="green")
+        what = f"the model {check['model']}() ({check.get('model_type')})" if check.get("model") else "the modules"
+        verdict = Text(f"export check: exported {what} and imported back in {check.get('seconds', 0):g} s",
+                       style="yellow" if check.get("reason") else "green")
+        if check.get("reason"):
+            verdict.append(f" ({check['reason']})")
     else:
         stage = "exported, but importing it back failed" if check.get("ok") else "export failed"
         verdict = Text(f"export check: {stage} ({check.get('reason', 'no reason given')})", style="bold red")

@@ -17,6 +17,22 @@ def import_module(name: str) -> str:
     return str(getattr(module, "__file__", None) or repr(module))
 
 
+def import_module_calling_ops(name: str) -> dict:
+    """Import ``name``; when torch was imported first and the import registered operators with
+    its dispatcher (a pybind11 module that is also a TORCH_LIBRARY op library, such as
+    detectron2._C), call one of them as ``load_op_library`` does: its attributes alone never
+    reach the registered kernels."""
+    torch = sys.modules.get("torch")
+    before = set(torch._C._dispatch_get_all_op_names()) if torch is not None else None
+    out: dict = {"file": import_module(name)}
+    if before is not None:
+        registered = sorted(set(torch._C._dispatch_get_all_op_names()) - before)
+        if registered:
+            out.update(registered=len(registered), namespaces=sorted({n.partition("::")[0] for n in registered}),
+                       call=_call_one(torch, registered))
+    return out
+
+
 def smoke(name: str) -> dict:
     """``dir()`` the module and ``repr`` every public attribute.
 

@@ -143,7 +143,10 @@ def _probe(report: sandbox.Steps, name: str, path: str | None, n: int,
                 if op_library:   # name is the library's path: loaded through torch (probe_steps)
                     record["op_library"] = runtime.call(index, "interpkit.native.guest.probe_steps:load_op_library", name)
                 else:
-                    record["file"] = runtime.call(index, "interpkit.native.guest.probe_steps:import_module", name)
+                    loaded = runtime.call(index, "interpkit.native.guest.probe_steps:import_module_calling_ops", name)
+                    record["file"] = loaded.pop("file")
+                    if loaded:   # the import registered dispatcher operators: one was called
+                        record["op_library"] = loaded
             except RemoteError as exc:
                 # Whatever the import raised, the module did not load here.
                 record["ok"] = False

@@ -47,3 +47,14 @@ def test_weights_sharing_small_model():
     summary = (r"summary: 2 interpreters \d+\.\d\dx 1 interpreter with weights mapped \(target <= 2\.00: "
                r"(met|missed); copied: \d+\.\d\dx\); vs 2 processes \d+\.\d\dx, vs 2 forked after preload")
     assert re.match(summary, lines[-1]), lines[-1]
+
+
+def test_runtime_scaling_names_the_archive_it_serves(tmp_path):
+    """Issue 24 (14): --archive X printed "example torch.package MLP" whatever X was."""
+    archive = tmp_path / "served.pt"
+    subprocess.run([sys.executable, str(REPO_ROOT / "fixtures/models/make_example_package.py"), str(archive)],
+                   check=True, capture_output=True, timeout=600, cwd=REPO_ROOT)
+    lines = _bench("runtime_scaling.py", "--sections", "model", "--requests", "8", "--chunk", "2", "--repeat", "1",
+                   "--archive", str(archive))
+    [model_line] = [line for line in lines if line.startswith("model: ")]
+    assert model_line.startswith(f"model: torch.package archive {archive}, 8 requests"), model_line

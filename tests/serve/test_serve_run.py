@@ -227,3 +227,22 @@ def test_the_calling_process_never_hosts_the_runtime(example_archive):
     done = _child([sys.executable, "-c", _HOST, str(example_archive)])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"served": 4, "namespaces": 0, "torch": False}
+
+
+@pytest.mark.torch
+@requires_torch
+def test_a_failed_export_leaves_no_partial_archive(tmp_path):
+    """Issue 24 (11): export_model with a plan that mocks the model's own module fails at the
+    end of the export; it used to leave a partial archive that `run` then rejected as corrupt."""
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"the archive of an earlier export")
+    code = (f"import sys; sys.path[:0] = [{str(HERE)!r}, {str(REPO_ROOT)!r}]\n"
+            "from interpkit.analyzer.serve import export_model\n"
+            "from ik_serve_models import CountingModel\n"
+            f"export_model({str(out)!r}, CountingModel(), [1, 2], mock=['ik_serve_models'])\n")
+    done = _child([sys.executable, "-c", code])
+    assert done.returncode != 0 and "mocked out" in done.stderr, done.stderr[-2000:]
+    assert out.read_bytes() == b"the archive of an earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    _export(out, "CountingModel", [1, 2])      # a good export replaces it whole, and serves
+    assert zipfile.is_zipfile(out)
