@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from interpkit.analyzer.elf.image import ElfImage
 
+SHF_EXECINSTR = 0x4
 _ENTRY = 16            # sizeof(PyModuleDef_Slot) and sizeof(PySlot) on 64-bit targets
 _MAX_ENTRIES = 16
 
@@ -217,3 +218,25 @@ def slots_written_anywhere(stores: list[Store], decode_id, declaring: frozenset[
         if table and any(slot in declaring and value is not None for slot, value in table):
             found.append(table)
     return found[0] if len(found) == 1 else None
+
+
+def referenced_by_code(image: ElfImage, address: int, size: int) -> bool | None:
+    """Whether any rip-relative operand in the executable sections can reach [address, address+size):
+    every 4-byte window is taken as a disp32 ending 0-5 bytes before the next instruction (an
+    immediate may follow it), so this over-approximates. None when it cannot be checked."""
+    try:
+        import numpy as np
+    except ImportError:   # pragma: no cover - numpy is a dependency of the scan
+        return None
+    for section in image.sections:
+        if not section.flags & SHF_EXECINSTR or section.size < 4:
+            continue
+        code = np.frombuffer(bytes(image.section_bytes(section)), dtype=np.uint8).astype(np.int64)
+        disp = code[:-3] | (code[1:-2] << 8) | (code[2:-1] << 16) | (code[3:] << 24)
+        disp = np.where(disp >= 1 << 31, disp - (1 << 32), disp)
+        end_of_disp = section.addr + np.arange(disp.size, dtype=np.int64) + 4
+        for tail in range(6):                       # imm8/imm32 after the displacement, or none
+            target = end_of_disp + tail + disp
+            if np.any((target >= address) & (target < address + size)):
+                return True
+    return False
