@@ -449,7 +449,7 @@ class _DiskFacts:
 
     def _open(self):
         from interpkit.analyzer.cache import Store, code_fingerprint
-        from interpkit.analyzer.elf import image, modinit, search, symbols, torch_library
+        from interpkit.analyzer.elf import image, init_imports, modinit, search, slot_stores, symbols, torch_library
 
         from interpkit.analyzer.cache import cache_root
 
@@ -459,7 +459,8 @@ class _DiskFacts:
             if self._store is not None and self._pid[0] == os.getpid():
                 self._store.close()
             self._store = Store("elf-facts-v1")
-            self._print = code_fingerprint([Path(m.__file__) for m in (image, modinit, search, symbols, torch_library)]
+            self._print = code_fingerprint([Path(m.__file__) for m in (image, init_imports, modinit, search, slot_stores,
+                                                                      symbols, torch_library)]
                                            + [Path(__file__)])
             self._pid = where
         return self._store

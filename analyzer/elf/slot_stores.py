@@ -131,7 +131,37 @@ def read_stores(image: ElfImage, start: int, code: bytes) -> list[Store]:
         stores.append(Store(match.start(), base, place(base, disp, end), 8 if rex & 8 else 4, None))
     stores.extend(_sse_stores(image, start, code))
     stores.sort(key=lambda s: s.order)
-    return stores
+    return _follow_register_copies(code, stores)
+
+
+_CALL = re.compile(rb"\xe8", re.S)
+
+
+def _follow_register_copies(code: bytes, stores: list[Store]) -> list[Store]:
+    """Name each base register by the pointer it holds, so stores through %rax and then through
+    %rbx after `mov %rax,%rbx` land in one table; a `call` gives %rax a new pointer (its result)."""
+    events: list[tuple[int, int, int]] = []      # (order, dst, src); src -1: a new pointer
+    for match in _MOV_REG.finditer(code):
+        rex, at = _rex(code, match.start())
+        if not rex & 8 or at + 1 >= len(code) or code[at + 1] >> 6 != 3:
+            continue
+        modrm = code[at + 1]
+        src = ((modrm >> 3) & 7) | (8 if rex & 4 else 0)
+        dst = (modrm & 7) | (8 if rex & 1 else 0)
+        events.append((match.start(), dst, src))
+    events.extend((m.start(), 0, -1) for m in _CALL.finditer(code))
+    events.sort()
+    names = {reg: f"{reg}" for reg in range(16)}
+    out: list[Store] = []
+    position = 0
+    for store in stores:
+        while position < len(events) and events[position][0] < store.order:
+            order, dst, src = events[position]
+            names[dst] = f"{dst}@{order}" if src < 0 else names[src]
+            position += 1
+        out.append(store if store.base == "rip" else
+                   Store(store.order, names[int(store.base)], store.offset, store.size, store.value))
+    return out
 
 
 def _sse_stores(image: ElfImage, start: int, code: bytes) -> list[Store]:
