@@ -202,6 +202,8 @@ class ElfFacts:
         }
         if self.generator_version:
             out["generator_version"] = self.generator_version
+        if self.python_tag:
+            out["built_for"] = "%d.%d" % self.python_tag
         if self.soname:
             out["soname"] = self.soname
         if self.rpath:
