@@ -13,7 +13,7 @@ from pathlib import Path
 
 from interpkit.analyzer.config import Config
 from interpkit.core.errors import InputError, InterpkitError
-from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
+from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, VERDICT_RANK, Verdict
 from interpkit.shims.plan import AboutFinding, EditKind, FilePlan, PatchPlan
 from interpkit.shims.strategies import Context, Decision, Handling, clash_names, needs_attention, plan_finding
 
@@ -202,7 +202,7 @@ def _unreadable(fr: FileResult) -> Finding:
 def _effective_verdicts(after: FileResult, outcome: FileOutcome, options: Options) -> dict[str, str]:
     """The re-scan's verdicts, except that findings handled at load time (copies, guard) no
     longer count against the backend they are handled for."""
-    rank = {Verdict.OK: 0, Verdict.UNKNOWN: 1, Verdict.FAIL: 2}
+    rank = VERDICT_RANK
     out = {}
     for backend in options.backends:
         handled = {(f.code, f.symbol) for f in outcome.findings if backend.value in f.handled_for}

@@ -22,6 +22,7 @@ from typing import Iterator, Mapping
 from interpkit.analyzer.elf import search
 from interpkit.analyzer.elf.image import (DF_STATIC_TLS, DT_FLAGS, DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME,
                                 SHT_NOBITS, ElfImage)
+from interpkit.analyzer.elf.init_imports import NO_INIT_IMPORTS, InitImports, read_init_imports
 from interpkit.analyzer.elf.modinit import InitInfo, ModuleInit, read_module_inits
 from interpkit.analyzer.workers import Background
 from interpkit.analyzer.elf.symbols import LINKER_SYMBOLS, STT_OBJECT, Symbols
@@ -135,6 +136,7 @@ class ElfFacts:
     generator_version: str | None
     static_type_objects: tuple[str, ...]  # .symtab objects named like a static PyTypeObject
     op_library: OpLibraryFacts = NO_OP_LIBRARY   # dispatcher / c10 registry registrations (torch_library.py)
+    init_imports: InitImports = NO_INIT_IMPORTS  # names the init may import, guard messages (extensions)
     # soname -> path (None: not found); empty in cached facts, set only on with_closure's copy.
     closure: Mapping[str, str | None] = field(default_factory=lambda: _NO_CLOSURE, compare=False)
 
@@ -200,6 +202,8 @@ class ElfFacts:
         }
         if self.generator_version:
             out["generator_version"] = self.generator_version
+        if self.python_tag:
+            out["built_for"] = "%d.%d" % self.python_tag
         if self.soname:
             out["soname"] = self.soname
         if self.rpath:
@@ -210,6 +214,7 @@ class ElfFacts:
             out["closure"] = dict(self.closure)
         if self.op_library.to_json():
             out["op_library"] = self.op_library.to_json()
+        out.update(self.init_imports.to_json())
         return out
 
 
@@ -381,6 +386,7 @@ def _facts_of(path: Path, stat, image: ElfImage, options: FactsOptions, backgrou
         init=init, generator=generator, generator_version=version,
         static_type_objects=static_types,
         op_library=op_library(),
+        init_imports=read_init_imports(image, options.rodata_scan_limit) if is_extension else NO_INIT_IMPORTS,
     )
 
 
@@ -445,7 +451,7 @@ class _DiskFacts:
 
     def _open(self):
         from interpkit.analyzer.cache import Store, code_fingerprint
-        from interpkit.analyzer.elf import image, modinit, search, symbols, torch_library
+        from interpkit.analyzer.elf import image, init_imports, modinit, search, slot_stores, symbols, torch_library
 
         from interpkit.analyzer.cache import cache_root
 
@@ -455,7 +461,8 @@ class _DiskFacts:
             if self._store is not None and self._pid[0] == os.getpid():
                 self._store.close()
             self._store = Store("elf-facts-v1")
-            self._print = code_fingerprint([Path(m.__file__) for m in (image, modinit, search, symbols, torch_library)]
+            self._print = code_fingerprint([Path(m.__file__) for m in (image, init_imports, modinit, search, slot_stores,
+                                                                      symbols, torch_library)]
                                            + [Path(__file__)])
             self._pid = where
         return self._store

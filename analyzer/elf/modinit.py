@@ -14,7 +14,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 
 from interpkit.analyzer.elf.image import EM_X86_64, ElfImage
-from interpkit.analyzer.elf.slot_stores import read_stores, slots_written_anywhere, slots_written_at
+from interpkit.analyzer.elf.slot_stores import read_stores, referenced_by_code, slots_written_anywhere, slots_written_at
 from interpkit.analyzer.elf.symbols import STT_FUNC, Symbols
 
 # Include/moduleobject.h (3.12: slots 1-3; 3.13: 1-4). Checked against the 3.12.1 and 3.13.0 headers.
@@ -341,7 +341,7 @@ def read_module_inits(image: ElfImage, symbols: Symbols, imports: set[str]) -> I
             m_size, slots = read_moduledef(image, defs[0])
             if not slots.readable and slots.address is not None:
                 stores = read_stores(image, sym.value, image.read(sym.value, sym.size) or b"")
-                slots = _slots_from_stores(stores, slots, sym.name)
+                slots = _slots_from_stores(image, stores, slots, sym.name)
             info.inits.append(ModuleInit(sym.name, module, InitKind.MULTI_PHASE, True,
                                          f"{sym.name} passes a PyModuleDef to {MULTI_PHASE_INIT}",
                                          defs[0], m_size, slots))
@@ -403,9 +403,20 @@ def _embedded_defs(lea_targets: list[int], candidates: list[int], window: int = 
     return []
 
 
-def _slots_from_stores(stores, unread: Slots, function: str) -> Slots:
+def _untouched_zero_table(image: ElfImage, address: int) -> bool:
+    """A .bss table that only m_slots points to and no instruction can address stays all zero."""
+    addends = image.relocation_columns[3]
+    if sum(1 for a in addends if address <= a < address + 16) > 1:
+        return False
+    return referenced_by_code(image, address, 16) is False
+
+
+def _slots_from_stores(image: ElfImage, stores, unread: Slots, function: str) -> Slots:
     """A .bss slot table read back from the constant stores the init function makes into it."""
     written = slots_written_at(stores, unread.address, module_slot_id)
+    if written is None and _untouched_zero_table(image, unread.address):
+        # `static PyModuleDef_Slot slots[] = {{0, NULL}}` lands in .bss: an empty table.
+        return Slots((), address=unread.address, how="an all-zero table that no code or data refers to")
     if written is None:
         return unread
     return Slots(written, address=unread.address, how=f"{function} stores the slot table at run time")

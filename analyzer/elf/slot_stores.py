@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from interpkit.analyzer.elf.image import ElfImage
 
+SHF_EXECINSTR = 0x4
 _ENTRY = 16            # sizeof(PyModuleDef_Slot) and sizeof(PySlot) on 64-bit targets
 _MAX_ENTRIES = 16
 
@@ -130,7 +131,37 @@ def read_stores(image: ElfImage, start: int, code: bytes) -> list[Store]:
         stores.append(Store(match.start(), base, place(base, disp, end), 8 if rex & 8 else 4, None))
     stores.extend(_sse_stores(image, start, code))
     stores.sort(key=lambda s: s.order)
-    return stores
+    return _follow_register_copies(code, stores)
+
+
+_CALL = re.compile(rb"\xe8", re.S)
+
+
+def _follow_register_copies(code: bytes, stores: list[Store]) -> list[Store]:
+    """Name each base register by the pointer it holds, so stores through %rax and then through
+    %rbx after `mov %rax,%rbx` land in one table; a `call` gives %rax a new pointer (its result)."""
+    events: list[tuple[int, int, int]] = []      # (order, dst, src); src -1: a new pointer
+    for match in _MOV_REG.finditer(code):
+        rex, at = _rex(code, match.start())
+        if not rex & 8 or at + 1 >= len(code) or code[at + 1] >> 6 != 3:
+            continue
+        modrm = code[at + 1]
+        src = ((modrm >> 3) & 7) | (8 if rex & 4 else 0)
+        dst = (modrm & 7) | (8 if rex & 1 else 0)
+        events.append((match.start(), dst, src))
+    events.extend((m.start(), 0, -1) for m in _CALL.finditer(code))
+    events.sort()
+    names = {reg: f"{reg}" for reg in range(16)}
+    out: list[Store] = []
+    position = 0
+    for store in stores:
+        while position < len(events) and events[position][0] < store.order:
+            order, dst, src = events[position]
+            names[dst] = f"{dst}@{order}" if src < 0 else names[src]
+            position += 1
+        out.append(store if store.base == "rip" else
+                   Store(store.order, names[int(store.base)], store.offset, store.size, store.value))
+    return out
 
 
 def _sse_stores(image: ElfImage, start: int, code: bytes) -> list[Store]:
@@ -217,3 +248,25 @@ def slots_written_anywhere(stores: list[Store], decode_id, declaring: frozenset[
         if table and any(slot in declaring and value is not None for slot, value in table):
             found.append(table)
     return found[0] if len(found) == 1 else None
+
+
+def referenced_by_code(image: ElfImage, address: int, size: int) -> bool | None:
+    """Whether any rip-relative operand in the executable sections can reach [address, address+size):
+    every 4-byte window is taken as a disp32 ending 0-5 bytes before the next instruction (an
+    immediate may follow it), so this over-approximates. None when it cannot be checked."""
+    try:
+        import numpy as np
+    except ImportError:   # pragma: no cover - numpy is a dependency of the scan
+        return None
+    for section in image.sections:
+        if not section.flags & SHF_EXECINSTR or section.size < 4:
+            continue
+        code = np.frombuffer(bytes(image.section_bytes(section)), dtype=np.uint8).astype(np.int64)
+        disp = code[:-3] | (code[1:-2] << 8) | (code[2:-1] << 16) | (code[3:] << 24)
+        disp = np.where(disp >= 1 << 31, disp - (1 << 32), disp)
+        end_of_disp = section.addr + np.arange(disp.size, dtype=np.int64) + 4
+        for tail in range(6):                       # imm8/imm32 after the displacement, or none
+            target = end_of_disp + tail + disp
+            if np.any((target >= address) & (target < address + size)):
+                return True
+    return False

@@ -12,7 +12,7 @@ from rich.text import Text
 from interpkit.core.findings import Backend, FileKind, Report, Severity, Verdict
 
 _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-_VERDICT_STYLE = {Verdict.OK: "green", Verdict.FAIL: "red", Verdict.UNKNOWN: "yellow"}
+_VERDICT_STYLE = {Verdict.OK: "green", Verdict.FAIL: "red", Verdict.UNKNOWN: "yellow", Verdict.NOT_APPLICABLE: "dim"}
 
 
 def plural(count: int, noun: str, plural_noun: str | None = None) -> str:

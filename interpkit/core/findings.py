@@ -40,6 +40,12 @@ class Verdict(enum.StrEnum):
     OK = "ok"
     FAIL = "fail"
     UNKNOWN = "unknown"
+    NOT_APPLICABLE = "n/a"   # the backend cannot host the file at all (built for another CPython)
+
+
+# How verdicts fold: fail beats unknown beats ok, and a backend that cannot host the file at all
+# (n/a) beats every answer it would have given.
+VERDICT_RANK = {Verdict.OK: 0, Verdict.UNKNOWN: 1, Verdict.FAIL: 2, Verdict.NOT_APPLICABLE: 3}
 
 
 class FileKind(enum.StrEnum):
@@ -118,11 +124,11 @@ class FileResult:
     facts: dict = field(default_factory=dict)
 
     def compute_verdicts(self) -> None:
-        """Fold the findings' per-backend verdicts: fail beats unknown beats ok."""
+        """Fold the findings' per-backend verdicts: n/a beats fail beats unknown beats ok."""
         if self.kind is FileKind.ERROR:
             self.verdicts = {b: Verdict.UNKNOWN for b in Backend}
             return
-        rank = {Verdict.OK: 0, Verdict.UNKNOWN: 1, Verdict.FAIL: 2}
+        rank = VERDICT_RANK
         verdicts = {b: self.verdicts.get(b, Verdict.OK) for b in Backend}
         for f in self.findings:
             for backend, verdict in f.verdicts:
