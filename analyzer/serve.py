@@ -258,6 +258,10 @@ class ServeResult:
         table.add_row("memory Pss (process)", _mib(memory["pss_bytes"]))
         table.add_row("memory Pss per interpreter", _mib(memory["pss_per_interpreter_bytes"]))
         table.add_row("memory Rss (over-counts shared pages)", _mib(memory["rss_bytes"]))
+        weights = data["model"].get("weights")
+        if weights:
+            table.add_row("model tensors (interpreter 0)", f"{weights['weights']}: {_mib(weights['file_backed_bytes'])} "
+                          f"in the archive's mapping, {_mib(weights['heap_bytes'])} in the heap")
         if check["performed"]:
             verdict = ("equal" if check["equal"]
                        else f"{check['mismatches']} differ (first: request {check['first_mismatch']})")

@@ -17,11 +17,17 @@ CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "memory-contract.md"
 
 @pytest.fixture(scope="module")
 def peers_report(built_fixtures, tmp_path_factory) -> dict:
-    """The bigstate fixture (40 MiB of static arrays) under the peers, at N = 1 and 2."""
+    """The bigstate fixture (40 MiB of static arrays) in namespaces and under the peers, at N = 1 and 2."""
+    from interpkit.analyzer.memory.measure import backend_unavailable
+
+    reason = backend_unavailable("namespaces")
+    if reason:
+        pytest.skip(reason)
     so = built_fixtures("bigstate")
     out = tmp_path_factory.mktemp("contract") / "memory.json"
     status = main(["memory", str(so), "--call", "bigstate:checksum", "-n", "2",
-                   "--backend", "threads,processes,forked,forked-frozen", "--format", "json", "-o", str(out)])
+                   "--backend", "namespaces,threads,processes,forked,forked-frozen", "--format", "json",
+                   "-o", str(out)])
     assert status == 0
     return json.loads(out.read_text())
 
@@ -31,7 +37,7 @@ def test_real_output_follows_the_schema(peers_report):
     assert peers_report["schema"] == SCHEMA
     # 1 is measured although only 2 was asked for: every prediction starts from it.
     assert [(r["backend"], r["interpreters"]) for r in peers_report["rows"]] == [
-        (backend, n) for backend in ("threads", "processes", "forked", "forked-frozen") for n in (1, 2)]
+        (backend, n) for backend in ("namespaces", "threads", "processes", "forked", "forked-frozen") for n in (1, 2)]
     assert all(row["error"] is None for row in peers_report["rows"])
 
 
@@ -59,7 +65,15 @@ def test_predictions_start_from_one_interpreter(peers_report):
         assert two["predicted_pss_bytes"] == prediction["base_pss_bytes"] + prediction["per_interpreter_bytes"]
         assert two["prediction_error"] == pytest.approx(
             (two["predicted_pss_bytes"] - two["total_pss_bytes"]) / two["total_pss_bytes"])
-    assert set(peers_report["predictions"]) == {"threads", "processes", "forked", "forked-frozen"}
+    assert set(peers_report["predictions"]) == {"namespaces", "threads", "processes", "forked", "forked-frozen"}
+
+
+def test_the_namespaces_prediction_holds(peers_report):
+    """The second namespace pays the fixture's 40 MiB again, its libpython's private pages and its
+    heap: what the first one's heap and the ELF files predicted, within 10 %."""
+    (two,) = [r for r in peers_report["rows"] if (r["backend"], r["interpreters"]) == ("namespaces", 2)]
+    assert two["marginal_pss_bytes"] >= 40 * 1024 * 1024
+    assert abs(two["prediction_error"]) <= 0.10, two
 
 
 def test_cheapest_is_the_least_pss_at_the_largest_n(peers_report):
