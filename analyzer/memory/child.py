@@ -36,11 +36,9 @@ from interpkit.analyzer.memory.smaps import (
     total_of,
 )
 
-# A process that imports the workload, says so on its protocol line, and waits on stdin; it
-# runs under any Python (guest code, run by path).
+# A process that imports the workload, says so on its protocol line, and waits on stdin, or
+# (the forked rows) preloads it and forks the N children; guest code, run by path under any Python.
 WORKER_FILE = Path(guest.__file__).with_name("memory_worker.py")
-# The forked rows' process: it preloads the workload, then forks the N children (guest code).
-FORKED_FILE = Path(guest.__file__).with_name("memory_forked.py")
 
 
 def _workload_source(job: dict) -> str:
@@ -262,7 +260,7 @@ def measure_forked(job: dict, teardown: contextlib.ExitStack, *, freeze: bool = 
     payload = json.dumps({"sys_path": sys_path, "modules": job["modules"], "call": job.get("call"),
                           "children": job["interpreters"], "freeze": freeze})
     stderr = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-I", str(FORKED_FILE)], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-I", str(WORKER_FILE)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=stderr, text=True, env=_single_threaded_environment())
     proc.stdin.write(payload + "\n")     # the job line, as every child gets its job
     proc.stdin.flush()
