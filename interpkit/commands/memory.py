@@ -103,6 +103,9 @@ def run(args) -> int:
     if "namespaces" in args.backend and not args.estimate_only:
         check_namespace_count(max(args.interpreters))
     if args.plot is not None:
+        folder = args.plot.parent if str(args.plot.parent) else Path(".")
+        if not folder.is_dir():
+            raise InputError(f"cannot plot to {args.plot} (no such directory {folder})")
         try:
             import matplotlib  # noqa: F401 - fail before minutes of measuring, not after
         except ImportError:
