@@ -14,6 +14,8 @@ that interpreter only (copy-on-write); the file is never modified.
 
 A record that is compressed, not of the expected size or not aligned for its dtype (an archive
 rewritten by another zip tool) is copied as before; ``MappedRecords.summary()`` counts both.
+The archive must stay as it is while it is served: a mapped page of a file truncated since
+faults (SIGBUS), as with ``torch.load(mmap=True)``; replacing it by rename is safe.
 """
 from __future__ import annotations
 

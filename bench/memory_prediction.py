@@ -46,12 +46,11 @@ def main() -> int:
     args = parser.parse_args()
 
     from interpkit.analyzer.memory.estimate import collect_inputs, estimate_files
-    from interpkit.analyzer.memory.measure import Workload, measure
+    from interpkit.analyzer.memory.measure import Workload, default_subinterpreter_python, measure
     from interpkit.analyzer.memory.report import MemoryReport
-    from interpkit.commands.memory import _default_subinterpreter_python
 
     n = args.interpreters
-    python = args.python or _default_subinterpreter_python()
+    python = args.python or default_subinterpreter_python()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs; "
           f"N = 1 and {n}; subinterpreters of Python {python}", flush=True)
     summaries = []

@@ -1,8 +1,10 @@
 """Measure what each interpreter costs: one bounded child process per (backend, interpreter count).
 
-Backends measured: ``namespaces`` (native.Runtime, one process), ``subinterpreters`` (own-GIL
-subinterpreters in a 3.12+/3.13 child, where one is installed), ``processes`` (N separate
-processes; their Pss adds up) and ``threads`` (one interpreter, N threads). Each child runs
+Backends measured: ``namespaces`` (native.Runtime, one process), ``copies``, ``subinterpreters``
+(own-GIL subinterpreters in a 3.12+ child, 3.14 by default where one is found), and the peers a
+user would pick instead: ``processes`` (N separate processes; their Pss adds up), ``threads``
+(one interpreter, N threads), ``forked`` and ``forked-frozen`` (N processes forked after one
+preloaded the workload, without and with ``gc.freeze()``; the parent counts). Each child runs
 in the sandbox (``interpkit.native.sandbox``) and is killed when it runs past the timeout or
 its process group's resident memory passes the limit; that row then carries the reason
 instead of numbers. The numbers are streamed before the backend is torn down, so a crash or
@@ -190,20 +192,34 @@ def abi_mismatch(workload: Workload, python: str) -> str | None:
     return None
 
 
+def default_subinterpreter_python() -> str:
+    """3.14 where one is found (own-GIL subinterpreters, concurrent.interpreters), else 3.13."""
+    try:
+        from interpkit.native.subinterpreters.runtime import resolve_python
+
+        resolve_python("3.14")
+        return "3.14"
+    except Exception:  # noqa: BLE001 - not found or not usable: 3.13 answers for itself
+        return "3.13"
+
+
 def measure(workload: Workload, counts: list[int], backends: list[str], *,
             timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB,
             subinterpreter_python: str | None = None, progress=None) -> list[Sample]:
-    """One Sample per (backend, count), in that order; unavailable backends give error samples."""
+    """One Sample per (backend, count), in that order; unavailable backends give error samples.
+    The subinterpreters run on ``subinterpreter_python``, by default 3.14 where one is found."""
     samples: list[Sample] = []
+    subinterpreters_on = subinterpreter_python or (
+        default_subinterpreter_python() if "subinterpreters" in backends else None)
     for backend in backends:
         # With a Python named for the subinterpreters, the processes are of that Python too:
         # interpreter k+1 against process k+1 of the same CPython.
         other_python = backend == "subinterpreters" or (backend == "processes" and subinterpreter_python)
-        reason = backend_unavailable("subinterpreters" if other_python else backend, subinterpreter_python)
+        reason = backend_unavailable("subinterpreters" if other_python else backend, subinterpreters_on)
         if reason is None and other_python:
             from interpkit.native.subinterpreters.runtime import resolve_python
 
-            target = str(resolve_python(subinterpreter_python or "3.13").executable)
+            target = str(resolve_python(subinterpreters_on).executable)
             reason = abi_mismatch(workload, target) or not_installed(workload, target)
         for count in counts:
             if reason is not None:
@@ -213,6 +229,6 @@ def measure(workload: Workload, counts: list[int], backends: list[str], *,
                 progress(f"measuring {backend} with {count} interpreter{'s' if count != 1 else ''}")
             job = {"backend": backend, "interpreters": count, **workload.as_dict()}
             if other_python:
-                job["python"] = subinterpreter_python or "3.13"
+                job["python"] = subinterpreters_on
             samples.append(run_child(job, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb))
     return samples

@@ -104,6 +104,9 @@ def run(args) -> int:
     if "namespaces" in args.backend and not args.estimate_only:
         check_namespace_count(max(args.interpreters))
     if args.plot is not None:
+        folder = args.plot.parent if str(args.plot.parent) else Path(".")
+        if not folder.is_dir():
+            raise InputError(f"cannot plot to {args.plot} (no such directory {folder})")
         try:
             import matplotlib  # noqa: F401 - fail before minutes of measuring, not after
         except ImportError:
@@ -121,10 +124,9 @@ def run(args) -> int:
                 if status is not None:
                     status.update(message)
 
-            python = args.python or (_default_subinterpreter_python() if "subinterpreters" in backends else None)
             counts = sorted({1, *args.interpreters})   # every prediction starts from one interpreter
             samples = measure(workload, counts, backends, timeout_s=args.timeout,
-                              memory_limit_mb=args.memory_limit, subinterpreter_python=python,
+                              memory_limit_mb=args.memory_limit, subinterpreter_python=args.python,
                               progress=progress)
     report = MemoryReport.build(workload, estimate, samples)
     if args.format == "json":
@@ -140,17 +142,6 @@ def run(args) -> int:
     # So is one measured but not torn down cleanly: its numbers are in the report, beside why.
     failed = failed or any(sample.teardown for sample in samples)
     return 0 if args.exit_zero else int(failed)
-
-
-def _default_subinterpreter_python() -> str:
-    """3.14 where one is found (own-GIL subinterpreters with concurrent.interpreters), else 3.13."""
-    try:
-        from interpkit.native.subinterpreters.runtime import resolve_python
-
-        resolve_python("3.14")
-        return "3.14"
-    except Exception:  # noqa: BLE001 - not found or not usable: the older default answers for itself
-        return "3.13"
 
 
 class _Quiet:

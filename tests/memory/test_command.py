@@ -51,6 +51,7 @@ def test_plot(built_fixtures, tmp_path):
     (["memory", "--import", "no_such_module_for_interpkit"], "cannot find module"),
     (["memory", "/no/such/file.so"], "no such file"),
     (["memory", "--import", "json", "--call", "json"], "expected module:function"),
+    (["memory", "--import", "json", "--plot", "/no/such/folder/memory.png"], "cannot plot to"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys):
     assert main(argv) == 2

@@ -81,3 +81,16 @@ def test_unknown_weights_choice_is_one_line(mlp_archive):
 
     with pytest.raises(InputError, match="cannot serve with weights 'shared'"):
         _serve(mlp_archive, 1, "shared")
+
+
+def test_the_command_line_chooses_copied_weights(mlp_archive):
+    import json
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-m", "interpkit", "run", str(mlp_archive), "-n", "1", "-k", "4",
+                           "--weights", "copied", "--format", "json"], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    weights = json.loads(done.stdout)["model"]["weights"]
+    assert (weights["weights"], weights["file_backed_bytes"], weights["heap_bytes"]) == ("copied", 0, _WEIGHT_BYTES)
