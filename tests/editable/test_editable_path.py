@@ -103,7 +103,8 @@ def test_memory_import_of_the_editable_package(checkout):
     """(1) `memory --import` resolves the package as `import` does (through the finder): the
     measurement imports it in 1 and 2 interpreters, and the estimate reaches its extension,
     through the imports or (--no-follow-imports) inside the package."""
-    done = interpkit(checkout, "memory", "--import", "maskpkg.layers", "-n", "1,2", "--format", "json")
+    done = interpkit(checkout, "memory", "--import", "maskpkg.layers", "-n", "1,2", "--backend", "namespaces",
+                     "--format", "json")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert [(row["interpreters"], row["error"]) for row in report["rows"]] == [(1, None), (2, None)]
