@@ -265,9 +265,32 @@ def _report_key(found: Collected, config: Config, only: str | None, model: Model
             parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")
         except OSError:
             parts.append(entry)
+    # an editable install's code lives in its checkout, whose edits touch no sys.path folder
+    from interpkit.analyzer.source.installed import editable_projects
+
+    for folder in sorted(editable_projects()):
+        parts.append(f"{folder}:{_newest_source(folder)}")
     analyzer = Path(__file__).resolve().parent
     code = sorted(analyzer.rglob("*.py")) + sorted(analyzer.parent.joinpath("core").rglob("*.py"))
     return code_fingerprint(code, *parts)
+
+
+def _newest_source(folder: Path, *, limit: int = 50_000) -> str:
+    """Count and newest mtime of the .py and .so files under folder (a checkout: at most
+    `limit` files looked at, build and VCS folders skipped)."""
+    newest = count = 0
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("build", "__pycache__")]
+        for name in files:
+            if name.endswith((".py", ".so")):
+                count += 1
+                try:
+                    newest = max(newest, os.stat(os.path.join(root, name)).st_mtime_ns)
+                except OSError:
+                    pass
+        if count > limit:
+            break
+    return f"{count}:{newest}"
 
 
 class _ReportStore:

@@ -348,12 +348,14 @@ class _StatementWalk:
     fraction of the nodes to visit. Statement nesting is bounded by the tokenizer's 100 indent
     levels, so the recursion cannot run out of stack.
 
-    eager: only the refs that run at import time (neither lazy nor conditional), the ones the
-    graph follows in an installed package; bodies whose refs would all be lazy or conditional
-    (functions, guarded try bodies, TYPE_CHECKING branches) are not walked at all."""
+    eager: only the refs that run at import time, the ones the graph follows in an installed
+    package (runs_at_import): neither lazy nor conditional, or guarded but of the package's own
+    modules; bodies whose refs would all be lazy or type-checking (functions, TYPE_CHECKING
+    branches) are not walked at all."""
 
     def __init__(self, module: str, is_package: bool, eager: bool = False, spells_type_checking: bool = True) -> None:
         self.package = module if is_package else module.rpartition(".")[0]
+        self.top = module.partition(".")[0]
         self.refs: list[ImportRef] = []
         self.eager = eager
         # False: no identifier of the file is TYPE_CHECKING, so no if-test is one (_may_spell)
@@ -365,11 +367,11 @@ class _StatementWalk:
             kind = type(node)
             if kind is ast.Import:
                 for alias in node.names:
-                    if alias.name:
+                    if alias.name and not (guard and self.eager and alias.name.partition(".")[0] != self.top):
                         refs.append(ImportRef(alias.name, node.lineno, guard or type_checking, type_checking, lazy))
             elif kind is ast.ImportFrom:
                 name = _from_target(self.package, node)
-                if name:
+                if name and not (guard and self.eager and name.partition(".")[0] != self.top):
                     refs.append(ImportRef(name, node.lineno, guard or type_checking, type_checking, lazy,
                                           tuple(a.name for a in node.names if a.name != "*")))
             elif kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
@@ -385,8 +387,7 @@ class _StatementWalk:
                     self.walk(node.orelse, guard, type_checking, lazy)
             elif kind in _TRY_KINDS:
                 guarded = guard or _is_import_guard([h.type for h in node.handlers])
-                if not (guarded and self.eager):
-                    self.walk(node.body, guarded, type_checking, lazy)
+                self.walk(node.body, guarded, type_checking, lazy)   # eager: the package's own modules
                 for handler in node.handlers:
                     self.walk(handler.body, guard, type_checking, lazy)
                 self.walk(node.orelse, guard, type_checking, lazy)
@@ -458,7 +459,20 @@ def imports_from_tree(tree: ast.AST, module: str, is_package: bool, *, source: s
     refs = _visit_every_node(tree, module, is_package)
     # the visitor's fallback for very deep expressions drops every context, so its refs are
     # filtered here rather than its walk pruned
-    return [r for r in refs if not (r.lazy or r.conditional)] if eager else refs
+    top = module.partition(".")[0]
+    return [r for r in refs if runs_at_import(r, top)] if eager else refs
+
+
+def runs_at_import(ref: ImportRef, top: str) -> bool:
+    """Does the graph follow this import of an installed module (whose top-level package is
+    `top`)? What runs when the module is imported: neither inside a function nor for type
+    checking, and not guarded by try/except ImportError, or the graph of `import torch`
+    swallows IPython, pytest and everything else it can use; but a guarded import of the
+    package's own module is followed (detectron2's `try: from detectron2 import _C`): it is
+    part of the same install, its compiled part, and it loads whenever it can."""
+    if ref.lazy or ref.type_checking:
+        return False
+    return not ref.conditional or ref.name.partition(".")[0] == top
 
 
 def _visit_every_node(tree: ast.AST, module: str, is_package: bool) -> list[ImportRef]:
@@ -826,9 +840,7 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
         importer_edges = None
         for ref in refs:
             conditional = ref.conditional
-            if not local and (ref.lazy or conditional):
-                # in installed packages follow only what runs at import time, or the graph
-                # of `import torch` swallows IPython, pytest and everything else it can use
+            if not local and (ref.lazy or conditional) and not runs_at_import(ref, node.top_level):
                 continue
             type_checking = ref.type_checking
             imported = ref.name

@@ -112,6 +112,12 @@ def plan_packaging(graph: ImportGraph, *, traced: dict[str, str] | None = None,
             plan.mock += _patterns(top, True)
             plan.reasons[top] = "not installed here" + (" (imported under a guard)" if head.conditional else "")
             continue
+        if all(n.kind is ModuleKind.NAMESPACE for n in nodes):
+            # no file to intern ("Module had no __file__ defined"): an editable checkout's root
+            # beside the model is one (docs/facts.md fact 12); the host imports it the same way
+            plan.extern += _patterns(top, True)
+            plan.reasons[top] = "namespace package without modules of its own"
+            continue
         if all(n.type_checking_only for n in nodes if n.name == top) and not any(n.local for n in nodes):
             plan.mock += _patterns(top, is_package)
             plan.reasons[top] = "imported only for type checking"

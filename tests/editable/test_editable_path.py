@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,52 @@ def test_memory_import_of_the_editable_package(checkout):
                      "--format", "json")
     assert done.returncode == 0, done.stderr[-3000:]
     assert checkout.extension.resolve() in {Path(o["path"]) for o in json.loads(done.stdout)["estimate"]["objects"]}
+
+
+
+def test_an_edit_in_the_checkout_is_seen_and_a_bare_namespace_is_extern(tmp_path):
+    """The CLI keeps whole reports keyed by the scanned files and the sys.path folders; an
+    editable install's code lives in its checkout, which no sys.path folder shows changing, so
+    a scan after an edit there must not be answered from the cache. (A pure-Python editable
+    install of its own: the shared fixture is never edited.)"""
+    import sys
+
+    checkout = tmp_path / "work" / "plainpkg"
+    (checkout / "plainpkg").mkdir(parents=True)
+    (checkout / "extra").mkdir()
+    (checkout / "setup.py").write_text(
+        "from setuptools import setup\nsetup(name='plainpkg', version='0.1', packages=['plainpkg', "
+        "'plainpkg.extra'], package_dir={'plainpkg.extra': 'extra'})\n")
+    (checkout / "plainpkg" / "__init__.py").write_text("from plainpkg import helpers\n")
+    helpers = checkout / "plainpkg" / "helpers.py"
+    helpers.write_text("VALUE = 1\n")
+    (checkout / "extra" / "__init__.py").write_text("")
+    # beside the checkout, `plainpkg` itself is the checkout's root as a namespace package and
+    # plainpkg.helpers comes through the finder (docs/facts.md fact 12)
+    (tmp_path / "work" / "model.py").write_text("import plainpkg.helpers\n")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--use-pep517", "-e", str(checkout)], check=True, capture_output=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), INTERPKIT_CACHE_DIR=str(tmp_path / "cache"))
+
+    def codes() -> set[str]:
+        done = subprocess.run([str(python), "-m", "interpkit", "scan", "model.py", "--third-party-source",
+                               "--format", "json", "--exit-zero", "--no-closure"], capture_output=True, text=True,
+                              cwd=tmp_path / "work", env=env, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return {f["code"] for fr in json.loads(done.stdout)["files"] if Path(fr["path"]).name == "helpers.py"
+                for f in fr["findings"]}
+
+    assert "IK404" not in codes()
+    time.sleep(0.01)   # a new mtime on file systems with coarse timestamps
+    helpers.write_text("import subprocess\n\nVALUE = subprocess.run(['true']).returncode\n")
+    assert "IK404" in codes()
+    # `import plainpkg` alone imports only that namespace package, which has no file to intern
+    (tmp_path / "work" / "model.py").write_text("import plainpkg\n")
+    done = subprocess.run([str(python), "-m", "interpkit", "scan", "model.py", "--format", "json", "--exit-zero"],
+                          capture_output=True, text=True, cwd=tmp_path / "work", env=env, timeout=900)
+    plan = json.loads(done.stdout)["packaging_plan"]
+    assert plan["reasons"]["plainpkg"] == "namespace package without modules of its own"
+    assert {"plainpkg", "plainpkg.**"} <= set(plan["extern"]) and plan["export_check"]["ok"], plan["export_check"]

@@ -241,3 +241,33 @@ class _BrokenPool:
 
     def shutdown(self, **kwargs):
         pass
+
+
+def test_an_installed_packages_guarded_import_of_its_own_extension_is_followed(tmp_path):
+    """Issue 24 (seen on detectron2): `try: from detectron2 import _C / except ImportError:` is
+    how it loads its compiled part; the walk skipped every guarded import of an installed
+    package, so the scan never reached detectron2/_C*.so. A guarded import of the package's own
+    module is followed; a guarded optional dependency (another distribution) still is not."""
+    import sysconfig
+
+    from interpkit.analyzer.config import Config
+    from interpkit.analyzer.source.imports import ModuleKind, build_import_graph
+
+    site = tmp_path / "site-packages"
+    package = site / "ownext"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from ownext import layers\n")
+    (package / "layers.py").write_text(
+        "try:\n    from ownext import _C\nexcept ImportError:\n    _C = None\n"
+        "try:\n    import optional_viewer\nexcept ImportError:\n    optional_viewer = None\n")
+    (package / f"_C{sysconfig.get_config_var('EXT_SUFFIX')}").write_bytes(b"")   # classified by its name
+    (site / "optional_viewer.py").write_text("import json\n")
+    model = tmp_path / "model" / "net.py"
+    model.parent.mkdir()
+    model.write_text("import ownext\n")
+    for reader in (None, ImportReader(cache=False, jobs=1)):
+        graph = build_import_graph([model], Config(python_paths=(str(site),)), imports_of=reader)
+        assert graph.nodes["ownext._C"].kind is ModuleKind.EXTENSION and graph.nodes["ownext._C"].conditional
+        assert "optional_viewer" not in graph.nodes
+        if reader is not None:
+            reader.close()
