@@ -24,9 +24,11 @@ from pathlib import Path
 from interpkit.analyzer.config import Config
 from interpkit.core.errors import InputError
 from interpkit.core.findings import FileKind, FileResult, Report
+from interpkit.native import guest
 
 DEFAULT_TIMEOUT_S = 300.0
 _CHILD = Path(__file__).resolve().parent / "trace_child.py"
+_CHANNEL = Path(guest.__file__).resolve().with_name("channel.py")
 # Folders whose libraries are the system's (glibc, libstdc++, ...): loaded by everything,
 # shared by design, not something a model brings.
 _SYSTEM_PREFIXES = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/")
@@ -66,9 +68,7 @@ class Trace:
         own (its script as __main__, the sandbox's record channel), not what start-up loaded
         (an editable install's finder), not the standard library's files (_sysconfigdata_*,
         named like no importable module), only importable names."""
-        from interpkit.native import sandbox
-
-        own = {_real(_CHILD), _real(sandbox.__file__)}
+        own = {_real(_CHILD), _real(_CHANNEL)}
         return {name: path for name, path in self.modules.items()
                 if name not in ("__main__", "__mp_main__") and name not in self.preloaded
                 and all(p.isidentifier() for p in name.split("."))
@@ -109,7 +109,9 @@ def run_trace(target: TraceTarget, config: Config, *, python: str = sys.executab
 
     module, root = module_name_for(target.entry)
     sys_path = [str(root)] + [str(Path(p).resolve()) for p in config.python_paths]
-    job = {"sandbox": str(Path(sandbox.__file__).resolve()), "sys_path": sys_path, "module": module,
+    # The child's record channel is guest code loaded by path: nothing of interpkit is
+    # imported there, so every module it reports is the model's or its libraries'.
+    job = {"sandbox": str(_CHANNEL), "sys_path": sys_path, "module": module,
            "callable": target.callable}
     env = dict(os.environ)
     env.pop("PYTHONSTARTUP", None)
