@@ -53,18 +53,20 @@ def test_pybind11_3_slots_are_read_from_the_init_stores(built_fixtures, python_f
     assert _cpython_says(python, path, init["module"]) == expected
 
 
-def test_modexport_declaration_wins_on_315(built_fixtures, python_for):
+@pytest.mark.parametrize("fixture", ["modexport_isolated", "modexport_stub_init"])
+def test_modexport_declaration_wins_on_315(built_fixtures, python_for, fixture):
     python = python_for("3.15")
-    path = built_fixtures("modexport_isolated", python)
+    path = built_fixtures(fixture, python)
     result = _analyzed(path)
     [init] = result.facts["init"]
     assert init["export"] == "PyModExport_modexport_isolated"
+    assert init["kind"] == "multi-phase"   # also where PyInit_ is a stub returning NULL
     # The PySlot array (PEP 820 ids 109, 100, 103, 86, 87) is what 3.15 reads, not PyInit_'s table.
     assert [name for name, _ in init["slots"]] == ["Py_mod_abi", "Py_mod_name", "Py_mod_methods",
                                                    "Py_mod_multiple_interpreters", "Py_mod_gil"]
     assert init["multiple_interpreters"] == "per-interpreter-gil-supported"
     codes = {f.code for f in result.findings}
-    assert not codes & {"IK102", "IK103", "IK303"}
+    assert not codes & {"IK101", "IK102", "IK103", "IK303"}
     assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.OK
     assert _cpython_says(python, path, "modexport_isolated") == "ok"
 
