@@ -11,17 +11,7 @@ import pytest
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.elf.analyze import analyze_elf_files
 from interpkit.core.findings import Backend, Verdict
-
-_IMPORT_IN_ISOLATED = r"""
-import _interpreters, sys
-path, name = sys.argv[1], sys.argv[2]
-interp = _interpreters.create("isolated")
-err = _interpreters.exec(interp, f"import importlib.machinery as m, importlib.util as u\n"
-    f"loader = m.ExtensionFileLoader({name!r}, {path!r})\n"
-    f"spec = u.spec_from_file_location({name!r}, {path!r}, loader=loader)\n"
-    f"u.module_from_spec(spec)")
-print("ok" if err is None else "refused: " + err.msg)
-"""
+from tests.elf.test_fixtures import _IMPORT_IN_ISOLATED
 
 
 def _analyzed(path):
