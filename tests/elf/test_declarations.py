@@ -71,3 +71,23 @@ def test_without_modexport_the_legacy_table_decides(built_fixtures, python_for):
     assert "IK102" in {f.code for f in result.findings}
     assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.FAIL
     assert _cpython_says(python, path, "modexport_isolated") == "fail"
+
+
+def test_all_zero_table_nothing_writes_is_empty(built_fixtures, python_for):
+    """`{{0, NULL}}` lands in .bss; no instruction or other data reaches it, so it is read as an
+    empty table (no Py_mod_multiple_interpreters slot: refused), not as one filled at run time."""
+    python = python_for("3.13")
+    path = built_fixtures("empty_slot_table", python)
+    result = _analyzed(path)
+    [init] = result.facts["init"]
+    assert init["slots"] == [] and init["multiple_interpreters"] == "absent"
+    assert init["slots_read_from"] == "an all-zero table that no code or data refers to"
+    assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.FAIL
+    assert _cpython_says(python, path, "empty_slot_table") == "fail"
+
+
+def test_zero_table_a_helper_fills_stays_unread(built_fixtures, python_for):
+    """The same .bss table, filled by a helper PyInit_ calls: code reaches it, so it is not empty."""
+    result = _analyzed(built_fixtures("runtime_slots", python_for("3.13")))
+    assert result.facts["init"][0]["slots_readable"] is False
+    assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.UNKNOWN
