@@ -462,7 +462,11 @@ class _InitsBeingRead:
         by_module = {init.module: position for position, init in enumerate(self.inits)}
         for module, slots in exports.items():
             if module in by_module:
-                self.inits[by_module[module]] = replace(self.inits[by_module[module]], export=slots)
+                # 3.15 looks for PyModExport_ first: the PyInit_ beside it (often a stub that
+                # returns NULL, as pybase64's) decides nothing there.
+                self.inits[by_module[module]] = replace(
+                    self.inits[by_module[module]], export=slots, kind=InitKind.MULTI_PHASE, proved=True,
+                    how=f"{MODEXPORT_PREFIX}{module} returns a slot array (PEP 793), used before PyInit_{module}")
             else:
                 self.inits.append(ModuleInit(MODEXPORT_PREFIX + module, module, InitKind.MULTI_PHASE, True,
                                              f"{MODEXPORT_PREFIX}{module} returns a slot array (PEP 793)",

@@ -250,10 +250,11 @@ def slots_written_anywhere(stores: list[Store], decode_id, declaring: frozenset[
     return found[0] if len(found) == 1 else None
 
 
-def referenced_by_code(image: ElfImage, address: int, size: int) -> bool | None:
+def referenced_by_code(image: ElfImage, address: int, size: int, chunk: int = 1 << 22) -> bool | None:
     """Whether any rip-relative operand in the executable sections can reach [address, address+size):
     every 4-byte window is taken as a disp32 ending 0-5 bytes before the next instruction (an
-    immediate may follow it), so this over-approximates. None when it cannot be checked."""
+    immediate may follow it), so this over-approximates. Read in chunks (bounded memory on a
+    large .text). None when it cannot be checked."""
     try:
         import numpy as np
     except ImportError:   # pragma: no cover - numpy is a dependency of the scan
@@ -261,12 +262,17 @@ def referenced_by_code(image: ElfImage, address: int, size: int) -> bool | None:
     for section in image.sections:
         if not section.flags & SHF_EXECINSTR or section.size < 4:
             continue
-        code = np.frombuffer(bytes(image.section_bytes(section)), dtype=np.uint8).astype(np.int64)
-        disp = code[:-3] | (code[1:-2] << 8) | (code[2:-1] << 16) | (code[3:] << 24)
-        disp = np.where(disp >= 1 << 31, disp - (1 << 32), disp)
-        end_of_disp = section.addr + np.arange(disp.size, dtype=np.int64) + 4
-        for tail in range(6):                       # imm8/imm32 after the displacement, or none
-            target = end_of_disp + tail + disp
-            if np.any((target >= address) & (target < address + size)):
-                return True
+        data = image.section_bytes(section)
+        for begin in range(0, len(data), chunk):
+            piece = bytes(data[begin:begin + chunk + 3])      # 3 more: the last windows of the chunk
+            code = np.frombuffer(piece, dtype=np.uint8).astype(np.int64)
+            if code.size < 4:
+                continue
+            disp = code[:-3] | (code[1:-2] << 8) | (code[2:-1] << 16) | (code[3:] << 24)
+            disp = np.where(disp >= 1 << 31, disp - (1 << 32), disp)
+            end_of_disp = section.addr + begin + np.arange(disp.size, dtype=np.int64) + 4
+            for tail in range(6):                       # imm8/imm32 after the displacement, or none
+                target = end_of_disp + tail + disp
+                if np.any((target >= address) & (target < address + size)):
+                    return True
     return False

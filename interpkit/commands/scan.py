@@ -34,6 +34,9 @@ def configure_parser(sub) -> None:
                         "and shared object it really loaded (lazy imports, dlopen); bare --trace traces the .py paths")
     parser.add_argument("--trace-timeout", type=positive_seconds, default=300.0, metavar="S",
                         help="seconds the traced model may take (default: 300)")
+    parser.add_argument("--probe", action="store_true",
+                        help="settle unreadable module declarations by calling each entry point in a child of the "
+                             "CPython the file is built for (the verdict is then marked observed)")
     parser.add_argument("--show-clean", action="store_true", help="list files without findings in the table too")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar (default: when stderr is a terminal)")
@@ -106,6 +109,10 @@ def run(args) -> int:
         from interpkit.analyzer.trace import apply_traces
 
         apply_traces(report, traces, config)
+    if args.probe:
+        from interpkit.analyzer.declaration_probe import apply_probe
+
+        apply_probe(report.files)
     render(report, args)
     return 0 if args.exit_zero else exit_status(report, config.fail_on)
 

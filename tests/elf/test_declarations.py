@@ -11,17 +11,7 @@ import pytest
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.elf.analyze import analyze_elf_files
 from interpkit.core.findings import Backend, Verdict
-
-_IMPORT_IN_ISOLATED = r"""
-import _interpreters, sys
-path, name = sys.argv[1], sys.argv[2]
-interp = _interpreters.create("isolated")
-err = _interpreters.exec(interp, f"import importlib.machinery as m, importlib.util as u\n"
-    f"loader = m.ExtensionFileLoader({name!r}, {path!r})\n"
-    f"spec = u.spec_from_file_location({name!r}, {path!r}, loader=loader)\n"
-    f"u.module_from_spec(spec)")
-print("ok" if err is None else "refused: " + err.msg)
-"""
+from tests.elf.test_fixtures import _IMPORT_IN_ISOLATED
 
 
 def _analyzed(path):
@@ -53,18 +43,20 @@ def test_pybind11_3_slots_are_read_from_the_init_stores(built_fixtures, python_f
     assert _cpython_says(python, path, init["module"]) == expected
 
 
-def test_modexport_declaration_wins_on_315(built_fixtures, python_for):
+@pytest.mark.parametrize("fixture", ["modexport_isolated", "modexport_stub_init"])
+def test_modexport_declaration_wins_on_315(built_fixtures, python_for, fixture):
     python = python_for("3.15")
-    path = built_fixtures("modexport_isolated", python)
+    path = built_fixtures(fixture, python)
     result = _analyzed(path)
     [init] = result.facts["init"]
     assert init["export"] == "PyModExport_modexport_isolated"
+    assert init["kind"] == "multi-phase"   # also where PyInit_ is a stub returning NULL
     # The PySlot array (PEP 820 ids 109, 100, 103, 86, 87) is what 3.15 reads, not PyInit_'s table.
     assert [name for name, _ in init["slots"]] == ["Py_mod_abi", "Py_mod_name", "Py_mod_methods",
                                                    "Py_mod_multiple_interpreters", "Py_mod_gil"]
     assert init["multiple_interpreters"] == "per-interpreter-gil-supported"
     codes = {f.code for f in result.findings}
-    assert not codes & {"IK102", "IK103", "IK303"}
+    assert not codes & {"IK101", "IK102", "IK103", "IK303"}
     assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.OK
     assert _cpython_says(python, path, "modexport_isolated") == "ok"
 
@@ -79,3 +71,23 @@ def test_without_modexport_the_legacy_table_decides(built_fixtures, python_for):
     assert "IK102" in {f.code for f in result.findings}
     assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.FAIL
     assert _cpython_says(python, path, "modexport_isolated") == "fail"
+
+
+def test_all_zero_table_nothing_writes_is_empty(built_fixtures, python_for):
+    """`{{0, NULL}}` lands in .bss; no instruction or other data reaches it, so it is read as an
+    empty table (no Py_mod_multiple_interpreters slot: refused), not as one filled at run time."""
+    python = python_for("3.13")
+    path = built_fixtures("empty_slot_table", python)
+    result = _analyzed(path)
+    [init] = result.facts["init"]
+    assert init["slots"] == [] and init["multiple_interpreters"] == "absent"
+    assert init["slots_read_from"] == "an all-zero table that no code or data refers to"
+    assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.FAIL
+    assert _cpython_says(python, path, "empty_slot_table") == "fail"
+
+
+def test_zero_table_a_helper_fills_stays_unread(built_fixtures, python_for):
+    """The same .bss table, filled by a helper PyInit_ calls: code reaches it, so it is not empty."""
+    result = _analyzed(built_fixtures("runtime_slots", python_for("3.13")))
+    assert result.facts["init"][0]["slots_readable"] is False
+    assert result.verdicts[Backend.SUBINTERPRETERS] is Verdict.UNKNOWN
