@@ -124,7 +124,7 @@ def collect(paths: list[Path], *, only: str | None = None) -> Collected:
 
 def _dedupe(results: list[FileResult]) -> list[FileResult]:
     """The same file can be reached twice (named and imported); keep the richer entry."""
-    from interpkit.analyzer.cache import resolve
+    from interpkit.analyzer.plumbing.cache import resolve
 
     by_path: dict[str, FileResult] = {}
     order: list[str] = []
@@ -145,7 +145,7 @@ def _scan_wheel(wheel: Path, config: Config, *, only: str | None, advance: Calla
     """Unpack into a temp dir (checked first), scan the tree, report paths as `wheel!member`."""
     with tempfile.TemporaryDirectory(prefix="interpkit-wheel-") as tmp:
         try:
-            from interpkit.analyzer.archive import safe_extract
+            from interpkit.analyzer.plumbing.archive import safe_extract
 
             safe_extract(wheel, Path(tmp))
         except ArchiveError as exc:
@@ -209,7 +209,7 @@ def scan_paths(paths, config: Config | None = None, *, progress: bool | None = F
                cache: bool = False, model: ModelInput | None = None) -> Report:
     """Scan the paths. cache=True (the CLI) also keeps whole reports in the scan cache: a scan of
     an unchanged tree with the same configuration and code is then one read."""
-    from interpkit.analyzer.cache import one_scan
+    from interpkit.analyzer.plumbing.cache import one_scan
 
     config = config or Config()
     with one_scan():   # real paths of folders are looked up once per scan (cache.realpath)
@@ -247,7 +247,7 @@ def _report_key(found: Collected, config: Config, only: str | None, model: Model
     which changes when a package is installed or removed). None: some file cannot be keyed."""
     import sys
 
-    from interpkit.analyzer.cache import code_fingerprint, file_key
+    from interpkit.analyzer.plumbing.cache import code_fingerprint, file_key
 
     parts = [repr(config), repr(only), sys.executable, os.environ.get("LD_LIBRARY_PATH", ""),
              repr(sorted(model.traced.items())) if model else "", repr(model.entry_point) if model else ""]
@@ -277,7 +277,7 @@ class _ReportStore:
     def get(self, key: str) -> Report | None:
         import pickle
 
-        from interpkit.analyzer.cache import Store
+        from interpkit.analyzer.plumbing.cache import Store
 
         store = Store("reports-v1")
         blob = store.get(key) if store.enabled and store.trusted else None
@@ -293,7 +293,7 @@ class _ReportStore:
     def put(self, key: str, report: Report) -> None:
         import pickle
 
-        from interpkit.analyzer.cache import Store
+        from interpkit.analyzer.plumbing.cache import Store
 
         store = Store("reports-v1")
         if store.enabled:

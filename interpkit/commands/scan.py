@@ -96,14 +96,14 @@ def run(args) -> int:
     if args.trace is not None:
         # the trace runs first: what it saw loaded feeds the packaging plan, and its entry point
         # is the model object the export check pickles
-        from interpkit.analyzer.trace import model_input, run_trace, targets_for
+        from interpkit.analyzer.tracing.trace import model_input, run_trace, targets_for
 
         traces = [run_trace(target, config, timeout=args.trace_timeout) for target in targets_for(args.trace, args.paths)]
         model = model_input(traces)
     report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only, cache=True,
                         model=model)
     if traces:
-        from interpkit.analyzer.trace import apply_traces
+        from interpkit.analyzer.tracing.trace import apply_traces
 
         apply_traces(report, traces, config)
     render(report, args)
@@ -117,7 +117,7 @@ def _trace_path_as_path(args) -> None:
     from interpkit.core.errors import InputError
 
     if isinstance(args.trace, str):
-        from interpkit.analyzer.trace import parse_target
+        from interpkit.analyzer.tracing.trace import parse_target
 
         args.paths = [parse_target(args.trace).entry]
         return

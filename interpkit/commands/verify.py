@@ -57,10 +57,10 @@ def run(args) -> int:
 
 def _verify_paths(paths, backend, args):
     """Scan the paths' ELF files (wheels unpacked for the duration), probe each extension module by its import name."""
-    from interpkit.analyzer.archive import unpacked_wheels
+    from interpkit.analyzer.plumbing.archive import unpacked_wheels
     from interpkit.analyzer.config import Config
     from interpkit.analyzer.scan import scan_paths
-    from interpkit.analyzer.verify import VerifyReport, verifiable, verify_results
+    from interpkit.analyzer.verification.verify import VerifyReport, verifiable, verify_results
 
     with unpacked_wheels(paths) as unpacked:
         report = scan_paths(unpacked.paths, Config(follow_imports=False), only="elf",
@@ -87,8 +87,8 @@ def _verify_paths(paths, backend, args):
 def _verify_environment(args):
     """A whole site-packages under CPython subinterpreters: every PyInit_* of every binary,
     one child per module, crashes blamed on a compiled dependency when it crashes alone too."""
-    from interpkit.analyzer.verify import VerifyReport
-    from interpkit.analyzer.verify_corpus import verify_environment
+    from interpkit.analyzer.verification.verify import VerifyReport
+    from interpkit.analyzer.verification.corpus import verify_environment
     from interpkit.core.findings import Backend
 
     if not args.site_packages.is_dir():

@@ -10,7 +10,7 @@ import pytest
 
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.scan import scan_paths
-from interpkit.analyzer.trace import TraceTarget, apply_trace, parse_target, targets_for
+from interpkit.analyzer.tracing.trace import TraceTarget, apply_trace, parse_target, targets_for
 from interpkit.core.errors import InputError
 from interpkit.analyzer.source.batch import analyze_source_files
 from interpkit.core.findings import FileKind, Report

@@ -4,7 +4,7 @@ The static import graph cannot see imports made at run time (lazy-module machine
 transformers' `_LazyModule`, `importlib.import_module(name_from_config)`, plugins) nor
 libraries mapped by `dlopen`. The trace imports the entry module in a child process
 (interpkit.native.sandbox: timeout, own process group, killed with its children) running
-analyzer/trace_child.py, optionally calls `module.callable()`, and records every module in
+analyzer/tracing/child.py, optionally calls `module.callable()`, and records every module in
 `sys.modules` with a file and every shared object in `/proc/self/maps`. That is unioned with
 the static scan: extensions and shared objects only the trace found are scanned like the
 rest (with their DT_NEEDED closure) and marked `found_by: trace`; the report's `trace` key
@@ -26,7 +26,7 @@ from interpkit.core.errors import InputError
 from interpkit.core.findings import FileKind, FileResult, Report
 
 DEFAULT_TIMEOUT_S = 300.0
-_CHILD = Path(__file__).resolve().parent / "trace_child.py"
+_CHILD = Path(__file__).resolve().parent / "child.py"
 # Folders whose libraries are the system's (glibc, libstdc++, ...): loaded by everything,
 # shared by design, not something a model brings.
 _SYSTEM_PREFIXES = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/")
