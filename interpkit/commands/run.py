@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from interpkit.core.errors import InputError
-from interpkit.analyzer.output import add_exit_zero_argument, add_output_arguments, positive_int, positive_seconds
+from interpkit.output import add_exit_zero_argument, add_output_arguments, positive_int, positive_seconds
 
 _PROTOCOL = """\
 serving protocol: the archive holds the model as resource interpkit/model.pkl (called as
@@ -58,7 +58,8 @@ def configure_parser(sub) -> None:
 
 def run(args) -> int:
     from interpkit.analyzer.console import err_console, is_quiet
-    from interpkit.analyzer.output import check_namespace_count, emit
+    from interpkit.output import check_namespace_count
+    from interpkit.core.write import emit
     from interpkit.serve.server import serve_package
 
     if args.backend == "namespaces":

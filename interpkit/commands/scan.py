@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interpkit.analyzer.output import CONCISE, add_exit_zero_argument, add_output_arguments, add_rule_arguments, positive_seconds
+from interpkit.output import CONCISE, add_exit_zero_argument, add_output_arguments, add_rule_arguments, positive_seconds
 
 
 def configure_parser(sub) -> None:
@@ -66,7 +66,7 @@ def _backends(text: str):
 
 def _check_configured_codes(config, pyproject) -> None:
     """A code in [tool.interpkit] select/ignore that names no rule is a typo, refused like on the command line."""
-    from interpkit.analyzer.output import unknown_rule_codes
+    from interpkit.output import unknown_rule_codes
     from interpkit.core.errors import InputError
 
     for key, codes in (("select", config.select), ("ignore", config.ignore)):
@@ -79,7 +79,7 @@ def _check_configured_codes(config, pyproject) -> None:
 def run(args) -> int:
     from dataclasses import replace
 
-    from interpkit.analyzer.output import exit_status
+    from interpkit.output import exit_status
     from interpkit.analyzer.scan import scan_paths
 
     _trace_path_as_path(args)
@@ -125,7 +125,7 @@ def _trace_path_as_path(args) -> None:
 
 
 def render(report, args) -> None:
-    from interpkit.analyzer.output import emit
+    from interpkit.core.write import emit
 
     if args.format == "json":
         from interpkit.analyzer.report.json import write as write_json

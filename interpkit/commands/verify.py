@@ -5,8 +5,7 @@ import sys
 from pathlib import Path
 
 from interpkit.core.errors import InputError
-from interpkit.analyzer.output import (CONCISE, add_exit_zero_argument, add_output_arguments, positive_int,
-                                       positive_seconds)
+from interpkit.output import CONCISE, add_exit_zero_argument, add_output_arguments, positive_int, positive_seconds
 
 
 def configure_parser(sub) -> None:
@@ -36,7 +35,7 @@ def configure_parser(sub) -> None:
 
 def run(args) -> int:
     from interpkit.core.findings import Backend
-    from interpkit.analyzer.output import check_namespace_count, require_paths
+    from interpkit.output import check_namespace_count, require_paths
 
     paths = list(args.paths) + ([args.site_packages] if args.site_packages else [])
     if not paths:
@@ -104,7 +103,7 @@ def render(report, args) -> None:
     import json
 
     from interpkit.analyzer.console import out_console
-    from interpkit.analyzer.output import emit
+    from interpkit.core.write import emit
 
     if args.format == "json":
         emit(json.dumps(report.to_json(), indent=2) + "\n", args.output)
