@@ -232,12 +232,13 @@ def _scan_found(found: Collected, config: Config, *, progress: bool | None, only
         for wheel in found.wheels:
             results.extend(_scan_wheel(wheel, config, only=only, advance=advance))
             advance()
-    report = Report(files=_dedupe(results), extras=extras)
-    for fr in report.files:
+    files = _dedupe(results)
+    for fr in files:
         fr.findings = [f for f in fr.findings if config.keep(f)]
         if not fr.verdicts:
             fr.compute_verdicts()
-    return report
+    # Built once, every contribution in hand (the plan's and the import graph's are in extras).
+    return Report(files=files, extras=extras)
 
 
 def _report_key(found: Collected, config: Config, only: str | None, model: ModelInput | None = None) -> str | None:

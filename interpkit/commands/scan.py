@@ -103,9 +103,9 @@ def run(args) -> int:
     report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only, cache=True,
                         model=model)
     if traces:
-        from interpkit.analyzer.tracing.trace import apply_traces
+        from interpkit.analyzer.tracing.trace import with_traces
 
-        apply_traces(report, traces, config)
+        report = with_traces(report, traces, config)
     render(report, args)
     return 0 if args.exit_zero else exit_status(report, config.fail_on)
 
