@@ -5,13 +5,13 @@ worker core's included, are internal to each extension, and exported helpers wou
 our own IK303 rule flags.
 
 Packages: `interpkit` is interpkit/, `interpkit.analyzer` is analyzer/, `interpkit.native`
-is native/, `interpkit.shims` is shims/ (package-dir in pyproject.toml); every subpackage
+is native/, `interpkit.serve` is serve/, `interpkit.shims` is shims/ (package-dir in pyproject.toml); every subpackage
 found in those folders is installed under that name, and nothing else at top level.
 """
 from setuptools import Extension, find_packages, setup
 
 FOLDERS = {"interpkit": "interpkit", "interpkit.analyzer": "analyzer", "interpkit.native": "native",
-           "interpkit.shims": "shims"}
+           "interpkit.serve": "serve", "interpkit.shims": "shims"}
 
 
 def packages() -> list[str]:

@@ -10,6 +10,7 @@ Families (bandit-style ranges; codes are never reused, removed rules stay listed
 """
 from __future__ import annotations
 
+import ast
 import enum
 import importlib
 import pkgutil
@@ -139,6 +140,24 @@ def all_rules() -> dict[str, RegisteredRule]:
                 raise AssertionError(f"rule code {registered.rule.code} defined twice")
             table[registered.rule.code] = registered
     return dict(sorted(table.items()))
+
+
+@cache
+def declared_codes() -> frozenset[str]:
+    """Every rule's code as its module declares it (`RULE = Rule(code="IKnnn", ...)`), read with
+    ast from the family folders without importing a rule: `--select`/`--ignore` are checked on
+    the command line before the scan, and importing the source families would load libcst for
+    an ELF-only scan. tests/rules checks it against `all_rules()`."""
+    rules = Path(__file__).resolve().parent / "rules"
+    codes = set()
+    for package in RULE_PACKAGES:
+        for path in sorted((rules / package.removeprefix(RULE_PACKAGE_PREFIX)).glob("*.py")):
+            for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+                if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "RULE" for t in node.targets)
+                        and isinstance(node.value, ast.Call)):
+                    codes.update(k.value.value for k in node.value.keywords
+                                 if k.arg == "code" and isinstance(k.value, ast.Constant))
+    return frozenset(codes)
 
 
 def rule_named(kind: str, name: str) -> RegisteredRule:

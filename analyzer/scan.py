@@ -124,7 +124,7 @@ def collect(paths: list[Path], *, only: str | None = None) -> Collected:
 
 def _dedupe(results: list[FileResult]) -> list[FileResult]:
     """The same file can be reached twice (named and imported); keep the richer entry."""
-    from interpkit.analyzer.cache import resolve
+    from interpkit.analyzer.plumbing.cache import resolve
 
     by_path: dict[str, FileResult] = {}
     order: list[str] = []
@@ -145,7 +145,7 @@ def _scan_wheel(wheel: Path, config: Config, *, only: str | None, advance: Calla
     """Unpack into a temp dir (checked first), scan the tree, report paths as `wheel!member`."""
     with tempfile.TemporaryDirectory(prefix="interpkit-wheel-") as tmp:
         try:
-            from interpkit.analyzer.archive import safe_extract
+            from interpkit.analyzer.plumbing.archive import safe_extract
 
             safe_extract(wheel, Path(tmp))
         except ArchiveError as exc:
@@ -206,51 +206,60 @@ class ModelInput:
 
 
 def scan_paths(paths, config: Config | None = None, *, progress: bool | None = False, only: str | None = None,
-               cache: bool = False, model: ModelInput | None = None) -> Report:
+               cache: bool = False, model: ModelInput | None = None, probe: bool = False) -> Report:
     """Scan the paths. cache=True (the CLI) also keeps whole reports in the scan cache: a scan of
-    an unchanged tree with the same configuration and code is then one read."""
-    from interpkit.analyzer.cache import one_scan
+    an unchanged tree with the same configuration and code is then one read. probe=True settles
+    unreadable subinterpreters declarations by calling the entry point in a throwaway child of
+    the matching CPython (analyzer/declaration_probe.py), before the report is built."""
+    from interpkit.analyzer.plumbing.cache import one_scan
 
     config = config or Config()
     with one_scan():   # real paths of folders are looked up once per scan (cache.realpath)
         found = collect([Path(p) for p in paths], only=only)
-        key = _report_key(found, config, only, model) if cache else None
+        key = _report_key(found, config, only, model, probe) if cache else None
         if key is not None:
             cached = _REPORTS.get(key)
             if cached is not None:
                 return cached
-        report = _scan_found(found, config, progress=progress, only=only, model=model)
+        report = _scan_found(found, config, progress=progress, only=only, model=model, probe=probe)
     if key is not None:
         _REPORTS.put(key, report)
     return report
 
 
 def _scan_found(found: Collected, config: Config, *, progress: bool | None, only: str | None,
-                model: ModelInput | None = None) -> Report:
+                model: ModelInput | None = None, probe: bool = False) -> Report:
     with _progress(found.total(), enabled=progress) as advance:
         results, extras = _scan_collected(found, config, advance=advance, model=model)
         for wheel in found.wheels:
             results.extend(_scan_wheel(wheel, config, only=only, advance=advance))
             advance()
-    report = Report(files=_dedupe(results), extras=extras)
-    for fr in report.files:
+    files = _dedupe(results)
+    if probe:
+        from interpkit.analyzer.declaration_probe import apply_probe
+
+        apply_probe(files)
+    for fr in files:
         fr.findings = [f for f in fr.findings if config.keep(f)]
         if not fr.verdicts:
             fr.compute_verdicts()
-    return report
+    # Built once, every contribution in hand (the plan's and the import graph's are in extras).
+    return Report(files=files, extras=extras)
 
 
-def _report_key(found: Collected, config: Config, only: str | None, model: ModelInput | None = None) -> str | None:
+def _report_key(found: Collected, config: Config, only: str | None, model: ModelInput | None = None,
+                probe: bool = False) -> str | None:
     """What a whole report depends on: every collected file as it is now (real path, size,
     mtime), the configuration, the analyzer's own code, and what import resolution and the
     closure search look at outside the tree (the interpreter, and each sys.path folder's mtime,
     which changes when a package is installed or removed). None: some file cannot be keyed."""
     import sys
 
-    from interpkit.analyzer.cache import code_fingerprint, file_key
+    from interpkit.analyzer.plumbing.cache import code_fingerprint, file_key
 
     parts = [repr(config), repr(only), sys.executable, os.environ.get("LD_LIBRARY_PATH", ""),
-             repr(sorted(model.traced.items())) if model else "", repr(model.entry_point) if model else ""]
+             repr(sorted(model.traced.items())) if model else "", repr(model.entry_point) if model else "",
+             "probe" if probe else ""]
     for path in [*found.python, *found.elf, *found.wheels, *found.packages]:
         key = file_key(path)
         if key is None:
@@ -300,7 +309,7 @@ class _ReportStore:
     def get(self, key: str) -> Report | None:
         import pickle
 
-        from interpkit.analyzer.cache import Store
+        from interpkit.analyzer.plumbing.cache import Store
 
         store = Store("reports-v1")
         blob = store.get(key) if store.enabled and store.trusted else None
@@ -316,7 +325,7 @@ class _ReportStore:
     def put(self, key: str, report: Report) -> None:
         import pickle
 
-        from interpkit.analyzer.cache import Store
+        from interpkit.analyzer.plumbing.cache import Store
 
         store = Store("reports-v1")
         if store.enabled:

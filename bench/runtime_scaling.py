@@ -15,7 +15,7 @@ free cores; on a shared machine the numbers are noisy, so compare within one run
 
 A second section serves a Python-bound model, the example torch.package archive of
 fixtures/models/make_example_package.py (a small MLP between pure-Python featurizing and
-post-processing, loaded by analyzer/serve_worker.py), ``--requests`` requests in calls of
+post-processing, loaded by serve/worker.py), ``--requests`` requests in calls of
 ``--chunk`` requests, best of ``--repeat`` interleaved rounds:
 
 * 1 interpreter: every call into interpreter 0;
@@ -87,7 +87,7 @@ def _shares(requests: int, workers: int) -> list[list[int]]:
 
 def serve_cpu(indices: list[int]) -> float:
     """Serve ``indices`` on this thread (model loaded); the thread's CPU seconds for it."""
-    from interpkit.analyzer.serve_worker import serve
+    from interpkit.serve.worker import serve
 
     started = time.thread_time()
     serve(indices)
@@ -115,7 +115,7 @@ def serve_threads(requests: int, threads: int, chunk: int) -> tuple[float, float
 
 def _load_in_process(archive: str) -> None:
     """multiprocessing initializer: the same loader the interpreters run."""
-    from interpkit.analyzer.serve_worker import load
+    from interpkit.serve.worker import load
 
     load(archive, "interpkit", "model.pkl", "requests.pkl", 1)
 
@@ -160,7 +160,7 @@ def model_rounds(runtime, archive: Path, args) -> dict[str, tuple[float, float |
     """
     import multiprocessing
 
-    runtime.call_all("interpkit.analyzer.serve_worker:load", str(archive), "interpkit", "model.pkl", "requests.pkl", 1)
+    runtime.call_all("interpkit.serve.worker:load", str(archive), "interpkit", "model.pkl", "requests.pkl", 1)
     everything = _chunks(list(range(args.requests)), args.chunk)
     halves = [_chunks(share, args.chunk) for share in _shares(args.requests, 2)]
     target = "runtime_scaling:serve_cpu"
@@ -192,7 +192,7 @@ def model_rounds(runtime, archive: Path, args) -> dict[str, tuple[float, float |
 
 
 _WORKLOAD_MODULE = """\
-import interpkit.analyzer.serve_worker as _worker
+import interpkit.serve.worker as _worker
 _worker.load({archive!r}, "interpkit", "model.pkl", "requests.pkl", 1)
 
 
@@ -280,7 +280,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=960,
                         help="model requests per round (rounds under ~0.3 s are at the mercy of one scheduler blip)")
     parser.add_argument("--chunk", type=int, default=4, help="model requests per call")
-    parser.add_argument("--archive", type=Path, help="torch.package archive following analyzer/serve.py's "
+    parser.add_argument("--archive", type=Path, help="torch.package archive following serve/server.py's "
                         "protocol (default: the example, built in a temporary folder)")
     args = parser.parse_args()
     sections = {name.strip() for name in args.sections.split(",") if name.strip()}

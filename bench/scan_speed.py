@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_FOLDERS = ("interpkit", "analyzer", "core", "native", "shims")   # pyproject's package-dir
+PACKAGE_FOLDERS = ("interpkit", "analyzer", "core", "native", "serve", "shims")   # pyproject's package-dir
 
 
 def byte_compile_interpkit() -> str:

@@ -5,7 +5,7 @@ layers of ``--width`` x ``--width`` float32: 6 x 4096 gives 403 MB of weights) a
 ``--requests`` requests of it in each of these set-ups, one after the other, measuring the Pss
 (docs/facts.md fact 6) of everything that serves while it is all alive:
 
-* interpreters, weights mapped: ``interpkit run``'s default (analyzer/serve_weights.py): the
+* interpreters, weights mapped: ``interpkit run``'s default (serve/weights.py): the
   archive's storages are slices of one file mapping, the page cache's one copy shared by all;
 * interpreters, weights copied: torch.package's own reading, a heap copy per interpreter
   (``--weights copied``, how `run` served before);
@@ -16,7 +16,7 @@ layers of ``--width`` x ``--width`` float32: 6 x 4096 gives 403 MB of weights) a
 
 The interpreters run through ``serve_package`` (the sandboxed serving child of `interpkit run`),
 so their Pss is that child's; every other row is the sum of its processes' Pss. Every set-up
-loads the model through analyzer/serve_worker.py, with one intra-op thread per interpreter or
+loads the model through serve/worker.py, with one intra-op thread per interpreter or
 process, and the answers of the mapped N-interpreter run are checked against interpreter 0
 alone (``check``). Target: N = 4 interpreters with mapped weights cost at most 2x one.
 
@@ -50,7 +50,7 @@ def write_archive(out: Path, width: int, layers: int, examples: int) -> int:
     """The MLP archive; returns its weight bytes."""
     import torch
 
-    from interpkit.analyzer.serve import export_model
+    from interpkit.serve.server import export_model
 
     torch.manual_seed(0)
     blocks: list = []
@@ -67,7 +67,7 @@ def write_archive(out: Path, width: int, layers: int, examples: int) -> int:
 
 
 def _serve_in_this_process(archive: str, requests: int, weights: str) -> None:
-    from interpkit.analyzer import serve_worker
+    from interpkit.serve import worker as serve_worker
 
     serve_worker.load(archive, "interpkit", "model.pkl", "requests.pkl", 1, weights)
     serve_worker.serve(list(range(requests)))
@@ -95,7 +95,7 @@ def forked_main(archive: str, requests: int, children: int, freeze: bool) -> Non
         if pid == 0:
             os.close(ready_r)
             os.close(release_w)
-            from interpkit.analyzer import serve_worker
+            from interpkit.serve import worker as serve_worker
 
             serve_worker.serve(list(range(requests)))
             os.write(ready_w, b"r")
@@ -135,7 +135,7 @@ def measure_processes(argv_tail: list[str], copies: int) -> int:
 
 
 def measure_interpreters(archive: Path, interpreters: int, requests: int, weights: str) -> tuple[int, dict]:
-    from interpkit.analyzer.serve import serve_package
+    from interpkit.serve.server import serve_package
 
     result = serve_package(archive, interpreters=interpreters, requests=requests, batch=1,
                            check=interpreters > 1 and weights == "mapped", threads_per_interpreter=1,

@@ -5,7 +5,8 @@ mapped here by ``package-dir`` in pyproject.toml:
 
     interpkit.core      analyzer-independent bottom layer: findings, errors (core/ here)
     interpkit.native    the runtimes: namespaces, subinterpreters, the sandbox (native/)
-    interpkit.analyzer  scan: ELF and source facts, rules, reports; verify, memory, serve (analyzer/)
+    interpkit.analyzer  scan: ELF and source facts, rules, reports; verify, memory, trace (analyzer/)
+    interpkit.serve     `interpkit run`: a torch.package archive served by N interpreters (serve/)
     interpkit.shims     patch: relink, per-interpreter copies, rebuild, wheel repair (shims/)
     interpkit.cli       the command line; interpkit.commands holds one module per subcommand
 """

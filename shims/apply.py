@@ -157,7 +157,7 @@ def tree_sha256(path: Path) -> str:
 
 def _merge_manifest(new: Path, target: Path) -> None:
     """Single files patched into one folder share its manifest: add this input's modules."""
-    from interpkit.analyzer.output import write_atomic
+    from interpkit.core.write import write_atomic
 
     data = json.loads(new.read_text())
     if target.is_file():

@@ -170,7 +170,7 @@ def probe_legacy(source: Path, module: str, interpreters: int = 2, *, with_copie
     """
     import sysconfig
 
-    from interpkit.analyzer.modules import abi_matches, module_location
+    from interpkit.analyzer.plumbing.modules import abi_matches, module_location
     from interpkit.native import sandbox
     from interpkit.native.sandbox.outcome import ProbeOutcome, merge_steps, outcome_from_records
 

@@ -258,7 +258,7 @@ def _write_copies_manifest(root: Path, outcomes: dict[Path, FileOutcome], every_
 
 def _verify(outcomes: dict[Path, FileOutcome], results: list[FileResult], options: Options, when: str) -> None:
     """Probe each extension in the real runtimes; copies are probed with and without the hook."""
-    from interpkit.analyzer.verify import verify_results
+    from interpkit.analyzer.verification.verify import verify_results
 
     extensions = [fr for fr in results if fr.kind is FileKind.EXTENSION]
     if not extensions:

@@ -17,7 +17,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from interpkit.analyzer.archive import check_archive, open_archive, safe_extract
+from interpkit.analyzer.plumbing.archive import check_archive, open_archive, safe_extract
 from interpkit.core.errors import ArchiveError
 from interpkit.shims.tree import COPIES_MANIFEST, patch_tree
 

@@ -11,7 +11,7 @@ from interpkit.analyzer.elf.facts import ClosureFacts, ElfFacts, facts_for
 from interpkit.analyzer.elf.image import is_elf
 from interpkit.analyzer.elf.modinit import InitKind, infer_from_delegate
 from interpkit.core.findings import FileKind, FileResult
-from interpkit.analyzer.modules import enclosing_packages
+from interpkit.analyzer.plumbing.modules import enclosing_packages
 from interpkit.analyzer.registry import RegisteredRule, rules_for
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _closure_facts(facts: ElfFacts, dependencies) -> ClosureFacts:
 def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable | None = None,
                       closure: bool = True) -> list[FileResult]:
     """One FileResult per input (kind extension, library or error), then one per closure dependency."""
-    from interpkit.analyzer.cache import one_scan
+    from interpkit.analyzer.plumbing.cache import one_scan
 
     # One scan: the real path of each folder is looked up once (cache.realpath), for the facts
     # cache's keys and the closure's dependencies alike (torch's 12 closures ask 144 times).
@@ -112,7 +112,7 @@ def analyze_elf_files(paths: list[Path], config: Config, *, progress: Callable |
 
 
 def _analyze(paths: list[Path], config: Config, progress: Callable | None, closure: bool) -> list[FileResult]:
-    from interpkit.analyzer.cache import realpath
+    from interpkit.analyzer.plumbing.cache import realpath
 
     rules = elf_rules()
     results: list[FileResult] = []

@@ -24,7 +24,7 @@ from interpkit.analyzer.elf.image import (DF_STATIC_TLS, DT_FLAGS, DT_NEEDED, DT
                                 SHT_NOBITS, ElfImage)
 from interpkit.analyzer.elf.init_imports import NO_INIT_IMPORTS, InitImports, read_init_imports
 from interpkit.analyzer.elf.modinit import InitInfo, ModuleInit, read_module_inits
-from interpkit.analyzer.workers import Background
+from interpkit.analyzer.plumbing.workers import Background
 from interpkit.analyzer.elf.symbols import LINKER_SYMBOLS, STT_OBJECT, Symbols
 from interpkit.analyzer.elf.torch_library import NONE as NO_OP_LIBRARY, OpLibraryFacts, start_op_library
 
@@ -405,7 +405,7 @@ class FactsCache:
 
     @staticmethod
     def key(path: Path, options: FactsOptions) -> tuple:
-        from interpkit.analyzer.cache import realpath   # os.path.realpath, folders remembered inside one_scan()
+        from interpkit.analyzer.plumbing.cache import realpath   # os.path.realpath, folders remembered inside one_scan()
 
         stat = os.stat(path)
         return (realpath(path), stat.st_size, stat.st_mtime_ns, options)
@@ -450,10 +450,10 @@ class _DiskFacts:
         self._pid = None
 
     def _open(self):
-        from interpkit.analyzer.cache import Store, code_fingerprint
+        from interpkit.analyzer.plumbing.cache import Store, code_fingerprint
         from interpkit.analyzer.elf import image, init_imports, modinit, search, slot_stores, symbols, torch_library
 
-        from interpkit.analyzer.cache import cache_root
+        from interpkit.analyzer.plumbing.cache import cache_root
 
         # reopened in a forked child (no shared connection) and when the cache folder changes
         where = (os.getpid(), cache_root())
@@ -470,7 +470,7 @@ class _DiskFacts:
     def get(self, path: Path, options: FactsOptions) -> "ElfFacts | None":
         import pickle
 
-        from interpkit.analyzer.cache import file_key
+        from interpkit.analyzer.plumbing.cache import file_key
 
         store = self._open()
         if not store.enabled or not store.trusted:
@@ -488,7 +488,7 @@ class _DiskFacts:
     def put(self, path: Path, options: FactsOptions, facts: "ElfFacts") -> None:
         import pickle
 
-        from interpkit.analyzer.cache import file_key
+        from interpkit.analyzer.plumbing.cache import file_key
 
         store = self._open()
         key = file_key(path, options, self._print) if store.enabled else None

@@ -32,7 +32,7 @@ from typing import Callable
 from interpkit.analyzer.elf import search
 from interpkit.analyzer.elf.image import ElfImage
 from interpkit.analyzer.elf.search import Finder
-from interpkit.analyzer.workers import Background
+from interpkit.analyzer.plumbing.workers import Background
 
 DEF, FRAGMENT, IMPL, LEGACY = "def", "fragment", "impl", "legacy"
 

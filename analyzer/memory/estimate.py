@@ -335,7 +335,7 @@ def extension_files_of_module(name: str, python: str = sys.executable) -> list[P
     A package contributes every extension file inside it that ``python`` could import; a
     pure-Python module contributes nothing (libpython alone carries it).
     """
-    from interpkit.analyzer.modules import abi_matches
+    from interpkit.analyzer.plumbing.modules import abi_matches
     from interpkit.analyzer.source.imports import find_module_spec
 
     parts = name.split(".")

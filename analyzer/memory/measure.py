@@ -48,7 +48,7 @@ class Workload:
 
 def workload_for(paths: list[Path], modules: list[str], call: str | None) -> Workload:
     """Extension files and Python files among ``paths`` are imported by name from their sys.path root."""
-    from interpkit.analyzer.modules import module_location
+    from interpkit.analyzer.plumbing.modules import module_location
 
     names: list[str] = []
     roots: list[str] = []
@@ -183,7 +183,7 @@ def not_installed(workload: Workload, python: str) -> str | None:
 def abi_mismatch(workload: Workload, python: str) -> str | None:
     """A reason when an extension file of the workload was built for another Python than ``python``."""
     from interpkit.analyzer.memory.estimate import _soabi
-    from interpkit.analyzer.modules import abi_matches
+    from interpkit.analyzer.plumbing.modules import abi_matches
 
     soabi = _soabi(python)
     for file in workload.files:

@@ -375,7 +375,7 @@ class MemoryReport:
         prediction (dashed, the same colour); written atomically (a PNG, all or nothing)."""
         import io
 
-        from interpkit.analyzer.output import write_atomic
+        from interpkit.core.write import write_atomic
 
         try:
             import matplotlib

@@ -37,7 +37,7 @@ def pieces(report: Report) -> Iterator[str]:
 
 def write(report: Report, output: Path | None) -> None:
     """render(report) to `output` (stdout when None) as it is encoded, all or nothing for a file."""
-    from interpkit.analyzer.output import emit
+    from interpkit.core.write import emit
 
     emit(pieces(report), output)
 

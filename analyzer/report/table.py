@@ -143,7 +143,7 @@ def summary_line(report: Report) -> Text:
     )
     if s["errors"]:
         text.append(f", {s['errors']} unreadable", style="bold red")
-    from interpkit.analyzer.output import export_check_failed
+    from interpkit.analyzer.report.export_check import export_check_failed
 
     if export_check_failed(report):
         text.append(", export check failed", style="bold red")

@@ -7,12 +7,12 @@ from typing import Callable
 
 from interpkit.analyzer.config import Config
 from interpkit.core.findings import FileKind, FileResult
-from interpkit.analyzer.cache import resolve
+from interpkit.analyzer.plumbing.cache import resolve
 from interpkit.analyzer.source.imports import ImportReader, ModuleKind, ModuleNames, build_import_graph
 from interpkit.analyzer.source.packaging import ModelObject, check_export, plan_packaging, scan_package_archive
 from interpkit.analyzer.source.batch import analyze_sources
 from interpkit.analyzer.source.batch import analyze_source_files
-from interpkit.analyzer.workers import Background, lent_workers
+from interpkit.analyzer.plumbing.workers import Background, lent_workers
 
 __all__ = ["analyze_source_files", "scan_model", "scan_package_archive"]
 
@@ -173,7 +173,7 @@ def _remembered_export_check(plan, graph) -> dict:
     size and mtime), so a warm scan of an unchanged tree does not export again."""
     import sys
 
-    from interpkit.analyzer.cache import file_key, remembered
+    from interpkit.analyzer.plumbing.cache import file_key, remembered
     from interpkit.analyzer.source.packaging import torch_available
 
     files = sorted(str(n.path) for n in graph.nodes.values() if n.path is not None)

@@ -6,7 +6,7 @@ need LibCST. Workers are spawned processes (the parent may hold threads or torch
 small chunks and send each chunk's results back as soon as it is done, so memory stays at the
 report plus a few chunks in flight, and progress advances as files finish.
 
-The cache is `source-v2.sqlite` in the scan cache folder (interpkit.analyzer.cache). An entry is keyed by the file's real
+The cache is `source-v2.sqlite` in the scan cache folder (interpkit.analyzer.plumbing.cache). An entry is keyed by the file's real
 path, size and mtime, the module name it was read as (relative imports depend on it) and a
 fingerprint of the tool version, the enabled rules and the analysis code, so a stale entry is
 never used: a changed file, rule set or interpkit version misses.
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from interpkit.analyzer.cache import Store, code_fingerprint, file_key, resolve
+from interpkit.analyzer.plumbing.cache import Store, code_fingerprint, file_key, resolve
 from interpkit.analyzer.config import Config
 from interpkit.core.findings import Backend, FileKind, FileResult, Finding, Severity, Verdict
 
@@ -89,7 +89,7 @@ _WORKER_RULES: dict = {}
 
 def _run_chunk(job: tuple[list[tuple[str, ImportModule | None]], Config, bool]) -> list[str]:
     """Analyze a few files in a worker process; one JSON text per file (result and imports)."""
-    from interpkit.analyzer.gc_pause import gc_paused
+    from interpkit.analyzer.plumbing.gc_pause import gc_paused
     from interpkit.analyzer.source.walk import analyze_file, source_rules
 
     items, config, fast = job
@@ -164,7 +164,7 @@ def _analyze(todo: list[int], paths: list[Path], import_modules: dict, config: C
     if jobs > 1 and len(todo) >= POOL_THRESHOLD:
         import concurrent.futures
 
-        from interpkit.analyzer.workers import worker_pool
+        from interpkit.analyzer.plumbing.workers import worker_pool
 
         pool, owned = worker_pool(min(jobs, len(chunks)))   # lent on to the import graph inside lent_workers()
         pending: dict = {}

@@ -20,9 +20,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interpkit.analyzer.cache import resolve
+from interpkit.analyzer.plumbing.cache import resolve
 from interpkit.analyzer.config import Config
-from interpkit.analyzer.modules import enclosing_packages
+from interpkit.analyzer.plumbing.modules import enclosing_packages
 from interpkit.analyzer.source.installed import editable_projects
 
 EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
@@ -411,7 +411,7 @@ _MATCH_KINDS = (ast.Match,)
 def read_imports(path: Path, module: str, is_package: bool, *, eager: bool = False) -> list[ImportRef]:
     """Import statements of one file; an unreadable or unparsable file has none (the rule pass reports it).
     eager: only those that run at import time (imports_from_tree)."""
-    from interpkit.analyzer.gc_pause import gc_paused
+    from interpkit.analyzer.plumbing.gc_pause import gc_paused
 
     with gc_paused():   # the tree has no cycles: the collector would only walk it (a third of the cost)
         # the tree must be gone before the collector resumes, or its first young-generation
@@ -526,7 +526,7 @@ class ImportReader:
     so the graph, are the same as reading each file when its turn comes."""
 
     def __init__(self, *, cache: bool = True, jobs: int | None = None) -> None:
-        from interpkit.analyzer.cache import Store, code_fingerprint
+        from interpkit.analyzer.plumbing.cache import Store, code_fingerprint
 
         self.store = Store(IMPORTS_CACHE, enabled=cache)
         self.print_ = code_fingerprint([Path(__file__)], f"python{sys.version_info[:2]}") if self.store.enabled else ""
@@ -543,7 +543,7 @@ class ImportReader:
         self.owned = False   # the pool is ours to shut down (not lent by the rule pass)
 
     def _key(self, item: tuple) -> str | None:
-        from interpkit.analyzer.cache import file_key
+        from interpkit.analyzer.plumbing.cache import file_key
 
         if not self.store.enabled:
             return None
@@ -592,7 +592,7 @@ class ImportReader:
             self._start_pool()
 
     def _start_pool(self) -> None:
-        from interpkit.analyzer.workers import worker_pool
+        from interpkit.analyzer.plumbing.workers import worker_pool
 
         try:
             # inside lent_workers() the rule pass's workers, already started (spawned, not forked)

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path, PurePosixPath
 
-from interpkit.analyzer.archive import check_archive, open_archive, read_member, serialized_torch_format
+from interpkit.analyzer.plumbing.archive import check_archive, open_archive, read_member, serialized_torch_format
 from interpkit.analyzer.config import Config
 from interpkit.core.errors import ArchiveError
 from interpkit.core.findings import FileKind, FileResult
 from interpkit.analyzer.source.imports import ImportGraph, ModuleKind, package_has_extension
 from interpkit.analyzer.source.installed import editable_project_of
 
-# where the model goes in the archive: analyzer/serve.py serves this resource
+# where the model goes in the archive: serve/server.py serves this resource
 MODEL_PACKAGE, MODEL_RESOURCE = "interpkit", "model.pkl"
 # torch.package's importer provides these itself; every other standard-library module,
 # sys and io included, must be extern'ed or an interned module that imports it fails to export

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from interpkit.core.errors import InputError
-from interpkit.analyzer.output import add_exit_zero_argument, add_output_arguments, positive_seconds
+from interpkit.output import add_exit_zero_argument, add_output_arguments, positive_seconds
 
 _BACKEND_CHOICES = ("namespaces", "subinterpreters", "copies", "processes", "threads", "forked", "forked-frozen",
                     "all")
@@ -91,9 +91,9 @@ def run(args) -> int:
     from interpkit.analyzer.memory.estimate import collect_inputs, estimate_files
     from interpkit.analyzer.memory.measure import measure, workload_for
     from interpkit.analyzer.memory.report import MemoryReport
-    from interpkit.analyzer.output import emit
+    from interpkit.core.write import emit
 
-    from interpkit.analyzer.output import check_namespace_count, require_paths
+    from interpkit.output import check_namespace_count, require_paths
 
     if not args.paths and not args.modules:
         raise InputError("cannot measure nothing (give extension PATHs or --import MOD)")
@@ -156,7 +156,7 @@ def _print_table(report, output: Path | None) -> None:
     from io import StringIO
 
     from interpkit.analyzer.console import file_console, out_console
-    from interpkit.analyzer.output import emit
+    from interpkit.core.write import emit
 
     if output is None:
         out_console().print(report)  # the terminal's width, or unbounded off a terminal

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from interpkit.core.errors import FileFormatError, InputError
-from interpkit.analyzer.output import add_exit_zero_argument, add_quiet_argument, positive_int, positive_seconds
+from interpkit.output import add_exit_zero_argument, add_quiet_argument, positive_int, positive_seconds
 
 BACKEND_CHOICES = ("namespaces", "subinterpreters", "copies", "all")
 
@@ -48,7 +48,8 @@ def run(args) -> int:
     import json
 
     from interpkit.core.findings import Backend
-    from interpkit.analyzer.output import check_namespace_count, emit, require_paths, write_atomic
+    from interpkit.output import check_namespace_count, require_paths
+    from interpkit.core.write import emit, write_atomic
     from interpkit.shims.apply import Options, PatchReport, patch_input
 
     if not (args.outdir or args.check or args.dry_run):

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 from interpkit.core.errors import InputError
-from interpkit.analyzer.output import add_exit_zero_argument, add_output_arguments, positive_int, positive_seconds
+from interpkit.output import add_exit_zero_argument, add_output_arguments, positive_int, positive_seconds
 
 _PROTOCOL = """\
 serving protocol: the archive holds the model as resource interpkit/model.pkl (called as
 model(request), or model.batch(requests) for --batch > 1) and a non-empty list of example
 requests as interpkit/requests.pkl; request k is requests[k % len(requests)]. Write such an
-archive with interpkit.analyzer.serve.export_model(out, model, requests, intern=[...]); the example:
+archive with interpkit.serve.server.export_model(out, model, requests, intern=[...]); the example:
 python fixtures/models/make_example_package.py example.pt"""
 
 
@@ -58,8 +58,9 @@ def configure_parser(sub) -> None:
 
 def run(args) -> int:
     from interpkit.analyzer.console import err_console, is_quiet
-    from interpkit.analyzer.output import check_namespace_count, emit
-    from interpkit.analyzer.serve import serve_package
+    from interpkit.output import check_namespace_count
+    from interpkit.core.write import emit
+    from interpkit.serve.server import serve_package
 
     if args.backend == "namespaces":
         check_namespace_count(args.interpreters)

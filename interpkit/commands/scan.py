@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interpkit.analyzer.output import CONCISE, add_exit_zero_argument, add_output_arguments, add_rule_arguments, positive_seconds
+from interpkit.output import CONCISE, add_exit_zero_argument, add_output_arguments, add_rule_arguments, positive_seconds
 
 
 def configure_parser(sub) -> None:
@@ -69,7 +69,7 @@ def _backends(text: str):
 
 def _check_configured_codes(config, pyproject) -> None:
     """A code in [tool.interpkit] select/ignore that names no rule is a typo, refused like on the command line."""
-    from interpkit.analyzer.output import unknown_rule_codes
+    from interpkit.output import unknown_rule_codes
     from interpkit.core.errors import InputError
 
     for key, codes in (("select", config.select), ("ignore", config.ignore)):
@@ -82,7 +82,7 @@ def _check_configured_codes(config, pyproject) -> None:
 def run(args) -> int:
     from dataclasses import replace
 
-    from interpkit.analyzer.output import exit_status
+    from interpkit.output import exit_status
     from interpkit.analyzer.scan import scan_paths
 
     _trace_path_as_path(args)
@@ -99,20 +99,16 @@ def run(args) -> int:
     if args.trace is not None:
         # the trace runs first: what it saw loaded feeds the packaging plan, and its entry point
         # is the model object the export check pickles
-        from interpkit.analyzer.trace import model_input, run_trace, targets_for
+        from interpkit.analyzer.tracing.trace import model_input, run_trace, targets_for
 
         traces = [run_trace(target, config, timeout=args.trace_timeout) for target in targets_for(args.trace, args.paths)]
         model = model_input(traces)
     report = scan_paths(args.paths, config, progress=progress and not args.quiet, only=args.only, cache=True,
-                        model=model)
+                        model=model, probe=args.probe)
     if traces:
-        from interpkit.analyzer.trace import apply_traces
+        from interpkit.analyzer.tracing.trace import with_traces
 
-        apply_traces(report, traces, config)
-    if args.probe:
-        from interpkit.analyzer.declaration_probe import apply_probe
-
-        apply_probe(report.files)
+        report = with_traces(report, traces, config)
     render(report, args)
     return 0 if args.exit_zero else exit_status(report, config.fail_on)
 
@@ -124,7 +120,7 @@ def _trace_path_as_path(args) -> None:
     from interpkit.core.errors import InputError
 
     if isinstance(args.trace, str):
-        from interpkit.analyzer.trace import parse_target
+        from interpkit.analyzer.tracing.trace import parse_target
 
         args.paths = [parse_target(args.trace).entry]
         return
@@ -132,7 +128,7 @@ def _trace_path_as_path(args) -> None:
 
 
 def render(report, args) -> None:
-    from interpkit.analyzer.output import emit
+    from interpkit.core.write import emit
 
     if args.format == "json":
         from interpkit.analyzer.report.json import write as write_json

@@ -5,8 +5,7 @@ import sys
 from pathlib import Path
 
 from interpkit.core.errors import InputError
-from interpkit.analyzer.output import (CONCISE, add_exit_zero_argument, add_output_arguments, positive_int,
-                                       positive_seconds)
+from interpkit.output import CONCISE, add_exit_zero_argument, add_output_arguments, positive_int, positive_seconds
 
 
 def configure_parser(sub) -> None:
@@ -36,7 +35,7 @@ def configure_parser(sub) -> None:
 
 def run(args) -> int:
     from interpkit.core.findings import Backend
-    from interpkit.analyzer.output import check_namespace_count, require_paths
+    from interpkit.output import check_namespace_count, require_paths
 
     paths = list(args.paths) + ([args.site_packages] if args.site_packages else [])
     if not paths:
@@ -57,10 +56,10 @@ def run(args) -> int:
 
 def _verify_paths(paths, backend, args):
     """Scan the paths' ELF files (wheels unpacked for the duration), probe each extension module by its import name."""
-    from interpkit.analyzer.archive import unpacked_wheels
+    from interpkit.analyzer.plumbing.archive import unpacked_wheels
     from interpkit.analyzer.config import Config
     from interpkit.analyzer.scan import scan_paths
-    from interpkit.analyzer.verify import VerifyReport, verifiable, verify_results
+    from interpkit.analyzer.verification.verify import VerifyReport, verifiable, verify_results
 
     with unpacked_wheels(paths) as unpacked:
         report = scan_paths(unpacked.paths, Config(follow_imports=False), only="elf",
@@ -87,8 +86,8 @@ def _verify_paths(paths, backend, args):
 def _verify_environment(args):
     """A whole site-packages under CPython subinterpreters: every PyInit_* of every binary,
     one child per module, crashes blamed on a compiled dependency when it crashes alone too."""
-    from interpkit.analyzer.verify import VerifyReport
-    from interpkit.analyzer.verify_corpus import verify_environment
+    from interpkit.analyzer.verification.verify import VerifyReport
+    from interpkit.analyzer.verification.corpus import verify_environment
     from interpkit.core.findings import Backend
 
     if not args.site_packages.is_dir():
@@ -104,7 +103,7 @@ def render(report, args) -> None:
     import json
 
     from interpkit.analyzer.console import out_console
-    from interpkit.analyzer.output import emit
+    from interpkit.core.write import emit
 
     if args.format == "json":
         emit(json.dumps(report.to_json(), indent=2) + "\n", args.output)

@@ -152,8 +152,11 @@ class FileResult:
 REPORT_SCHEMA = "interpkit-report/1"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Report:
+    """One scan's result, built once with every contribution (the trace's too: a new Report,
+    tracing/trace.py `with_traces`); frozen so that nothing rebinds its files or extras later."""
+
     files: list[FileResult] = field(default_factory=list)
     # Extra top-level sections (packaging plan, verification, memory ...), rendered as-is in JSON.
     extras: dict = field(default_factory=dict)

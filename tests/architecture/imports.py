@@ -18,6 +18,7 @@ FOLDERS: dict[str, str] = {
     "interpkit": "interpkit",
     "interpkit.analyzer": "analyzer",
     "interpkit.native": "native",
+    "interpkit.serve": "serve",
     "interpkit.shims": "shims",
 }
 
@@ -148,13 +149,15 @@ def cycles(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[list[
 
 # The layers, bottom first. A module may import its own layer and the layers below it, never
 # one above: core knows nothing of interpkit; the runtimes (native) only core; the analyzer
-# (scan, verify, memory, serve) core and native; the shims (patch) may use the analyzer; the
+# (scan, verify, memory, trace) core and native; serving (`interpkit run`) the analyzer's
+# smaps reader; the shims (patch) may use the analyzer; the
 # command line sits on top. The root package `interpkit` (its __init__: the `interpkit.scan`
 # facade) and `python -m interpkit` belong to the top.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("interpkit.core",)),
     ("native", ("interpkit.native",)),
     ("analyzer", ("interpkit.analyzer",)),
+    ("serve", ("interpkit.serve",)),
     ("shims", ("interpkit.shims",)),
     ("cli", ("interpkit.cli", "interpkit.commands", "interpkit.__main__", "interpkit")),
 )

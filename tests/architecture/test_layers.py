@@ -1,4 +1,4 @@
-"""One dependency direction (core <- native <- analyzer <- shims <- cli) and no import cycles.
+"""One dependency direction (core <- native <- analyzer <- serve <- shims <- cli) and no import cycles.
 
 The graph is read from the source with ast, function-local imports included (see imports.py).
 The last tests plant a violation and a cycle in a copy of the tree and check they are caught,

@@ -82,7 +82,7 @@ def test_a_library_missing_where_the_probe_runs_is_not_agreement(tmp_path):
     from fixtures.build import FIXTURES_DIR
     from interpkit.analyzer.config import Config
     from interpkit.analyzer.scan import scan_paths
-    from interpkit.analyzer.verify import verify_results
+    from interpkit.analyzer.verification.verify import verify_results
     from interpkit.core.findings import Backend, Verdict
 
     dependency = tmp_path / "libik_dependency.so"

@@ -74,7 +74,7 @@ def test_export_with_the_plan_then_run_in_two_interpreters(checkout, traced_scan
     """The plan as printed exports the real model (atomically) and `run -n 2` answers as one interpreter does."""
     plan = traced_scan["packaging_plan"]
     archive = tmp_path / "maskrcnn.pt"
-    script = ("import json, sys\nfrom interpkit.analyzer.serve import export_model\nimport model\n"
+    script = ("import json, sys\nfrom interpkit.serve.server import export_model\nimport model\n"
               "plan = json.loads(sys.argv[2])\n"
               "export_model(sys.argv[1], model.build(), model.example(), intern=plan['intern'], "
               "extern=plan['extern'], mock=plan['mock'])\n")

@@ -10,7 +10,7 @@ import pytest
 from interpkit.analyzer.elf import facts as facts_module, modinit, search
 from interpkit.analyzer.elf.image import SHT_DYNSYM, SHT_REL, SHT_RELA, ElfImage
 from interpkit.analyzer.elf.symbols import Symbols
-from interpkit.analyzer.workers import Background
+from interpkit.analyzer.plumbing.workers import Background
 
 from tests.elf.test_struct_reader import damaged
 

@@ -87,7 +87,7 @@ def test_binaries_without_torch_have_no_op_library_facts(built_fixtures):
 
 @pytest.mark.integration  # loads torch in two namespaced interpreters
 def test_verify_loads_an_op_library_as_torch_does_in_each_interpreter(built_fixtures, torch_dir):
-    from interpkit.analyzer.verify import verify_results
+    from interpkit.analyzer.verification.verify import verify_results
 
     path = built_fixtures("maskrcnn_oplib")
     files = analyze_elf_files([path], Config())
@@ -106,7 +106,7 @@ def test_verify_loads_an_op_library_as_torch_does_in_each_interpreter(built_fixt
 def test_verify_observes_the_copies_failure_ik209_predicts(built_fixtures, torch_dir):
     """Each copies interpreter loads its own libtorch_python against the one libtorch: the c10
     registry refuses the second PyInterpreterHooks, so the op library cannot load there."""
-    from interpkit.analyzer.verify import verify_results
+    from interpkit.analyzer.verification.verify import verify_results
 
     files = analyze_elf_files([built_fixtures("maskrcnn_oplib")], Config())
     [row] = verify_results(files, Backend.COPIES, interpreters=2, timeout=300)

@@ -74,7 +74,7 @@ def test_verify_torch_c_is_observed(realstack_python, tmp_path):
 _EXPORT = """
 import sys
 sys.path[:0] = [sys.argv[2]]
-from interpkit.analyzer.serve import export_model
+from interpkit.serve.server import export_model
 from realstack_models import DETECTORS, _image
 from realstack_package import Detector
 name = "fasterrcnn_mobilenet_v3_large_320_fpn"

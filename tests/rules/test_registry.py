@@ -39,3 +39,20 @@ def test_loading_the_elf_rules_does_not_import_libcst():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False"]
+
+
+def test_declared_codes_are_the_loaded_rules_codes():
+    from interpkit.analyzer.registry import all_rules, declared_codes
+
+    assert declared_codes() == frozenset(all_rules())
+
+
+def test_select_validation_imports_no_rule_family():
+    """`--select`/`--ignore` are checked from the rule modules' source: an ELF-only scan's
+    command line never loads the source families' parser (libcst) nor any rule module."""
+    code = ("import sys\nfrom interpkit.output import rule_codes, unknown_rule_codes\n"
+            "assert rule_codes('IK1,IK203') == ('IK1', 'IK203')\n"
+            "print(unknown_rule_codes(['IK999', 'IK4', 'XY']))\n"
+            "print(sorted(m for m in sys.modules if m == 'libcst' or m.startswith('interpkit.analyzer.rules.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["['IK999', 'XY']", "[]"]

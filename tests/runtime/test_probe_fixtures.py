@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from interpkit.analyzer.modules import module_location
+from interpkit.analyzer.plumbing.modules import module_location
 from fixtures.build import FixtureUnavailable, build_fixture
 from interpkit.native.sandbox.probe import probe_module
 from tests.runtime.runtime_helpers import REPO_ROOT, run_python

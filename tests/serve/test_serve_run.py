@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from interpkit.cli import main
-from interpkit.analyzer.serve import JSON_SCHEMA, SCHEMA
+from interpkit.serve.server import JSON_SCHEMA, SCHEMA
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -50,7 +50,7 @@ def example_archive(tmp_path_factory) -> Path:
 
 def _export(out: Path, model_class: str, requests: list) -> Path:
     code = (f"import sys; sys.path[:0] = [{str(HERE)!r}, {str(REPO_ROOT)!r}]\n"
-            "from interpkit.analyzer.serve import export_model\n"
+            "from interpkit.serve.server import export_model\n"
             f"from ik_serve_models import {model_class}\n"
             f"export_model({str(out)!r}, {model_class}(), {requests!r}, intern=['ik_serve_models'])\n")
     done = _child([sys.executable, "-c", code])
@@ -100,7 +100,7 @@ print(json.dumps(answers))
 
 _SERVED = """\
 import json, sys
-from interpkit.analyzer.serve import serve_package
+from interpkit.serve.server import serve_package
 result = serve_package(sys.argv[1], interpreters=2, requests=int(sys.argv[2]), batch=int(sys.argv[3]),
                        keep_answers=True, check=False)
 print(json.dumps({"answers": result.answers, "served": result.per_interpreter_requests}))
@@ -212,7 +212,7 @@ def test_threads_per_interpreter_is_used_and_shown(example_archive):
 
 _HOST = """\
 import json, sys
-from interpkit.analyzer.serve import serve_package
+from interpkit.serve.server import serve_package
 from interpkit.native.namespaces.runtime import opened_namespaces
 result = serve_package(sys.argv[1], interpreters=2, requests=4, check=False)
 print(json.dumps({"served": sum(result.per_interpreter_requests), "namespaces": opened_namespaces(),
@@ -237,7 +237,7 @@ def test_a_failed_export_leaves_no_partial_archive(tmp_path):
     out = tmp_path / "model.pt"
     out.write_bytes(b"the archive of an earlier export")
     code = (f"import sys; sys.path[:0] = [{str(HERE)!r}, {str(REPO_ROOT)!r}]\n"
-            "from interpkit.analyzer.serve import export_model\n"
+            "from interpkit.serve.server import export_model\n"
             "from ik_serve_models import CountingModel\n"
             f"export_model({str(out)!r}, CountingModel(), [1, 2], mock=['ik_serve_models'])\n")
     done = _child([sys.executable, "-c", code])

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.torch, pytest.mark.skipif(not HAS_TORCH, reason="torch
 # Two Linear layers (weights and biases: four storages) and four example requests.
 _EXPORT = """
 import sys, torch
-from interpkit.analyzer.serve import export_model
+from interpkit.serve.server import export_model
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 8)).eval()
 export_model(sys.argv[1], model, [torch.randn(1, 64) for _ in range(4)])
@@ -42,7 +42,7 @@ def mlp_archive(tmp_path_factory) -> Path:
 
 
 def _serve(archive: Path, interpreters: int, weights: str):
-    from interpkit.analyzer.serve import serve_package
+    from interpkit.serve.server import serve_package
 
     return serve_package(archive, interpreters=interpreters, requests=8, batch=1, keep_answers=True,
                          threads_per_interpreter=1, weights=weights, timeout=300)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from interpkit.analyzer import cache
+from interpkit.analyzer.plumbing import cache
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.source import imports
 from interpkit.analyzer.source.imports import ImportReader, build_import_graph, imports_from_tree, read_imports

@@ -65,7 +65,7 @@ def test_real_paths_inside_one_scan_equal_the_full_walk(tmp_path, monkeypatch):
     missing and relative paths, asked in any order, again and again."""
     from pathlib import Path
 
-    from interpkit.analyzer import cache
+    from interpkit.analyzer.plumbing import cache
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a" / "b" / "c").mkdir(parents=True)

@@ -10,7 +10,7 @@ import pytest
 
 from interpkit.analyzer.config import Config
 from interpkit.analyzer.scan import scan_paths
-from interpkit.analyzer.trace import TraceTarget, apply_trace, parse_target, targets_for
+from interpkit.analyzer.tracing.trace import TraceTarget, parse_target, targets_for, with_trace
 from interpkit.core.errors import InputError
 from interpkit.analyzer.source.batch import analyze_source_files
 from interpkit.core.findings import FileKind, Report
@@ -53,11 +53,11 @@ def test_the_trace_finds_an_extension_only_a_call_imports(tmp_path, built_fixtur
     report = scan_paths([model], config)
     assert not [f for f in report.files if f.kind is FileKind.EXTENSION]   # statically invisible
 
-    apply_trace(report, [TraceTarget(model)], config)
+    report = with_trace(report, [TraceTarget(model)], config)
     [summary] = report.extras["trace"]
     assert summary["ok"] and summary["extensions_only_in_trace"] == []     # importing alone loads nothing
 
-    apply_trace(report, [TraceTarget(model, "build")], config)
+    report = with_trace(report, [TraceTarget(model, "build")], config)
     [summary] = report.extras["trace"]
     assert summary["ok"] and summary["extensions_only_in_trace"] == ["clean"]
     [found] = [f for f in report.files if f.kind is FileKind.EXTENSION]
@@ -80,7 +80,7 @@ def test_a_model_that_crashes_raises_or_hangs_is_one_error_entry(tmp_path, body,
     # The rule pass alone (scan_paths would also run the export check, which imports the model too).
     report = Report(files=analyze_source_files([model], config))
     before = list(report.files)
-    apply_trace(report, [TraceTarget(model)], config, timeout=3)
+    report = with_trace(report, [TraceTarget(model)], config, timeout=3)
     assert report.files[:len(before)] == before            # the scan's own results stand
     [error] = report.files[len(before):]
     assert error.kind is FileKind.ERROR and expected in error.error and "\n" not in error.error

@@ -1,11 +1,11 @@
-"""Worker pools lent from the rule pass to the import graph (analyzer/workers.py), with real processes."""
+"""Worker pools lent from the rule pass to the import graph (analyzer/plumbing/workers.py), with real processes."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from interpkit.analyzer.workers import lent_workers, worker_pool
+from interpkit.analyzer.plumbing.workers import lent_workers, worker_pool
 
 
 def _pid(_: object = None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from interpkit.analyzer.modules import abi3_floor
+from interpkit.analyzer.plumbing.modules import abi3_floor
 from interpkit.native import pythons
 
 TAGS = {"3.12": "312", "3.13": "313", "3.14": "314", "3.15": "315"}

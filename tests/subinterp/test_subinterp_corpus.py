@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from interpkit.analyzer.verify_corpus import site_module_name, verify_site_packages
+from interpkit.analyzer.verification.corpus import site_module_name, verify_site_packages
 from interpkit.native.subinterpreters.runtime import ModuleTarget, probe_modules
 from tests.subinterp.conftest import DATETIME_TEARDOWN_CRASH
 

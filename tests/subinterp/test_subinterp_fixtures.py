@@ -129,7 +129,7 @@ def test_verify_site_packages_on_fixture_environment(built, version, tmp_path):
     a binary is probed, and shared objects count as a failure."""
     import shutil
 
-    from interpkit.analyzer.verify_corpus import verify_site_packages
+    from interpkit.analyzer.verification.corpus import verify_site_packages
 
     paths, _ = built
     package = tmp_path / "site" / "pkg"

@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from interpkit.core.findings import Backend, Finding, Severity, Verdict
-from interpkit.analyzer.modules import enclosing_packages
+from interpkit.analyzer.plumbing.modules import enclosing_packages
 from interpkit.analyzer.registry import Fixable, Rule
 
 RULE = Rule(

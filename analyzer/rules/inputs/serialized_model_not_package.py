@@ -54,7 +54,7 @@ RULE = Rule(
 
 
 def check(path: Path, file_format: str | None) -> list[Finding]:
-    """One finding naming what the file is (`file_format`, from analyzer.archive), or nothing."""
+    """One finding naming what the file is (`file_format`, from analyzer.plumbing.archive), or nothing."""
     if file_format is None:
         return []
     return [RULE.finding(Path(path), f"is a {file_format}, not a torch.package archive: no Python source inside to scan")]

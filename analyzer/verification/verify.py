@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from interpkit.core.findings import Backend, FileKind, FileResult, Verdict
-from interpkit.analyzer.modules import abi3_floor, abi_matches, extension_tag, module_location
+from interpkit.analyzer.plumbing.modules import abi3_floor, abi_matches, extension_tag, module_location
 from interpkit.native.sandbox.outcome import ObservedStatus, ProbeOutcome
 
 OBSERVED_STATUSES = tuple(s.value for s in ObservedStatus if s is not ObservedStatus.SHARED_STATE)

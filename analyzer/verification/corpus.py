@@ -19,8 +19,8 @@ from typing import Any
 from interpkit.analyzer.config import Config
 from interpkit.core.errors import InputError
 from interpkit.core.findings import Backend, FileKind, Verdict
-from interpkit.analyzer.modules import abi_matches
-from interpkit.analyzer.verify import Verification, confusion
+from interpkit.analyzer.plumbing.modules import abi_matches
+from interpkit.analyzer.verification.verify import Verification, confusion
 
 # Columns of the status matrix: what the probe saw, finer than ok/fail.
 OBSERVED_COLUMNS = ("ok", "import_error", "shared_state", "crash", "hang", "error", "skipped")

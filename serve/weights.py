@@ -1,6 +1,6 @@
 """Map a torch.package archive's tensor storages from the file instead of copying them into the heap.
 
-Runs inside each serving interpreter (analyzer/serve_worker.py), so it depends on the standard
+Runs inside each serving interpreter (serve/worker.py), so it depends on the standard
 library and torch only. ``PackageImporter`` reads every storage record into a fresh heap buffer
 (``PyTorchFileReader.get_storage_from_record``), so N interpreters hold N copies of the weights,
 exactly like N processes. torch.package writes every record *stored* (uncompressed) and aligned

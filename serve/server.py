@@ -10,7 +10,7 @@ The serving protocol (what an archive must hold):
 
 ``export_model`` writes such an archive; fixtures/models/make_example_package.py uses it for the
 example model. Answers cross interpreters as pickles of plain Python (tensors become lists
-inside the interpreter, analyzer/serve_worker.py), so the host process never imports torch.
+inside the interpreter, serve/worker.py), so the host process never imports torch.
 
 ``serve_package`` runs all of it in a sandboxed child (interpkit.native.sandbox; this process
 never hosts a runtime): the child streams progress, then the result, then tears the
@@ -36,16 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interpkit.analyzer.serve_weights import Weights
+from interpkit.serve.weights import Weights
 from interpkit.core.errors import InputError
 
 SCHEMA = "interpkit-run/1"
 MODEL_PACKAGE = "interpkit"
 MODEL_RESOURCE = "model.pkl"
 REQUESTS_RESOURCE = "requests.pkl"
-#: How the interpreters get the archive's tensor storages (analyzer/serve_weights.py).
+#: How the interpreters get the archive's tensor storages (serve/weights.py).
 WEIGHTS = tuple(str(choice) for choice in Weights)
-_WORKER = "interpkit.analyzer.serve_worker"
+_WORKER = "interpkit.serve.worker"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _NUMBER = {"type": "number"}
@@ -416,7 +416,7 @@ _FAILURE_KINDS = {"input": InputError}
 
 
 def _child_main() -> None:
-    """``python -m interpkit.analyzer.serve``: serve one job (sandbox protocol), stream the
+    """``python -m interpkit.serve.server``: serve one job (sandbox protocol), stream the
     result before tearing the interpreters down, then report the teardown as its own step."""
     from interpkit.analyzer.memory.smaps import read_rollup
     from interpkit.native import Runtime, sandbox
@@ -478,7 +478,7 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
     intra-op pools (None: cores ÷ N; 0: the libraries' defaults); ``torch_threads`` (default:
     the same) is what torch.set_num_threads gets in each. ``weights="mapped"`` (the default) maps
     the archive's tensor storages from the file, so the interpreters share one copy of the
-    weights in the page cache (analyzer/serve_weights.py); ``"copied"`` is torch.package's own
+    weights in the page cache (serve/weights.py); ``"copied"`` is torch.package's own
     reading, one heap copy per interpreter. Raises InputError for an archive
     that does not follow the protocol or a model that fails to load or answer (one line, the
     remote exception's type and message).
@@ -509,7 +509,7 @@ def serve_package(archive: str | os.PathLike, *, interpreters: int, requests: in
     # every streamed record restarts it.
     limits = sandbox.Limits(timeout_s=None if timeout is None else timeout + TEARDOWN_TIMEOUT_S + 60,
                             progress_events=("progress", "served", "step", "step_done"))
-    with sandbox.Child([sys.executable, "-X", "faulthandler", "-m", "interpkit.analyzer.serve"], job,
+    with sandbox.Child([sys.executable, "-X", "faulthandler", "-m", "interpkit.serve.server"], job,
                        limits=limits, env=env) as child:
         for record in child:
             if record.get("event") == "progress" and progress is not None:

@@ -1,6 +1,6 @@
 """The serving side inside each interpreter: load a torch.package model once, answer batches of requests.
 
-Imported by name inside every namespaced interpreter (analyzer/serve.py calls ``load`` and
+Imported by name inside every namespaced interpreter (serve/server.py calls ``load`` and
 ``serve`` there), so it depends on the standard library and torch only. The host sends
 request *indices*, not requests: each interpreter reads the requests from its own copy of
 the archive, so the host never unpickles a tensor and never imports torch. Answers go back
@@ -12,7 +12,7 @@ import re
 import warnings
 from typing import Any
 
-from interpkit.analyzer.serve_weights import MappedRecords, Weights, file_backed_bytes
+from interpkit.serve.weights import MappedRecords, Weights, file_backed_bytes
 
 _MANGLE_PREFIX = re.compile(r"<torch_package_\d+>\.")
 _model: Any = None
@@ -24,7 +24,7 @@ def load(archive: str, package: str, resource: str, requests_resource: str, torc
     """Load the model and the example requests from ``archive``; returns what was loaded.
 
     ``weights`` is ``"mapped"`` (tensor storages are slices of one file mapping of the archive,
-    shared by every interpreter through the page cache; analyzer/serve_weights.py) or
+    shared by every interpreter through the page cache; serve/weights.py) or
     ``"copied"`` (torch.package's own reading: a heap copy per interpreter).
     """
     global _model, _requests

@@ -4,7 +4,7 @@ The static import graph cannot see imports made at run time (lazy-module machine
 transformers' `_LazyModule`, `importlib.import_module(name_from_config)`, plugins) nor
 libraries mapped by `dlopen`. The trace imports the entry module in a child process
 (interpkit.native.sandbox: timeout, own process group, killed with its children) running
-analyzer/trace_child.py, optionally calls `module.callable()`, and records every module in
+analyzer/tracing/child.py, optionally calls `module.callable()`, and records every module in
 `sys.modules` with a file and every shared object in `/proc/self/maps`. That is unioned with
 the static scan: extensions and shared objects only the trace found are scanned like the
 rest (with their DT_NEEDED closure) and marked `found_by: trace`; the report's `trace` key
@@ -27,7 +27,7 @@ from interpkit.core.findings import FileKind, FileResult, Report
 from interpkit.native import guest
 
 DEFAULT_TIMEOUT_S = 300.0
-_CHILD = Path(__file__).resolve().parent / "trace_child.py"
+_CHILD = Path(__file__).resolve().parent / "child.py"
 _CHANNEL = Path(guest.__file__).resolve().with_name("channel.py")
 # Folders whose libraries are the system's (glibc, libstdc++, ...): loaded by everything,
 # shared by design, not something a model brings.
@@ -157,23 +157,32 @@ def model_input(traces: list[Trace]):
     return ModelInput(traced=traced, entry_point=entry_point)
 
 
-def apply_trace(report: Report, targets: list[TraceTarget], config: Config, *,
-                python: str = sys.executable, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-    """Run each trace and union what it loaded with the report (in place)."""
-    apply_traces(report, [run_trace(t, config, python=python, timeout=timeout) for t in targets], config)
+def with_trace(report: Report, targets: list[TraceTarget], config: Config, *,
+               python: str = sys.executable, timeout: float = DEFAULT_TIMEOUT_S) -> Report:
+    """Run each trace; the report with what they loaded (see with_traces)."""
+    return with_traces(report, [run_trace(t, config, python=python, timeout=timeout) for t in targets], config)
 
 
-def apply_traces(report: Report, traces: list[Trace], config: Config) -> None:
-    """Union what each trace loaded with the report (in place)."""
+def with_traces(report: Report, traces: list[Trace], config: Config) -> Report:
+    """A new report: the scan's files, then what each trace loaded that the scan did not reach,
+    and the traces' summaries as `extras["trace"]`. The scan's report is left as it was built
+    (it may be the scan cache's entry)."""
+    added, summaries = _trace_contribution(report, traces, config)
+    return Report(files=[*report.files, *added], extras={**report.extras, "trace": summaries})
+
+
+def _trace_contribution(report: Report, traces: list[Trace], config: Config) -> tuple[list[FileResult], list[dict]]:
+    """The files the traces add to the report, in trace order, and one summary per trace."""
     from interpkit.analyzer.elf.analyze import analyze_elf_files
     from interpkit.analyzer.elf.closure import is_libpython
 
     static = {_real(fr.path) for fr in report.files if fr.kind in (FileKind.EXTENSION, FileKind.LIBRARY)}
+    contributed: list[FileResult] = []
     summaries = []
     for trace in traces:
         target = trace.target
         if trace.error:
-            report.files.append(FileResult(target.entry, FileKind.ERROR, error=f"cannot trace {target.label} ({trace.error})"))
+            contributed.append(FileResult(target.entry, FileKind.ERROR, error=f"cannot trace {target.label} ({trace.error})"))
         by_file = {_real(path): name for name, path in trace.extensions.items()}
         extensions = sorted(path for path in by_file if path not in static)
         libraries = sorted({_real(p) for p in trace.shared_objects} - static - set(by_file)
@@ -198,7 +207,7 @@ def apply_traces(report: Report, traces: list[Trace], config: Config) -> None:
                 fr.findings = [replace(f, chain=chain) for f in fr.findings if config.keep(f)]
                 fr.compute_verdicts()
                 added.append(fr)
-        report.files.extend(added)
+        contributed.extend(added)
         static_modules = {m["name"] for m in (report.extras.get("imports") or {}).get("modules", [])}
         summaries.append({
             "target": target.label, "ok": trace.error is None, "error": trace.error, "seconds": trace.seconds,
@@ -208,4 +217,4 @@ def apply_traces(report: Report, traces: list[Trace], config: Config) -> None:
             "extensions_only_in_trace": sorted(by_file[p] for p in extensions),
             "shared_objects_only_in_trace": [p for p in libraries],
         })
-    report.extras["trace"] = summaries
+    return contributed, summaries

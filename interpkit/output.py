@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterable
 
 from interpkit.core.errors import InputError
+from interpkit.analyzer.report.export_check import export_check_failed
 from interpkit.core.findings import Report, Severity
 
 
@@ -86,9 +85,9 @@ def require_paths(paths, verb: str) -> None:
 
 def unknown_rule_codes(codes) -> list[str]:
     """The codes or prefixes that select no rule at all (ALL, IK, IK2, IK203 are fine)."""
-    from interpkit.analyzer.registry import REMOVED_CODES, all_rules
+    from interpkit.analyzer.registry import REMOVED_CODES, declared_codes
 
-    known = list(all_rules()) + list(REMOVED_CODES)
+    known = list(declared_codes()) + list(REMOVED_CODES)
     return [c for c in codes if c.upper() != "ALL" and not any(k.startswith(c.upper()) for k in known)]
 
 
@@ -98,41 +97,6 @@ def rule_codes(text: str) -> tuple[str, ...]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown rule code {', '.join(unknown)} (`interpkit rules` lists them)")
     return codes
-
-
-def write_atomic(path: Path, text: str | bytes | Iterable[str]) -> None:
-    """Write via a temp file in the same folder and rename: readers see all or nothing. `text`
-    may come in pieces (a site-packages JSON report is megabytes, encoded as it is written),
-    or be bytes (a picture)."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"cannot write {path} (no such directory {folder})")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        if isinstance(text, bytes):
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(text)
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.writelines([text] if isinstance(text, str) else text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def emit(text: str | Iterable[str], output: Path | None) -> None:
-    if output is None:
-        import sys
-
-        sys.stdout.writelines([text] if isinstance(text, str) else text)
-        sys.stdout.flush()
-    else:
-        write_atomic(output, text)
 
 
 def exit_status(report: Report, fail_on: Severity) -> int:
@@ -145,9 +109,3 @@ def exit_status(report: Report, fail_on: Severity) -> int:
     if export_check_failed(report):
         return 1
     return 0
-
-
-def export_check_failed(report: Report) -> bool:
-    """The packaging plan's real export ran and did not export, or did not import back."""
-    check = (report.extras.get("packaging_plan") or {}).get("export_check") or {}
-    return bool(check.get("ran")) and not (check.get("ok") and check.get("loads"))
