@@ -27,6 +27,11 @@ class Config:
     # The runtimes the user serves with (`--backend`, [tool.interpkit] backend): a finding that
     # affects none of them is not reported and sets no exit status. Empty: every backend.
     backends: tuple[Backend, ...] = ()
+    # `scan --python PATH|X.Y`: the Python the scanned tree is judged for (default: inferred from
+    # the tree, else the running one); `target` is what the scan resolved it to
+    # (source.target_python.TargetPython), set by the scan driver.
+    python: str | None = None
+    target: object = None
 
     def enabled(self, code: str) -> bool:
         return code_matches(code, self.select) and not code_matches(code, self.ignore)
