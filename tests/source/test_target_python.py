@@ -68,6 +68,11 @@ def test_cp314_tree_resolves_as_314_does(cp314_tree, named_pythons):
     python = named_pythons("3.14")["3.14"]
     report = scan_paths([cp314_tree], cache=False).to_json()
 
+    import jsonschema
+
+    from interpkit.analyzer.report.json import load_schema
+
+    jsonschema.validate(report, load_schema())
     target = report["target_python"]
     assert (target["version"], target["found_by"]) == ("3.14", "extension tags")
     assert Path(target["executable"]).resolve() == Path(python).resolve()
