@@ -151,3 +151,21 @@ def test_python_option_without_that_python_is_one_line_exit_2(tmp_path, wanted):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert "--python" in lines[0]
+
+
+def test_a_version_no_python_here_has_keeps_our_files_out(tmp_path):
+    """Built for a CPython this machine lacks: the tree alone is the search path, the stdlib is
+    known by name, and the report says why no interpreter was asked."""
+    package = tmp_path / "lib" / "python3.99" / "site-packages" / "plainpkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("import json\nimport pytest\nfrom . import helper\n")
+    (package / "helper.py").write_text("import os\n")
+    report = scan_paths([package.parent], cache=False).to_json()
+    target = report["target_python"]
+    assert (target["version"], target["executable"], target["found_by"]) == ("3.99", None, "layout")
+    assert "3.99" in target["reason"]
+    modules = {m["name"]: m for m in report["imports"]["modules"]}
+    assert modules["json"]["kind"] == "stdlib" and "path" not in modules["json"]
+    assert modules["pytest"]["kind"] == "missing"          # installed here, not there
+    assert modules["plainpkg.helper"]["kind"] == "python"
+    assert _leaks(report) == []
