@@ -144,6 +144,22 @@ def resolve_python(wanted: str, configured: tuple[str, ...] = ()) -> str:
     return str(info.executable)
 
 
+def layout_interpreter(scanned: list[Path], version: tuple[int, int]) -> str | None:
+    """`<prefix>/bin/pythonX.Y` beside a scanned `<prefix>/lib/pythonX.Y/site-packages` (a venv's
+    or an installation's own interpreter, whose search path is that site-packages), if it runs."""
+    from interpkit.native import pythons
+
+    for path in scanned:
+        here = Path(os.path.abspath(path))
+        for folder in (here, *here.parents):
+            if folder.name in ("site-packages", "dist-packages") and folder.parent.name == "python%d.%d" % version:
+                candidate = folder.parent.parent.parent / "bin" / ("python%d.%d" % version)
+                info = pythons.inspect_python(str(candidate)) if candidate.is_file() else None
+                if info is not None and not isinstance(info, str) and tuple(info.version[:2]) == version:
+                    return str(candidate)
+    return None
+
+
 def inferred_version(extensions: list[Path], scanned: list[Path]) -> tuple[tuple[int, int] | None, str]:
     """(version, how it was found) the tree is built for: its extensions' CPython tags when they
     all agree, else a `lib/pythonX.Y/site-packages` above a scanned path; (None, "") when neither."""
@@ -176,10 +192,12 @@ def target_for(wanted: str | None, extensions: list[Path], scanned: list[Path],
         return None
     from interpkit.native import pythons
 
-    info = pythons.python_for_version("%d.%d" % version, configured)
-    if info is not None:
+    # the tree's own interpreter first (a venv's sees its site-packages), else any of that version
+    own = layout_interpreter(scanned, version)
+    info = pythons.python_for_version("%d.%d" % version, configured) if own is None else None
+    if own is not None or info is not None:
         try:
-            return ask(str(info.executable), found_by)
+            return ask(own or str(info.executable), found_by)
         except InputError as exc:
             reason = str(exc)
     else:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from interpkit.analyzer.config import Config
 from interpkit.analyzer.scan import scan_paths
 
 pytestmark = pytest.mark.integration
@@ -168,4 +169,29 @@ def test_a_version_no_python_here_has_keeps_our_files_out(tmp_path):
     assert modules["json"]["kind"] == "stdlib" and "path" not in modules["json"]
     assert modules["pytest"]["kind"] == "missing"          # installed here, not there
     assert modules["plainpkg.helper"]["kind"] == "python"
+    assert _leaks(report) == []
+
+
+def test_a_venv_layout_is_judged_by_its_own_interpreter(tmp_path, python_for):
+    """A venv of another Python, scanned from here: its own bin/pythonX.Y is the target, so an
+    import of a package installed only in that venv resolves there (and not in ours)."""
+    version = "3.13" if sys.version_info[:2] != (3, 13) else "3.12"
+    subprocess.run([python_for(version), "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True,
+                   capture_output=True, timeout=300)
+    site_packages = tmp_path / "venv" / "lib" / f"python{version}" / "site-packages"
+    (site_packages / "onlythere").mkdir(parents=True)
+    (site_packages / "onlythere" / "__init__.py").write_text("")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.py").write_text("import json\nimport onlythere\n")
+    # the venv named by --python; its layout alone when its folder is what is scanned
+    report = scan_paths([model / "model.py"], Config(python=str(tmp_path / "venv" / "bin" / f"python{version}")),
+                        cache=False).to_json()
+    modules = {m["name"]: m for m in report["imports"]["modules"]}
+    assert modules["onlythere"]["path"] == str(site_packages / "onlythere" / "__init__.py")
+    assert f"/python{version}/" in modules["json"]["path"]
+    (site_packages / "usesit.py").write_text("import onlythere\n")
+    report = scan_paths([site_packages], cache=False).to_json()
+    assert report["target_python"]["executable"] == str(tmp_path / "venv" / "bin" / f"python{version}")
+    assert report["target_python"]["found_by"] == "layout"
     assert _leaks(report) == []
