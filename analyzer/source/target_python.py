@@ -5,8 +5,10 @@ A cp314 site-packages scanned by interpkit running on 3.11 must not resolve `imp
 standard library and installed packages are another set of files. The target comes from
 `scan --python PATH|X.Y`, else from the tree itself: the CPython version tags of its extension
 file names when they all agree (`*.cpython-314-x86_64-linux-gnu.so`), else a
-`lib/pythonX.Y/site-packages` folder above a scanned path. No target (or the running Python's
-own version): the running Python, as before.
+`lib/pythonX.Y/site-packages` folder above a scanned path. The interpreter of an inferred
+version is the layout's own `<prefix>/bin/pythonX.Y` when it runs (a venv's sees its
+site-packages), else the first of that version interpkit.native.pythons finds. No target (or
+the running Python's own version): the running Python, as before.
 
 The target is asked once, in a child of its own (`-I`: its installation's search path, not
 ours), for its folders and names; the answer is kept per executable for the process. Nothing is
