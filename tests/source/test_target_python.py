@@ -142,6 +142,8 @@ def test_python_option_names_the_target(tmp_path, named_pythons):
     assert Path(report["target_python"]["executable"]).resolve() == Path(python).resolve()
     modules = {m["name"]: m for m in report["imports"]["modules"]}
     assert "/python3.14/" in modules["json"]["path"]
+    table = _interpkit("scan", tmp_path / "model.py", "--python", "3.14", "--no-progress")
+    assert f"judged for CPython 3.14 ({report['target_python']['executable']}; from --python)" in table.stdout
 
 
 @pytest.mark.parametrize("wanted", ["/nonexistent/bin/python3.14", "3.99", "three"])
