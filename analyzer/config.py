@@ -118,6 +118,8 @@ def load_config(pyproject: Path | None) -> Config:
             cfg = replace(cfg, backends=parse_backends(section["backend"]))
         if "interpreters" in section:
             cfg = replace(cfg, interpreters=tuple(map(str, section["interpreters"])))
+        if "python" in section:   # what `scan --python` sets: the Python the tree is judged for
+            cfg = replace(cfg, python=str(section["python"]))
     except (TypeError, ValueError) as exc:
         raise InputError(f"cannot use [tool.interpkit] in {pyproject} ({exc})") from None
     return cfg

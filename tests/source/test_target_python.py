@@ -146,6 +146,16 @@ def test_python_option_names_the_target(tmp_path, named_pythons):
     assert f"judged for CPython 3.14 ({report['target_python']['executable']}; from --python)" in table.stdout
 
 
+def test_pyproject_python_key_names_the_target(tmp_path, named_pythons):
+    named_pythons("3.14")
+    (tmp_path / "pyproject.toml").write_text('[tool.interpkit]\npython = "3.14"\n')
+    (tmp_path / "model.py").write_text("import json\n")
+    out = tmp_path / "report.json"
+    done = _interpkit("scan", tmp_path / "model.py", "--format", "json", "-o", out)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert json.loads(out.read_text())["target_python"]["version"] == "3.14"
+
+
 @pytest.mark.parametrize("wanted", ["/nonexistent/bin/python3.14", "3.99", "three"])
 def test_python_option_without_that_python_is_one_line_exit_2(tmp_path, wanted):
     (tmp_path / "model.py").write_text("import json\n")
