@@ -27,6 +27,11 @@ class Config:
     # The runtimes the user serves with (`--backend`, [tool.interpkit] backend): a finding that
     # affects none of them is not reported and sets no exit status. Empty: every backend.
     backends: tuple[Backend, ...] = ()
+    # `scan --python PATH|X.Y`: the Python the scanned tree is judged for (default: inferred from
+    # the tree, else the running one); `target` is what the scan resolved it to
+    # (source.target_python.TargetPython), set by the scan driver.
+    python: str | None = None
+    target: object = None
 
     def enabled(self, code: str) -> bool:
         return code_matches(code, self.select) and not code_matches(code, self.ignore)
@@ -113,6 +118,8 @@ def load_config(pyproject: Path | None) -> Config:
             cfg = replace(cfg, backends=parse_backends(section["backend"]))
         if "interpreters" in section:
             cfg = replace(cfg, interpreters=tuple(map(str, section["interpreters"])))
+        if "python" in section:   # what `scan --python` sets: the Python the tree is judged for
+            cfg = replace(cfg, python=str(section["python"]))
     except (TypeError, ValueError) as exc:
         raise InputError(f"cannot use [tool.interpkit] in {pyproject} ({exc})") from None
     return cfg

@@ -216,6 +216,7 @@ def scan_paths(paths, config: Config | None = None, *, progress: bool | None = F
     config = config or Config()
     with one_scan():   # real paths of folders are looked up once per scan (cache.realpath)
         found = collect([Path(p) for p in paths], only=only)
+        config = _with_target(config, found, paths)
         key = _report_key(found, config, only, model, probe) if cache else None
         if key is not None:
             cached = _REPORTS.get(key)
@@ -225,6 +226,16 @@ def scan_paths(paths, config: Config | None = None, *, progress: bool | None = F
     if key is not None:
         _REPORTS.put(key, report)
     return report
+
+
+def _with_target(config: Config, found: Collected, paths) -> Config:
+    """config with `target` set: the Python the tree is judged for (source.target_python)."""
+    from interpkit.analyzer.source.target_python import target_for
+
+    if config.target is not None:
+        return config
+    target = target_for(config.python, found.elf, [Path(p) for p in paths], config.interpreters)
+    return replace(config, target=target) if target is not None else config
 
 
 def _scan_found(found: Collected, config: Config, *, progress: bool | None, only: str | None,
@@ -239,6 +250,8 @@ def _scan_found(found: Collected, config: Config, *, progress: bool | None, only
         from interpkit.analyzer.declaration_probe import apply_probe
 
         apply_probe(files)
+    if config.target is not None:
+        extras["target_python"] = config.target.to_json()
     for fr in files:
         fr.findings = [f for f in fr.findings if config.keep(f)]
         if not fr.verdicts:
@@ -267,7 +280,7 @@ def _report_key(found: Collected, config: Config, only: str | None, model: Model
         parts.append(key)
     parts += [e.error or "" for e in found.errors]
     here = os.getcwd()
-    for entry in sys.path:
+    for entry in config.target.search_path if config.target is not None else sys.path:
         if entry in ("", here):
             continue   # `python -m` puts the working folder first; writing the report there must not miss
         try:
@@ -277,7 +290,7 @@ def _report_key(found: Collected, config: Config, only: str | None, model: Model
     # an editable install's code lives in its checkout, whose edits touch no sys.path folder
     from interpkit.analyzer.source.installed import editable_projects
 
-    for folder in sorted(editable_projects()):
+    for folder in sorted(editable_projects(config.target.search_path if config.target is not None else None)):
         parts.append(f"{folder}:{_newest_source(folder)}")
     analyzer = Path(__file__).resolve().parent
     code = sorted(analyzer.rglob("*.py")) + sorted(analyzer.parent.joinpath("core").rglob("*.py"))

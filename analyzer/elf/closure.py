@@ -157,19 +157,20 @@ def find_library(soname: str, *, origin_file: Path, machine: int, elfclass: int,
 
 def locate_library(soname: str, *, origin_file: Path, machine: int, elfclass: int,
                    rpath: tuple[str, ...], runpath: tuple[str, ...],
-                   parent_rpaths: tuple[str, ...] = ()) -> tuple[Path | None, int]:
+                   parent_rpaths: tuple[str, ...] = (), running_packages: bool = True) -> tuple[Path | None, int]:
     """(path, BUNDLED/PACKAGE/SYSTEM) of the library ld.so would load for origin_file; (None, SYSTEM + 1)."""
     if "/" in soname:
         candidate = Path(soname)
         return (candidate, BUNDLED) if candidate.is_file() else (None, SYSTEM + 1)
-    return _first_in(soname, search_folders(origin_file, rpath, runpath, parent_rpaths), machine, elfclass,
-                     origin_file)
+    return _first_in(soname, search_folders(origin_file, rpath, runpath, parent_rpaths, running_packages), machine,
+                     elfclass, origin_file)
 
 
 def search_folders(origin_file: Path, rpath: tuple[str, ...], runpath: tuple[str, ...],
-                   parent_rpaths: tuple[str, ...] = ()) -> tuple[tuple[int, str], ...]:
+                   parent_rpaths: tuple[str, ...] = (), running_packages: bool = True) -> tuple[tuple[int, str], ...]:
     """(rank, folder) in the order locate_library tries them, each folder once: the same for
-    every soname a file needs."""
+    every soname a file needs. running_packages=False: a closure of a file built for another
+    CPython, whose libraries never come from the running Python's site-packages."""
     origin = origin_file.parent
     bundled: list[str] = []
     if not runpath:
@@ -185,7 +186,7 @@ def search_folders(origin_file: Path, rpath: tuple[str, ...], runpath: tuple[str
     # Python that runs the scan.
     own = site_packages_of(origin_file)
     packages = [str(d) for d in (package_lib_dirs_in(own) if own else ())]
-    packages += [str(d) for d in package_lib_dirs()]
+    packages += [str(d) for d in package_lib_dirs()] if running_packages else []
     seen: set[str] = set()
     out: list[tuple[int, str]] = []
     for rank, folders in ((BUNDLED, bundled), (SYSTEM, system), (PACKAGE, packages)):
@@ -287,6 +288,10 @@ def resolve_closure(root: Path, facts_of, lookups: dict | None = None) -> list[D
     only reused for the same question.
     """
     root_facts = facts_of(root)
+    # a root built for another CPython (a cp314 tree scanned from 3.11) is never served by the
+    # running Python's installed packages
+    tag = root_facts.python_tag
+    running_packages = tag is None or tag == tuple(sys.version_info[:2])
     queue: list[tuple[Path, tuple[str, ...]]] = [(root, ())]
     found: dict[str, Dependency] = {}
     ranks: dict[str, int] = {}
@@ -303,13 +308,13 @@ def resolve_closure(root: Path, facts_of, lookups: dict | None = None) -> list[D
                 continue
             env = os.environ.get("LD_LIBRARY_PATH", "")
             key = (soname, current, root_facts.machine, root_facts.elfclass, facts.rpath, facts.runpath,
-                   inherited_rpaths, env)
+                   inherited_rpaths, env, running_packages)
             answer = lookups.get(key) if lookups is not None else None
             if answer is None and "/" not in soname:
-                where = ("folders", current, facts.rpath, facts.runpath, inherited_rpaths, env)
+                where = ("folders", current, facts.rpath, facts.runpath, inherited_rpaths, env, running_packages)
                 folders = lookups.get(where) if lookups is not None else None
                 if folders is None:
-                    folders = search_folders(current, facts.rpath, facts.runpath, inherited_rpaths)
+                    folders = search_folders(current, facts.rpath, facts.runpath, inherited_rpaths, running_packages)
                     if lookups is not None:
                         lookups[where] = folders
                 listings = lookups.setdefault("listings", {}) if lookups is not None else None
@@ -317,7 +322,7 @@ def resolve_closure(root: Path, facts_of, lookups: dict | None = None) -> list[D
             elif answer is None:
                 answer = locate_library(soname, origin_file=current, machine=root_facts.machine,
                                         elfclass=root_facts.elfclass, rpath=facts.rpath, runpath=facts.runpath,
-                                        parent_rpaths=inherited_rpaths)
+                                        parent_rpaths=inherited_rpaths, running_packages=running_packages)
             if lookups is not None:
                 lookups[key] = answer
             path, rank = answer

@@ -98,6 +98,11 @@ def _renderables(report: Report, console: Console, *, show_clean: bool, quiet: b
         yield Text.assemble(("trace ", "bold"), trace["target"], ": ", state,
                             f"; {plural(len(only), 'extension')} only in the trace",
                             (f": {', '.join(only)}" if only else ""))
+    target = report.extras.get("target_python")
+    if target:
+        # the tree is built for another Python: its imports were resolved against that one's files
+        where = target["executable"] or f"none found: {target.get('reason', '')}"
+        yield Text.assemble(("judged for ", "bold"), f"CPython {target['version']} ({where}; from {target['found_by']})")
     yield summary_line(report)
 
 

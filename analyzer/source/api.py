@@ -58,11 +58,19 @@ def scan_model(entries: list[Path], config: Config, *, elf_analyzer: Callable[..
     # The plan needs only the graph; its export check (a child that imports torch, seconds) runs
     # while the reached sources and the extensions are analyzed here.
     plan = plan_packaging(graph, traced=traced, model=model)
-    export = Background(lambda: _remembered_export_check(plan, graph), "interpkit-export-check") if export_check else None
+    # The export imports the tree into the running Python: a tree built for another one
+    # (config.target) would fail there for that reason alone, which says nothing of the plan.
+    target = config.target
+    export = Background(lambda: _remembered_export_check(plan, graph), "interpkit-export-check") \
+        if export_check and target is None else None
     _analyze_reached(entry_files, entry_results, graph, config, elf_analyzer, results, module_names)
     plan_json = plan.to_json()
     if export is not None:
         plan_json["export_check"] = export.result()
+    elif target is not None:
+        plan_json["export_check"] = {"ran": False, "ok": None, "reason": (
+            f"the tree is built for CPython {target.short_version}; the export check imports it into the "
+            "running Python")}
     else:
         plan_json["export_check"] = {"ran": False, "ok": None, "reason": "export check disabled"}
     extras["imports"] = graph.to_json()

@@ -673,9 +673,15 @@ class _Resolver:
     `__editable___*_finder` of an editable install); parents' `submodule_search_locations`
     come from their own specs. The built-in and frozen importers are left to _classify."""
 
-    def __init__(self, search_path: list[str]) -> None:
+    def __init__(self, search_path: list[str], target=None) -> None:
         self.search_path = search_path
+        self.target = target
         self.specs: dict[str, importlib.machinery.ModuleSpec | None] = {}
+        if target is not None:
+            # another Python (target_python): only its path search, with its suffixes; the
+            # running Python's own finders (editable installs) belong to the running Python
+            self.finders = [_TargetPathFinder(target.extension_suffixes)]
+            return
         skip = (importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter)
         self.finders = [f for f in sys.meta_path if f not in skip]
         if importlib.machinery.PathFinder not in self.finders:
@@ -694,7 +700,7 @@ class _Resolver:
         spec = None
         for finder in self.finders:
             try:
-                if finder is importlib.machinery.PathFinder:
+                if finder is importlib.machinery.PathFinder or type(finder) is _TargetPathFinder:
                     if parent and not locations:
                         continue
                     spec = finder.find_spec(name, locations if parent else self.search_path)
@@ -706,6 +712,40 @@ class _Resolver:
             if spec is not None:
                 break
         self.specs[name] = spec
+        return spec
+
+
+class _TargetPathFinder:
+    """PathFinder.find_spec for another Python: a FileFinder per folder built with that Python's
+    extension suffixes (PathFinder's own come from sys.path_hooks, with ours, and would miss
+    `*.cpython-314-*.so`), namespace portions gathered the way PathFinder gathers them."""
+
+    def __init__(self, extension_suffixes: tuple[str, ...]) -> None:
+        machinery = importlib.machinery
+        self.loaders = ((machinery.ExtensionFileLoader, list(extension_suffixes)),
+                        (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES),
+                        (machinery.SourcelessFileLoader, machinery.BYTECODE_SUFFIXES))
+        self.folders: dict[str, importlib.machinery.FileFinder | None] = {}
+
+    def _finder(self, entry: str):
+        if entry not in self.folders:
+            self.folders[entry] = importlib.machinery.FileFinder(entry, *self.loaders) if os.path.isdir(entry) else None
+        return self.folders[entry]
+
+    def find_spec(self, name: str, path: list[str]) -> importlib.machinery.ModuleSpec | None:
+        portions: list[str] = []
+        for entry in path:
+            finder = self._finder(entry or ".")
+            spec = finder.find_spec(name) if finder is not None else None
+            if spec is None:
+                continue
+            if spec.loader is not None:
+                return spec
+            portions.extend(spec.submodule_search_locations or ())
+        if not portions:
+            return None
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = portions
         return spec
 
 
@@ -726,9 +766,13 @@ def _search_locations(spec) -> list[str]:
         return list(getattr(locations, "_path", []))
 
 
-def _classify(name: str, spec) -> tuple[ModuleKind, Path | None, bool]:
+def _classify(name: str, spec, target=None) -> tuple[ModuleKind, Path | None, bool]:
+    """The module's kind, file and package-ness; `target` (target_python.TargetPython): the
+    stdlib and extension suffixes are that Python's."""
     top = name.partition(".")[0]
     if spec is None:
+        if target is not None:
+            return (ModuleKind.STDLIB if target.is_stdlib(top, None) else ModuleKind.MISSING), None, False
         if top in sys.builtin_module_names or name in sys.builtin_module_names:
             return ModuleKind.STDLIB, None, False
         if top in sys.stdlib_module_names:
@@ -737,11 +781,11 @@ def _classify(name: str, spec) -> tuple[ModuleKind, Path | None, bool]:
     is_package = spec.submodule_search_locations is not None
     origin = spec.origin if spec.has_location else None
     path = Path(origin) if origin else None
-    if top in sys.stdlib_module_names:
+    if target.is_stdlib(top, origin) if target is not None else top in sys.stdlib_module_names:
         return ModuleKind.STDLIB, path, is_package
     if path is None:
         return ModuleKind.NAMESPACE, None, True
-    if origin.endswith(EXTENSION_SUFFIXES):
+    if origin.endswith(target.extension_suffixes if target is not None else EXTENSION_SUFFIXES):
         return ModuleKind.EXTENSION, path, is_package
     if origin.endswith((".py", ".pyw")):
         return ModuleKind.PYTHON, path, is_package
@@ -778,16 +822,18 @@ def build_import_graph(entries: list[Path], config: Config, *, max_modules: int 
         else:
             entry_specs[name] = (resolve(entry), entry.name == "__init__.py")
     search_path = [str(r) for r in local_roots] + [str(resolve(p)) for p in config.python_paths]
-    search_path += [p for p in sys.path if p and p not in search_path]
+    target_python = config.target   # another Python the tree is built for (target_python), or None
+    host_path = target_python.search_path if target_python is not None else sys.path
+    search_path += [p for p in host_path if p and p not in search_path]
     graph.search_path = search_path
-    resolver = _Resolver(search_path)
+    resolver = _Resolver(search_path, target_python)
     graph.local_prefixes = local_prefixes = tuple(str(r) + os.sep for r in local_roots)
     graph.shortest = len(min(local_prefixes, key=len)) if local_prefixes else 0
     # An editable install's checkout beside the model (inside its folder) is installed code:
     # Python imports it through the install, and the serving host has it installed too. The
     # model's own project, installed editable while the model lives in it, stays the model's.
     real_roots = [resolve(r) for r in local_roots]
-    graph.installed_prefixes = tuple(str(folder) + os.sep for folder in editable_projects()
+    graph.installed_prefixes = tuple(str(folder) + os.sep for folder in editable_projects(host_path)
                                      if not any(r == folder or folder in r.parents for r in real_roots))
     is_local = graph.is_local
 
@@ -896,7 +942,7 @@ def _new_node(graph: ImportGraph, resolver: _Resolver, target: str, importer: st
         spec = resolver.find(target)
     except (ImportError, ValueError, AttributeError, OSError):
         spec = None
-    kind, path, is_package = _classify(target, spec)
+    kind, path, is_package = _classify(target, spec, resolver.target)
     node = ModuleNode(target, kind, path, is_package, local=is_local(path))
     graph.nodes[target] = node
     if target != importer:

@@ -15,9 +15,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 
-def editable_projects() -> dict[Path, str]:
-    """Real path of each editable project's checkout -> `name version`, for the current sys.path."""
-    return _editable_projects(tuple(sys.path))
+def editable_projects(search_path=None) -> dict[Path, str]:
+    """Real path of each editable project's checkout -> `name version`, for `search_path`
+    (default: the current sys.path; a scan's target Python has its own)."""
+    return _editable_projects(tuple(sys.path if search_path is None else search_path))
 
 
 @cache

@@ -37,6 +37,9 @@ def configure_parser(sub) -> None:
     parser.add_argument("--probe", action="store_true",
                         help="settle unreadable module declarations by calling each entry point in a child of the "
                              "CPython the file is built for (the verdict is then marked observed)")
+    parser.add_argument("--python", metavar="PATH|X.Y", default=None,
+                        help="judge the tree for this Python: imports resolve against its standard library and "
+                             "paths (default: the Python the tree's extensions are built for, else the running one)")
     parser.add_argument("--show-clean", action="store_true", help="list files without findings in the table too")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar (default: when stderr is a terminal)")
@@ -93,6 +96,8 @@ def run(args) -> int:
         config = replace(config, follow_imports=False)
     if args.third_party_source:
         config = replace(config, third_party_source=True)
+    if args.python:
+        config = replace(config, python=args.python)
     # None: console.progress decides (a bar on a terminal, a plain line every few seconds elsewhere)
     progress = args.progress
     traces, model = [], None

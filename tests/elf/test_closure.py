@@ -89,3 +89,27 @@ def test_a_copy_the_package_points_at_wins_over_one_found_elsewhere(tmp_path):
     scanned = [r.path for r in results]
     assert bundled in scanned and elsewhere not in scanned
     assert len(scanned) == len(set(scanned))
+
+
+@pytest.mark.integration  # compiles libraries with gcc
+def test_a_file_built_for_another_python_is_not_served_by_our_packages(tmp_path):
+    """A library of the running Python's installed packages (`<pkg>/lib`, `<dist>.libs`) may
+    serve our own extensions, never one built for another CPython (a cp314 tree scanned from
+    here): that Python has its own site-packages."""
+    import importlib.machinery
+    import sys
+
+    from interpkit.analyzer.elf.closure import package_lib_dirs
+
+    library = next((p for folder in package_lib_dirs() for p in sorted(folder.glob("lib*.so*")) if p.is_file()), None)
+    if library is None:
+        pytest.fail("the running Python has no installed package with a lib/ or .libs folder to test with")
+    ours = importlib.machinery.EXTENSION_SUFFIXES[0]          # .cpython-311-x86_64-linux-gnu.so
+    other = ours.replace("cpython-%d%d" % sys.version_info[:2], "cpython-399")
+    source = "int f(void) { return 1; }\n"
+    link = ("-Wl,--no-as-needed", "-L", str(library.parent), f"-l:{library.name}")
+    native = gcc_shared(source, tmp_path / "ours" / f"ext{ours}", *link)
+    foreign = gcc_shared(source, tmp_path / "other" / f"ext{other}", *link)
+    results = {r.path: r for r in analyze_elf_files([native, foreign], Config())}
+    assert results[native].facts["closure"][library.name] == str(library)
+    assert results[foreign].facts["closure"].get(library.name) != str(library)
