@@ -72,11 +72,6 @@ cp_free(ik_worker *w)
 /* CPython binding **********************************************************/
 
 typedef struct {
-    PyTypeObject *interpreter_type;
-    PyObject *native_error;
-} cp_module_state;
-
-typedef struct {
     PyObject_HEAD
     ik_worker *worker;          /* NULL once closed (or leaked when lost) */
     PyObject *native_error;
@@ -96,7 +91,7 @@ Interpreter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (module == NULL) {
         return NULL;
     }
-    cp_module_state *state = PyModule_GetState(module);
+    ik_binding_state *state = ik_binding_state_of(module);
     ik_worker *w = malloc(sizeof(*w));
     if (w == NULL) {
         return PyErr_NoMemory();
@@ -315,65 +310,22 @@ static PyType_Spec Interpreter_spec = {
 static int
 copies_exec(PyObject *module)
 {
-    cp_module_state *state = PyModule_GetState(module);
-    state->interpreter_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Interpreter_spec, NULL);
-    if (state->interpreter_type == NULL
-        || PyModule_AddType(module, state->interpreter_type) < 0) {
-        return -1;
-    }
-    state->native_error = ik_binding_add_error(module, MODULE_NAME_STR ".NativeError");
-    if (state->native_error == NULL || ik_binding_add_constants(module) < 0) {
-        return -1;
-    }
-    return 0;
-}
-
-static int
-copies_traverse(PyObject *module, visitproc visit, void *arg)
-{
-    cp_module_state *state = PyModule_GetState(module);
-    Py_VISIT(state->interpreter_type);
-    Py_VISIT(state->native_error);
-    return 0;
-}
-
-static int
-copies_clear(PyObject *module)
-{
-    cp_module_state *state = PyModule_GetState(module);
-    Py_CLEAR(state->interpreter_type);
-    Py_CLEAR(state->native_error);
-    return 0;
-}
-
-static void
-copies_free(void *module)
-{
-    copies_clear((PyObject *)module);
+    return ik_binding_exec(module, &Interpreter_spec, MODULE_NAME_STR ".NativeError");
 }
 
 static PyModuleDef_Slot copies_slots[] = {
-    {Py_mod_exec, copies_exec},
-#ifdef Py_mod_multiple_interpreters
-    /* 3.12+: the state is per module object, so own-GIL interpreters may
-     * import this module too. */
-    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
-#endif
-#ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
-    {0, NULL},
+    IK_BINDING_SLOTS(copies_exec),
 };
 
 static struct PyModuleDef copies_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = MODULE_NAME_STR,
     .m_doc = "The copies runtime's binding: Interpreter (one libpython copy, one thread).",
-    .m_size = sizeof(cp_module_state),
+    .m_size = sizeof(ik_binding_state),
     .m_slots = copies_slots,
-    .m_traverse = copies_traverse,
-    .m_clear = copies_clear,
-    .m_free = copies_free,
+    .m_traverse = ik_binding_traverse,
+    .m_clear = ik_binding_clear,
+    .m_free = ik_binding_free,
 };
 
 PyMODINIT_FUNC

@@ -49,3 +49,50 @@ ik_binding_raise(PyObject *native_error, const ik_error *err)
     }
     return NULL;
 }
+
+ik_binding_state *
+ik_binding_state_of(PyObject *module)
+{
+    void *state = PyModule_GetState(module);
+    assert(state != NULL);
+    return (ik_binding_state *)state;
+}
+
+int
+ik_binding_exec(PyObject *module, PyType_Spec *spec, const char *error_name)
+{
+    ik_binding_state *state = ik_binding_state_of(module);
+    state->type = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, NULL);
+    if (state->type == NULL || PyModule_AddType(module, state->type) < 0) {
+        return -1;
+    }
+    state->native_error = ik_binding_add_error(module, error_name);
+    if (state->native_error == NULL || ik_binding_add_constants(module) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+int
+ik_binding_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    ik_binding_state *state = ik_binding_state_of(module);
+    Py_VISIT(state->type);
+    Py_VISIT(state->native_error);
+    return 0;
+}
+
+int
+ik_binding_clear(PyObject *module)
+{
+    ik_binding_state *state = ik_binding_state_of(module);
+    Py_CLEAR(state->type);
+    Py_CLEAR(state->native_error);
+    return 0;
+}
+
+void
+ik_binding_free(void *module)
+{
+    (void)ik_binding_clear((PyObject *)module);
+}

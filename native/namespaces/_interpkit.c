@@ -13,37 +13,6 @@
 
 #define MODULE_NAME_STR "interpkit.native._interpkit"
 
-/* module state *************************************************************/
-
-typedef struct {
-    PyTypeObject *runtime_type;
-    PyObject *native_error;     /* NativeError(status, index, message) */
-} ik_module_state;
-
-static inline ik_module_state *
-get_module_state(PyObject *module)
-{
-    void *state = PyModule_GetState(module);
-    assert(state != NULL);
-    return (ik_module_state *)state;
-}
-
-static int
-traverse_module_state(ik_module_state *state, visitproc visit, void *arg)
-{
-    Py_VISIT(state->runtime_type);
-    Py_VISIT(state->native_error);
-    return 0;
-}
-
-static int
-clear_module_state(ik_module_state *state)
-{
-    Py_CLEAR(state->runtime_type);
-    Py_CLEAR(state->native_error);
-    return 0;
-}
-
 /* Runtime type *************************************************************/
 
 typedef struct {
@@ -80,7 +49,7 @@ Runtime_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (module == NULL) {
         return NULL;
     }
-    ik_module_state *state = get_module_state(module);
+    ik_binding_state *state = ik_binding_state_of(module);
     RuntimeObject *self = (RuntimeObject *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
@@ -431,49 +400,11 @@ static PyType_Spec Runtime_spec = {
 static int
 ik_module_exec(PyObject *module)
 {
-    ik_module_state *state = get_module_state(module);
-    state->runtime_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &Runtime_spec, NULL);
-    if (state->runtime_type == NULL
-        || PyModule_AddType(module, state->runtime_type) < 0) {
-        return -1;
-    }
-    state->native_error = ik_binding_add_error(module, MODULE_NAME_STR ".NativeError");
-    if (state->native_error == NULL || ik_binding_add_constants(module) < 0) {
-        return -1;
-    }
-    return 0;
-}
-
-static int
-ik_module_traverse(PyObject *module, visitproc visit, void *arg)
-{
-    return traverse_module_state(get_module_state(module), visit, arg);
-}
-
-static int
-ik_module_clear(PyObject *module)
-{
-    return clear_module_state(get_module_state(module));
-}
-
-static void
-ik_module_free(void *module)
-{
-    (void)clear_module_state(get_module_state((PyObject *)module));
+    return ik_binding_exec(module, &Runtime_spec, MODULE_NAME_STR ".NativeError");
 }
 
 static PyModuleDef_Slot ik_module_slots[] = {
-    {Py_mod_exec, ik_module_exec},
-#ifdef Py_mod_multiple_interpreters
-    /* 3.12+: the state is per module object, so own-GIL interpreters may
-     * import this module too. */
-    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
-#endif
-#ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
-    {0, NULL},
+    IK_BINDING_SLOTS(ik_module_exec),
 };
 
 PyDoc_STRVAR(ik_module_doc,
@@ -484,11 +415,11 @@ static struct PyModuleDef ik_module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = MODULE_NAME_STR,
     .m_doc = ik_module_doc,
-    .m_size = sizeof(ik_module_state),
+    .m_size = sizeof(ik_binding_state),
     .m_slots = ik_module_slots,
-    .m_traverse = ik_module_traverse,
-    .m_clear = ik_module_clear,
-    .m_free = ik_module_free,
+    .m_traverse = ik_binding_traverse,
+    .m_clear = ik_binding_clear,
+    .m_free = ik_binding_free,
 };
 
 PyMODINIT_FUNC

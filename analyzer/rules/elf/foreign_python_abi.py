@@ -3,12 +3,16 @@
 ## What it does
 Flags extensions whose file name carries a CPython version tag
 (`foo.cpython-314-x86_64-linux-gnu.so`) other than the CPython interpkit runs on, and gives
-the `namespaces` and `copies` backends the verdict `n/a`.
+the `copies` backend the verdict `n/a`; the `namespaces` backend too, unless a CPython of that
+version with a shared libpython is found here (`INTERPKIT_PYTHONS`, `[tool.interpkit]
+interpreters`, pyenv, PATH): the namespaces runtime is then built for it and runs in a child
+of that Python (`verify`, `run`), and the other rules decide its verdict.
 
 ## Why is this bad?
-Both backends run interpreters of the running Python's own libpython (a `dlmopen` namespace
-each, or a renamed copy each). A module built for CPython 3.14 needs the 3.14 ABI: those
-runtimes cannot load it at all, so neither `ok` nor `fail` describes them. The
+Both backends run interpreters of a libpython (a `dlmopen` namespace each, or a renamed copy
+each) of one CPython. A module built for CPython 3.14 needs the 3.14 ABI: the copies runtime
+(the running Python's libpython only) and, without a 3.14 to build it for, the namespaces
+runtime cannot load it at all, so neither `ok` nor `fail` describes them. The
 `subinterpreters` verdict still applies: it is decided by the module's declaration and
 checked with a matching Python (`interpkit verify --python 3.14`).
 
@@ -29,6 +33,7 @@ judge the other backends.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Iterator
 
@@ -48,11 +53,32 @@ RULE = Rule(
 )
 
 
+@functools.cache
+def namespaces_python(version: tuple[int, int]) -> str | None:
+    """The CPython ``version`` found here that the namespaces runtime can be built for (shared
+    libpython, not free-threaded), or None; discovery runs each candidate once per process."""
+    from interpkit.core.errors import RuntimeUnavailable
+    from interpkit.native.pythons import python_for_abi
+
+    try:
+        return str(python_for_abi(f"cpython-{version[0]}{version[1]}-", runtime="namespaces").executable)
+    except RuntimeUnavailable:
+        return None
+
+
 def check(facts, host: tuple[int, int] = tuple(sys.version_info[:2])) -> Iterator[Finding]:
     tag = facts.python_tag
     if not facts.is_extension or tag is None or tag == host:
         return
-    yield RULE.finding(facts.path, f"is built for CPython {tag[0]}.{tag[1]}: the namespaces and copies runtimes host "
-                       f"CPython {host[0]}.{host[1]} (the Python interpkit runs on) and cannot load it",
-                       symbol=f"cpython-{tag[0]}{tag[1]}",
-                       data={"built_for": f"{tag[0]}.{tag[1]}", "host": f"{host[0]}.{host[1]}"})
+    data = {"built_for": f"{tag[0]}.{tag[1]}", "host": f"{host[0]}.{host[1]}"}
+    python = namespaces_python(tag)
+    if python is None:
+        yield RULE.finding(facts.path, f"is built for CPython {tag[0]}.{tag[1]}: the namespaces and copies runtimes "
+                           f"host CPython {host[0]}.{host[1]} (the Python interpkit runs on; no CPython "
+                           f"{tag[0]}.{tag[1]} with a shared libpython was found here) and cannot load it",
+                           symbol=f"cpython-{tag[0]}{tag[1]}", data=data)
+        return
+    yield RULE.finding(facts.path, f"is built for CPython {tag[0]}.{tag[1]}: the copies runtime hosts CPython "
+                       f"{host[0]}.{host[1]} only and cannot load it (namespaces run it in a child of {python})",
+                       symbol=f"cpython-{tag[0]}{tag[1]}", backends=frozenset({Backend.COPIES}),
+                       verdicts={Backend.COPIES: Verdict.NOT_APPLICABLE}, data={**data, "namespaces_python": python})
