@@ -95,6 +95,10 @@ def measure_namespaces(job: dict, teardown: contextlib.ExitStack, runtime_class=
     split = attribute(mappings, objects)
     for index, entry in enumerate(per_interpreter):
         entry["objects"] = split.by_interpreter.get(index, MemoryTotals()).as_dict()
+        # Each namespace loads its own copy of every file: what this one wrote of them (relocated
+        # and written .data, touched .bss) a further one writes again; pages no code wrote stay
+        # clean or unallocated, however many the program headers declare writable.
+        entry["repeated_files_bytes"] = entry["objects"]["private_dirty_bytes"]
     by_object = {f"{i}:{path}": totals.as_dict() for (i, path), totals in split.by_object.items()}
     return {
         "baseline": baseline.as_dict(),
@@ -231,8 +235,10 @@ def measure_processes(job: dict, teardown: contextlib.ExitStack) -> dict:
             mappings = read_smaps(pid)
             split = attribute(mappings, [], pid=pid)
             total.add(total_of(mappings))
+            # A process maps its own copy of every file: what it wrote of them, another writes again.
             per_interpreter.append({"objects": split.host_objects.as_dict(),
-                                    "heap_bytes": split.anonymous.private_dirty})
+                                    "heap_bytes": split.anonymous.private_dirty,
+                                    "repeated_files_bytes": split.host_objects.private_dirty})
             if not loaded:
                 loaded = _mapped_objects(mappings)
                 attribution = split.as_dict()
