@@ -123,7 +123,7 @@ class Prediction:
     backend: str
     base_pss: int            # Pss of the measured one-interpreter run, everything shared counted once
     heap: int                # what that interpreter added of anonymous memory (heap, arenas, stacks) and
-                             # each further one repeats (a subinterpreters server's own start is left out)
+                             # each further one repeats (subinterpreters: an empty one's start, not its server's)
     files: int               # the private file pages each further interpreter adds (see files_source)
     files_source: FilesSource = FilesSource.STATIC
 

@@ -177,3 +177,31 @@ def test_the_prediction_counts_the_file_pages_written_not_those_declared(built_f
     # The ceiling in its place misses by far more than the tolerance: the cause this guards.
     ceiling = prediction.base_pss + prediction.heap + report.estimate.backend("namespaces").private_per_interpreter
     assert (ceiling - two.total_pss) / two.total_pss > TOLERANCE
+
+
+def test_a_further_subinterpreter_repeats_an_empty_one_and_the_workload():
+    """One subinterpreter measured cannot tell its own start from its server's: the child also
+    starts a server of one more empty subinterpreter, and the prediction repeats that and what the
+    workload added. Every interpreter answered one call first, so interpreter 0 (asked for the
+    pid) holds no more of the call machinery than the others."""
+    _need("subinterpreters", "3.13")
+    from interpkit.native.subinterpreters.runtime import resolve_python
+
+    python = str(resolve_python("3.13").executable)
+    workload = Workload(("decimal", "email.parser", "xml.dom.minidom"))
+    samples = [run_child({"backend": "subinterpreters", "interpreters": n, "python": python, **workload.as_dict()},
+                         timeout_s=300) for n in (1, 2)]
+    assert [s.error for s in samples] == [None, None]
+    (first,) = samples[0].per_interpreter
+    assert first["empty_interpreter_bytes"] > 0
+    assert first["repeated_heap_bytes"] > first["empty_interpreter_bytes"]
+    # Interpreter 0 pays for the workload what interpreter 1 pays.
+    zero, one = (entry["repeated_heap_bytes"] for entry in samples[1].per_interpreter)
+    assert abs(zero - one) <= TOLERANCE * one, (zero, one)
+    # What the prediction repeats is what the second interpreter added. Compared on Private_Dirty:
+    # the Pss of the shared libpython's pages moves with whatever else on the machine maps it.
+    report = MemoryReport.build(workload, estimate_files([], python=None), samples)
+    repeated = report.predictions["subinterpreters"].heap
+    (two,) = [row for row in report.rows if row.interpreters == 2]
+    assert repeated == first["repeated_heap_bytes"]
+    assert abs(repeated - two.marginal_private_dirty) <= TOLERANCE * two.marginal_private_dirty, (repeated, two)
