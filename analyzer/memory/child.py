@@ -95,6 +95,10 @@ def measure_namespaces(job: dict, teardown: contextlib.ExitStack, runtime_class=
     split = attribute(mappings, objects)
     for index, entry in enumerate(per_interpreter):
         entry["objects"] = split.by_interpreter.get(index, MemoryTotals()).as_dict()
+        # Each namespace loads its own copy of every file: what this one wrote of them (relocated
+        # and written .data, touched .bss) a further one writes again; pages no code wrote stay
+        # clean or unallocated, however many the program headers declare writable.
+        entry["repeated_files_bytes"] = entry["objects"]["private_dirty_bytes"]
     by_object = {f"{i}:{path}": totals.as_dict() for (i, path), totals in split.by_object.items()}
     return {
         "baseline": baseline.as_dict(),
@@ -231,8 +235,10 @@ def measure_processes(job: dict, teardown: contextlib.ExitStack) -> dict:
             mappings = read_smaps(pid)
             split = attribute(mappings, [], pid=pid)
             total.add(total_of(mappings))
+            # A process maps its own copy of every file: what it wrote of them, another writes again.
             per_interpreter.append({"objects": split.host_objects.as_dict(),
-                                    "heap_bytes": split.anonymous.private_dirty})
+                                    "heap_bytes": split.anonymous.private_dirty,
+                                    "repeated_files_bytes": split.host_objects.private_dirty})
             if not loaded:
                 loaded = _mapped_objects(mappings)
                 attribution = split.as_dict()
@@ -321,22 +327,38 @@ def measure_subinterpreters(job: dict, teardown: contextlib.ExitStack) -> dict:
     finally:
         bare.stop()
     per_interpreter: list[dict] = []
+    # What one more empty subinterpreter costs, told apart from its server's own start (which
+    # is paid once): a server of n + 1 empty ones against the server of n measured below.
+    # With n = 1 alone the two cannot be separated, and the prediction needs the first.
+    probe = SubinterpreterRuntime(n + 1, python=python, sys_path=tuple(job["sys_path"]),
+                                  timeout_s=job.get("timeout") or 300, memory_limit_mb=None)
+    try:
+        # Every interpreter answers one call first: the call's own machinery (pickle, ...) is then
+        # in each of them, not only in the one asked for the pid, whose workload would look cheaper.
+        probe_pid = probe.call_all("os:getpid")[0]
+        probe_anonymous = attribute(read_smaps(probe_pid), [], pid=probe_pid).anonymous.private_dirty
+    finally:
+        _close_server(probe)
     # The outer sandbox bounds memory and time for the whole group; the server child is in it.
     rt = SubinterpreterRuntime(n, python=python, sys_path=tuple(job["sys_path"]),
                                timeout_s=job.get("timeout") or 300, memory_limit_mb=None)
     teardown.callback(_close_server, rt)
-    pid = rt.call(0, "os:getpid")
+    pid = rt.call_all("os:getpid")[0]
     started = read_rollup(pid)
-    start_share = (attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty - baseline_anonymous) // n
+    started_anonymous = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
+    start_share = (started_anonymous - baseline_anonymous) // n
+    empty_subinterpreter = max(0, probe_anonymous - started_anonymous)
     source = _workload_source(job)
     for index in range(n):
         anon_prev = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
         rt.run(index, source)
         anon_now = attribute(read_smaps(pid), [], pid=pid).anonymous.private_dirty
         # The start share is mostly the server's own main interpreter, paid once however many
-        # subinterpreters it holds: what a further one repeats is what the workload added.
+        # subinterpreters it holds: a further one repeats an empty subinterpreter and what the
+        # workload added.
         per_interpreter.append({"heap_bytes": start_share + anon_now - anon_prev,
-                                "repeated_heap_bytes": anon_now - anon_prev})
+                                "empty_interpreter_bytes": empty_subinterpreter,
+                                "repeated_heap_bytes": empty_subinterpreter + anon_now - anon_prev})
     mappings = read_smaps(pid)
     split = attribute(mappings, [], pid=pid)
     return {"baseline": baseline.as_dict(), "started": started.as_dict(), "total": total_of(mappings).as_dict(),

@@ -5,18 +5,25 @@ documented in docs/memory-contract.md) and an optional PNG plot. Nothing here me
 reads ELF files; it only combines.
 
 The prediction of a backend's Pss for N interpreters uses only what is known before N
-run: the one-interpreter sample of that backend and the static ELF facts,
+run: the one-interpreter sample of that backend (and the static ELF facts where it cannot
+tell file pages from heap),
 
-    predicted(N) = Pss(1) + (N - 1) x (heap(1) + files(static))
+    predicted(N) = Pss(1) + (N - 1) x (heap(1) + files(1))
 
 heap(1) being the anonymous memory the first interpreter (thread, process, forked child)
-added and files(static) what the ELF estimate says each further one keeps private of its
-files. What all of them share (text, the page cache, a forked parent's pages) is in Pss(1)
-once and does not grow. The static estimate alone ("files only") stays a detail.
+added and files(1) the Private_Dirty of its own copies of the files (namespaces, copies,
+processes: relocated and written .data, touched .bss), which each further one writes again.
+The static estimate counts every writable page, also those no code path writes (a CUDA
+library's tables on a machine without a GPU: 542 MiB declared, 115 MiB written), so it is
+used only where the sample has no files of its own (the forked children write into their
+parent's copies, threads and subinterpreters share one). What all of them share (text, the
+page cache, a forked parent's pages) is in Pss(1) once and does not grow. The static
+estimate alone ("files only") stays a detail.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from interpkit.core.errors import InputError
@@ -80,9 +87,11 @@ JSON_SCHEMA = {
         }},
         "predictions": {"type": "object", "additionalProperties": {
             "type": "object",
-            "required": ["backend", "base_pss_bytes", "heap_bytes", "files_bytes", "per_interpreter_bytes"],
+            "required": ["backend", "base_pss_bytes", "heap_bytes", "files_bytes", "files_source",
+                         "per_interpreter_bytes"],
             "properties": {"backend": {"enum": list(BACKENDS)}, "base_pss_bytes": {"type": "integer"},
                            "heap_bytes": {"type": "integer"}, "files_bytes": {"type": "integer"},
+                           "files_source": {"enum": ["measured", "static"]},
                            "per_interpreter_bytes": {"type": "integer"}},
         }},
         "cheapest": {"oneOf": [{"type": "null"}, {
@@ -99,15 +108,24 @@ JSON_SCHEMA = {
 }
 
 
+class FilesSource(StrEnum):
+    """Where a prediction's per-interpreter files term comes from."""
+
+    MEASURED = "measured"    # the first interpreter's Private_Dirty of its own copies of the files
+    STATIC = "static"        # the ELF estimate (a backend whose child cannot tell files from heap)
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """A backend's Pss for N interpreters, from its one-interpreter sample and the ELF estimate."""
+    """A backend's Pss for N interpreters, from its one-interpreter sample (and the ELF estimate
+    where that sample cannot tell file pages from heap)."""
 
     backend: str
     base_pss: int            # Pss of the measured one-interpreter run, everything shared counted once
     heap: int                # what that interpreter added of anonymous memory (heap, arenas, stacks) and
-                             # each further one repeats (a subinterpreters server's own start is left out)
-    files: int               # files only: the static ELF estimate of its private file pages
+                             # each further one repeats (subinterpreters: an empty one's start, not its server's)
+    files: int               # the private file pages each further interpreter adds (see files_source)
+    files_source: FilesSource = FilesSource.STATIC
 
     @property
     def per_interpreter(self) -> int:
@@ -118,7 +136,8 @@ class Prediction:
 
     def as_dict(self) -> dict:
         return {"backend": self.backend, "base_pss_bytes": self.base_pss, "heap_bytes": self.heap,
-                "files_bytes": self.files, "per_interpreter_bytes": self.per_interpreter}
+                "files_bytes": self.files, "files_source": str(self.files_source),
+                "per_interpreter_bytes": self.per_interpreter}
 
 
 @dataclass
@@ -264,9 +283,15 @@ class MemoryReport:
                     # could tell it apart from a one-off start (a subinterpreters server), else all of it.
                     repeated = _mean([p["repeated_heap_bytes"] for p in sample.per_interpreter
                                       if "repeated_heap_bytes" in p])
-                    report.predictions[backend] = Prediction(backend, sample.total.pss,
-                                                             row.heap if repeated is None else repeated,
-                                                             static.private_per_interpreter)
+                    # The files each further interpreter writes of its own copies, as measured in the
+                    # first; the static ceiling counts every writable page, also those no code writes
+                    # (a GPU library's .bss on a machine without one: 542 MiB against 115 written).
+                    files = _mean([p["repeated_files_bytes"] for p in sample.per_interpreter
+                                   if "repeated_files_bytes" in p])
+                    report.predictions[backend] = Prediction(
+                        backend, sample.total.pss, row.heap if repeated is None else repeated,
+                        static.private_per_interpreter if files is None else files,
+                        FilesSource.STATIC if files is None else FilesSource.MEASURED)
                 if sample.loaded:
                     row.estimate_loaded = estimate_loaded([Path(p) for p in sample.loaded]) \
                         .backend(backend).private_per_interpreter
@@ -303,7 +328,7 @@ class MemoryReport:
 
         table = Table(title="Memory, MiB. Pss total is the headline (a page shared by k mappings counts 1/k in "
                             "each; RSS, last column, counts it k times). predicted = Pss(1) + (N−1) × (heap of "
-                            "interpreter 1 + its files' private pages, static ELF estimate), known before N ran.",
+                            "interpreter 1 + the file pages it wrote of its own copies), known before N ran.",
                       title_justify="left")
         headings = (("backend", "left"), ("Python", "left"), ("N", "right"), ("Pss total", "right"), ("predicted", "right"),
                     ("error", "right"), ("Δ Pss/interp", "right"), ("Private_Dirty", "right"),
@@ -402,7 +427,7 @@ class MemoryReport:
                 axes.plot(xs, [prediction.pss(n) / MIB for n in xs], linestyle="--", color=line.get_color(),
                           alpha=0.7)
         if self.predictions:
-            axes.plot([], [], linestyle="--", color="grey", label="predicted from N = 1 (heap + ELF files)")
+            axes.plot([], [], linestyle="--", color="grey", label="predicted from N = 1 (heap + files written)")
         axes.set_xticks(counts)
         axes.set_xlabel("interpreters (threads, processes, forked children)")
         axes.set_ylabel("total Pss (MiB)")

@@ -21,8 +21,8 @@ def configure_parser(sub) -> None:
         "measured Pss and its prediction",
         description="Start 1..N interpreters, import the given modules (and extension files), optionally call "
         "a function, and read /proc/<pid>/smaps: total Pss, Private_Dirty, Shared, the marginal cost of the next "
-        "interpreter, beside a prediction of the Pss for N made from the one-interpreter run (its heap) and the "
-        "static ELF estimate of each interpreter's private file pages. By default the options a user would "
+        "interpreter, beside a prediction of the Pss for N made from the one-interpreter run (its heap and the "
+        "file pages it wrote of its own copies; the static ELF estimate stays a detail). By default the options a user would "
         "pick instead are measured in the same run: one process with N threads, N processes (sum of Pss), N "
         "processes forked after preloading the workload (with and without gc.freeze()) and, where the workload "
         "imports there, subinterpreters of --python; one line names the option that holds N for the least "

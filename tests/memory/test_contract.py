@@ -59,8 +59,15 @@ def test_predictions_start_from_one_interpreter(peers_report):
         one = rows[(backend, 1)]
         assert prediction["base_pss_bytes"] == one["total_pss_bytes"] == one["predicted_pss_bytes"]
         assert prediction["heap_bytes"] == one["heap_bytes"]   # (subinterpreters: the workload's part only)
-        assert prediction["files_bytes"] == peers_report["estimate"]["backends"][backend][
-            "private_per_interpreter_bytes"]
+        (sample,) = [s for s in peers_report["samples"] if (s["backend"], s["interpreters"]) == (backend, 1)]
+        if backend in ("namespaces", "processes"):
+            # Each has its own copies of the files: what the first wrote of them, the next writes again.
+            assert prediction["files_source"] == "measured"
+            assert prediction["files_bytes"] == sample["per_interpreter"][0]["objects"]["private_dirty_bytes"]
+        else:
+            assert prediction["files_source"] == "static"
+            assert prediction["files_bytes"] == peers_report["estimate"]["backends"][backend][
+                "private_per_interpreter_bytes"]
         two = rows[(backend, 2)]
         assert two["predicted_pss_bytes"] == prediction["base_pss_bytes"] + prediction["per_interpreter_bytes"]
         assert two["prediction_error"] == pytest.approx(

@@ -30,7 +30,7 @@ FIXTURES = sorted(p.name for p in (REPO_ROOT / "fixtures" / "ext").iterdir()
 # fixture -> (accepted statuses, signal, preimport)
 EXPECTED: dict[str, tuple[frozenset[str], str | None, tuple[str, ...]]] = {
     **{name: (frozenset({"ok"}), None, ()) for name in (
-        "bigstate", "clash_a", "clash_b", "clean", "gilstate", "gnu_unique_cpp",
+        "bigstate", "clash_a", "clash_b", "clean", "coldstate", "gilstate", "gnu_unique_cpp",
         "initial_exec_tls", "libpython_linked", "mixed_init", "multi_phase_isolated",
         "multi_phase_no_slot", "pybind11_module", "pystate_registry", "rpath_absolute",
         "single_phase_static", "static_type")},
