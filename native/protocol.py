@@ -25,6 +25,25 @@ from interpkit.native.errors import InterpreterClosed, InterpreterTimeout, Remot
 TEARDOWN_POLICIES = ("finalize", "retire")
 
 
+def checked_start(n: int, teardown: str, libpython) -> "Path":
+    """What every runtime checks before it starts anything, with the same errors: at least one
+    interpreter, a known teardown policy, a usable shared libpython (default: the running
+    Python's). Returns the libpython's path."""
+    from pathlib import Path
+
+    from interpkit.native import limits
+
+    if n < 1:
+        raise ValueError(f"cannot start {n} interpreters (need at least 1)")
+    if teardown not in TEARDOWN_POLICIES:
+        raise ValueError(f"teardown must be one of {', '.join(TEARDOWN_POLICIES)} (got {teardown!r})")
+    path = Path(libpython) if libpython is not None else limits.find_libpython()
+    reason = limits.check_libpython(path)
+    if reason:
+        raise RuntimeStartError(f"cannot use {path} as libpython ({reason})")
+    return path
+
+
 @dataclass(frozen=True)
 class LoadedObject:
     """One object an interpreter has loaded: its path, load base and link-map namespace."""

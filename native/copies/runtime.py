@@ -39,10 +39,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from interpkit.native import limits
 from interpkit.native.copies.templates import PLACEHOLDER, CopyRefused, TemplateMaker, copy_soname_stem
 from interpkit.native.errors import InterpreterClosed, RemoteError, RuntimeStartError
-from interpkit.native.protocol import TEARDOWN_POLICIES, LoadedObject, RuntimeTeardown
+from interpkit.native.protocol import LoadedObject, RuntimeTeardown, checked_start
 from interpkit.native.requests import InterpreterRequests
 
 _LOADER = Path(__file__).parent.parent / "guest" / "copies_loader.py"
@@ -265,14 +264,7 @@ class CopiesRuntime(RuntimeTeardown, InterpreterRequests):
                  threads_per_interpreter: int | None = None, teardown: str = "finalize") -> None:
         from interpkit.native import _copies
 
-        if n < 1:
-            raise ValueError(f"cannot start {n} interpreters (need at least 1)")
-        if teardown not in TEARDOWN_POLICIES:
-            raise ValueError(f"teardown must be one of {', '.join(TEARDOWN_POLICIES)} (got {teardown!r})")
-        path = Path(libpython) if libpython is not None else limits.find_libpython()
-        reason = limits.check_libpython(path)
-        if reason:
-            raise RuntimeStartError(f"cannot use {path} as libpython ({reason})")
+        path = checked_start(n, teardown, libpython)
         self.n = n
         self.timeout = timeout
         # Accepted for the namespaces runtime's signature, not applied: the libraries that own

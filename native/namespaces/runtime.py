@@ -26,12 +26,11 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from interpkit.native import _interpkit, limits
 from interpkit.native.errors import InterpreterClosed, RemoteError, RuntimeStartError
-from interpkit.native.protocol import TEARDOWN_POLICIES, LoadedObject, RuntimeTeardown, TeardownRecord
+from interpkit.native.protocol import TEARDOWN_POLICIES, LoadedObject, RuntimeTeardown, TeardownRecord, checked_start
 from interpkit.native.requests import InterpreterRequests
 
 __all__ = ["Runtime", "LoadedObject", "TeardownRecord", "TEARDOWN_POLICIES", "opened_namespaces",
@@ -117,19 +116,12 @@ class Runtime(RuntimeTeardown, InterpreterRequests):
                  timeout: float | None = None, sys_path: Iterable[str] | None = None,
                  start_timeout: float = 300.0, threads_per_interpreter: int | None = None,
                  teardown: str = "finalize") -> None:
-        if n < 1:
-            raise ValueError(f"cannot start {n} interpreters (need at least 1)")
         if threads_per_interpreter is not None and (
                 isinstance(threads_per_interpreter, bool) or not isinstance(threads_per_interpreter, int)
                 or threads_per_interpreter < 0):
             raise ValueError(f"threads_per_interpreter must be an integer >= 0 or None "
                              f"(got {threads_per_interpreter!r})")
-        if teardown not in TEARDOWN_POLICIES:
-            raise ValueError(f"teardown must be one of {', '.join(TEARDOWN_POLICIES)} (got {teardown!r})")
-        path = Path(libpython) if libpython is not None else limits.find_libpython()
-        reason = limits.check_libpython(path)
-        if reason:
-            raise RuntimeStartError(f"cannot use {path} as libpython ({reason})")
+        path = checked_start(n, teardown, libpython)
         refused = limits.too_many(n)
         if refused:
             raise refused
